@@ -1,0 +1,134 @@
+"""The audit trail: who changed clinical data, when, what, through which door, and why.
+
+Every clinical model carries `history = audit_history()`. The history row records the actor and the
+door (admin, API, command, system) from the current audit context, which the admin middleware, the API
+authentication and management commands set. On PostgreSQL the history tables are append-only: a trigger
+refuses UPDATE and DELETE on them (installed after every migrate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass
+
+from django.db import connection, models
+from simple_history.models import HistoricalRecords
+from simple_history.signals import pre_create_historical_record
+
+
+class Door(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    API = "api", "API key"
+    COMMAND = "command", "Management command"
+    SYSTEM = "system", "System (task or shell)"
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    door: str
+    actor: str = ""
+    user_id: int | None = None
+
+
+_context: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
+    "audit_context", default=AuditContext(door=Door.SYSTEM)
+)
+
+
+@contextlib.contextmanager
+def audit_context(*, door: str, actor: str = "", user=None):
+    """Attribute every history row written inside the block to `door` and `actor` (or `user`)."""
+    if user is not None and not actor:
+        actor = user.get_username()
+    token = _context.set(AuditContext(door=door, actor=actor, user_id=getattr(user, "pk", None)))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def current_audit_context() -> AuditContext:
+    return _context.get()
+
+
+class AuditedHistory(models.Model):
+    """Extra columns of every history table: the door and a readable actor, beside simple-history's own."""
+
+    history_door = models.CharField(max_length=16, choices=Door.choices, default=Door.SYSTEM)
+    history_actor = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+def audit_history(**kwargs) -> HistoricalRecords:
+    """The history descriptor for a clinical model (user kept by id, so removing a user rewrites nothing)."""
+    return HistoricalRecords(
+        bases=[AuditedHistory],
+        history_user_id_field=models.IntegerField(null=True, blank=True, db_index=True),
+        **kwargs,
+    )
+
+
+def _stamp_history_row(sender, history_instance, **kwargs):
+    ctx = current_audit_context()
+    history_instance.history_door = ctx.door
+    history_instance.history_actor = ctx.actor
+    if history_instance.history_user_id is None and ctx.user_id is not None:
+        history_instance.history_user_id = ctx.user_id
+
+
+pre_create_historical_record.connect(_stamp_history_row, dispatch_uid="registry.audit.stamp")
+
+
+class AuditDoorMiddleware:
+    """Requests to the admin are attributed to the admin door and the logged-in user."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if request.path.startswith("/admin/") and user is not None and user.is_authenticated:
+            with audit_context(door=Door.ADMIN, user=user):
+                return self.get_response(request)
+        return self.get_response(request)
+
+
+APPEND_ONLY_FUNCTION = """
+CREATE OR REPLACE FUNCTION registry_history_append_only() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'audit history table % is append-only: % refused', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$ LANGUAGE plpgsql;
+"""
+
+
+def history_tables() -> list[str]:
+    from django.apps import apps
+
+    return sorted(
+        model._meta.db_table
+        for model in apps.get_models()
+        if model.__name__.startswith("Historical") and hasattr(model, "history_door")
+    )
+
+
+def install_append_only_triggers(**kwargs) -> None:
+    """Make every history table refuse UPDATE and DELETE (PostgreSQL only; idempotent)."""
+    if connection.vendor != "postgresql":
+        return
+    existing = set(connection.introspection.table_names())
+    with connection.cursor() as cursor:
+        cursor.execute(APPEND_ONLY_FUNCTION)
+        for table in history_tables():
+            if table not in existing:
+                continue
+            quoted = connection.ops.quote_name(table)
+            cursor.execute(f"DROP TRIGGER IF EXISTS registry_append_only ON {quoted}")
+            cursor.execute(
+                f"CREATE TRIGGER registry_append_only BEFORE UPDATE OR DELETE ON {quoted} "
+                "FOR EACH ROW EXECUTE FUNCTION registry_history_append_only()"
+            )

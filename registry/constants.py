@@ -1,0 +1,120 @@
+"""Choices and catalogues of the registry app."""
+
+from django.db import models
+
+
+class StudyPhase(models.TextChoices):
+    EARLY_1 = "early1", "Early phase 1"
+    PHASE_1 = "1", "Phase 1"
+    PHASE_1_2 = "1/2", "Phase 1/2"
+    PHASE_2 = "2", "Phase 2"
+    PHASE_2_3 = "2/3", "Phase 2/3"
+    PHASE_3 = "3", "Phase 3"
+    PHASE_4 = "4", "Phase 4"
+    OBSERVATIONAL = "obs", "Observational / registry"
+
+
+class StudyStatus(models.TextChoices):
+    PLANNED = "planned", "Planned"
+    RECRUITING = "recruiting", "Recruiting"
+    ACTIVE = "active", "Active, not recruiting"
+    COMPLETED = "completed", "Completed"
+    SUSPENDED = "suspended", "Suspended"
+    TERMINATED = "terminated", "Terminated"
+
+
+class Role(models.TextChoices):
+    COORDINATOR = "coordinator", "Study coordinator"
+    INVESTIGATOR = "investigator", "Investigator"
+    DATA_MANAGER = "data_manager", "Data manager"
+    MONITOR = "monitor", "Monitor (read only)"
+
+
+# Roles that may write clinical data for their site; monitors only read.
+WRITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR, Role.DATA_MANAGER})
+
+
+class Sex(models.TextChoices):
+    FEMALE = "F", "Female"
+    MALE = "M", "Male"
+
+
+class DonorRelation(models.TextChoices):
+    AUTOLOGOUS = "autologous", "Autologous (the recipient)"
+    RELATED = "related", "Related"
+    UNRELATED = "unrelated", "Unrelated"
+
+
+class ScreeningResult(models.TextChoices):
+    NEGATIVE = "negative", "Negative"
+    POSITIVE = "positive", "Positive"
+    NOT_DONE = "not_done", "Not done"
+
+
+DONOR_SCREENING_TESTS = ("hbv", "hcv", "hiv", "syphilis", "cmv", "htlv")
+
+
+class TissueSource(models.TextChoices):
+    BONE_MARROW = "bone_marrow", "Bone marrow"
+    UMBILICAL_CORD = "umbilical_cord", "Umbilical cord"
+    ADIPOSE = "adipose", "Adipose tissue"
+    OTHER = "other", "Other"
+
+
+class ProductOrigin(models.TextChoices):
+    ALLOGENEIC = "allogeneic", "Allogeneic"
+    AUTOLOGOUS = "autologous", "Autologous"
+
+
+class TestOutcome(models.TextChoices):
+    NEGATIVE = "negative", "Negative"
+    POSITIVE = "positive", "Positive"
+
+
+class Karyotype(models.TextChoices):
+    NORMAL = "normal", "Normal"
+    ABNORMAL = "abnormal", "Abnormal"
+
+
+class ReleaseStatus(models.TextChoices):
+    PENDING = "pending", "Pending (tests missing)"
+    RELEASED = "released", "Released"
+    FAILED = "failed", "Failed release"
+
+
+# ISCT minimal criteria (Dominici 2006) plus common lot tests. Each criterion: field on CellProduct,
+# the rule, and how it reads in an error. A missing value fails the criterion as "not tested".
+RELEASE_CRITERIA: tuple[tuple[str, str, object, str], ...] = (
+    ("plastic_adherent", "eq", True, "plastic adherence must be shown"),
+    ("cd105_pct", "ge", 95, "CD105 must be >= 95%"),
+    ("cd73_pct", "ge", 95, "CD73 must be >= 95%"),
+    ("cd90_pct", "ge", 95, "CD90 must be >= 95%"),
+    ("cd45_pct", "le", 2, "CD45 must be <= 2%"),
+    ("cd34_pct", "le", 2, "CD34 must be <= 2%"),
+    ("cd14_or_cd11b_pct", "le", 2, "CD14 or CD11b must be <= 2%"),
+    ("cd79a_or_cd19_pct", "le", 2, "CD79a or CD19 must be <= 2%"),
+    ("hla_dr_pct", "le", 2, "HLA-DR must be <= 2%"),
+    ("trilineage_shown", "eq", True, "trilineage differentiation must be shown"),
+    ("viability_pct", "ge", 80, "viability must be >= 80%"),
+    ("sterility", "eq", "negative", "sterility must be negative"),
+    ("mycoplasma", "eq", "negative", "mycoplasma must be negative"),
+    ("endotoxin_eu_per_ml", "lt", 0.5, "endotoxin must be < 0.5 EU/mL"),
+    ("karyotype", "eq", "normal", "karyotype must be normal"),
+)
+
+
+# Default follow-up template (DOMAIN.md): code, label, offset from day 0, window before, window after.
+DEFAULT_VISIT_TEMPLATE: tuple[tuple[str, str, int, int, int], ...] = (
+    ("BL", "Baseline (before the first infusion)", 0, 14, 0),
+    ("D7", "Day 7 (second infusion / early safety)", 7, 2, 2),
+    ("M1", "Month 1", 30, 7, 7),
+    ("M3", "Month 3", 91, 14, 14),
+    ("M6", "Month 6", 182, 14, 14),
+    ("M9", "Month 9", 274, 14, 14),
+    ("M12", "Month 12", 365, 30, 30),
+    ("M18", "Month 18", 547, 30, 30),
+    ("M24", "Year 2", 730, 30, 30),
+    ("M36", "Year 3", 1095, 30, 30),
+    ("M48", "Year 4", 1460, 30, 30),
+    ("M60", "Year 5", 1825, 30, 30),
+)

@@ -1,0 +1,297 @@
+"""Studies, sites and who works there, donors, cell product lots and follow-up schedule templates."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from registry import constants as c
+from registry.audit import audit_history
+from registry.scoping import SiteScopedQuerySet
+
+CODE_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Use letters, digits, '.', '_' or '-' (no spaces)."
+)
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"'{value}' is not an IANA time zone (e.g. Asia/Shanghai).", code="time_zone")
+
+
+class TimeStampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        abstract = True
+
+
+class Site(TimeStampedModel):
+    """A hospital taking part in studies. Patients belong to one site; a site sees only its own."""
+
+    code = models.CharField(max_length=20, unique=True, validators=[CODE_VALIDATOR])
+    name = models.CharField(max_length=200)
+    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 code, e.g. CN.")
+    time_zone = models.CharField(max_length=64, validators=[validate_time_zone], default="UTC")
+    contact_email = models.EmailField(blank=True)
+    safety_email = models.EmailField(blank=True, help_text="Where expedited safety alerts go.")
+    address = models.TextField(blank=True)
+
+    objects = SiteScopedQuerySet.as_manager()
+    SITE_LOOKUP = "pk"
+    history = audit_history()
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(country__regex=r"^[A-Z]{2}$"), name="site_country_iso2",
+                violation_error_message="Country must be a two-letter upper-case ISO code.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} – {self.name}"
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+
+class StudyQuerySet(models.QuerySet):
+    def for_sites(self, site_ids) -> StudyQuerySet:
+        return self.filter(pk__in=StudySite.objects.filter(site_id__in=site_ids).values("study_id"))
+
+    def for_user(self, user, *, write: bool = False) -> StudyQuerySet:
+        from registry.scoping import user_site_ids
+
+        if not user or not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.for_sites(user_site_ids(user, write=write))
+
+
+class Study(TimeStampedModel):
+    """A protocol: registration, phase, status, sites, follow-up template and outcome definitions."""
+
+    code = models.CharField(max_length=30, unique=True, validators=[CODE_VALIDATOR])
+    registration_id = models.CharField(
+        max_length=40, unique=True, help_text="Registry identifier, e.g. ClinicalTrials.gov NCT01741857."
+    )
+    title = models.CharField(max_length=300)
+    phase = models.CharField(max_length=10, choices=c.StudyPhase.choices)
+    status = models.CharField(max_length=12, choices=c.StudyStatus.choices, default=c.StudyStatus.PLANNED)
+    sponsor = models.CharField(max_length=200, blank=True)
+    target_enrolment = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    safety_contact_email = models.EmailField(blank=True)
+    sites = models.ManyToManyField(Site, through="StudySite", related_name="studies")
+
+    objects = StudyQuerySet.as_manager()
+    history = audit_history()
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(condition=Q(target_enrolment__gte=1), name="study_target_enrolment_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.registration_id})"
+
+
+class StudySite(models.Model):
+    """A site's participation in a study."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="study_sites")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="study_sites")
+    activated_on = models.DateField(null=True, blank=True)
+
+    objects = SiteScopedQuerySet.as_manager()
+    SITE_LOOKUP = "site"
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "site"], name="studysite_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.study.code} @ {self.site.code}"
+
+
+class Membership(models.Model):
+    """A user's role at a site. Access to every site-scoped record follows memberships."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=c.Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SiteScopedQuerySet.as_manager()
+    SITE_LOOKUP = "site"
+    history = audit_history()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "site", "role"], name="membership_unique_role"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} – {self.get_role_display()} at {self.site.code}"
+
+
+class Donor(TimeStampedModel):
+    """A cell donor, pseudonymous, with infectious-disease screening."""
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="donors")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="donors")
+    code = models.CharField(max_length=40, validators=[CODE_VALIDATOR])
+    relation = models.CharField(max_length=12, choices=c.DonorRelation.choices)
+    sex = models.CharField(max_length=1, choices=c.Sex.choices)
+    age_at_donation = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(100)],
+        help_text="Years; blank for umbilical cord (neonatal) donors.",
+    )
+    hbv = models.CharField("HBV", max_length=10, choices=c.ScreeningResult.choices, default=c.ScreeningResult.NOT_DONE)
+    hcv = models.CharField("HCV", max_length=10, choices=c.ScreeningResult.choices, default=c.ScreeningResult.NOT_DONE)
+    hiv = models.CharField("HIV", max_length=10, choices=c.ScreeningResult.choices, default=c.ScreeningResult.NOT_DONE)
+    syphilis = models.CharField(max_length=10, choices=c.ScreeningResult.choices, default=c.ScreeningResult.NOT_DONE)
+    cmv = models.CharField("CMV", max_length=10, choices=c.ScreeningResult.choices, default=c.ScreeningResult.NOT_DONE)
+    htlv = models.CharField("HTLV", max_length=10, choices=c.ScreeningResult.choices, default=c.ScreeningResult.NOT_DONE)
+
+    objects = SiteScopedQuerySet.as_manager()
+    SITE_LOOKUP = "site"
+    history = audit_history()
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "code"], name="donor_code_unique_per_study"),
+            models.CheckConstraint(
+                condition=Q(age_at_donation__isnull=True) | Q(age_at_donation__lte=100),
+                name="donor_age_plausible",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class CellProductQuerySet(SiteScopedQuerySet):
+    def for_sites(self, site_ids) -> CellProductQuerySet:
+        # A lot is seen by its manufacturing site and by every site of its study (they infuse it).
+        return self.filter(
+            Q(site_id__in=site_ids)
+            | Q(study_id__in=StudySite.objects.filter(site_id__in=site_ids).values("study_id"))
+        )
+
+
+class CellProduct(TimeStampedModel):
+    """An MSC product lot, its release testing, and the outcome of the release evaluation.
+
+    `release_status` and `release_failures` are written only by `lot_evaluate_release`, which every
+    service that saves a lot calls; a lot that is not released cannot be infused.
+    """
+
+    lot_number = models.CharField(max_length=60, unique=True, validators=[CODE_VALIDATOR])
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="lots")
+    site = models.ForeignKey(
+        Site, on_delete=models.PROTECT, related_name="lots", help_text="Manufacturing or holding site."
+    )
+    donor = models.ForeignKey(Donor, on_delete=models.PROTECT, related_name="lots")
+    tissue_source = models.CharField(max_length=20, choices=c.TissueSource.choices)
+    origin = models.CharField(max_length=12, choices=c.ProductOrigin.choices)
+    passage_number = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(20)])
+    cryopreserved_on = models.DateField()
+    expires_on = models.DateField()
+    cells_per_unit = models.BigIntegerField(help_text="Viable cells per unit (bag or vial).")
+    units = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+
+    plastic_adherent = models.BooleanField(null=True, blank=True)
+    cd105_pct = models.DecimalField("CD105 %", max_digits=5, decimal_places=2, null=True, blank=True)
+    cd73_pct = models.DecimalField("CD73 %", max_digits=5, decimal_places=2, null=True, blank=True)
+    cd90_pct = models.DecimalField("CD90 %", max_digits=5, decimal_places=2, null=True, blank=True)
+    cd45_pct = models.DecimalField("CD45 %", max_digits=5, decimal_places=2, null=True, blank=True)
+    cd34_pct = models.DecimalField("CD34 %", max_digits=5, decimal_places=2, null=True, blank=True)
+    cd14_or_cd11b_pct = models.DecimalField("CD14 or CD11b %", max_digits=5, decimal_places=2, null=True, blank=True)
+    cd79a_or_cd19_pct = models.DecimalField("CD79a or CD19 %", max_digits=5, decimal_places=2, null=True, blank=True)
+    hla_dr_pct = models.DecimalField("HLA-DR %", max_digits=5, decimal_places=2, null=True, blank=True)
+    trilineage_shown = models.BooleanField(null=True, blank=True)
+    viability_pct = models.DecimalField("viability %", max_digits=5, decimal_places=2, null=True, blank=True)
+    sterility = models.CharField(max_length=10, choices=c.TestOutcome.choices, blank=True)
+    mycoplasma = models.CharField(max_length=10, choices=c.TestOutcome.choices, blank=True)
+    endotoxin_eu_per_ml = models.DecimalField("endotoxin EU/mL", max_digits=7, decimal_places=3, null=True, blank=True)
+    karyotype = models.CharField(max_length=10, choices=c.Karyotype.choices, blank=True)
+
+    release_status = models.CharField(
+        max_length=10, choices=c.ReleaseStatus.choices, default=c.ReleaseStatus.PENDING, editable=False
+    )
+    release_failures = models.JSONField(default=list, blank=True, editable=False)
+
+    objects = CellProductQuerySet.as_manager()
+    SITE_LOOKUP = "site"
+    history = audit_history()
+
+    class Meta:
+        ordering = ["lot_number"]
+        verbose_name = "cell product lot"
+        constraints = [
+            models.CheckConstraint(condition=Q(expires_on__gt=models.F("cryopreserved_on")), name="lot_expiry_after_cryo"),
+            models.CheckConstraint(condition=Q(cells_per_unit__gt=0), name="lot_cells_per_unit_positive"),
+            models.CheckConstraint(
+                condition=Q(passage_number__gte=1) & Q(passage_number__lte=20), name="lot_passage_plausible"
+            ),
+            *[
+                models.CheckConstraint(
+                    condition=Q(**{f"{name}__isnull": True}) | (Q(**{f"{name}__gte": 0}) & Q(**{f"{name}__lte": 100})),
+                    name=f"lot_{name}_percentage",
+                )
+                for name in (
+                    "cd105_pct", "cd73_pct", "cd90_pct", "cd45_pct", "cd34_pct", "cd14_or_cd11b_pct",
+                    "cd79a_or_cd19_pct", "hla_dr_pct", "viability_pct",
+                )
+            ],
+        ]
+
+    def __str__(self) -> str:
+        return self.lot_number
+
+    @property
+    def total_cells(self) -> int:
+        return self.cells_per_unit * self.units
+
+
+class VisitDefinition(models.Model):
+    """One time point of a study's follow-up template: offset from day 0 and the window around it."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="visit_definitions")
+    code = models.CharField(max_length=10, validators=[CODE_VALIDATOR])
+    label = models.CharField(max_length=100)
+    offset_days = models.PositiveIntegerField()
+    window_before_days = models.PositiveIntegerField(default=0)
+    window_after_days = models.PositiveIntegerField(default=0)
+
+    history = audit_history()
+
+    class Meta:
+        ordering = ["study", "offset_days"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "code"], name="visitdef_code_unique_per_study"),
+            models.UniqueConstraint(fields=["study", "offset_days"], name="visitdef_offset_unique_per_study"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} (day {self.offset_days})"
+
+    @property
+    def window_first_day(self) -> int:
+        return self.offset_days - self.window_before_days
+
+    @property
+    def window_last_day(self) -> int:
+        return self.offset_days + self.window_after_days

@@ -1,0 +1,212 @@
+"""Writes of the registry app: studies, sites, memberships, follow-up templates, donors and lots.
+
+Every write validates (`full_clean()` plus the rules here), saves inside a transaction and returns the
+object. `actor` is the user making the change (None for the system or a command); a user may write only
+for the sites where they hold a writing role.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from registry import constants as c
+from registry.models import CellProduct, Donor, Membership, Site, Study, StudySite, VisitDefinition
+from registry.scoping import user_can_write_site
+
+
+def ensure_can_write(actor, site: Site | int, *, field: str = "site") -> None:
+    """Refuse a write by `actor` for a site where they hold no writing role."""
+    if actor is None:
+        return
+    site_id = site.pk if isinstance(site, Site) else site
+    if not user_can_write_site(actor, site_id):
+        raise ValidationError({field: "You can only enter data for the sites where you hold a writing role."})
+
+
+def save_validated(instance, *, reason: str = "", exclude: Iterable[str] | None = None):
+    """`full_clean()` then save, carrying the change reason into the audit trail."""
+    instance.full_clean(exclude=list(exclude) if exclude else None)
+    if reason:
+        instance._change_reason = reason
+    instance.save()
+    return instance
+
+
+# Studies and sites -------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def site_create(*, code: str, name: str, country: str, time_zone: str, **fields) -> Site:
+    return save_validated(Site(code=code, name=name, country=country, time_zone=time_zone, **fields))
+
+
+@transaction.atomic
+def study_create(
+    *,
+    code: str,
+    registration_id: str,
+    title: str,
+    phase: str,
+    target_enrolment: int,
+    sites: Iterable[Site] = (),
+    install_default_template: bool = True,
+    **fields,
+) -> Study:
+    """Create a study with its sites and, unless told otherwise, DOMAIN.md's default follow-up template."""
+    study = save_validated(
+        Study(code=code, registration_id=registration_id, title=title, phase=phase,
+              target_enrolment=target_enrolment, **fields)
+    )
+    for site in sites:
+        study_add_site(study=study, site=site)
+    if install_default_template:
+        schedule_install_default(study=study)
+    return study
+
+
+@transaction.atomic
+def study_add_site(*, study: Study, site: Site, activated_on: dt.date | None = None) -> StudySite:
+    link, _ = StudySite.objects.get_or_create(study=study, site=site, defaults={"activated_on": activated_on})
+    return link
+
+
+@transaction.atomic
+def membership_grant(*, user, site: Site, role: str) -> Membership:
+    membership = Membership(user=user, site=site, role=role)
+    membership.full_clean(validate_unique=False)
+    membership, _ = Membership.objects.get_or_create(user=user, site=site, role=role)
+    return membership
+
+
+# Follow-up template ------------------------------------------------------------------------------------
+
+
+def schedule_check_windows(definitions: Iterable[VisitDefinition]) -> None:
+    """Refuse a template in which two visits' windows overlap (a date must belong to one visit only)."""
+    ordered = sorted(definitions, key=lambda d: d.offset_days)
+    for earlier, later in zip(ordered, ordered[1:], strict=False):
+        if later.window_first_day <= earlier.window_last_day:
+            raise ValidationError(
+                {
+                    "window_before_days": (
+                        f"Visit {later.code}'s window (days {later.window_first_day} to {later.window_last_day}) "
+                        f"overlaps visit {earlier.code}'s (days {earlier.window_first_day} to "
+                        f"{earlier.window_last_day}); windows in a template must not overlap."
+                    )
+                },
+                code="window_overlap",
+            )
+
+
+@transaction.atomic
+def visit_definition_save(*, definition: VisitDefinition) -> VisitDefinition:
+    """Add or change one time point of a study's template, refusing overlapping windows."""
+    definition.full_clean()
+    others = VisitDefinition.objects.filter(study=definition.study).exclude(pk=definition.pk)
+    schedule_check_windows([*others, definition])
+    definition.save()
+    return definition
+
+
+@transaction.atomic
+def schedule_install_default(*, study: Study) -> list[VisitDefinition]:
+    """Install DOMAIN.md's default template for a study that has none yet (idempotent)."""
+    if study.visit_definitions.exists():
+        return list(study.visit_definitions.all())
+    definitions = [
+        VisitDefinition(study=study, code=code, label=label, offset_days=offset,
+                        window_before_days=before, window_after_days=after)
+        for code, label, offset, before, after in c.DEFAULT_VISIT_TEMPLATE
+    ]
+    schedule_check_windows(definitions)
+    for definition in definitions:
+        definition.full_clean(validate_unique=False)
+        definition.save()
+    return definitions
+
+
+# Donors and lots ---------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def donor_save(*, donor: Donor, actor=None, reason: str = "") -> Donor:
+    ensure_can_write(actor, donor.site_id)
+    if donor.relation == c.DonorRelation.AUTOLOGOUS and donor.age_at_donation is None:
+        raise ValidationError({"age_at_donation": "An autologous donor is the patient: give the age at donation."})
+    return save_validated(donor, reason=reason)
+
+
+def _criterion_met(value, op: str, threshold) -> bool:
+    if op == "eq":
+        return value == threshold
+    value = Decimal(str(value))
+    threshold = Decimal(str(threshold))
+    return {"ge": value >= threshold, "le": value <= threshold, "lt": value < threshold}[op]
+
+
+def lot_evaluate_release(lot: CellProduct) -> tuple[str, list[str]]:
+    """Evaluate a lot against the ISCT minimal criteria and the lot tests: (status, failing criteria).
+
+    A criterion with no result is reported as not tested and keeps the lot pending; a result that misses
+    its threshold fails the lot.
+    """
+    failures: list[str] = []
+    missing: list[str] = []
+    for field, op, threshold, rule in c.RELEASE_CRITERIA:
+        value = getattr(lot, field)
+        if value is None or value == "":
+            missing.append(f"{field}: not tested ({rule})")
+        elif not _criterion_met(value, op, threshold):
+            shown = "no" if value is False else value
+            failures.append(f"{field}: {shown} ({rule})")
+    if failures:
+        return c.ReleaseStatus.FAILED, failures + missing
+    if missing:
+        return c.ReleaseStatus.PENDING, missing
+    return c.ReleaseStatus.RELEASED, []
+
+
+@transaction.atomic
+def lot_save(*, lot: CellProduct, actor=None, reason: str = "") -> CellProduct:
+    """Save a lot and its release tests; the release evaluation is recomputed on every save."""
+    ensure_can_write(actor, lot.site_id)
+    errors = {}
+    if lot.donor_id and lot.donor.study_id != lot.study_id:
+        errors["donor"] = "The donor belongs to another study."
+    if lot.origin == c.ProductOrigin.AUTOLOGOUS and lot.donor_id and lot.donor.relation != c.DonorRelation.AUTOLOGOUS:
+        errors["origin"] = "An autologous product needs an autologous donor."
+    if lot.origin == c.ProductOrigin.ALLOGENEIC and lot.donor_id and lot.donor.relation == c.DonorRelation.AUTOLOGOUS:
+        errors["origin"] = "An autologous donor cannot give an allogeneic product."
+    if errors:
+        raise ValidationError(errors)
+    lot.release_status, lot.release_failures = lot_evaluate_release(lot)
+    return save_validated(lot, reason=reason)
+
+
+def lot_check_infusable(lot: CellProduct, *, on_date: dt.date) -> None:
+    """Refuse a lot that is not released, or not usable on `on_date`, naming the criterion."""
+    if lot.release_status == c.ReleaseStatus.FAILED:
+        raise ValidationError(
+            {"lot": f"Lot {lot.lot_number} failed release and cannot be infused: " + "; ".join(lot.release_failures)},
+            code="lot_failed",
+        )
+    if lot.release_status != c.ReleaseStatus.RELEASED:
+        raise ValidationError(
+            {"lot": f"Lot {lot.lot_number} is not released (tests missing): " + "; ".join(lot.release_failures)},
+            code="lot_not_released",
+        )
+    if on_date > lot.expires_on:
+        raise ValidationError(
+            {"lot": f"Lot {lot.lot_number} expired on {lot.expires_on.isoformat()}; infusion date {on_date.isoformat()}."},
+            code="lot_expired",
+        )
+    if on_date < lot.cryopreserved_on:
+        raise ValidationError(
+            {"lot": f"Lot {lot.lot_number} was cryopreserved on {lot.cryopreserved_on.isoformat()}, after the infusion date."},
+            code="lot_not_yet_made",
+        )
