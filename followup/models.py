@@ -21,7 +21,11 @@ class Visit(TimeStampedModel):
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="visits")
     definition = models.ForeignKey(
-        VisitDefinition, on_delete=models.PROTECT, null=True, blank=True, related_name="visits",
+        VisitDefinition,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="visits",
         help_text="Blank for an unscheduled visit.",
     )
     code = models.CharField(max_length=10)
@@ -71,4 +75,6 @@ class Visit(TimeStampedModel):
 
         if today is None:
             today = site_today(self.patient.site)
-        return visit_state(outcome=self.outcome, window_start=self.window_start, window_end=self.window_end, today=today)
+        return visit_state(
+            outcome=self.outcome, window_start=self.window_start, window_end=self.window_end, today=today
+        )

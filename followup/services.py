@@ -16,7 +16,10 @@ from registry.models import VisitDefinition
 def _visit_from(definition: VisitDefinition, patient: Patient, day_zero: dt.date) -> Visit:
     target = day_zero + dt.timedelta(days=definition.offset_days)
     return Visit(
-        patient=patient, definition=definition, code=definition.code, label=definition.label,
+        patient=patient,
+        definition=definition,
+        code=definition.code,
+        label=definition.label,
         target_date=target,
         window_start=target - dt.timedelta(days=definition.window_before_days),
         window_end=target + dt.timedelta(days=definition.window_after_days),
@@ -44,9 +47,15 @@ def visits_schedule(*, patient: Patient, day_zero: dt.date) -> list[Visit]:
 def visits_move_day_zero(*, patient: Patient, day_zero: dt.date) -> int:
     """Day 0 moved: move every open scheduled visit to the new day 0 (recorded visits stay as recorded)."""
     moved = 0
-    for visit in patient.visits.filter(outcome=VisitOutcome.OPEN, definition__isnull=False).select_related("definition"):
+    for visit in patient.visits.filter(outcome=VisitOutcome.OPEN, definition__isnull=False).select_related(
+        "definition"
+    ):
         fresh = _visit_from(visit.definition, patient, day_zero)
-        visit.target_date, visit.window_start, visit.window_end = fresh.target_date, fresh.window_start, fresh.window_end
+        visit.target_date, visit.window_start, visit.window_end = (
+            fresh.target_date,
+            fresh.window_start,
+            fresh.window_end,
+        )
         visit._change_reason = f"day 0 moved to {day_zero.isoformat()}"
         visit.save(update_fields=["target_date", "window_start", "window_end", "updated_at"])
         moved += 1

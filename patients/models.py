@@ -40,7 +40,8 @@ class Patient(TimeStampedModel):
         ordering = ["study", "subject_code"]
         constraints = [
             models.UniqueConstraint(
-                fields=["study", "subject_code"], name="patient_subject_code_unique_per_study",
+                fields=["study", "subject_code"],
+                name="patient_subject_code_unique_per_study",
                 violation_error_message="This subject code is already used in the study.",
             ),
             models.CheckConstraint(
@@ -133,12 +134,14 @@ class ConcomitantMedication(TimeStampedModel):
                 violation_error_message="The stop date cannot be before the start date.",
             ),
             models.CheckConstraint(
-                condition=(Q(ongoing=True) & Q(stop_date__isnull=True)) | (Q(ongoing=False) & Q(stop_date__isnull=False)),
+                condition=(Q(ongoing=True) & Q(stop_date__isnull=True))
+                | (Q(ongoing=False) & Q(stop_date__isnull=False)),
                 name="medication_stopped_or_ongoing",
                 violation_error_message="Give a stop date, or mark the medication ongoing (not both).",
             ),
             models.CheckConstraint(
-                condition=~Q(drug=c.Drug.OTHER) | ~Q(drug_other=""), name="medication_other_named",
+                condition=~Q(drug=c.Drug.OTHER) | ~Q(drug_other=""),
+                name="medication_other_named",
                 violation_error_message="Name the drug when it is 'other'.",
             ),
             models.CheckConstraint(condition=Q(dose__gte=0), name="medication_dose_non_negative"),

@@ -37,9 +37,11 @@ def day_zero(patient: Patient) -> dt.date | None:
 def _check_patient(patient: Patient) -> None:
     errors: dict[str, str] = {}
     today = timezone.now().date()
-    if patient.site_id and patient.study_id and not StudySite.objects.filter(
-        study_id=patient.study_id, site_id=patient.site_id
-    ).exists():
+    if (
+        patient.site_id
+        and patient.study_id
+        and not StudySite.objects.filter(study_id=patient.study_id, site_id=patient.site_id).exists()
+    ):
         errors["site"] = "This site does not take part in the study."
     if patient.diagnosis_date and patient.diagnosis_date > today:
         errors["diagnosis_date"] = "The diagnosis date cannot be in the future."
@@ -51,7 +53,9 @@ def _check_patient(patient: Patient) -> None:
     if not isinstance(patient.refractory_to, list):
         errors["refractory_to"] = "Give a list of drug codes."
     elif unknown:
-        errors["refractory_to"] = f"Unknown drug code(s) {', '.join(map(str, unknown))}; use one of {', '.join(c.Drug.values)}."
+        errors["refractory_to"] = (
+            f"Unknown drug code(s) {', '.join(map(str, unknown))}; use one of {', '.join(c.Drug.values)}."
+        )
     if errors:
         raise ValidationError(errors)
 
@@ -74,9 +78,16 @@ def patient_enroll(
     """Register a patient: enrolled when consent is given, in screening otherwise."""
     ensure_can_write(actor, site)
     patient = Patient(
-        study=study, site=site, subject_code=subject_code, sex=sex, birth_year=birth_year,
-        diagnosis_date=diagnosis_date, classification_criteria=classification_criteria,
-        consent_date=consent_date, refractory_to=list(refractory_to or []), refractory_notes=refractory_notes,
+        study=study,
+        site=site,
+        subject_code=subject_code,
+        sex=sex,
+        birth_year=birth_year,
+        diagnosis_date=diagnosis_date,
+        classification_criteria=classification_criteria,
+        consent_date=consent_date,
+        refractory_to=list(refractory_to or []),
+        refractory_notes=refractory_notes,
         status=c.PatientStatus.ENROLLED if consent_date else c.PatientStatus.SCREENING,
         status_date=consent_date,
     )
@@ -137,7 +148,9 @@ def patient_withdraw(*, patient: Patient, on_date: dt.date, reason: str, actor=N
 
 
 def patient_record_death(*, patient: Patient, on_date: dt.date, cause: str, actor=None) -> Patient:
-    return patient_change_status(patient=patient, status=c.PatientStatus.DECEASED, on_date=on_date, reason=cause, actor=actor)
+    return patient_change_status(
+        patient=patient, status=c.PatientStatus.DECEASED, on_date=on_date, reason=cause, actor=actor
+    )
 
 
 # Transplant events -------------------------------------------------------------------------------------
@@ -172,12 +185,16 @@ def _check_transplant(event: TransplantEvent) -> None:
         raise ValidationError({"infused_at": f"Patient {patient.subject_code} has no consent recorded."})
     if on_date < patient.consent_date:
         raise ValidationError(
-            {"infused_at": f"The infusion ({on_date.isoformat()}) is before consent ({patient.consent_date.isoformat()})."}
+            {
+                "infused_at": f"The infusion ({on_date.isoformat()}) is before consent ({patient.consent_date.isoformat()})."
+            }
         )
     if patient.status in c.INACTIVE_STATUSES and patient.status_date and on_date >= patient.status_date:
         raise ValidationError(
-            {"patient": f"Patient {patient.subject_code} is {patient.get_status_display().lower()} since "
-                        f"{patient.status_date.isoformat()}; no infusion can be recorded after that."}
+            {
+                "patient": f"Patient {patient.subject_code} is {patient.get_status_display().lower()} since "
+                f"{patient.status_date.isoformat()}; no infusion can be recorded after that."
+            }
         )
     if lot.study_id != patient.study_id:
         raise ValidationError({"lot": f"Lot {lot.lot_number} belongs to another study."})
@@ -186,15 +203,19 @@ def _check_transplant(event: TransplantEvent) -> None:
     others = TransplantEvent.objects.filter(patient=patient).exclude(pk=event.pk)
     if event.pk is None and event.infusion_number != others.count() + 1:
         raise ValidationError(
-            {"infusion_number": f"Infusions are numbered in order: this patient's next infusion is number "
-                                f"{others.count() + 1}, not {event.infusion_number}."}
+            {
+                "infusion_number": f"Infusions are numbered in order: this patient's next infusion is number "
+                f"{others.count() + 1}, not {event.infusion_number}."
+            }
         )
     previous = others.filter(infusion_number__lt=event.infusion_number).order_by("-infusion_number").first()
     following = others.filter(infusion_number__gt=event.infusion_number).order_by("infusion_number").first()
     if previous and event.infused_at <= previous.infused_at:
         raise ValidationError(
-            {"infused_at": f"Infusion {event.infusion_number} must come after infusion {previous.infusion_number} "
-                           f"({previous.infused_at.isoformat()})."}
+            {
+                "infused_at": f"Infusion {event.infusion_number} must come after infusion {previous.infusion_number} "
+                f"({previous.infused_at.isoformat()})."
+            }
         )
     if following and event.infused_at >= following.infused_at:
         raise ValidationError(
@@ -208,10 +229,12 @@ def _check_transplant(event: TransplantEvent) -> None:
     remaining = lot.total_cells - used
     if event.total_cells > remaining:
         raise ValidationError(
-            {"dose_cells_per_kg": (
-                f"Dose × weight = {event.total_cells:,} cells, more than lot {lot.lot_number} still holds "
-                f"({remaining:,} of {lot.total_cells:,} cells)."
-            )},
+            {
+                "dose_cells_per_kg": (
+                    f"Dose × weight = {event.total_cells:,} cells, more than lot {lot.lot_number} still holds "
+                    f"({remaining:,} of {lot.total_cells:,} cells)."
+                )
+            },
             code="lot_exhausted",
         )
 
@@ -239,9 +262,16 @@ def transplant_record(
     if infusion_number is None:
         infusion_number = patient.transplants.count() + 1
     event = TransplantEvent(
-        patient=patient, lot=lot, infused_at=infused_at, infusion_number=infusion_number,
-        weight_kg=weight_kg, dose_cells_per_kg=dose_cells_per_kg, route=route,
-        duration_minutes=duration_minutes, premedication=premedication, conditioning=conditioning,
+        patient=patient,
+        lot=lot,
+        infused_at=infused_at,
+        infusion_number=infusion_number,
+        weight_kg=weight_kg,
+        dose_cells_per_kg=dose_cells_per_kg,
+        route=route,
+        duration_minutes=duration_minutes,
+        premedication=premedication,
+        conditioning=conditioning,
     )
     _check_transplant(event)
     save_validated(event)
@@ -289,13 +319,28 @@ def medication_save(*, medication: ConcomitantMedication, actor=None, reason: st
 
 
 def medication_record(
-    *, patient: Patient, drug: str, dose: Decimal, unit: str, frequency: str, start_date: dt.date,
-    stop_date: dt.date | None = None, drug_other: str = "", actor=None,
+    *,
+    patient: Patient,
+    drug: str,
+    dose: Decimal,
+    unit: str,
+    frequency: str,
+    start_date: dt.date,
+    stop_date: dt.date | None = None,
+    drug_other: str = "",
+    actor=None,
 ) -> ConcomitantMedication:
     return medication_save(
         medication=ConcomitantMedication(
-            patient=patient, drug=drug, drug_other=drug_other, dose=dose, unit=unit, frequency=frequency,
-            start_date=start_date, stop_date=stop_date, ongoing=stop_date is None,
+            patient=patient,
+            drug=drug,
+            drug_other=drug_other,
+            dose=dose,
+            unit=unit,
+            frequency=frequency,
+            start_date=start_date,
+            stop_date=stop_date,
+            ongoing=stop_date is None,
         ),
         actor=actor,
     )

@@ -32,7 +32,8 @@ class AuditContext:
 
 
 _context: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
-    "audit_context", default=AuditContext(door=Door.SYSTEM)
+    "audit_context",
+    default=AuditContext(door=Door.SYSTEM),  # noqa: B039 (frozen dataclass)
 )
 
 

@@ -14,9 +14,7 @@ from registry import constants as c
 from registry.audit import audit_history
 from registry.scoping import SiteScopedQuerySet
 
-CODE_VALIDATOR = RegexValidator(
-    r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Use letters, digits, '.', '_' or '-' (no spaces)."
-)
+CODE_VALIDATOR = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Use letters, digits, '.', '_' or '-' (no spaces).")
 
 
 def validate_time_zone(value: str) -> None:
@@ -51,7 +49,8 @@ class Site(TimeStampedModel):
         ordering = ["code"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(country__regex=r"^[A-Z]{2}$"), name="site_country_iso2",
+                condition=Q(country__regex=r"^[A-Z]{2}$"),
+                name="site_country_iso2",
                 violation_error_message="Country must be a two-letter upper-case ISO code.",
             ),
         ]
@@ -154,7 +153,9 @@ class Donor(TimeStampedModel):
     relation = models.CharField(max_length=12, choices=c.DonorRelation.choices)
     sex = models.CharField(max_length=1, choices=c.Sex.choices)
     age_at_donation = models.PositiveSmallIntegerField(
-        null=True, blank=True, validators=[MaxValueValidator(100)],
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(100)],
         help_text="Years; blank for umbilical cord (neonatal) donors.",
     )
     hbv = models.CharField("HBV", max_length=10, choices=c.ScreeningResult.choices, default=c.ScreeningResult.NOT_DONE)
@@ -162,7 +163,9 @@ class Donor(TimeStampedModel):
     hiv = models.CharField("HIV", max_length=10, choices=c.ScreeningResult.choices, default=c.ScreeningResult.NOT_DONE)
     syphilis = models.CharField(max_length=10, choices=c.ScreeningResult.choices, default=c.ScreeningResult.NOT_DONE)
     cmv = models.CharField("CMV", max_length=10, choices=c.ScreeningResult.choices, default=c.ScreeningResult.NOT_DONE)
-    htlv = models.CharField("HTLV", max_length=10, choices=c.ScreeningResult.choices, default=c.ScreeningResult.NOT_DONE)
+    htlv = models.CharField(
+        "HTLV", max_length=10, choices=c.ScreeningResult.choices, default=c.ScreeningResult.NOT_DONE
+    )
 
     objects = SiteScopedQuerySet.as_manager()
     SITE_LOOKUP = "site"
@@ -186,8 +189,7 @@ class CellProductQuerySet(SiteScopedQuerySet):
     def for_sites(self, site_ids) -> CellProductQuerySet:
         # A lot is seen by its manufacturing site and by every site of its study (they infuse it).
         return self.filter(
-            Q(site_id__in=site_ids)
-            | Q(study_id__in=StudySite.objects.filter(site_id__in=site_ids).values("study_id"))
+            Q(site_id__in=site_ids) | Q(study_id__in=StudySite.objects.filter(site_id__in=site_ids).values("study_id"))
         )
 
 
@@ -241,7 +243,9 @@ class CellProduct(TimeStampedModel):
         ordering = ["lot_number"]
         verbose_name = "cell product lot"
         constraints = [
-            models.CheckConstraint(condition=Q(expires_on__gt=models.F("cryopreserved_on")), name="lot_expiry_after_cryo"),
+            models.CheckConstraint(
+                condition=Q(expires_on__gt=models.F("cryopreserved_on")), name="lot_expiry_after_cryo"
+            ),
             models.CheckConstraint(condition=Q(cells_per_unit__gt=0), name="lot_cells_per_unit_positive"),
             models.CheckConstraint(
                 condition=Q(passage_number__gte=1) & Q(passage_number__lte=20), name="lot_passage_plausible"
@@ -252,8 +256,15 @@ class CellProduct(TimeStampedModel):
                     name=f"lot_{name}_percentage",
                 )
                 for name in (
-                    "cd105_pct", "cd73_pct", "cd90_pct", "cd45_pct", "cd34_pct", "cd14_or_cd11b_pct",
-                    "cd79a_or_cd19_pct", "hla_dr_pct", "viability_pct",
+                    "cd105_pct",
+                    "cd73_pct",
+                    "cd90_pct",
+                    "cd45_pct",
+                    "cd34_pct",
+                    "cd14_or_cd11b_pct",
+                    "cd79a_or_cd19_pct",
+                    "hla_dr_pct",
+                    "viability_pct",
                 )
             ],
         ]

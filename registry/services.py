@@ -59,8 +59,14 @@ def study_create(
 ) -> Study:
     """Create a study with its sites and, unless told otherwise, DOMAIN.md's default follow-up template."""
     study = save_validated(
-        Study(code=code, registration_id=registration_id, title=title, phase=phase,
-              target_enrolment=target_enrolment, **fields)
+        Study(
+            code=code,
+            registration_id=registration_id,
+            title=title,
+            phase=phase,
+            target_enrolment=target_enrolment,
+            **fields,
+        )
     )
     for site in sites:
         study_add_site(study=study, site=site)
@@ -119,8 +125,9 @@ def schedule_install_default(*, study: Study) -> list[VisitDefinition]:
     if study.visit_definitions.exists():
         return list(study.visit_definitions.all())
     definitions = [
-        VisitDefinition(study=study, code=code, label=label, offset_days=offset,
-                        window_before_days=before, window_after_days=after)
+        VisitDefinition(
+            study=study, code=code, label=label, offset_days=offset, window_before_days=before, window_after_days=after
+        )
         for code, label, offset, before, after in c.DEFAULT_VISIT_TEMPLATE
     ]
     schedule_check_windows(definitions)
@@ -202,11 +209,15 @@ def lot_check_infusable(lot: CellProduct, *, on_date: dt.date) -> None:
         )
     if on_date > lot.expires_on:
         raise ValidationError(
-            {"lot": f"Lot {lot.lot_number} expired on {lot.expires_on.isoformat()}; infusion date {on_date.isoformat()}."},
+            {
+                "lot": f"Lot {lot.lot_number} expired on {lot.expires_on.isoformat()}; infusion date {on_date.isoformat()}."
+            },
             code="lot_expired",
         )
     if on_date < lot.cryopreserved_on:
         raise ValidationError(
-            {"lot": f"Lot {lot.lot_number} was cryopreserved on {lot.cryopreserved_on.isoformat()}, after the infusion date."},
+            {
+                "lot": f"Lot {lot.lot_number} was cryopreserved on {lot.cryopreserved_on.isoformat()}, after the infusion date."
+            },
             code="lot_not_yet_made",
         )
