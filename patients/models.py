@@ -13,6 +13,11 @@ from registry.models import CODE_VALIDATOR, CellProduct, Site, Study, TimeStampe
 from registry.scoping import SiteScopedQuerySet
 
 
+def plausible_range(low, high, unit: str) -> list:
+    message = f"%(show_value)s {unit} is outside the plausible range {low:,}–{high:,} {unit}."
+    return [MinValueValidator(low, message=message), MaxValueValidator(high, message=message)]
+
+
 class Patient(TimeStampedModel):
     """A pseudonymous study subject at one site. No name and no hospital record number are stored."""
 
@@ -74,8 +79,13 @@ class TransplantEvent(TimeStampedModel):
     lot = models.ForeignKey(CellProduct, on_delete=models.PROTECT, related_name="transplants")
     infused_at = models.DateTimeField()
     infusion_number = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
-    weight_kg = models.DecimalField(max_digits=5, decimal_places=1)
-    dose_cells_per_kg = models.BigIntegerField(help_text="Cells per kg body weight, e.g. 1000000.")
+    weight_kg = models.DecimalField(
+        max_digits=5, decimal_places=1, validators=plausible_range(*c.WEIGHT_KG_RANGE, "kg")
+    )
+    dose_cells_per_kg = models.BigIntegerField(
+        help_text="Cells per kg body weight, e.g. 1000000.",
+        validators=plausible_range(*c.DOSE_CELLS_PER_KG_RANGE, "cells/kg"),
+    )
     total_cells = models.BigIntegerField(editable=False, help_text="Dose × weight, computed.")
     route = models.CharField(max_length=4, choices=c.Route.choices, default=c.Route.IV)
     duration_minutes = models.PositiveSmallIntegerField(null=True, blank=True)

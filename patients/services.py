@@ -43,6 +43,14 @@ def _check_patient(patient: Patient) -> None:
         and not StudySite.objects.filter(study_id=patient.study_id, site_id=patient.site_id).exists()
     ):
         errors["site"] = "This site does not take part in the study."
+    if (
+        patient.study_id
+        and patient.subject_code
+        and Patient.objects.filter(study_id=patient.study_id, subject_code=patient.subject_code)
+        .exclude(pk=patient.pk)
+        .exists()
+    ):
+        errors["subject_code"] = f"Subject code {patient.subject_code} is already used in this study."
     if patient.diagnosis_date and patient.diagnosis_date > today:
         errors["diagnosis_date"] = "The diagnosis date cannot be in the future."
     elif patient.diagnosis_date and patient.birth_year and patient.diagnosis_date.year < patient.birth_year:

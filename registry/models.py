@@ -17,6 +17,12 @@ from registry.scoping import SiteScopedQuerySet
 CODE_VALIDATOR = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Use letters, digits, '.', '_' or '-' (no spaces).")
 
 
+PERCENT_VALIDATORS = [
+    MinValueValidator(0, message="A percentage cannot be below 0."),
+    MaxValueValidator(100, message="A percentage cannot be above 100."),
+]
+
+
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"'{value}' is not an IANA time zone (e.g. Asia/Shanghai).", code="time_zone")
@@ -215,16 +221,34 @@ class CellProduct(TimeStampedModel):
     units = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
 
     plastic_adherent = models.BooleanField(null=True, blank=True)
-    cd105_pct = models.DecimalField("CD105 %", max_digits=5, decimal_places=2, null=True, blank=True)
-    cd73_pct = models.DecimalField("CD73 %", max_digits=5, decimal_places=2, null=True, blank=True)
-    cd90_pct = models.DecimalField("CD90 %", max_digits=5, decimal_places=2, null=True, blank=True)
-    cd45_pct = models.DecimalField("CD45 %", max_digits=5, decimal_places=2, null=True, blank=True)
-    cd34_pct = models.DecimalField("CD34 %", max_digits=5, decimal_places=2, null=True, blank=True)
-    cd14_or_cd11b_pct = models.DecimalField("CD14 or CD11b %", max_digits=5, decimal_places=2, null=True, blank=True)
-    cd79a_or_cd19_pct = models.DecimalField("CD79a or CD19 %", max_digits=5, decimal_places=2, null=True, blank=True)
-    hla_dr_pct = models.DecimalField("HLA-DR %", max_digits=5, decimal_places=2, null=True, blank=True)
+    cd105_pct = models.DecimalField(
+        "CD105 %", max_digits=5, decimal_places=2, null=True, blank=True, validators=PERCENT_VALIDATORS
+    )
+    cd73_pct = models.DecimalField(
+        "CD73 %", max_digits=5, decimal_places=2, null=True, blank=True, validators=PERCENT_VALIDATORS
+    )
+    cd90_pct = models.DecimalField(
+        "CD90 %", max_digits=5, decimal_places=2, null=True, blank=True, validators=PERCENT_VALIDATORS
+    )
+    cd45_pct = models.DecimalField(
+        "CD45 %", max_digits=5, decimal_places=2, null=True, blank=True, validators=PERCENT_VALIDATORS
+    )
+    cd34_pct = models.DecimalField(
+        "CD34 %", max_digits=5, decimal_places=2, null=True, blank=True, validators=PERCENT_VALIDATORS
+    )
+    cd14_or_cd11b_pct = models.DecimalField(
+        "CD14 or CD11b %", max_digits=5, decimal_places=2, null=True, blank=True, validators=PERCENT_VALIDATORS
+    )
+    cd79a_or_cd19_pct = models.DecimalField(
+        "CD79a or CD19 %", max_digits=5, decimal_places=2, null=True, blank=True, validators=PERCENT_VALIDATORS
+    )
+    hla_dr_pct = models.DecimalField(
+        "HLA-DR %", max_digits=5, decimal_places=2, null=True, blank=True, validators=PERCENT_VALIDATORS
+    )
     trilineage_shown = models.BooleanField(null=True, blank=True)
-    viability_pct = models.DecimalField("viability %", max_digits=5, decimal_places=2, null=True, blank=True)
+    viability_pct = models.DecimalField(
+        "viability %", max_digits=5, decimal_places=2, null=True, blank=True, validators=PERCENT_VALIDATORS
+    )
     sterility = models.CharField(max_length=10, choices=c.TestOutcome.choices, blank=True)
     mycoplasma = models.CharField(max_length=10, choices=c.TestOutcome.choices, blank=True)
     endotoxin_eu_per_ml = models.DecimalField("endotoxin EU/mL", max_digits=7, decimal_places=3, null=True, blank=True)

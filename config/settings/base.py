@@ -132,3 +132,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# History is corrected through services, with a reason; reverting from the history page would bypass them.
+SIMPLE_HISTORY_REVERT_DISABLED = True

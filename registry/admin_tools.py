@@ -1,0 +1,150 @@
+"""Base classes for every admin page: site scoping, permissions by membership, and saving through services.
+
+`ScopedAdmin` narrows lists, detail pages, history pages and foreign-key choices to the user's sites.
+Its form runs the model admin's `service_save` as the last step of validation, inside a savepoint, so a
+rule refused by a service appears beside the field it names and nothing is saved.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import transaction
+from simple_history.admin import SimpleHistoryAdmin
+
+from registry.scoping import user_site_ids
+
+
+def _site_id_of(obj) -> int | None:
+    """Follow the model's SITE_LOOKUP ("site", "patient__site", "pk") from an instance to a site id."""
+    lookup = getattr(type(obj), "SITE_LOOKUP", None)
+    if lookup is None:
+        return None
+    if lookup == "pk":
+        return obj.pk
+    *path, last = lookup.split("__")
+    target = obj
+    for step in path:
+        target = getattr(target, step, None)
+        if target is None:
+            return None
+    return getattr(target, f"{last}_id", None)
+
+
+class ServiceModelForm(forms.ModelForm):
+    """A model form whose validation ends with the service that saves the object."""
+
+    reason = forms.CharField(
+        required=False,
+        label="Reason for change",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required when changing recorded clinical data; kept in the audit trail.",
+    )
+    service_save = None  # set by ScopedAdmin.get_form
+
+    def _post_clean(self):
+        super()._post_clean()
+        if self.errors or self.service_save is None:
+            return
+        change = not self.instance._state.adding
+        try:
+            with transaction.atomic():
+                self.instance = self.service_save(self.instance, self.cleaned_data, change)
+        except ValidationError as exc:
+            self._add_service_errors(exc)
+
+    def _add_service_errors(self, exc: ValidationError) -> None:
+        if not hasattr(exc, "error_dict"):
+            self.add_error(None, exc)
+            return
+        for field, errors in exc.error_dict.items():
+            if field in self.fields or field == NON_FIELD_ERRORS:
+                self.add_error(None if field == NON_FIELD_ERRORS else field, errors)
+            else:
+                label = field.replace("_", " ")
+                self.add_error(None, [f"{label}: {message}" for error in errors for message in error.messages])
+
+
+class ScopedAdmin(SimpleHistoryAdmin):
+    """An admin page scoped to the user's sites. Writes go through `service_save`."""
+
+    form = ServiceModelForm
+    superuser_writes_only = False  # reference data (sites, studies, memberships) is kept by superusers
+    reason_on_change = True
+
+    # Scoping --------------------------------------------------------------------------------------------
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs.for_user(request.user) if hasattr(qs, "for_user") else qs
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        qs = kwargs.get("queryset") or db_field.related_model._default_manager.all()
+        if hasattr(qs, "for_user"):
+            kwargs["queryset"] = qs.for_user(request.user, write=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    # Permissions follow memberships rather than Django's per-model permissions -----------------------------
+
+    def _is_member(self, request, *, write: bool = False) -> bool:
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return False
+        return user.is_superuser or user_site_ids(user, write=write).exists()
+
+    def _can_reach(self, request, obj, *, write: bool) -> bool:
+        if request.user.is_superuser:
+            return True
+        site_id = _site_id_of(obj)
+        return site_id is not None and user_site_ids(request.user, write=write).filter(site_id=site_id).exists()
+
+    def has_module_permission(self, request):
+        return self._is_member(request)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None:
+            return self._is_member(request)
+        return self._is_member(request) and self._can_reach(request, obj, write=False)
+
+    def has_add_permission(self, request):
+        if self.superuser_writes_only:
+            return request.user.is_active and request.user.is_superuser
+        return self._is_member(request, write=True)
+
+    def has_change_permission(self, request, obj=None):
+        if self.superuser_writes_only:
+            return request.user.is_active and request.user.is_superuser
+        if obj is None:
+            return self._is_member(request, write=True)
+        return self._is_member(request, write=True) and self._can_reach(request, obj, write=True)
+
+    def has_delete_permission(self, request, obj=None):
+        # Clinical records are corrected with a reason, never deleted from the admin.
+        return False
+
+    # Saving through services ------------------------------------------------------------------------------
+
+    def get_fields(self, request, obj=None):
+        fields = [f for f in super().get_fields(request, obj) if f != "reason"]
+        if obj is not None and self.reason_on_change:
+            fields.append("reason")
+        return fields
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        model_admin = self
+
+        def service_save(self, instance, cleaned_data, change):
+            return model_admin.service_save(request, instance, cleaned_data, change)
+
+        return type(form.__name__, (form,), {"service_save": service_save})
+
+    def service_save(self, request, instance, cleaned_data, change):
+        """Save `instance` through the app's service; raise ValidationError to refuse. Override per model."""
+        from registry.services import save_validated
+
+        return save_validated(instance, reason=cleaned_data.get("reason", ""))
+
+    def save_model(self, request, obj, form, change):
+        # The form's validation already saved the object through its service.
+        pass
