@@ -19,3 +19,67 @@ class VisitState(models.TextChoices):
     COMPLETED = "completed", "Completed"
     MISSED = "missed", "Missed"
     NOT_REQUIRED = "not_required", "Not required"
+
+
+class AECategory(models.TextChoices):
+    INFUSION_REACTION = "infusion_reaction", "Infusion reaction"
+    INFECTION = "infection", "Infection"
+    CYTOPENIA = "cytopenia", "Cytopenia"
+    ACUTE_KIDNEY_INJURY = "aki", "Acute kidney injury"
+    LUPUS_FLARE = "lupus_flare", "Lupus flare"
+    MALIGNANCY = "malignancy", "Malignancy"
+    DEATH = "death", "Death"
+    OTHER = "other", "Other"
+
+
+class CTCAEGrade(models.IntegerChoices):
+    MILD = 1, "1 – Mild"
+    MODERATE = 2, "2 – Moderate"
+    SEVERE = 3, "3 – Severe or medically significant"
+    LIFE_THREATENING = 4, "4 – Life-threatening"
+    DEATH = 5, "5 – Death"
+
+
+class Relatedness(models.TextChoices):
+    UNRELATED = "unrelated", "Unrelated"
+    UNLIKELY = "unlikely", "Unlikely"
+    POSSIBLE = "possible", "Possible"
+    PROBABLE = "probable", "Probable"
+    DEFINITE = "definite", "Definite"
+
+
+# "At least possibly related" (ICH E2A): these make a serious unexpected event a suspected adverse reaction.
+RELATED_LEVELS = frozenset({Relatedness.POSSIBLE, Relatedness.PROBABLE, Relatedness.DEFINITE})
+
+
+class AEAction(models.TextChoices):
+    NONE = "none", "None"
+    INFUSION_INTERRUPTED = "infusion_interrupted", "Infusion interrupted"
+    INFUSION_STOPPED = "infusion_stopped", "Infusion stopped"
+    TREATMENT_GIVEN = "treatment_given", "Treatment given"
+    HOSPITALISED = "hospitalised", "Hospitalised"
+    OTHER = "other", "Other"
+
+
+class AEOutcome(models.TextChoices):
+    RECOVERED = "recovered", "Recovered / resolved"
+    RECOVERING = "recovering", "Recovering / resolving"
+    NOT_RECOVERED = "not_recovered", "Not recovered / not resolved"
+    SEQUELAE = "sequelae", "Recovered with sequelae"
+    FATAL = "fatal", "Fatal"
+    UNKNOWN = "unknown", "Unknown"
+
+
+SERIOUSNESS_CRITERIA = (
+    ("serious_death", "results in death"),
+    ("serious_life_threatening", "is life-threatening"),
+    ("serious_hospitalisation", "requires or prolongs hospitalisation"),
+    ("serious_disability", "results in persistent or significant disability"),
+    ("serious_congenital_anomaly", "is a congenital anomaly"),
+    ("serious_other_important", "is another important medical event"),
+)
+
+# Expedited reporting of a SUSAR, in calendar days from the day the site became aware (day 0).
+FATAL_INITIAL_REPORT_DAYS = 7
+FATAL_COMPLETE_REPORT_EXTRA_DAYS = 8
+OTHER_REPORT_DAYS = 15

@@ -5,11 +5,15 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import F, Q
 
+from followup import constants as c
+from followup.catalogue import RESULT_CODE_CHOICES
+from followup.computations import plain
 from followup.constants import VisitOutcome
 from followup.states import VisitQuerySet, visit_state
-from patients.models import Patient
+from patients.models import Patient, TransplantEvent
 from registry.audit import audit_history
-from registry.models import TimeStampedModel, VisitDefinition
+from registry.models import CellProduct, TimeStampedModel, VisitDefinition
+from registry.scoping import SiteScopedQuerySet
 
 
 class Visit(TimeStampedModel):
@@ -37,6 +41,11 @@ class Visit(TimeStampedModel):
     actual_date = models.DateField(null=True, blank=True)
     outcome_reason = models.TextField(blank=True, help_text="Why the visit was missed or is not required.")
     deviation_reason = models.TextField(blank=True, help_text="Why the visit took place outside its window.")
+    sledai_items = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="SLEDAI-2K items present at the visit (codes); blank when only a total was recorded.",
+    )
 
     objects = VisitQuerySet.as_manager()
     SITE_LOOKUP = "patient__site"
@@ -78,3 +87,143 @@ class Visit(TimeStampedModel):
         return visit_state(
             outcome=self.outcome, window_start=self.window_start, window_end=self.window_end, today=today
         )
+
+
+class Result(TimeStampedModel):
+    """One measured or assessed value at a visit: canonical value, and the value and unit as entered."""
+
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="results")
+    code = models.CharField(max_length=10, choices=RESULT_CODE_CHOICES)
+    value = models.DecimalField(max_digits=14, decimal_places=4, help_text="In the catalogue's canonical unit.")
+    entered_value = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    entered_unit = models.CharField(max_length=20, blank=True)
+    derived = models.BooleanField(default=False, help_text="Computed by the registry (e.g. eGFR from creatinine).")
+
+    objects = SiteScopedQuerySet.as_manager()
+    SITE_LOOKUP = "visit__patient__site"
+    history = audit_history()
+
+    class Meta:
+        ordering = ["visit", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["visit", "code"], name="result_one_per_visit_and_code"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} {plain(self.value)}"
+
+
+class ComputedOutcome(models.Model):
+    """The outcomes computed at one post-transplant visit, with the algorithm version and definitions used."""
+
+    visit = models.OneToOneField(Visit, on_delete=models.CASCADE, related_name="computed_outcome")
+    algorithm_version = models.CharField(max_length=40)
+    definitions = models.JSONField(help_text="The study's outcome definitions in force when computed.")
+    sledai = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    sledai_change = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    sri4 = models.BooleanField("SRI-4 (simplified)", null=True, blank=True)
+    sri4_note = models.CharField(max_length=200, blank=True)
+    remission = models.CharField(max_length=10, blank=True)
+    renal_response = models.CharField(max_length=16, blank=True)
+    flare = models.CharField(max_length=16, blank=True)
+    relapse = models.BooleanField(null=True, blank=True)
+    changes = models.JSONField(default=dict, help_text="Per result code: baseline, value, absolute and % change.")
+    notes = models.JSONField(default=list, blank=True)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    objects = SiteScopedQuerySet.as_manager()
+    SITE_LOOKUP = "visit__patient__site"
+
+    def __str__(self) -> str:
+        return f"Outcomes at {self.visit}"
+
+
+class AdverseEvent(TimeStampedModel):
+    """An adverse event with CTCAE grade, ICH E2A seriousness, relatedness and the expedited-report clock.
+
+    The due dates are computed by `followup.services.ae_save` from the day the site became aware; a
+    suspected unexpected serious adverse reaction (SUSAR) has them, any other event does not.
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="adverse_events")
+    transplant = models.ForeignKey(
+        TransplantEvent,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="adverse_events",
+        help_text="The infusion, when the event is infusion-related.",
+    )
+    term = models.CharField(max_length=200, help_text="Event term, e.g. herpes zoster.")
+    category = models.CharField(max_length=20, choices=c.AECategory.choices)
+    onset_date = models.DateField()
+    resolution_date = models.DateField(null=True, blank=True, help_text="For a fatal event: the date of death.")
+    grade = models.PositiveSmallIntegerField("CTCAE grade", choices=c.CTCAEGrade.choices)
+    serious_death = models.BooleanField("serious: death", default=False)
+    serious_life_threatening = models.BooleanField("serious: life-threatening", default=False)
+    serious_hospitalisation = models.BooleanField("serious: hospitalisation or prolongation", default=False)
+    serious_disability = models.BooleanField("serious: persistent disability", default=False)
+    serious_congenital_anomaly = models.BooleanField("serious: congenital anomaly", default=False)
+    serious_other_important = models.BooleanField("serious: other important medical event", default=False)
+    relatedness = models.CharField("relatedness to MSCT", max_length=10, choices=c.Relatedness.choices)
+    expected = models.BooleanField(help_text="Expected according to the study's reference safety information.")
+    action_taken = models.CharField(max_length=24, choices=c.AEAction.choices, default=c.AEAction.NONE)
+    outcome = models.CharField(max_length=16, choices=c.AEOutcome.choices, default=c.AEOutcome.UNKNOWN)
+    aware_date = models.DateField(help_text="The day the site became aware (day 0 of the reporting clock).")
+    initial_report_due = models.DateField(null=True, blank=True, editable=False)
+    complete_report_due = models.DateField(null=True, blank=True, editable=False)
+    initial_report_submitted_on = models.DateField(null=True, blank=True)
+    complete_report_submitted_on = models.DateField(null=True, blank=True)
+    description = models.TextField(blank=True)
+
+    objects = SiteScopedQuerySet.as_manager()
+    SITE_LOOKUP = "patient__site"
+    history = audit_history()
+
+    class Meta:
+        ordering = ["patient", "onset_date"]
+        constraints = [
+            models.CheckConstraint(condition=Q(grade__gte=1) & Q(grade__lte=5), name="ae_grade_1_to_5"),
+            models.CheckConstraint(
+                condition=Q(resolution_date__isnull=True) | Q(resolution_date__gte=F("onset_date")),
+                name="ae_resolution_after_onset",
+                violation_error_message="The resolution date cannot be before the onset.",
+            ),
+            models.CheckConstraint(
+                condition=Q(aware_date__gte=F("onset_date")),
+                name="ae_aware_after_onset",
+                violation_error_message="The site cannot become aware before the onset.",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["initial_report_due"],
+                condition=Q(initial_report_submitted_on__isnull=True) & Q(initial_report_due__isnull=False),
+                name="ae_initial_report_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient.subject_code}: {self.term} (grade {self.grade})"
+
+    @property
+    def serious(self) -> bool:
+        return any(getattr(self, name) for name, _ in c.SERIOUSNESS_CRITERIA)
+
+    @property
+    def is_susar(self) -> bool:
+        """Serious, unexpected, and at least possibly related to MSCT."""
+        return self.serious and not self.expected and self.relatedness in c.RELATED_LEVELS
+
+    @property
+    def fatal_or_life_threatening(self) -> bool:
+        return self.serious_death or self.serious_life_threatening
+
+
+class LotLookback(CellProduct):
+    """A lot seen from its recipients: every patient who received it, their AEs and current status."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "lot look-back"
+        verbose_name_plural = "lot look-back"

@@ -1,16 +1,29 @@
-"""Writes of the followup app: the visit schedule and what happens to it when a patient leaves."""
+"""Writes of the followup app: the visit schedule, recording visits and results, computed outcomes, and
+adverse events with their expedited-reporting clock."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from followup import constants as c
+from followup import outcomes
+from followup.catalogue import ANALYTES
+from followup.computations import egfr_ckd_epi_2021, plain, sledai_total, to_canonical
 from followup.constants import VisitOutcome
-from followup.models import Visit
+from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
+from followup.states import site_today
+from patients.constants import DoseUnit, Drug, Frequency, PatientStatus
 from patients.models import Patient
-from registry.models import VisitDefinition
+from patients.services import day_zero, local_date, patient_record_death
+from registry.models import OutcomeSettings, VisitDefinition
+from registry.services import ensure_can_write
+
+# Schedule ----------------------------------------------------------------------------------------------
 
 
 def _visit_from(definition: VisitDefinition, patient: Patient, day_zero: dt.date) -> Visit:
@@ -36,7 +49,7 @@ def visits_schedule(*, patient: Patient, day_zero: dt.date) -> list[Visit]:
         if definition.code not in existing
     ]
     for visit in visits:
-        visit.full_clean(exclude=["patient", "definition"], validate_unique=False)
+        visit.full_clean(exclude=["patient", "definition"], validate_unique=False, validate_constraints=False)
     Visit.objects.bulk_create(visits)
     if visits and not patient.is_active:
         visits_take_out(patient=patient, on_date=patient.status_date, reason=patient.status_reason or patient.status)
@@ -47,9 +60,8 @@ def visits_schedule(*, patient: Patient, day_zero: dt.date) -> list[Visit]:
 def visits_move_day_zero(*, patient: Patient, day_zero: dt.date) -> int:
     """Day 0 moved: move every open scheduled visit to the new day 0 (recorded visits stay as recorded)."""
     moved = 0
-    for visit in patient.visits.filter(outcome=VisitOutcome.OPEN, definition__isnull=False).select_related(
-        "definition"
-    ):
+    open_visits = patient.visits.filter(outcome=VisitOutcome.OPEN, definition__isnull=False)
+    for visit in open_visits.select_related("definition"):
         fresh = _visit_from(visit.definition, patient, day_zero)
         visit.target_date, visit.window_start, visit.window_end = (
             fresh.target_date,
@@ -59,6 +71,7 @@ def visits_move_day_zero(*, patient: Patient, day_zero: dt.date) -> int:
         visit._change_reason = f"day 0 moved to {day_zero.isoformat()}"
         visit.save(update_fields=["target_date", "window_start", "window_end", "updated_at"])
         moved += 1
+    outcomes_recompute(patient=patient)
     return moved
 
 
@@ -78,3 +91,402 @@ def visits_take_out(*, patient: Patient, on_date: dt.date, reason: str) -> int:
         visit._change_reason = note
         visit.save(update_fields=["outcome", "outcome_reason", "updated_at"])
     return len(visits)
+
+
+# Recording visits --------------------------------------------------------------------------------------
+
+ResultsInput = Mapping[str, object]
+
+
+def _parse_results(results: ResultsInput | None) -> dict[str, tuple[object, str | None]]:
+    """Accept {code: value}, {code: (value, unit)} or {code: {"value": v, "unit": u}}."""
+    parsed: dict[str, tuple[object, str | None]] = {}
+    for code, entry in (results or {}).items():
+        if isinstance(entry, Mapping):
+            parsed[code] = (entry.get("value"), entry.get("unit"))
+        elif isinstance(entry, tuple | list):
+            parsed[code] = (entry[0], entry[1] if len(entry) > 1 else None)
+        else:
+            parsed[code] = (entry, None)
+    return parsed
+
+
+def _check_visit_date(visit: Visit, actual_date: dt.date | None, deviation_reason: str) -> None:
+    patient = visit.patient
+    if actual_date is None:
+        raise ValidationError({"actual_date": "Give the date the visit took place."})
+    if actual_date > site_today(patient.site):
+        raise ValidationError({"actual_date": "The visit date cannot be in the future."})
+    if (
+        patient.status in {PatientStatus.DECEASED, PatientStatus.WITHDRAWN}
+        and patient.status_date
+        and actual_date > patient.status_date
+    ):
+        raise ValidationError(
+            {
+                "actual_date": f"Patient {patient.subject_code} is {patient.get_status_display().lower()} since "
+                f"{patient.status_date.isoformat()}; a visit after that cannot be recorded."
+            }
+        )
+    outside = not (visit.window_start <= actual_date <= visit.window_end)
+    if outside and not deviation_reason.strip():
+        raise ValidationError(
+            {
+                "actual_date": f"{actual_date.isoformat()} is outside the window of visit {visit.code} "
+                f"({visit.window_start.isoformat()} to {visit.window_end.isoformat()}); "
+                "give a deviation reason to record it anyway."
+            },
+            code="window",
+        )
+
+
+def _age_at(patient: Patient, on_date: dt.date) -> int:
+    # Only the birth year is kept (pseudonymity), so the age is the difference of years.
+    return on_date.year - patient.birth_year
+
+
+@transaction.atomic
+def visit_record(
+    *,
+    visit: Visit,
+    actual_date: dt.date,
+    results: ResultsInput | None = None,
+    sledai_items: Iterable[str] | None = None,
+    deviation_reason: str = "",
+    remove: Iterable[str] = (),
+    reason: str = "",
+    actor=None,
+) -> Visit:
+    """Record (or correct) a visit's date and results together: all are stored, or none.
+
+    Results are converted to canonical units; a value in an unknown unit or out of range is refused. SLEDAI-2K
+    items, when given, make the total; a submitted total that disagrees is refused; a total alone is kept
+    as "total only". eGFR is computed from creatinine. A visit already recorded, missed or not required can
+    be corrected only with a reason. Outcomes of the patient are recomputed.
+    """
+    visit = Visit.objects.select_for_update().select_related("patient__site", "patient__study").get(pk=visit.pk)
+    patient = visit.patient
+    ensure_can_write(actor, patient.site_id, field="visit")
+    correcting = visit.outcome != VisitOutcome.OPEN
+    if correcting and not reason.strip():
+        raise ValidationError(
+            {
+                "reason": f"Visit {visit.code} is already {visit.get_outcome_display().lower()}; "
+                "give a reason for the correction."
+            }
+        )
+    _check_visit_date(visit, actual_date, deviation_reason)
+
+    errors: dict[str, list[str]] = {}
+    converted: dict[str, tuple[Decimal, Decimal | None, str, bool]] = {}
+    for code, (value, unit) in _parse_results(results).items():
+        try:
+            canonical = to_canonical(code, value, unit)
+        except ValidationError as exc:
+            for key, messages in exc.message_dict.items():
+                errors.setdefault(key, []).extend(messages)
+            continue
+        converted[code] = (canonical, Decimal(str(value)), unit or ANALYTES[code].unit, False)
+
+    items = None if sledai_items is None else sorted(set(sledai_items))
+    if items is not None:
+        try:
+            total = Decimal(sledai_total(items))
+        except ValidationError as exc:
+            errors.setdefault("sledai_items", []).extend(exc.message_dict["sledai_items"])
+        else:
+            if "SLEDAI2K" in converted and converted["SLEDAI2K"][0] != total:
+                errors.setdefault("SLEDAI2K", []).append(
+                    f"SLEDAI2K: the submitted total {plain(converted['SLEDAI2K'][1])} disagrees with the "
+                    f"items recorded, which sum to {total}."
+                )
+            converted["SLEDAI2K"] = (total, total, "points", True)
+
+    unknown_removals = [code for code in remove if code not in {r.code for r in visit.results.all()}]
+    if unknown_removals:
+        errors.setdefault("remove", []).append(f"No result {', '.join(unknown_removals)} to remove at this visit.")
+    if remove and not reason.strip():
+        errors.setdefault("reason", []).append("Give a reason for removing a result.")
+
+    # eGFR from creatinine (this submission's, or the one already stored and not being removed).
+    creatinine = converted.get("CREAT", (None,))[0]
+    if creatinine is None and "CREAT" not in remove:
+        creatinine = visit.results.filter(code="CREAT").values_list("value", flat=True).first()
+    if creatinine is not None and "CREAT" not in errors:
+        egfr = egfr_ckd_epi_2021(creatinine_umol_l=creatinine, age=_age_at(patient, actual_date), sex=patient.sex)
+        submitted = converted.get("EGFR")
+        if submitted and not submitted[3] and abs(submitted[0] - egfr) > 1:
+            errors.setdefault("EGFR", []).append(
+                f"EGFR: the submitted {plain(submitted[1])} disagrees with {egfr} computed from creatinine "
+                "by CKD-EPI 2021; leave eGFR out and the registry computes it."
+            )
+        converted["EGFR"] = (egfr, None, "computed", True)
+    if errors:
+        raise ValidationError(errors)
+
+    if items is not None:
+        visit.sledai_items = items
+    elif "SLEDAI2K" in converted:
+        visit.sledai_items = None  # total only
+    visit.actual_date, visit.deviation_reason = actual_date, deviation_reason
+    visit.outcome, visit.outcome_reason = VisitOutcome.COMPLETED, ""
+    visit.full_clean(exclude=["patient", "definition"])
+    if reason:
+        visit._change_reason = reason
+    visit.save()
+
+    existing = {r.code: r for r in visit.results.all()}
+    for code in remove:
+        row = existing.pop(code)
+        row._change_reason = reason
+        row.delete()
+    for code, (canonical, entered, unit, derived) in converted.items():
+        row = existing.get(code) or Result(visit=visit, code=code)
+        if row.pk and (row.value, row.entered_value, row.entered_unit, row.derived) == (
+            canonical,
+            entered,
+            unit,
+            derived,
+        ):
+            continue
+        row.value, row.entered_value, row.entered_unit, row.derived = canonical, entered, unit, derived
+        if reason:
+            row._change_reason = reason
+        row.save()
+    outcomes_recompute(patient=patient)
+    return visit
+
+
+@transaction.atomic
+def visit_record_unscheduled(
+    *,
+    patient: Patient,
+    actual_date: dt.date,
+    results: ResultsInput | None = None,
+    sledai_items: Iterable[str] | None = None,
+    label: str = "Unscheduled visit",
+    actor=None,
+) -> Visit:
+    """Add an unscheduled visit (codes U01, U02, ...) and record it."""
+    patient = Patient.objects.select_for_update().get(pk=patient.pk)
+    ensure_can_write(actor, patient.site_id, field="patient")
+    number = patient.visits.filter(definition__isnull=True).count() + 1
+    visit = Visit.objects.create(
+        patient=patient,
+        code=f"U{number:02d}",
+        label=label,
+        target_date=actual_date,
+        window_start=actual_date,
+        window_end=actual_date,
+    )
+    return visit_record(visit=visit, actual_date=actual_date, results=results, sledai_items=sledai_items, actor=actor)
+
+
+@transaction.atomic
+def visit_mark_missed(*, visit: Visit, reason: str, actor=None) -> Visit:
+    """Confirm that an open visit did not take place."""
+    visit = Visit.objects.select_for_update().select_related("patient").get(pk=visit.pk)
+    ensure_can_write(actor, visit.patient.site_id, field="visit")
+    if not reason.strip():
+        raise ValidationError({"outcome_reason": "Give the reason the visit was missed."})
+    if visit.outcome != VisitOutcome.OPEN:
+        raise ValidationError(
+            {"outcome": f"Visit {visit.code} is {visit.get_outcome_display().lower()}, not open; correct it instead."}
+        )
+    visit.outcome, visit.outcome_reason = VisitOutcome.MISSED, reason
+    visit._change_reason = reason
+    visit.save(update_fields=["outcome", "outcome_reason", "updated_at"])
+    return visit
+
+
+# Outcomes ----------------------------------------------------------------------------------------------
+
+
+def outcome_definitions_for(study_id: int) -> outcomes.OutcomeDefinitions:
+    settings_row = OutcomeSettings.objects.filter(study_id=study_id).first()
+    if settings_row is None:
+        return outcomes.OutcomeDefinitions()
+    names = [f.name for f in outcomes.dataclasses.fields(outcomes.OutcomeDefinitions)]
+    return outcomes.OutcomeDefinitions(**{name: getattr(settings_row, name) for name in names})
+
+
+_DOSES_PER_DAY = {Frequency.DAILY: 1, Frequency.BID: 2, Frequency.TID: 3}
+
+
+def _prednisone_from_medications(medications, on_date: dt.date) -> Decimal | None:
+    """Daily prednisone (mg/day) from the medication list, or None when it cannot be told."""
+    if not medications:
+        return None
+    total = Decimal(0)
+    for med in medications:
+        if med.start_date > on_date or (med.stop_date and med.stop_date < on_date):
+            continue
+        if med.unit != DoseUnit.MG or med.frequency not in _DOSES_PER_DAY:
+            return None
+        total += med.dose * _DOSES_PER_DAY[med.frequency]
+    return total
+
+
+@transaction.atomic
+def outcomes_recompute(*, patient: Patient) -> list[ComputedOutcome]:
+    """Recompute and store the outcomes of every post-transplant visit of a patient."""
+    start = day_zero(patient)
+    if start is None:
+        ComputedOutcome.objects.filter(visit__patient=patient).delete()
+        return []
+    visits = list(
+        patient.visits.filter(outcome=VisitOutcome.COMPLETED).prefetch_related("results").order_by("actual_date")
+    )
+    infusions = list(patient.transplants.order_by("infused_at"))
+    prednisone_meds = list(patient.medications.filter(drug=Drug.PREDNISONE))
+    points = []
+    for visit in visits:
+        values = {r.code: r.value for r in visit.results.all()}
+        weight = values.get("WEIGHT")
+        if weight is None:
+            earlier = [t for t in infusions if local_date(t.infused_at, patient.site) <= visit.actual_date]
+            weight = earlier[-1].weight_kg if earlier else None
+        prednisone = values.get("PRED")
+        if prednisone is None:
+            prednisone = _prednisone_from_medications(prednisone_meds, visit.actual_date)
+        points.append(
+            outcomes.VisitPoint(
+                visit_id=visit.pk,
+                date=visit.actual_date,
+                day=(visit.actual_date - start).days,
+                is_baseline_visit=visit.code == "BL",
+                values=values,
+                prednisone_mg=prednisone,
+                weight_kg=weight,
+            )
+        )
+    definitions = outcome_definitions_for(patient.study_id)
+    computed = outcomes.compute_outcomes(points, definitions)
+    rows = []
+    for out in computed:
+        row, _ = ComputedOutcome.objects.update_or_create(
+            visit_id=out.visit_id,
+            defaults={
+                "algorithm_version": outcomes.ALGORITHM_VERSION,
+                "definitions": definitions.as_dict(),
+                "sledai": out.sledai,
+                "sledai_change": out.sledai_change,
+                "sri4": out.sri4,
+                "sri4_note": out.sri4_note,
+                "remission": out.remission or "",
+                "renal_response": out.renal_response or "",
+                "flare": out.flare or "",
+                "relapse": out.relapse,
+                "changes": out.changes,
+                "notes": out.notes,
+            },
+        )
+        rows.append(row)
+    ComputedOutcome.objects.filter(visit__patient=patient).exclude(visit_id__in=[o.visit_id for o in computed]).delete()
+    return rows
+
+
+# Adverse events ----------------------------------------------------------------------------------------
+
+
+def ae_due_dates(ae: AdverseEvent) -> tuple[dt.date | None, dt.date | None]:
+    """Expedited-report due dates of a SUSAR, counted in calendar days from awareness (day 0)."""
+    if not ae.is_susar:
+        return None, None
+    if ae.fatal_or_life_threatening:
+        initial = ae.aware_date + dt.timedelta(days=c.FATAL_INITIAL_REPORT_DAYS)
+        return initial, initial + dt.timedelta(days=c.FATAL_COMPLETE_REPORT_EXTRA_DAYS)
+    return ae.aware_date + dt.timedelta(days=c.OTHER_REPORT_DAYS), None
+
+
+def _check_ae(ae: AdverseEvent) -> None:
+    errors: dict[str, str] = {}
+    patient = ae.patient
+    today = site_today(patient.site)
+    for name in (
+        "onset_date",
+        "aware_date",
+        "resolution_date",
+        "initial_report_submitted_on",
+        "complete_report_submitted_on",
+    ):
+        value = getattr(ae, name)
+        if value and value > today:
+            errors[name] = "This date cannot be in the future."
+    if ae.transplant_id:
+        if ae.transplant.patient_id != patient.pk:
+            errors["transplant"] = "This infusion belongs to another patient."
+        elif ae.onset_date and ae.onset_date < local_date(ae.transplant.infused_at, patient.site):
+            errors["onset_date"] = "An infusion-related event cannot start before the infusion."
+    elif ae.category == c.AECategory.INFUSION_REACTION:
+        errors["transplant"] = "Link the infusion for an infusion reaction."
+    if ae.grade == c.CTCAEGrade.DEATH:
+        if not ae.serious_death:
+            errors["serious_death"] = "A grade 5 event results in death: tick the seriousness criterion 'death'."
+        if ae.outcome != c.AEOutcome.FATAL:
+            errors["outcome"] = "A grade 5 event has the outcome 'fatal'."
+        if not ae.resolution_date:
+            errors["resolution_date"] = "Give the date of death as the resolution date of a grade 5 event."
+    elif ae.serious_death or ae.outcome == c.AEOutcome.FATAL:
+        errors["grade"] = "An event that resulted in death is CTCAE grade 5."
+    for name in ("initial_report_submitted_on", "complete_report_submitted_on"):
+        value = getattr(ae, name)
+        if value and ae.aware_date and value < ae.aware_date:
+            errors[name] = "A report cannot be submitted before the site became aware of the event."
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
+    """Record or update an adverse event; computes the reporting clock; grade 5 records the death."""
+    ensure_can_write(actor, ae.patient.site_id, field="patient")
+    if ae.pk and not reason.strip():
+        raise ValidationError({"reason": "Give a reason for changing an adverse event."})
+    ae.full_clean(exclude=["initial_report_due", "complete_report_due"])
+    _check_ae(ae)
+    ae.initial_report_due, ae.complete_report_due = ae_due_dates(ae)
+    if reason:
+        ae._change_reason = reason
+    ae.save()
+    patient = Patient.objects.get(pk=ae.patient_id)
+    if ae.grade == c.CTCAEGrade.DEATH and patient.status != PatientStatus.DECEASED:
+        patient_record_death(patient=patient, on_date=ae.resolution_date, cause=ae.term, actor=actor)
+    return ae
+
+
+def ae_record(*, patient: Patient, actor=None, **fields) -> AdverseEvent:
+    return ae_save(ae=AdverseEvent(patient=patient, **fields), actor=actor)
+
+
+@transaction.atomic
+def ae_record_submission(*, ae: AdverseEvent, report: str, on_date: dt.date, actor=None) -> AdverseEvent:
+    """Record that the initial or complete expedited report was submitted."""
+    ae = AdverseEvent.objects.select_for_update().select_related("patient__site").get(pk=ae.pk)
+    field = {"initial": "initial_report_submitted_on", "complete": "complete_report_submitted_on"}.get(report)
+    if field is None:
+        raise ValidationError({"report": "Say which report was submitted: 'initial' or 'complete'."})
+    if report == "complete" and ae.complete_report_due is None:
+        raise ValidationError({"report": "This event has no separate complete report due."})
+    setattr(ae, field, on_date)
+    return ae_save(ae=ae, actor=actor, reason=f"{report} report submitted on {on_date.isoformat()}")
+
+
+def ae_report_clock(ae: AdverseEvent, today: dt.date | None = None) -> list[dict]:
+    """The state of each expedited report: due date, submitted or not, days left (negative when late)."""
+    today = today or site_today(ae.patient.site)
+    clock = []
+    for name, due, submitted in (
+        ("initial", ae.initial_report_due, ae.initial_report_submitted_on),
+        ("complete", ae.complete_report_due, ae.complete_report_submitted_on),
+    ):
+        if due is None:
+            continue
+        if submitted:
+            state = "submitted on time" if submitted <= due else "submitted late"
+        else:
+            state = "overdue" if today > due else "due"
+        clock.append(
+            {"report": name, "due": due, "submitted_on": submitted, "state": state, "days_left": (due - today).days}
+        )
+    return clock

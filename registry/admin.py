@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from registry import services
 from registry.admin_tools import ScopedAdmin
-from registry.models import CellProduct, Donor, Membership, Site, Study, StudySite, VisitDefinition
+from registry.models import CellProduct, Donor, Membership, OutcomeSettings, Site, Study, StudySite, VisitDefinition
 
 
 @admin.register(Site)
@@ -11,6 +11,12 @@ class SiteAdmin(ScopedAdmin):
     search_fields = ["code", "name"]
     superuser_writes_only = True
     reason_on_change = False
+
+
+class OutcomeSettingsInline(admin.StackedInline):
+    model = OutcomeSettings
+    can_delete = False
+    extra = 0
 
 
 class StudySiteInline(admin.TabularInline):
@@ -36,13 +42,14 @@ class StudyAdmin(ScopedAdmin):
     list_display = ["code", "registration_id", "title", "phase", "status", "target_enrolment"]
     list_filter = ["status", "phase"]
     search_fields = ["code", "registration_id", "title"]
-    inlines = [StudySiteInline, VisitDefinitionInline]
+    inlines = [StudySiteInline, OutcomeSettingsInline, VisitDefinitionInline]
     superuser_writes_only = True
     reason_on_change = False
 
     def service_save(self, request, instance, cleaned_data, change):
         study = services.save_validated(instance)
         if not change:
+            OutcomeSettings.objects.get_or_create(study=study)
             services.schedule_install_default(study=study)
         return study
 

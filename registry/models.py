@@ -330,3 +330,58 @@ class VisitDefinition(models.Model):
     @property
     def window_last_day(self) -> int:
         return self.offset_days + self.window_after_days
+
+
+class OutcomeSettings(models.Model):
+    """A study's outcome definitions (DOMAIN.md defaults). Every computed outcome stores a copy of these."""
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="outcome_settings")
+    cr_sledai_max = models.DecimalField(
+        "complete remission: SLEDAI-2K at most", max_digits=5, decimal_places=2, default=3
+    )
+    cr_prednisone_max_mg = models.DecimalField(
+        "complete remission: prednisone at most (mg/day)", max_digits=6, decimal_places=2, default=10
+    )
+    pr_sledai_max = models.DecimalField(
+        "partial remission: SLEDAI-2K at most", max_digits=5, decimal_places=2, default=8
+    )
+    pr_reduction_min = models.DecimalField(
+        "partial remission: reduction from baseline at least", max_digits=5, decimal_places=2, default=4
+    )
+    sri4_reduction_min = models.DecimalField(
+        "SRI-4: SLEDAI-2K reduction at least", max_digits=5, decimal_places=2, default=4
+    )
+    sri4_pga_increase_below = models.DecimalField(
+        "SRI-4: PGA increase below", max_digits=4, decimal_places=2, default=0.3
+    )
+    renal_involvement_min = models.DecimalField(
+        "renal response applies from baseline proteinuria (g/24h or g/g)", max_digits=5, decimal_places=2, default=0.5
+    )
+    renal_cr_proteinuria_below = models.DecimalField(
+        "complete renal response: proteinuria below", max_digits=5, decimal_places=2, default=0.5
+    )
+    renal_cr_egfr_drop_max_pct = models.DecimalField(
+        "complete renal response: eGFR drop at most (%)", max_digits=5, decimal_places=2, default=15
+    )
+    renal_pr_reduction_min_pct = models.DecimalField(
+        "partial renal response: proteinuria reduction at least (%)", max_digits=5, decimal_places=2, default=50
+    )
+    renal_pr_proteinuria_below = models.DecimalField(
+        "partial renal response: proteinuria below", max_digits=5, decimal_places=2, default=3
+    )
+    flare_rise_min = models.DecimalField("flare: SLEDAI-2K rise at least", max_digits=5, decimal_places=2, default=3)
+    flare_severe_total_above = models.DecimalField(
+        "severe flare: SLEDAI-2K above", max_digits=5, decimal_places=2, default=12
+    )
+    flare_severe_prednisone_mg_per_kg_above = models.DecimalField(
+        "severe flare: prednisone above (mg/kg/day)", max_digits=5, decimal_places=2, default=0.5
+    )
+
+    history = audit_history()
+
+    class Meta:
+        verbose_name = "outcome definitions"
+        verbose_name_plural = "outcome definitions"
+
+    def __str__(self) -> str:
+        return f"Outcome definitions of {self.study.code}"

@@ -1,0 +1,213 @@
+"""The outcomes engine: pure functions over one patient's ordered visits.
+
+No database access here: `followup.services.outcomes_recompute` loads a patient's visits into
+`VisitPoint`s, calls `compute_outcomes`, and stores one `VisitOutcome` per post-transplant visit with
+`ALGORITHM_VERSION` and the settings used. Definitions (DOMAIN.md defaults, editable per study):
+
+- change from baseline: for every result, value minus baseline and the percent change; the baseline of a
+  code is its value at the BL visit, or else its last value dated on or before day 0;
+- SRI-4 (simplified): SLEDAI-2K reduction >= 4 from baseline, and PGA increase < 0.3 when PGA is
+  recorded at both; BILAG is not assessed;
+- remission: complete when SLEDAI-2K <= 3 with prednisone <= 10 mg/day (prednisone must be known);
+  partial when SLEDAI-2K <= 8 and reduced by >= 4 from baseline;
+- renal response (only for baseline proteinuria >= 0.5 g/24h, or UPCR >= 0.5 g/g): complete when
+  proteinuria < 0.5 with eGFR no more than 15% below baseline; partial when proteinuria fell by >= 50% to
+  < 3;
+- flare: SLEDAI-2K rise >= 3 versus the previous visit with a SLEDAI-2K; severe when the total is > 12 or
+  prednisone > 0.5 mg/kg/day, otherwise mild/moderate;
+- relapse: a flare at a visit when an earlier post-transplant visit was in remission (complete or
+  partial) and no relapse has been counted since that remission.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from followup.computations import plain
+
+ALGORITHM_VERSION = "msct-outcomes/1.0"
+
+REMISSION_COMPLETE, REMISSION_PARTIAL, REMISSION_NONE = "complete", "partial", "none"
+RENAL_COMPLETE, RENAL_PARTIAL, RENAL_NONE, RENAL_NOT_APPLICABLE = "complete", "partial", "none", "not_applicable"
+FLARE_NONE, FLARE_MILD_MODERATE, FLARE_SEVERE = "none", "mild_moderate", "severe"
+
+
+@dataclass(frozen=True)
+class OutcomeDefinitions:
+    """The thresholds in force (per study); defaults are DOMAIN.md's."""
+
+    cr_sledai_max: Decimal = Decimal("3")
+    cr_prednisone_max_mg: Decimal = Decimal("10")
+    pr_sledai_max: Decimal = Decimal("8")
+    pr_reduction_min: Decimal = Decimal("4")
+    sri4_reduction_min: Decimal = Decimal("4")
+    sri4_pga_increase_below: Decimal = Decimal("0.3")
+    renal_involvement_min: Decimal = Decimal("0.5")
+    renal_cr_proteinuria_below: Decimal = Decimal("0.5")
+    renal_cr_egfr_drop_max_pct: Decimal = Decimal("15")
+    renal_pr_reduction_min_pct: Decimal = Decimal("50")
+    renal_pr_proteinuria_below: Decimal = Decimal("3")
+    flare_rise_min: Decimal = Decimal("3")
+    flare_severe_total_above: Decimal = Decimal("12")
+    flare_severe_prednisone_mg_per_kg_above: Decimal = Decimal("0.5")
+
+    def as_dict(self) -> dict[str, str]:
+        return {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+@dataclass
+class VisitPoint:
+    """One completed visit of a patient: its date, day since day 0, results (canonical units) and context."""
+
+    visit_id: int
+    date: dt.date
+    day: int
+    is_baseline_visit: bool = False
+    values: dict[str, Decimal] = field(default_factory=dict)
+    prednisone_mg: Decimal | None = None
+    weight_kg: Decimal | None = None
+
+
+@dataclass
+class VisitOutcomeData:
+    visit_id: int
+    changes: dict[str, dict[str, str | None]]
+    sledai: Decimal | None = None
+    sledai_change: Decimal | None = None
+    sri4: bool | None = None
+    sri4_note: str = ""
+    remission: str | None = None
+    renal_response: str | None = None
+    flare: str | None = None
+    relapse: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def baseline_values(points: list[VisitPoint]) -> dict[str, Decimal]:
+    """Per code: the BL visit's value, or else the last value dated on or before day 0."""
+    baseline: dict[str, Decimal] = {}
+    for point in sorted((p for p in points if p.day <= 0), key=lambda p: p.date):
+        baseline.update(point.values)
+    for point in points:
+        if point.is_baseline_visit:
+            baseline.update(point.values)
+    return baseline
+
+
+def change_from_baseline(values: dict[str, Decimal], baseline: dict[str, Decimal]) -> dict[str, dict]:
+    changes = {}
+    for code, value in sorted(values.items()):
+        if code not in baseline:
+            continue
+        base = baseline[code]
+        absolute = value - base
+        percent = (absolute / base * 100).quantize(Decimal("0.01")) if base != 0 else None
+        changes[code] = {
+            "baseline": plain(base),
+            "value": plain(value),
+            "absolute": plain(absolute),
+            "percent": None if percent is None else str(percent),
+        }
+    return changes
+
+
+def sri4(*, sledai, base_sledai, pga, base_pga, d: OutcomeDefinitions) -> tuple[bool | None, str]:
+    if sledai is None or base_sledai is None:
+        return None, "SLEDAI-2K missing at this visit or at baseline"
+    met = (base_sledai - sledai) >= d.sri4_reduction_min
+    note = "BILAG not assessed"
+    if pga is not None and base_pga is not None:
+        met = met and (pga - base_pga) < d.sri4_pga_increase_below
+    else:
+        note += "; PGA not recorded at both visits"
+    return met, note
+
+
+def remission(*, sledai, base_sledai, prednisone, d: OutcomeDefinitions) -> str | None:
+    if sledai is None:
+        return None
+    if sledai <= d.cr_sledai_max and prednisone is not None and prednisone <= d.cr_prednisone_max_mg:
+        return REMISSION_COMPLETE
+    if base_sledai is not None and sledai <= d.pr_sledai_max and (base_sledai - sledai) >= d.pr_reduction_min:
+        return REMISSION_PARTIAL
+    return REMISSION_NONE
+
+
+def renal_response(*, values, baseline, d: OutcomeDefinitions) -> str | None:
+    for code in ("PROT24H", "UPCR"):
+        if code in values and code in baseline:
+            current, base = values[code], baseline[code]
+            break
+    else:
+        return None
+    if base < d.renal_involvement_min:
+        return RENAL_NOT_APPLICABLE
+    egfr, base_egfr = values.get("EGFR"), baseline.get("EGFR")
+    egfr_kept = (
+        egfr is not None and base_egfr is not None and egfr >= base_egfr * (1 - d.renal_cr_egfr_drop_max_pct / 100)
+    )
+    if current < d.renal_cr_proteinuria_below and egfr_kept:
+        return RENAL_COMPLETE
+    if current < d.renal_pr_proteinuria_below and (base - current) >= base * d.renal_pr_reduction_min_pct / 100:
+        return RENAL_PARTIAL
+    return RENAL_NONE
+
+
+def flare(*, sledai, previous_sledai, prednisone, weight_kg, d: OutcomeDefinitions) -> str | None:
+    if sledai is None or previous_sledai is None:
+        return None
+    if sledai - previous_sledai < d.flare_rise_min:
+        return FLARE_NONE
+    heavy_steroid = (
+        prednisone is not None and weight_kg and prednisone / weight_kg > d.flare_severe_prednisone_mg_per_kg_above
+    )
+    if sledai > d.flare_severe_total_above or heavy_steroid:
+        return FLARE_SEVERE
+    return FLARE_MILD_MODERATE
+
+
+def compute_outcomes(points: list[VisitPoint], d: OutcomeDefinitions | None = None) -> list[VisitOutcomeData]:
+    """Outcomes for every post-transplant visit (day > 0), in date order."""
+    d = d or OutcomeDefinitions()
+    points = sorted(points, key=lambda p: (p.date, p.visit_id))
+    baseline = baseline_values(points)
+    base_sledai, base_pga = baseline.get("SLEDAI2K"), baseline.get("PGA")
+    results: list[VisitOutcomeData] = []
+    previous_sledai = None
+    in_remission_since_relapse = False
+    for point in points:
+        sledai = point.values.get("SLEDAI2K")
+        if point.day <= 0:
+            previous_sledai = sledai if sledai is not None else previous_sledai
+            continue
+        out = VisitOutcomeData(visit_id=point.visit_id, changes=change_from_baseline(point.values, baseline))
+        out.sledai = sledai
+        if sledai is not None and base_sledai is not None:
+            out.sledai_change = sledai - base_sledai
+        out.sri4, out.sri4_note = sri4(
+            sledai=sledai, base_sledai=base_sledai, pga=point.values.get("PGA"), base_pga=base_pga, d=d
+        )
+        out.remission = remission(sledai=sledai, base_sledai=base_sledai, prednisone=point.prednisone_mg, d=d)
+        if sledai is not None and sledai <= d.cr_sledai_max and point.prednisone_mg is None:
+            out.notes.append("prednisone not known: complete remission not assessable")
+        out.renal_response = renal_response(values=point.values, baseline=baseline, d=d)
+        out.flare = flare(
+            sledai=sledai,
+            previous_sledai=previous_sledai,
+            prednisone=point.prednisone_mg,
+            weight_kg=point.weight_kg,
+            d=d,
+        )
+        if out.flare is not None:
+            out.relapse = out.flare != FLARE_NONE and in_remission_since_relapse
+            if out.relapse:
+                in_remission_since_relapse = False
+        if out.remission in (REMISSION_COMPLETE, REMISSION_PARTIAL):
+            in_remission_since_relapse = True
+        if sledai is not None:
+            previous_sledai = sledai
+        results.append(out)
+    return results
