@@ -1,8 +1,110 @@
+from django import forms
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
 
+from followup import services
+from followup.catalogue import ANALYTES, SLEDAI_ITEMS
+from followup.computations import plain
 from followup.constants import VisitState
-from followup.models import Visit
-from registry.admin_tools import ScopedAdmin
+from followup.models import AdverseEvent, ComputedOutcome, LotLookback, Result, Visit
+from followup.selectors import lot_lookback
+from registry.admin_tools import ScopedAdmin, ServiceModelForm, SiteScopedAdminMixin
+
+ENTERED_ANALYTES = [a for a in ANALYTES.values() if not a.computed and a.code != "SLEDAI2K"]
+
+
+def _sledai_choices():
+    groups = {}
+    for item in SLEDAI_ITEMS.values():
+        groups.setdefault(item.weight, []).append((item.code, item.label))
+    return [(f"{weight} points each", items) for weight, items in sorted(groups.items(), reverse=True)]
+
+
+def _analyte_fields() -> dict[str, forms.Field]:
+    fields: dict[str, forms.Field] = {}
+    for analyte in ENTERED_ANALYTES:
+        fields[f"{analyte.code}_value"] = forms.DecimalField(
+            required=False, label=f"{analyte.code}: {analyte.label}", decimal_places=4, max_digits=14
+        )
+        fields[f"{analyte.code}_unit"] = forms.ChoiceField(
+            choices=[(u, u) for u in analyte.units], required=False, label="unit", initial=analyte.unit
+        )
+    return fields
+
+
+class VisitRecordFormBase(ServiceModelForm):
+    """Record a visit: its date, the SLEDAI-2K items (or a total), and results in the unit at hand."""
+
+    sledai_assessed = forms.BooleanField(
+        required=False,
+        label="SLEDAI-2K assessed",
+        help_text="Tick when the SLEDAI-2K was assessed, even if no item is present.",
+    )
+    sledai_items = forms.MultipleChoiceField(
+        choices=_sledai_choices(), required=False, widget=forms.CheckboxSelectMultiple, label="SLEDAI-2K items present"
+    )
+    sledai_total_only = forms.DecimalField(
+        required=False, min_value=0, max_value=105, label="SLEDAI-2K total (only when items were not assessed)"
+    )
+    missed_reason = forms.CharField(
+        required=False, label="Missed: reason", help_text="Fill in only to confirm the visit did not take place."
+    )
+
+    class Meta:
+        model = Visit
+        fields = ["actual_date", "deviation_reason"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        existing = {r.code: r for r in self.instance.results.all()} if self.instance.pk else {}
+        for code, row in existing.items():
+            if f"{code}_value" in self.fields:
+                entered = row.entered_value is not None and row.entered_unit in ANALYTES[code].units
+                self.fields[f"{code}_value"].initial = plain(row.entered_value if entered else row.value)
+                self.fields[f"{code}_unit"].initial = row.entered_unit if entered else ANALYTES[code].unit
+        if self.instance.pk and self.instance.sledai_items is not None:
+            self.fields["sledai_items"].initial = self.instance.sledai_items
+            self.fields["sledai_assessed"].initial = True
+        elif self.instance.pk and "SLEDAI2K" in existing:
+            self.fields["sledai_total_only"].initial = existing["SLEDAI2K"].value
+
+    @staticmethod
+    def sledai_items_from(cleaned_data) -> list[str] | None:
+        """The items to record: None when SLEDAI-2K was not assessed (or only a total was given)."""
+        items = cleaned_data.get("sledai_items") or []
+        return items if (items or cleaned_data.get("sledai_assessed")) else None
+
+    @staticmethod
+    def results_from(cleaned_data) -> dict:
+        results = {}
+        for analyte in ENTERED_ANALYTES:
+            value = cleaned_data.get(f"{analyte.code}_value")
+            if value is not None:
+                results[analyte.code] = (value, cleaned_data.get(f"{analyte.code}_unit") or analyte.unit)
+        if cleaned_data.get("sledai_total_only") is not None and not cleaned_data.get("sledai_items"):
+            results["SLEDAI2K"] = (cleaned_data["sledai_total_only"], "points")
+        return results
+
+
+VisitRecordForm = type("VisitRecordForm", (VisitRecordFormBase,), _analyte_fields())
+
+
+class ResultInline(admin.TabularInline):
+    model = Result
+    extra = 0
+    can_delete = False
+    fields = ["code", "value", "canonical_unit", "entered_value", "entered_unit", "derived"]
+    readonly_fields = fields
+
+    @admin.display(description="unit")
+    def canonical_unit(self, obj):
+        return ANALYTES[obj.code].unit
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 class VisitStateFilter(admin.SimpleListFilter):
@@ -20,6 +122,7 @@ class VisitStateFilter(admin.SimpleListFilter):
 
 @admin.register(Visit)
 class VisitAdmin(ScopedAdmin):
+    form = VisitRecordForm
     list_display = [
         "patient",
         "code",
@@ -34,26 +137,194 @@ class VisitAdmin(ScopedAdmin):
     search_fields = ["patient__subject_code"]
     list_select_related = ["patient"]
     date_hierarchy = "target_date"
+    inlines = [ResultInline]
     readonly_fields = [
         "patient",
-        "definition",
         "code",
         "label",
         "target_date",
-        "window_start",
-        "window_end",
-        "outcome",
-        "actual_date",
+        "window",
+        "state_display",
         "outcome_reason",
-        "deviation_reason",
+        "outcome_summary",
     ]
 
+    def get_fieldsets(self, request, obj=None):
+        analyte_fields = [(f"{a.code}_value", f"{a.code}_unit") for a in ENTERED_ANALYTES]
+        return [
+            (
+                None,
+                {
+                    "fields": [
+                        "patient",
+                        ("code", "label"),
+                        ("target_date", "window"),
+                        "state_display",
+                        "outcome_reason",
+                    ]
+                },
+            ),
+            ("Record the visit", {"fields": ["actual_date", "deviation_reason"]}),
+            ("SLEDAI-2K", {"fields": ["sledai_assessed", "sledai_items", "sledai_total_only"]}),
+            ("Results (choose the unit you have; values are stored in the canonical unit)", {"fields": analyte_fields}),
+            ("Missed visit", {"fields": ["missed_reason"], "classes": ["collapse"]}),
+            ("Computed outcomes", {"fields": ["outcome_summary"]}),
+            ("Correction", {"fields": ["reason"]}),
+        ]
+
     def get_queryset(self, request):
-        return super().get_queryset(request).with_state()
+        return super().get_queryset(request).with_state().select_related("patient__site")
 
     @admin.display(description="state", ordering="state")
     def state_display(self, obj):
-        return VisitState(obj.state).label
+        state = getattr(obj, "state", None) or obj.state()
+        return VisitState(state).label
+
+    @admin.display(description="window")
+    def window(self, obj):
+        return f"{obj.window_start.isoformat()} to {obj.window_end.isoformat()}"
+
+    @admin.display(description="outcomes at this visit")
+    def outcome_summary(self, obj):
+        outcome = ComputedOutcome.objects.filter(visit=obj).first()
+        if outcome is None:
+            return "—"
+        rows = [
+            (
+                "SLEDAI-2K",
+                f"{plain(outcome.sledai)} (change {plain(outcome.sledai_change)})"
+                if outcome.sledai is not None and outcome.sledai_change is not None
+                else outcome.sledai,
+            ),
+            ("SRI-4 (simplified)", f"{outcome.sri4} – {outcome.sri4_note}"),
+            ("Remission", outcome.remission or "—"),
+            ("Renal response", outcome.renal_response or "—"),
+            ("Flare", outcome.flare or "—"),
+            ("Relapse", outcome.relapse),
+            ("Algorithm", outcome.algorithm_version),
+        ]
+        rows += [
+            (
+                code,
+                f"{change['value']} vs baseline {change['baseline']} ({change['absolute']}, "
+                f"{change['percent'] if change['percent'] is not None else '–'} %)",
+            )
+            for code, change in outcome.changes.items()
+        ]
+        return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
 
     def has_add_permission(self, request):
         return False
+
+    def service_save(self, request, instance, cleaned_data, change):
+        if cleaned_data.get("missed_reason") and not cleaned_data.get("actual_date"):
+            return services.visit_mark_missed(visit=instance, reason=cleaned_data["missed_reason"], actor=request.user)
+        return services.visit_record(
+            visit=instance,
+            actual_date=cleaned_data.get("actual_date"),
+            results=VisitRecordForm.results_from(cleaned_data),
+            sledai_items=VisitRecordForm.sledai_items_from(cleaned_data),
+            deviation_reason=cleaned_data.get("deviation_reason") or "",
+            reason=cleaned_data.get("reason") or "",
+            actor=request.user,
+        )
+
+
+@admin.register(Result)
+class ResultAdmin(ScopedAdmin):
+    list_display = ["visit", "code", "value", "entered_value", "entered_unit", "derived"]
+    list_filter = ["code", "derived", "visit__patient__site"]
+    search_fields = ["visit__patient__subject_code"]
+    list_select_related = ["visit__patient"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # results are recorded and corrected on their visit's page
+
+
+@admin.register(ComputedOutcome)
+class ComputedOutcomeAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "visit",
+        "sledai",
+        "sledai_change",
+        "sri4",
+        "remission",
+        "renal_response",
+        "flare",
+        "relapse",
+        "algorithm_version",
+    ]
+    list_filter = ["remission", "renal_response", "flare", "relapse", "visit__code", "visit__patient__site"]
+    search_fields = ["visit__patient__subject_code"]
+    list_select_related = ["visit__patient"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AdverseEvent)
+class AdverseEventAdmin(ScopedAdmin):
+    list_display = [
+        "patient",
+        "term",
+        "category",
+        "grade",
+        "serious_flag",
+        "relatedness",
+        "expected",
+        "onset_date",
+        "initial_report_due",
+        "report_clock",
+    ]
+    list_filter = ["category", "grade", "relatedness", "expected", "patient__site"]
+    search_fields = ["patient__subject_code", "term"]
+    list_select_related = ["patient__site"]
+    autocomplete_fields = ["patient"]
+    readonly_fields = ["initial_report_due", "complete_report_due", "report_clock"]
+
+    @admin.display(description="serious", boolean=True)
+    def serious_flag(self, obj):
+        return obj.serious
+
+    @admin.display(description="expedited reporting")
+    def report_clock(self, obj):
+        if obj.pk is None:
+            return "—"
+        clock = services.ae_report_clock(obj)
+        if not clock:
+            return "not a SUSAR: no expedited report"
+        return "; ".join(
+            f"{c['report']} due {c['due'].isoformat()}: {c['state']}"
+            + (f" ({c['days_left']} days left)" if c["state"] == "due" else "")
+            + (f" ({-c['days_left']} days late)" if c["state"] == "overdue" else "")
+            for c in clock
+        )
+
+    def service_save(self, request, instance, cleaned_data, change):
+        return services.ae_save(ae=instance, actor=request.user, reason=cleaned_data.get("reason", ""))
+
+
+@admin.register(LotLookback)
+class LotLookbackAdmin(ScopedAdmin):
+    list_display = ["lot_number", "study", "tissue_source", "release_status", "expires_on"]
+    search_fields = ["lot_number"]
+    list_filter = ["tissue_source", "study"]
+    fields = ["lot_number", "study", "tissue_source", "origin", "release_status"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        lot = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {}), "recipients": lot_lookback(lot=lot, user=request.user) if lot else []}
+        return super().change_view(request, object_id, form_url, extra_context)

@@ -65,12 +65,10 @@ class ServiceModelForm(forms.ModelForm):
                 self.add_error(None, [f"{label}: {message}" for error in errors for message in error.messages])
 
 
-class ScopedAdmin(SimpleHistoryAdmin):
-    """An admin page scoped to the user's sites. Writes go through `service_save`."""
+class SiteScopedAdminMixin:
+    """Lists, detail pages and foreign-key choices narrowed to the user's sites; permissions by membership."""
 
-    form = ServiceModelForm
     superuser_writes_only = False  # reference data (sites, studies, memberships) is kept by superusers
-    reason_on_change = True
 
     # Scoping --------------------------------------------------------------------------------------------
 
@@ -121,6 +119,13 @@ class ScopedAdmin(SimpleHistoryAdmin):
     def has_delete_permission(self, request, obj=None):
         # Clinical records are corrected with a reason, never deleted from the admin.
         return False
+
+
+class ScopedAdmin(SiteScopedAdminMixin, SimpleHistoryAdmin):
+    """An admin page scoped to the user's sites, with history. Writes go through `service_save`."""
+
+    form = ServiceModelForm
+    reason_on_change = True
 
     # Saving through services ------------------------------------------------------------------------------
 
