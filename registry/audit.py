@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 from dataclasses import dataclass
 
 from django.db import connection, models
@@ -31,9 +32,13 @@ class AuditContext:
     user_id: int | None = None
 
 
+# The process default: manage.py marks its commands (REGISTRY_AUDIT_DOOR=command); a web request or an
+# API call sets its own context; anything else (a Celery task) is the system.
 _context: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
     "audit_context",
-    default=AuditContext(door=Door.SYSTEM),  # noqa: B039 (frozen dataclass)
+    default=AuditContext(  # noqa: B039 (a frozen dataclass)
+        door=os.environ.get("REGISTRY_AUDIT_DOOR", Door.SYSTEM), actor=os.environ.get("REGISTRY_AUDIT_ACTOR", "")
+    ),
 )
 
 
