@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
@@ -12,7 +13,7 @@ from followup.constants import VisitOutcome
 from followup.states import VisitQuerySet, visit_state
 from patients.models import Patient, TransplantEvent
 from registry.audit import audit_history
-from registry.models import CellProduct, TimeStampedModel, VisitDefinition
+from registry.models import CellProduct, Site, TimeStampedModel, VisitDefinition
 from registry.scoping import SiteScopedQuerySet
 
 
@@ -227,3 +228,109 @@ class LotLookback(CellProduct):
         proxy = True
         verbose_name = "lot look-back"
         verbose_name_plural = "lot look-back"
+
+
+class NotificationPreference(models.Model):
+    """How a person wants registry e-mail: language, a daily digest or one e-mail per item, pause, opt-out."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_pref")
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
+    digest = models.BooleanField("one daily digest", default=True, help_text="Untick for one e-mail per item.")
+    paused_until = models.DateField(null=True, blank=True, help_text="No e-mail until this date (inclusive).")
+    unsubscribed = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"E-mail preferences of {self.user}"
+
+
+class Notification(models.Model):
+    """The ledger: one row per e-mail item, unique by (kind, object, stage, recipient), written before sending.
+
+    Sweeps insert rows set-wise and ignore rows that exist, so a second sweep, a retried task or a day
+    without any sweep never makes a second row. A sender claims due rows with a conditional UPDATE that
+    stamps its claim token, re-checks that each still applies, sends, and marks them sent; a claim left by
+    a worker that died is taken again once `claimed_at` is older than the claim timeout.
+    """
+
+    kind = models.CharField(max_length=20, choices=c.NotificationKind.choices)
+    object_id = models.BigIntegerField(help_text="The visit, adverse event or signal the item is about.")
+    stage = models.CharField(max_length=40)
+    recipient_email = models.EmailField()
+    recipient_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="notifications")
+    language = models.CharField(max_length=8, default="en")
+    digest = models.BooleanField(default=True)
+    state = models.CharField(max_length=10, choices=c.NotificationState.choices, default=c.NotificationState.PENDING)
+    send_after = models.DateTimeField(help_text="Not before the site's local sending hour.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=200, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SiteScopedQuerySet.as_manager()
+    SITE_LOOKUP = "site"
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "object_id", "stage", "recipient_email"], name="notification_unique_key"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["send_after"], condition=Q(state__in=["pending", "sending"]), name="notification_open"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.stage} → {self.recipient_email}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.object_id}:{self.stage}:{self.recipient_email}"
+
+
+class SafetySignal(TimeStampedModel):
+    """A finding for an investigator to review: accepted as an adverse event, or dismissed with a reason.
+
+    Raised at most once per `dedupe_key` (the kind and the visit, or the patient and the year for the yearly
+    malignancy question); never turned into an adverse event without a person's decision.
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="safety_signals")
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, null=True, blank=True, related_name="safety_signals")
+    kind = models.CharField(max_length=24, choices=c.SignalKind.choices)
+    dedupe_key = models.CharField(max_length=100, unique=True)
+    detail = models.CharField(max_length=300)
+    status = models.CharField(max_length=10, choices=c.SignalStatus.choices, default=c.SignalStatus.OPEN)
+    review_reason = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    adverse_event = models.ForeignKey(
+        AdverseEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="from_signals"
+    )
+
+    objects = SiteScopedQuerySet.as_manager()
+    SITE_LOOKUP = "patient__site"
+    history = audit_history()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="open") | ~Q(review_reason="") | Q(status="accepted"),
+                name="signal_review_has_reason",
+                violation_error_message="Give a reason when dismissing or answering a signal.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient.subject_code}: {self.get_kind_display()}"

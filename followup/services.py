@@ -20,6 +20,7 @@ from followup.states import site_today
 from patients.constants import DoseUnit, Drug, Frequency, PatientStatus
 from patients.models import Patient
 from patients.services import day_zero, local_date, patient_record_death
+from registry.audit import bulk_create_audited
 from registry.models import OutcomeSettings, VisitDefinition
 from registry.services import ensure_can_write
 
@@ -50,7 +51,7 @@ def visits_schedule(*, patient: Patient, day_zero: dt.date) -> list[Visit]:
     ]
     for visit in visits:
         visit.full_clean(exclude=["patient", "definition"], validate_unique=False, validate_constraints=False)
-    Visit.objects.bulk_create(visits)
+    bulk_create_audited(Visit, visits, reason=f"scheduled from day 0 {day_zero.isoformat()}")
     if visits and not patient.is_active:
         visits_take_out(patient=patient, on_date=patient.status_date, reason=patient.status_reason or patient.status)
     return visits

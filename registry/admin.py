@@ -2,7 +2,17 @@ from django.contrib import admin
 
 from registry import services
 from registry.admin_tools import ScopedAdmin
-from registry.models import CellProduct, Donor, Membership, OutcomeSettings, Site, Study, StudySite, VisitDefinition
+from registry.models import (
+    CellProduct,
+    Donor,
+    Membership,
+    OutcomeSettings,
+    ReminderPolicy,
+    Site,
+    Study,
+    StudySite,
+    VisitDefinition,
+)
 
 
 @admin.register(Site)
@@ -15,6 +25,12 @@ class SiteAdmin(ScopedAdmin):
 
 class OutcomeSettingsInline(admin.StackedInline):
     model = OutcomeSettings
+    can_delete = False
+    extra = 0
+
+
+class ReminderPolicyInline(admin.StackedInline):
+    model = ReminderPolicy
     can_delete = False
     extra = 0
 
@@ -42,7 +58,7 @@ class StudyAdmin(ScopedAdmin):
     list_display = ["code", "registration_id", "title", "phase", "status", "target_enrolment"]
     list_filter = ["status", "phase"]
     search_fields = ["code", "registration_id", "title"]
-    inlines = [StudySiteInline, OutcomeSettingsInline, VisitDefinitionInline]
+    inlines = [StudySiteInline, OutcomeSettingsInline, ReminderPolicyInline, VisitDefinitionInline]
     superuser_writes_only = True
     reason_on_change = False
 
@@ -50,6 +66,7 @@ class StudyAdmin(ScopedAdmin):
         study = services.save_validated(instance)
         if not change:
             OutcomeSettings.objects.get_or_create(study=study)
+            ReminderPolicy.objects.get_or_create(study=study)
             services.schedule_install_default(study=study)
         return study
 

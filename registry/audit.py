@@ -138,3 +138,14 @@ def install_append_only_triggers(**kwargs) -> None:
                 f"CREATE TRIGGER registry_append_only BEFORE UPDATE OR DELETE ON {quoted} "
                 "FOR EACH ROW EXECUTE FUNCTION registry_history_append_only()"
             )
+
+
+def bulk_create_audited(model, objs: list, *, reason: str = "") -> list:
+    """`bulk_create` that also writes the history rows, stamped like any other change."""
+    from simple_history.utils import bulk_create_with_history
+
+    ctx = current_audit_context()
+    attrs = {"history_door": ctx.door, "history_actor": ctx.actor}
+    if ctx.user_id is not None:
+        attrs["history_user_id"] = ctx.user_id
+    return bulk_create_with_history(objs, model, default_change_reason=reason, custom_historical_attrs=attrs)

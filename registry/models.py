@@ -385,3 +385,30 @@ class OutcomeSettings(models.Model):
 
     def __str__(self) -> str:
         return f"Outcome definitions of {self.study.code}"
+
+
+class ReminderPolicy(models.Model):
+    """When a study's coordinators are reminded of visits and safety reports (DOMAIN.md defaults)."""
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="reminder_policy")
+    upcoming_days = models.PositiveSmallIntegerField("remind this many days before a window opens", default=7)
+    closing_days = models.PositiveSmallIntegerField("remind this many days before a window closes", default=3)
+    overdue_repeat_days = models.PositiveSmallIntegerField("repeat an overdue reminder every (days)", default=7)
+    overdue_max_reminders = models.PositiveSmallIntegerField(
+        "overdue reminders before escalating to the investigator", default=4
+    )
+    send_hour = models.PositiveSmallIntegerField(
+        "local hour at which reminders go out", default=8, validators=[MaxValueValidator(23)]
+    )
+    ae_due_soon_days = models.PositiveSmallIntegerField("warn this many days before a safety report is due", default=2)
+
+    history = audit_history()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(send_hour__lte=23), name="reminder_send_hour_valid"),
+            models.CheckConstraint(condition=Q(overdue_repeat_days__gte=1), name="reminder_repeat_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Reminder policy of {self.study.code}"

@@ -15,7 +15,17 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from registry import constants as c
-from registry.models import CellProduct, Donor, Membership, OutcomeSettings, Site, Study, StudySite, VisitDefinition
+from registry.models import (
+    CellProduct,
+    Donor,
+    Membership,
+    OutcomeSettings,
+    ReminderPolicy,
+    Site,
+    Study,
+    StudySite,
+    VisitDefinition,
+)
 from registry.scoping import user_can_write_site
 
 
@@ -71,6 +81,7 @@ def study_create(
     for site in sites:
         study_add_site(study=study, site=site)
     OutcomeSettings.objects.get_or_create(study=study)
+    ReminderPolicy.objects.get_or_create(study=study)
     if install_default_template:
         schedule_install_default(study=study)
     return study

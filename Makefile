@@ -1,0 +1,53 @@
+# Every routine command of the project. The README and .ci/run call these targets.
+
+SHELL := /bin/bash
+BOOTSTRAP_PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+VAR_DIR := $(or $(REGISTRY_VAR_DIR),var)
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: venv run test lint check clean
+
+# The virtual environment; dependencies are reinstalled only when pyproject.toml changes.
+venv: $(STAMP)
+
+$(PY):
+	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# The whole system on this machine: SQLite and Celery's filesystem broker under var/ unless
+# DATABASE_URL / REDIS_URL are set. Web on http://127.0.0.1:$(PORT)/, one worker with beat; Ctrl-C stops all.
+run: venv
+	mkdir -p $(VAR_DIR)/mail $(VAR_DIR)/celery/queue $(VAR_DIR)/celery/processed
+	$(PY) manage.py migrate
+	$(PY) manage.py seed_demo
+	$(PY) manage.py ensure_local_admin
+	$(VENV)/bin/honcho -f Procfile.local start -p $(PORT)
+
+# pytest's exit code, except 5 (no tests collected), which is reported and passed as success.
+test: venv
+	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	if [ "$$status" -eq 5 ]; then \
+		echo "WARNING: pytest collected no tests (exit code 5); not counted as a failure." >&2; \
+		exit 0; \
+	fi; \
+	exit $$status
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+check: venv
+	mkdir -p $(VAR_DIR)
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf var
