@@ -1,6 +1,14 @@
 """Every periodic job, in one place. Each entry's task calls a service that a management command also runs.
 
-Celery beat reads this mapping (see `config.celery`); exactly one beat process may run.
+Celery beat reads this mapping (see `config.celery`); exactly one beat process may run. Each job works
+from database state, so a missed run catches up and an extra run does nothing.
 """
 
-BEAT_SCHEDULE: dict[str, dict] = {}
+from celery.schedules import crontab
+
+BEAT_SCHEDULE: dict[str, dict] = {
+    # Reminders and safety checks: decide what is due (ledger rows), then send what is due.
+    "sweep-reminders": {"task": "followup.tasks.sweep_reminders", "schedule": crontab(minute="*/15")},
+    "run-safety-checks": {"task": "followup.tasks.run_safety_checks", "schedule": crontab(minute="7,37")},
+    "send-notifications": {"task": "followup.tasks.send_notifications", "schedule": crontab(minute="*/5")},
+}

@@ -1,12 +1,22 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
 
-from followup import services
+from followup import notifications, safety, services
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.computations import plain
-from followup.constants import VisitState
-from followup.models import AdverseEvent, ComputedOutcome, LotLookback, Result, Visit
+from followup.constants import AECategory, CTCAEGrade, Relatedness, VisitState
+from followup.models import (
+    AdverseEvent,
+    ComputedOutcome,
+    LotLookback,
+    Notification,
+    NotificationPreference,
+    Result,
+    SafetySignal,
+    Visit,
+)
 from followup.selectors import lot_lookback
 from registry.admin_tools import ScopedAdmin, ServiceModelForm, SiteScopedAdminMixin
 
@@ -328,3 +338,147 @@ class LotLookbackAdmin(ScopedAdmin):
         lot = self.get_object(request, object_id)
         extra_context = {**(extra_context or {}), "recipients": lot_lookback(lot=lot, user=request.user) if lot else []}
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(Notification)
+class NotificationAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
+    """The ledger: every e-mail item, its state and its error; failed or cancelled items can be resent."""
+
+    list_display = [
+        "created_at",
+        "kind",
+        "object_id",
+        "stage",
+        "recipient_email",
+        "site",
+        "state",
+        "attempts",
+        "send_after",
+        "sent_at",
+        "last_error",
+    ]
+    list_filter = ["state", "kind", "site"]
+    search_fields = ["recipient_email", "stage"]
+    list_select_related = ["site"]
+    actions = ["resend"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Resend the selected failed or cancelled items (if they still apply)")
+    def resend(self, request, queryset):
+        done, refused = 0, []
+        for row in queryset:
+            try:
+                notifications.notification_resend(notification=row, actor=request.user)
+                done += 1
+            except ValidationError as exc:
+                refused.append(f"{row.key}: {'; '.join(exc.messages)}")
+        self.message_user(request, f"{done} item(s) queued again.")
+        for line in refused:
+            self.message_user(request, line, level=messages.WARNING)
+
+
+class SignalReviewForm(ServiceModelForm):
+    decision = forms.ChoiceField(
+        choices=[("", "—"), ("dismiss", "Dismiss (or answer the malignancy question)"), ("accept", "Accept as an AE")],
+        required=False,
+    )
+    ae_term = forms.CharField(required=False, label="AE term (when accepting)")
+    ae_category = forms.ChoiceField(choices=[("", "—"), *AECategory.choices], required=False, label="AE category")
+    ae_grade = forms.TypedChoiceField(
+        choices=[("", "—"), *CTCAEGrade.choices], coerce=int, required=False, label="CTCAE grade"
+    )
+    ae_relatedness = forms.ChoiceField(
+        choices=[("", "—"), *Relatedness.choices], required=False, label="relatedness to MSCT"
+    )
+    ae_expected = forms.BooleanField(required=False, label="expected")
+    ae_onset_date = forms.DateField(required=False, label="onset date")
+    ae_aware_date = forms.DateField(required=False, label="date the site became aware")
+
+    class Meta:
+        model = SafetySignal
+        fields = ["review_reason"]
+
+
+@admin.register(SafetySignal)
+class SafetySignalAdmin(ScopedAdmin):
+    form = SignalReviewForm
+    list_display = ["created_at", "patient", "kind", "detail", "status", "reviewed_by", "adverse_event"]
+    list_filter = ["status", "kind", "patient__site"]
+    search_fields = ["patient__subject_code"]
+    list_select_related = ["patient", "reviewed_by", "adverse_event"]
+    readonly_fields = ["patient", "visit", "kind", "detail", "status", "reviewed_by", "reviewed_at", "adverse_event"]
+    fields = [
+        *readonly_fields,
+        "decision",
+        "review_reason",
+        "ae_term",
+        "ae_category",
+        "ae_grade",
+        "ae_relatedness",
+        "ae_expected",
+        "ae_onset_date",
+        "ae_aware_date",
+    ]
+    reason_on_change = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def service_save(self, request, instance, cleaned_data, change):
+        decision = cleaned_data.get("decision")
+        if decision == "dismiss":
+            return safety.signal_dismiss(
+                signal=instance, reason=cleaned_data.get("review_reason", ""), actor=request.user
+            )
+        if decision == "accept":
+            fields = {
+                name: cleaned_data.get(f"ae_{name}")
+                for name in ("term", "category", "grade", "relatedness", "expected", "onset_date", "aware_date")
+            }
+            missing = [name for name, value in fields.items() if value in (None, "") and name != "expected"]
+            if missing:
+                raise ValidationError({f"ae_{name}": "Needed to record the adverse event." for name in missing})
+            return safety.signal_accept(
+                signal=instance, actor=request.user, description=cleaned_data.get("review_reason", ""), **fields
+            )
+        raise ValidationError({"decision": "Choose to dismiss the signal or accept it as an adverse event."})
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(admin.ModelAdmin):
+    """Everyone edits their own e-mail preferences; superusers see all."""
+
+    list_display = ["user", "language", "digest", "paused_until", "unsubscribed"]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs if request.user.is_superuser else qs.filter(user=request.user)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if request.user.is_superuser else ["user"]
+
+    def get_changeform_initial_data(self, request):
+        return {"user": request.user.pk}
+
+    def save_model(self, request, obj, form, change):
+        if not request.user.is_superuser:
+            obj.user = request.user
+        super().save_model(request, obj, form, change)
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    has_view_permission = has_add_permission = has_module_permission
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_module_permission(request) and (
+            obj is None or request.user.is_superuser or obj.user_id == request.user.pk
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)

@@ -1,0 +1,26 @@
+"""Celery tasks: each calls a service that a management command also runs. No rules here."""
+
+from celery import shared_task
+from django.db import transaction
+
+from followup import notifications, safety
+
+
+@shared_task(acks_late=True)
+def sweep_reminders() -> int:
+    report = notifications.reminders_sweep()
+    transaction.on_commit(send_notifications.delay)
+    return report.inserted
+
+
+@shared_task(acks_late=True)
+def run_safety_checks() -> int:
+    raised = safety.safety_sweep().raised
+    inserted = notifications.safety_reports_sweep().inserted + notifications.signals_notify_sweep().inserted
+    transaction.on_commit(send_notifications.delay)
+    return raised + inserted
+
+
+@shared_task(acks_late=True)
+def send_notifications() -> int:
+    return notifications.notifications_send_due().emails
