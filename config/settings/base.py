@@ -136,3 +136,7 @@ LOGGING = {
 
 # History is corrected through services, with a reason; reverting from the history page would bypass them.
 SIMPLE_HISTORY_REVERT_DISABLED = True
+
+# Notifications: links in e-mails point here; a claim older than this (a worker that died) is taken again.
+REGISTRY_BASE_URL = env.str("REGISTRY_BASE_URL", default="http://127.0.0.1:8000")
+NOTIFICATION_CLAIM_TIMEOUT = env.int("NOTIFICATION_CLAIM_TIMEOUT", default=600)
