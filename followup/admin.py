@@ -187,7 +187,7 @@ class VisitAdmin(ScopedAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_display(self, obj):
-        state = getattr(obj, "state", None) or obj.state()
+        state = obj.state if isinstance(getattr(obj, "state", None), str) else obj.current_state()
         return VisitState(state).label
 
     @admin.display(description="window")

@@ -79,7 +79,7 @@ class Visit(TimeStampedModel):
     def __str__(self) -> str:
         return f"{self.patient.subject_code} {self.code}"
 
-    def state(self, today=None):
+    def current_state(self, today=None):
         """The visit's state today in the site's time zone (or on `today`)."""
         from followup.states import site_today
 

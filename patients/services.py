@@ -57,6 +57,12 @@ def _check_patient(patient: Patient) -> None:
         errors["diagnosis_date"] = "The diagnosis date cannot be before the year of birth."
     if patient.consent_date and patient.consent_date > today:
         errors["consent_date"] = "The consent date cannot be in the future."
+    first = patient.transplants.order_by("infused_at").first() if patient.pk else None
+    if first and (not patient.consent_date or patient.consent_date > local_date(first.infused_at, patient.site)):
+        errors["consent_date"] = (
+            f"Infusion 1 is recorded on {local_date(first.infused_at, patient.site).isoformat()}; consent must be "
+            "dated on or before it."
+        )
     unknown = [d for d in patient.refractory_to or [] if d not in c.Drug.values]
     if not isinstance(patient.refractory_to, list):
         errors["refractory_to"] = "Give a list of drug codes."
@@ -142,6 +148,15 @@ def patient_change_status(*, patient: Patient, status: str, on_date: dt.date, re
         raise ValidationError({"consent_date": "Record the consent date before changing the status."})
     if patient.consent_date and on_date < patient.consent_date:
         raise ValidationError({"status_date": "The status date cannot be before consent."})
+    last = patient.transplants.order_by("-infused_at").first()
+    if last and status in c.INACTIVE_STATUSES and on_date < local_date(last.infused_at, patient.site):
+        raise ValidationError(
+            {
+                "status_date": f"Infusion {last.infusion_number} is recorded on "
+                f"{local_date(last.infused_at, patient.site).isoformat()}; the patient cannot have left "
+                "follow-up before it."
+            }
+        )
     patient.status, patient.status_date, patient.status_reason = status, on_date, reason
     save_validated(patient, reason=reason or f"status {status}")
     if status in c.INACTIVE_STATUSES:
@@ -183,6 +198,8 @@ def _check_transplant(event: TransplantEvent) -> None:
     _check_range(errors, "dose_cells_per_kg", event.dose_cells_per_kg, *c.DOSE_CELLS_PER_KG_RANGE, "cells/kg")
     if event.infused_at is None:
         errors["infused_at"] = "This field is required."
+    elif timezone.is_naive(event.infused_at):
+        errors["infused_at"] = "Give the infusion time with its time zone."
     if errors:
         raise ValidationError(errors)
     if event.infused_at > timezone.now():

@@ -34,6 +34,8 @@ class SiteScopedQuerySet(models.QuerySet):
 
 
 def user_can_write_site(user, site_id) -> bool:
+    if not user.is_active:
+        return False
     if user.is_superuser:
         return True
     return user_site_ids(user, write=True).filter(site_id=site_id).exists()

@@ -1,0 +1,122 @@
+"""Site scoping: `for_user` keeps what a person may see (and, with write=True, what they may change)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+
+from followup.models import Visit
+from patients.models import Patient, TransplantEvent
+from patients.services import transplant_record
+from registry.models import CellProduct, Donor, Site, Study
+from tests.patients.factories import PatientFactory
+from tests.registry.factories import CellProductFactory, StudyFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
+
+SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
+LONDON = zoneinfo.ZoneInfo("Europe/London")
+
+
+@pytest.fixture
+def world(study, site_a, site_b):
+    """A transplanted patient with a lot at each site, and a study in which only site B takes part."""
+    lot_a = CellProductFactory(study=study, site=site_a)
+    lot_b = CellProductFactory(study=study, site=site_b)
+    patient_a = PatientFactory(study=study, site=site_a, subject_code="A-001")
+    patient_b = PatientFactory(study=study, site=site_b, subject_code="B-001")
+    for patient, lot, zone in ((patient_a, lot_a, SHANGHAI), (patient_b, lot_b, LONDON)):
+        transplant_record(
+            patient=patient,
+            lot=lot,
+            infused_at=dt.datetime(2026, 1, 15, 10, 0, tzinfo=zone),
+            weight_kg=Decimal("55.0"),
+            dose_cells_per_kg=1_000_000,
+        )
+    study_b_only = StudyFactory(code="B-ONLY", sites=[site_b])
+    lot_b_only = CellProductFactory(study=study_b_only, site=site_b)
+    return {
+        "patient_a": patient_a,
+        "patient_b": patient_b,
+        "lot_a": lot_a,
+        "lot_b": lot_b,
+        "study_b_only": study_b_only,
+        "lot_b_only": lot_b_only,
+    }
+
+
+def test_coordinator_sees_own_site_patients_infusions_and_visits_only(world, coordinator_a):
+    assert list(Patient.objects.for_user(coordinator_a)) == [world["patient_a"]]
+    assert set(TransplantEvent.objects.for_user(coordinator_a).values_list("patient", flat=True)) == {
+        world["patient_a"].pk
+    }
+    visits = Visit.objects.for_user(coordinator_a)
+    assert visits.count() == 12
+    assert set(visits.values_list("patient", flat=True)) == {world["patient_a"].pk}
+
+
+def test_coordinator_sees_own_site_and_its_studies_only(world, coordinator_a, site_a, study):
+    assert list(Site.objects.for_user(coordinator_a)) == [site_a]
+    assert list(Study.objects.for_user(coordinator_a)) == [study]
+
+
+def test_coordinator_sees_lots_of_own_site_and_own_studies_but_not_other_sites_studies(world, coordinator_a):
+    lots = set(CellProduct.objects.for_user(coordinator_a))
+
+    assert world["lot_a"] in lots
+    # Site A infuses the lots of the studies it takes part in, wherever they are held.
+    assert world["lot_b"] in lots
+    assert world["lot_b_only"] not in lots
+
+
+def test_coordinator_sees_donors_of_own_site_only(world, coordinator_a, site_a):
+    assert set(Donor.objects.for_user(coordinator_a).values_list("site", flat=True)) == {site_a.pk}
+
+
+def test_coordinator_of_other_site_sees_nothing_of_site_a(world, coordinator_b, site_a):
+    assert world["patient_a"] not in Patient.objects.for_user(coordinator_b)
+    assert not Visit.objects.for_user(coordinator_b).filter(patient__site=site_a).exists()
+    assert not TransplantEvent.objects.for_user(coordinator_b).filter(patient__site=site_a).exists()
+    assert site_a not in Site.objects.for_user(coordinator_b)
+
+
+def test_superuser_sees_every_site(world, superuser):
+    assert Patient.objects.for_user(superuser).count() == 2
+    assert Visit.objects.for_user(superuser).count() == 24
+    assert CellProduct.objects.for_user(superuser).count() == 3
+    assert Study.objects.for_user(superuser).count() == 2
+    assert Patient.objects.for_user(superuser, write=True).count() == 2
+
+
+def test_inactive_user_sees_nothing(world, coordinator_a):
+    coordinator_a.is_active = False
+    coordinator_a.save()
+
+    assert not Patient.objects.for_user(coordinator_a).exists()
+    assert not Visit.objects.for_user(coordinator_a).exists()
+    assert not CellProduct.objects.for_user(coordinator_a).exists()
+    assert not Study.objects.for_user(coordinator_a).exists()
+    assert not Site.objects.for_user(coordinator_a).exists()
+
+
+def test_anonymous_user_sees_nothing(world):
+    assert not Patient.objects.for_user(AnonymousUser()).exists()
+    assert not Patient.objects.for_user(None).exists()
+
+
+def test_monitor_reads_own_site_but_cannot_write_it(world, monitor_a):
+    assert list(Patient.objects.for_user(monitor_a)) == [world["patient_a"]]
+    assert Visit.objects.for_user(monitor_a).count() == 12
+
+    assert not Patient.objects.for_user(monitor_a, write=True).exists()
+    assert not Visit.objects.for_user(monitor_a, write=True).exists()
+    assert not Site.objects.for_user(monitor_a, write=True).exists()
+
+
+def test_writing_roles_keep_their_site_when_writing(world, coordinator_a, second_user_a):
+    for user in (coordinator_a, second_user_a):
+        assert list(Patient.objects.for_user(user, write=True)) == [world["patient_a"]]
