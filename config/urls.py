@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import HttpResponse
-from django.urls import path
+from django.urls import include, path
 
 
 def healthz(request):
@@ -14,4 +14,5 @@ admin.site.index_title = "Registry administration"
 urlpatterns = [
     path("healthz", healthz),
     path("admin/", admin.site.urls),
+    path("api/", include("config.api")),
 ]

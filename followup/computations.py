@@ -37,7 +37,7 @@ def to_canonical(code: str, value, unit: str | None = None) -> Decimal:
         raise ValidationError({code: f"{code}: '{value}' is not a number."}, code="invalid")
     canonical = (number * analyte.factor(unit)).quantize(CANONICAL_PLACES)
     if not analyte.low <= canonical <= analyte.high:
-        shown = f"{number} {unit}" + (f" (= {plain(canonical)} {analyte.unit})" if unit != analyte.unit else "")
+        shown = f"{plain(number)} {unit}" + (f" (= {plain(canonical)} {analyte.unit})" if unit != analyte.unit else "")
         raise ValidationError(
             {code: f"{code}: {shown} is outside the plausible range {analyte.low}–{analyte.high} {analyte.unit}."},
             code="range",

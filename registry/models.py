@@ -412,3 +412,62 @@ class ReminderPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"Reminder policy of {self.study.code}"
+
+
+class ApiKeyScope(models.TextChoices):
+    READ = "read", "Read only"
+    READ_WRITE = "read_write", "Read and write"
+
+
+class ApiKey(models.Model):
+    """A partner hospital's credential for the REST API, bound to one site.
+
+    The key is shown once when issued; only its SHA-256 digest is kept (the key is 256 random bits, so a
+    fast digest is safe), found by its public prefix. Keys expire and can be revoked.
+    """
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="api_keys")
+    name = models.CharField(max_length=100, help_text="Who uses it, e.g. 'JSPH EHR integration'.")
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=64, editable=False)
+    scope = models.CharField(max_length=12, choices=ApiKeyScope.choices, default=ApiKeyScope.READ)
+    can_write_lots = models.BooleanField(
+        default=False, help_text="The site manufactures cell products and may record its lots."
+    )
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SiteScopedQuerySet.as_manager()
+    SITE_LOOKUP = "site"
+    history = audit_history(excluded_fields=["last_used_at"])
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.site.code}, {self.name})"
+
+    @property
+    def can_write(self) -> bool:
+        return self.scope == ApiKeyScope.READ_WRITE
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a POST with an Idempotency-Key, replayed for a retry with the same key and body."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="idempotency_records")
+    key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)
+    completed = models.BooleanField(default=False)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_unique_per_api_key")]
+
+    def __str__(self) -> str:
+        return f"{self.api_key.prefix}: {self.key}"

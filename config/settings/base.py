@@ -26,6 +26,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
     "simple_history",
     "registry",
     "patients",
@@ -123,8 +125,48 @@ else:
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="registry@localhost")
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["registry.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["registry.api.auth.PartnerPermission"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "registry.api.base.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="600/minute")},
+    "COERCE_DECIMAL_TO_STRING": False,
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MSCT registry partner API",
+    "DESCRIPTION": (
+        "Partner hospitals post their patients' transplants, visits, results, medications and adverse events, "
+        "and read back schedules and computed outcomes. Authenticate with `Authorization: Api-Key <key>` (a "
+        "per-site key issued in the admin). Every list is scoped to the key's site and paginated by cursor, "
+        "ordered by `updated_at` for incremental sync. POSTs accept `Idempotency-Key`; updates need `If-Match`. "
+        "Errors are RFC 9457 problem details with a list of field errors."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SECURITY": [{"ApiKey": []}],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "ENUM_NAME_OVERRIDES": {
+        "VisitOutcomeEnum": "followup.constants.VisitOutcome",
+        "AEOutcomeEnum": "followup.constants.AEOutcome",
+        "PatientStatusEnum": "patients.constants.PatientStatus",
+        "StudyStatusEnum": "registry.constants.StudyStatus",
+        "TestOutcomeEnum": "registry.constants.TestOutcome",
+        "DrugEnum": "patients.constants.Drug",
+        "ReleaseStatusEnum": "registry.constants.ReleaseStatus",
+    },
+}
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
 }
 
 LOGGING = {

@@ -1,0 +1,201 @@
+from rest_framework import serializers
+
+from followup import constants as c
+from followup.catalogue import ANALYTES, SLEDAI_ITEMS
+from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
+
+
+class ResultSerializer(serializers.ModelSerializer):
+    unit = serializers.SerializerMethodField()
+    visit_code = serializers.CharField(source="visit.code", read_only=True)
+    subject_code = serializers.CharField(source="visit.patient.subject_code", read_only=True)
+
+    class Meta:
+        model = Result
+        fields = [
+            "id",
+            "subject_code",
+            "visit_code",
+            "code",
+            "value",
+            "unit",
+            "entered_value",
+            "entered_unit",
+            "derived",
+            "updated_at",
+        ]
+
+    def get_unit(self, obj) -> str:
+        return ANALYTES[obj.code].unit
+
+
+class VisitResultSerializer(serializers.ModelSerializer):
+    unit = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Result
+        fields = ["code", "value", "unit", "entered_value", "entered_unit", "derived"]
+
+    def get_unit(self, obj) -> str:
+        return ANALYTES[obj.code].unit
+
+
+class OutcomeSerializer(serializers.ModelSerializer):
+    visit_code = serializers.CharField(source="visit.code", read_only=True)
+    subject_code = serializers.CharField(source="visit.patient.subject_code", read_only=True)
+
+    class Meta:
+        model = ComputedOutcome
+        fields = [
+            "id",
+            "subject_code",
+            "visit_code",
+            "algorithm_version",
+            "definitions",
+            "sledai",
+            "sledai_change",
+            "sri4",
+            "sri4_note",
+            "remission",
+            "renal_response",
+            "flare",
+            "relapse",
+            "changes",
+            "notes",
+            "computed_at",
+        ]
+
+
+class VisitSerializer(serializers.ModelSerializer):
+    study = serializers.CharField(source="patient.study.code", read_only=True)
+    subject_code = serializers.CharField(source="patient.subject_code", read_only=True)
+    state = serializers.ChoiceField(choices=c.VisitState.choices, read_only=True)
+    results = VisitResultSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Visit
+        fields = [
+            "id",
+            "study",
+            "subject_code",
+            "code",
+            "label",
+            "target_date",
+            "window_start",
+            "window_end",
+            "state",
+            "outcome",
+            "actual_date",
+            "outcome_reason",
+            "deviation_reason",
+            "sledai_items",
+            "results",
+            "updated_at",
+        ]
+
+
+class ResultInputSerializer(serializers.Serializer):
+    value = serializers.DecimalField(max_digits=14, decimal_places=4)
+    unit = serializers.CharField(required=False, max_length=20, help_text="Defaults to the canonical unit.")
+
+
+class VisitRecordSerializer(serializers.Serializer):
+    actual_date = serializers.DateField()
+    results = serializers.DictField(
+        child=ResultInputSerializer(),
+        required=False,
+        help_text=f'By result code: {", ".join(ANALYTES)}. E.g. {{"CREAT": {{"value": 0.9, "unit": "mg/dL"}}}}.',
+    )
+    sledai_items = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(SLEDAI_ITEMS)),
+        required=False,
+        allow_null=True,
+        help_text="SLEDAI-2K items present; [] when assessed with none present; omit when not assessed.",
+    )
+    deviation_reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    reason = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000, help_text="Required when correcting a recorded visit."
+    )
+    remove = serializers.ListField(child=serializers.ChoiceField(choices=list(ANALYTES)), required=False)
+
+
+class VisitRecordByKeySerializer(VisitRecordSerializer):
+    study = serializers.CharField(max_length=30)
+    subject_code = serializers.CharField(max_length=40)
+    visit_code = serializers.CharField(max_length=10)
+
+
+class VisitMissedSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+AE_FIELDS = [
+    "term",
+    "category",
+    "onset_date",
+    "resolution_date",
+    "grade",
+    "serious_death",
+    "serious_life_threatening",
+    "serious_hospitalisation",
+    "serious_disability",
+    "serious_congenital_anomaly",
+    "serious_other_important",
+    "relatedness",
+    "expected",
+    "action_taken",
+    "outcome",
+    "aware_date",
+    "description",
+]
+
+
+class AdverseEventSerializer(serializers.ModelSerializer):
+    study = serializers.CharField(source="patient.study.code", read_only=True)
+    subject_code = serializers.CharField(source="patient.subject_code", read_only=True)
+    infusion_number = serializers.IntegerField(source="transplant.infusion_number", read_only=True, allow_null=True)
+    serious = serializers.BooleanField(read_only=True)
+    is_susar = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = AdverseEvent
+        fields = [
+            "id",
+            "study",
+            "subject_code",
+            "infusion_number",
+            *AE_FIELDS,
+            "serious",
+            "is_susar",
+            "initial_report_due",
+            "complete_report_due",
+            "initial_report_submitted_on",
+            "complete_report_submitted_on",
+            "updated_at",
+        ]
+
+
+class AdverseEventCreateSerializer(serializers.ModelSerializer):
+    study = serializers.CharField(max_length=30)
+    subject_code = serializers.CharField(max_length=40)
+    infusion_number = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="The infusion, for an infusion-related event."
+    )
+
+    class Meta:
+        model = AdverseEvent
+        fields = ["study", "subject_code", "infusion_number", *AE_FIELDS]
+
+
+class AdverseEventUpdateSerializer(serializers.ModelSerializer):
+    reason = serializers.CharField(max_length=2000)
+
+    class Meta:
+        model = AdverseEvent
+        fields = [f for f in AE_FIELDS if f != "aware_date"] + ["reason"]
+        extra_kwargs = {name: {"required": False} for name in AE_FIELDS}
+
+
+class ReportSubmissionSerializer(serializers.Serializer):
+    report = serializers.ChoiceField(choices=[("initial", "initial"), ("complete", "complete")])
+    on_date = serializers.DateField()

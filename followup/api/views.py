@@ -1,0 +1,219 @@
+from django.core.exceptions import ValidationError
+from django.db.models import Prefetch
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+
+from followup import constants as c
+from followup import services
+from followup.api.serializers import (
+    AdverseEventCreateSerializer,
+    AdverseEventSerializer,
+    AdverseEventUpdateSerializer,
+    OutcomeSerializer,
+    ReportSubmissionSerializer,
+    ResultSerializer,
+    VisitMissedSerializer,
+    VisitRecordByKeySerializer,
+    VisitRecordSerializer,
+    VisitSerializer,
+)
+from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
+from patients.api.views import SubjectFilter, UpdatedSinceFilter, resolve_patient, valid
+from registry.api.base import IDEMPOTENCY_HEADER, IF_MATCH_HEADER, PartnerViewSet, check_if_match, idempotent
+
+
+class VisitFilter(SubjectFilter):
+    state = filters.ChoiceFilter(choices=c.VisitState.choices, help_text="Today's state at the site.")
+    due_from = filters.DateFilter(
+        field_name="window_end", lookup_expr="gte", help_text="Visits whose window ends on or after this date."
+    )
+    due_to = filters.DateFilter(
+        field_name="window_start", lookup_expr="lte", help_text="Visits whose window opens on or before this date."
+    )
+    code = filters.CharFilter(field_name="code")
+
+    class Meta:
+        model = Visit
+        fields = ["study", "subject_code", "code", "state", "due_from", "due_to", "updated_since"]
+
+
+class VisitViewSet(PartnerViewSet):
+    """The key's site's visits with their state today, results, and recording."""
+
+    serializer_class = VisitSerializer
+    filterset_class = VisitFilter
+
+    def base_queryset(self):
+        return (
+            Visit.objects.with_state()
+            .select_related("patient__study")
+            .prefetch_related(Prefetch("results", queryset=Result.objects.order_by("code")))
+        )
+
+    def _record(self, visit, fields):
+        return services.visit_record(
+            visit=visit,
+            actual_date=fields["actual_date"],
+            results={code: (r["value"], r.get("unit")) for code, r in (fields.get("results") or {}).items()},
+            sledai_items=fields.get("sledai_items"),
+            deviation_reason=fields.get("deviation_reason", ""),
+            remove=fields.get("remove", []),
+            reason=fields.get("reason", ""),
+        )
+
+    @extend_schema(
+        request=VisitRecordSerializer,
+        responses={200: VisitSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+        operation_id="v1_visits_record",
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def record(self, request, *args, **kwargs):
+        """Record the visit's date and results (all or nothing). Correcting a recorded visit needs If-Match and a reason."""
+        visit = self.get_object()
+        if visit.outcome != c.VisitOutcome.OPEN:
+            refused = check_if_match(request, visit)
+            if refused:
+                return refused
+        visit = self._record(visit, valid(VisitRecordSerializer, request))
+        return self.respond(self.get_queryset().get(pk=visit.pk), VisitSerializer)
+
+    @extend_schema(
+        request=VisitRecordByKeySerializer,
+        responses={200: VisitSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+        operation_id="v1_visits_record_by_key",
+    )
+    @action(detail=False, methods=["post"], url_path="record")
+    @idempotent
+    def record_by_key(self, request, *args, **kwargs):
+        """Record a visit named by study, subject code and visit code (an upsert of its results)."""
+        fields = valid(VisitRecordByKeySerializer, request)
+        patient = resolve_patient(self.site_id, fields["study"], fields["subject_code"])
+        visit = self.get_queryset().filter(patient=patient, code=fields["visit_code"]).first()
+        if visit is None:
+            raise ValidationError(
+                {"visit_code": f"Patient {patient.subject_code} has no visit {fields['visit_code']}."}
+            )
+        if visit.outcome != c.VisitOutcome.OPEN and not fields.get("reason"):
+            raise ValidationError({"reason": "The visit is already recorded; give a reason for the correction."})
+        visit = self._record(visit, fields)
+        return self.respond(self.get_queryset().get(pk=visit.pk), VisitSerializer)
+
+    @extend_schema(request=VisitMissedSerializer, responses={200: VisitSerializer}, parameters=[IDEMPOTENCY_HEADER])
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def missed(self, request, *args, **kwargs):
+        """Confirm that the visit did not take place."""
+        visit = services.visit_mark_missed(
+            visit=self.get_object(), reason=valid(VisitMissedSerializer, request)["reason"]
+        )
+        return self.respond(self.get_queryset().get(pk=visit.pk), VisitSerializer)
+
+
+class ResultFilter(UpdatedSinceFilter):
+    study = filters.CharFilter(field_name="visit__patient__study__code")
+    subject_code = filters.CharFilter(field_name="visit__patient__subject_code")
+    visit_code = filters.CharFilter(field_name="visit__code")
+
+    class Meta:
+        model = Result
+        fields = ["study", "subject_code", "visit_code", "code", "updated_since"]
+
+
+class ResultViewSet(PartnerViewSet):
+    """Every result of the key's site's visits, in canonical units."""
+
+    serializer_class = ResultSerializer
+    filterset_class = ResultFilter
+
+    def base_queryset(self):
+        return Result.objects.select_related("visit__patient")
+
+
+class OutcomeFilter(filters.FilterSet):
+    study = filters.CharFilter(field_name="visit__patient__study__code")
+    subject_code = filters.CharFilter(field_name="visit__patient__subject_code")
+
+    class Meta:
+        model = ComputedOutcome
+        fields = ["study", "subject_code", "remission", "flare", "relapse"]
+
+
+class OutcomeViewSet(PartnerViewSet):
+    """Outcomes the registry computed at each post-transplant visit (read only)."""
+
+    serializer_class = OutcomeSerializer
+    filterset_class = OutcomeFilter
+
+    class pagination_class(PartnerViewSet.pagination_class):  # noqa: N801
+        ordering = ("computed_at", "id")
+
+    def base_queryset(self):
+        return ComputedOutcome.objects.select_related("visit__patient")
+
+
+class AdverseEventFilter(SubjectFilter):
+    class Meta:
+        model = AdverseEvent
+        fields = ["study", "subject_code", "category", "grade", "updated_since"]
+
+
+class AdverseEventViewSet(PartnerViewSet):
+    """Adverse events of the key's site's patients, with the expedited-reporting due dates."""
+
+    serializer_class = AdverseEventSerializer
+    filterset_class = AdverseEventFilter
+
+    def base_queryset(self):
+        return AdverseEvent.objects.select_related("patient__study", "transplant")
+
+    @extend_schema(
+        request=AdverseEventCreateSerializer, responses={201: AdverseEventSerializer}, parameters=[IDEMPOTENCY_HEADER]
+    )
+    @idempotent
+    def create(self, request, *args, **kwargs):
+        fields = valid(AdverseEventCreateSerializer, request)
+        patient = resolve_patient(self.site_id, fields.pop("study"), fields.pop("subject_code"))
+        number = fields.pop("infusion_number", None)
+        transplant = None
+        if number is not None:
+            transplant = patient.transplants.filter(infusion_number=number).first()
+            if transplant is None:
+                raise ValidationError({"infusion_number": f"Patient {patient.subject_code} has no infusion {number}."})
+        ae = services.ae_record(patient=patient, transplant=transplant, **fields)
+        return self.respond(
+            self.get_queryset().get(pk=ae.pk),
+            AdverseEventSerializer,
+            status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/adverse-events/{ae.pk}/"},
+        )
+
+    @extend_schema(
+        request=AdverseEventUpdateSerializer, responses={200: AdverseEventSerializer}, parameters=[IF_MATCH_HEADER]
+    )
+    def partial_update(self, request, *args, **kwargs):
+        ae = self.get_object()
+        refused = check_if_match(request, ae)
+        if refused:
+            return refused
+        fields = valid(AdverseEventUpdateSerializer, request, partial=True)
+        reason = fields.pop("reason", "")
+        for name, value in fields.items():
+            setattr(ae, name, value)
+        ae = services.ae_save(ae=ae, reason=reason)
+        return self.respond(self.get_queryset().get(pk=ae.pk), AdverseEventSerializer)
+
+    @extend_schema(
+        request=ReportSubmissionSerializer, responses={200: AdverseEventSerializer}, parameters=[IDEMPOTENCY_HEADER]
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def submissions(self, request, *args, **kwargs):
+        """Record that the initial or complete expedited report was submitted."""
+        fields = valid(ReportSubmissionSerializer, request)
+        ae = services.ae_record_submission(ae=self.get_object(), report=fields["report"], on_date=fields["on_date"])
+        return self.respond(self.get_queryset().get(pk=ae.pk), AdverseEventSerializer)

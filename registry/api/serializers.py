@@ -1,0 +1,119 @@
+from rest_framework import serializers
+
+from registry.models import CellProduct, OutcomeSettings, Site, Study, VisitDefinition
+
+
+class VisitDefinitionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = VisitDefinition
+        fields = ["code", "label", "offset_days", "window_before_days", "window_after_days"]
+
+
+class OutcomeSettingsSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OutcomeSettings
+        exclude = ["id", "study"]
+
+
+class StudySerializer(serializers.ModelSerializer):
+    visit_definitions = VisitDefinitionSerializer(many=True, read_only=True)
+    outcome_definitions = OutcomeSettingsSerializer(source="outcome_settings", read_only=True)
+
+    class Meta:
+        model = Study
+        fields = [
+            "id",
+            "code",
+            "registration_id",
+            "title",
+            "phase",
+            "status",
+            "sponsor",
+            "target_enrolment",
+            "visit_definitions",
+            "outcome_definitions",
+            "updated_at",
+        ]
+
+
+class SiteSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Site
+        fields = ["id", "code", "name", "country", "time_zone", "updated_at"]
+
+
+RELEASE_TEST_FIELDS = [
+    "plastic_adherent",
+    "cd105_pct",
+    "cd73_pct",
+    "cd90_pct",
+    "cd45_pct",
+    "cd34_pct",
+    "cd14_or_cd11b_pct",
+    "cd79a_or_cd19_pct",
+    "hla_dr_pct",
+    "trilineage_shown",
+    "viability_pct",
+    "sterility",
+    "mycoplasma",
+    "endotoxin_eu_per_ml",
+    "karyotype",
+]
+
+
+class LotSerializer(serializers.ModelSerializer):
+    study = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    site = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    donor = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = CellProduct
+        fields = [
+            "id",
+            "lot_number",
+            "study",
+            "site",
+            "donor",
+            "tissue_source",
+            "origin",
+            "passage_number",
+            "cryopreserved_on",
+            "expires_on",
+            "cells_per_unit",
+            "units",
+            *RELEASE_TEST_FIELDS,
+            "release_status",
+            "release_failures",
+            "updated_at",
+        ]
+
+
+class LotWriteSerializer(serializers.ModelSerializer):
+    """A lot recorded by its manufacturing site: the site is the key's, the study and donor by code."""
+
+    study = serializers.CharField(help_text="Study code.")
+    donor = serializers.CharField(help_text="Donor code within the study.")
+
+    class Meta:
+        model = CellProduct
+        fields = [
+            "lot_number",
+            "study",
+            "donor",
+            "tissue_source",
+            "origin",
+            "passage_number",
+            "cryopreserved_on",
+            "expires_on",
+            "cells_per_unit",
+            "units",
+            *RELEASE_TEST_FIELDS,
+        ]
+        extra_kwargs = {"lot_number": {"validators": []}}
+
+
+class LotUpdateSerializer(LotWriteSerializer):
+    reason = serializers.CharField(help_text="Why the lot record changes (kept in the audit trail).")
+
+    class Meta(LotWriteSerializer.Meta):
+        fields = [f for f in LotWriteSerializer.Meta.fields if f not in ("lot_number", "study", "donor")] + ["reason"]
