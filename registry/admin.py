@@ -1,8 +1,14 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
 
 from registry import services
 from registry.admin_tools import ScopedAdmin
+from registry.api_keys import api_key_issue, api_key_revoke
+from registry.constants import Role
 from registry.models import (
+    ApiKey,
     CellProduct,
     Donor,
     Membership,
@@ -176,3 +182,86 @@ class CellProductAdmin(ScopedAdmin):
 
     def service_save(self, request, instance, cleaned_data, change):
         return services.lot_save(lot=instance, actor=request.user, reason=cleaned_data.get("reason", ""))
+
+
+def _key_managed_sites(user):
+    """Sites whose API keys `user` may manage: all for superusers, else where they are data manager."""
+    if user.is_superuser:
+        return Site.objects.all()
+    return Site.objects.filter(memberships__user=user, memberships__role=Role.DATA_MANAGER).distinct()
+
+
+class ApiKeyIssueForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["site", "name", "scope", "can_write_lots", "expires_at"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(SimpleHistoryAdmin):
+    """Partner credentials: issued here (the secret is shown once), revoked with an action."""
+
+    form = ApiKeyIssueForm
+    list_display = ["prefix", "name", "site", "scope", "can_write_lots", "expires_at", "revoked_at", "last_used_at"]
+    list_filter = ["scope", "site"]
+    search_fields = ["prefix", "name"]
+    actions = ["revoke"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(site__in=_key_managed_sites(request.user))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "site":
+            kwargs["queryset"] = _key_managed_sites(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["site", "name", "scope", "can_write_lots", "expires_at", "prefix", "revoked_at", "last_used_at"]
+
+    def _manages(self, request) -> bool:
+        return request.user.is_active and request.user.is_staff and _key_managed_sites(request.user).exists()
+
+    def has_module_permission(self, request):
+        return self._manages(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._manages(request) and (
+            obj is None or _key_managed_sites(request.user).filter(pk=obj.site_id).exists()
+        )
+
+    has_add_permission = _manages
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_view_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        key, raw = api_key_issue(
+            site=form.cleaned_data["site"],
+            name=form.cleaned_data["name"],
+            scope=form.cleaned_data["scope"],
+            expires_at=form.cleaned_data["expires_at"],
+            can_write_lots=form.cleaned_data["can_write_lots"],
+        )
+        obj.pk = key.pk
+        self.message_user(
+            request,
+            format_html(
+                "API key for {}: <code>{}</code> — copy it now; it is not stored and cannot be shown again.",
+                key.site.code,
+                raw,
+            ),
+            level=messages.WARNING,
+        )
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset):
+        for key in queryset:
+            api_key_revoke(key=key)
+        self.message_user(request, f"{queryset.count()} key(s) revoked.")

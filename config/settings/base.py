@@ -151,6 +151,10 @@ SPECTACULAR_SETTINGS = {
     "SECURITY": [{"ApiKey": []}],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "registry.api.schema.add_problem_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "VisitOutcomeEnum": "followup.constants.VisitOutcome",
         "AEOutcomeEnum": "followup.constants.AEOutcome",
