@@ -121,3 +121,10 @@ class SignalStatus(models.TextChoices):
     ACCEPTED = "accepted", "Accepted as an adverse event"
     DISMISSED = "dismissed", "Dismissed"
     ANSWERED = "answered", "Answered (no malignancy)"
+
+
+class ExportState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Ready to download"
+    FAILED = "failed", "Failed"

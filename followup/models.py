@@ -334,3 +334,33 @@ class SafetySignal(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.patient.subject_code}: {self.get_kind_display()}"
+
+
+class ExportJob(models.Model):
+    """A study export (tidy CSV, SDTM-style datasets, FHIR bundle) built in the background as one zip.
+
+    Scoped like everything else: the export holds only the sites in `site_ids` (the requester's sites, or
+    the API key's site), and pseudonymous codes only.
+    """
+
+    study = models.ForeignKey("registry.Study", on_delete=models.PROTECT, related_name="exports")
+    site_ids = models.JSONField(help_text="The sites whose data the export holds.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    requested_by_key = models.ForeignKey(
+        "registry.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    state = models.CharField(max_length=10, choices=c.ExportState.choices, default=c.ExportState.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
+    file_path = models.CharField(max_length=500, blank=True)
+    manifest = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Export of {self.study.code} ({self.get_state_display()})"

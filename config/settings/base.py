@@ -186,3 +186,6 @@ SIMPLE_HISTORY_REVERT_DISABLED = True
 # Notifications: links in e-mails point here; a claim older than this (a worker that died) is taken again.
 REGISTRY_BASE_URL = env.str("REGISTRY_BASE_URL", default="http://127.0.0.1:8000")
 NOTIFICATION_CLAIM_TIMEOUT = env.int("NOTIFICATION_CLAIM_TIMEOUT", default=600)
+
+# Finished exports (zip files) are written here and served only through the scoped download views.
+EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(VAR_DIR / "exports")))
