@@ -229,10 +229,14 @@ class VisitAdmin(ScopedAdmin):
     def service_save(self, request, instance, cleaned_data, change):
         if cleaned_data.get("missed_reason") and not cleaned_data.get("actual_date"):
             return services.visit_mark_missed(visit=instance, reason=cleaned_data["missed_reason"], actor=request.user)
+        results = VisitRecordForm.results_from(cleaned_data)
+        stored = set(instance.results.filter(derived=False).values_list("code", flat=True))
+        cleared = sorted(code for code in stored if f"{code}_value" in cleaned_data and code not in results)
         return services.visit_record(
             visit=instance,
             actual_date=cleaned_data.get("actual_date"),
-            results=VisitRecordForm.results_from(cleaned_data),
+            results=results,
+            remove=cleared,
             sledai_items=VisitRecordForm.sledai_items_from(cleaned_data),
             deviation_reason=cleaned_data.get("deviation_reason") or "",
             reason=cleaned_data.get("reason") or "",

@@ -22,6 +22,7 @@ class Analyte:
     # Accepted unit -> factor that turns a value in that unit into the canonical unit.
     conversions: dict[str, Decimal] = field(default_factory=dict)
     computed: bool = False  # derived by the registry when its inputs are present
+    whole: bool = False  # only whole numbers (a score)
 
     @property
     def units(self) -> list[str]:
@@ -40,7 +41,7 @@ def _d(value: str) -> Decimal:
 ANALYTES: dict[str, Analyte] = {
     a.code: a
     for a in [
-        Analyte("SLEDAI2K", "SLEDAI-2K total", "points", _d("0"), _d("105")),
+        Analyte("SLEDAI2K", "SLEDAI-2K total", "points", _d("0"), _d("105"), whole=True),
         Analyte("PGA", "Physician global assessment", "0-3", _d("0"), _d("3")),
         Analyte("PROT24H", "24-h urine protein", "g/24h", _d("0"), _d("30"), "2889-4", {"mg/24h": _d("0.001")}),
         Analyte(

@@ -27,7 +27,11 @@ def to_canonical(code: str, value, unit: str | None = None) -> Decimal:
     unit = unit or analyte.unit
     if unit not in analyte.units:
         raise ValidationError(
-            {code: f"{code}: unit '{unit}' is not accepted; use {' or '.join(analyte.units)}."}, code="unit"
+            {
+                code: f"{code}: unit '{unit}' (value {value}) is not accepted; use {' or '.join(analyte.units)} "
+                f"(plausible range {analyte.low}–{analyte.high} {analyte.unit})."
+            },
+            code="unit",
         )
     try:
         number = Decimal(str(value))
@@ -35,6 +39,8 @@ def to_canonical(code: str, value, unit: str | None = None) -> Decimal:
         raise ValidationError({code: f"{code}: '{value}' is not a number."}, code="invalid") from None
     if not number.is_finite():
         raise ValidationError({code: f"{code}: '{value}' is not a number."}, code="invalid")
+    if analyte.whole and number != number.to_integral_value():
+        raise ValidationError({code: f"{code}: {value} is not a whole number of {analyte.unit}."}, code="invalid")
     canonical = (number * analyte.factor(unit)).quantize(CANONICAL_PLACES)
     if not analyte.low <= canonical <= analyte.high:
         shown = f"{plain(number)} {unit}" + (f" (= {plain(canonical)} {analyte.unit})" if unit != analyte.unit else "")

@@ -225,10 +225,15 @@ def visit_record(
     if errors:
         raise ValidationError(errors)
 
+    remove = set(remove)
+    if "CREAT" in remove and "CREAT" not in converted:
+        remove.add("EGFR")  # the eGFR computed from the creatinine goes with it
     if items is not None:
         visit.sledai_items = items
     elif "SLEDAI2K" in converted:
         visit.sledai_items = None  # total only
+    elif "SLEDAI2K" in remove:
+        visit.sledai_items = None  # no items without their total
     visit.actual_date, visit.deviation_reason = actual_date, deviation_reason
     visit.outcome, visit.outcome_reason = VisitOutcome.COMPLETED, ""
     visit.full_clean(exclude=["patient", "definition"])
@@ -237,7 +242,7 @@ def visit_record(
     visit.save()
 
     existing = {r.code: r for r in visit.results.all()}
-    for code in remove:
+    for code in sorted(remove & existing.keys()):
         row = existing.pop(code)
         row._change_reason = reason
         row.delete()

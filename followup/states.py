@@ -22,8 +22,7 @@ from registry.scoping import SiteScopedQuerySet
 
 def site_today(site, now: dt.datetime | None = None) -> dt.date:
     """Today's date at `site` (its IANA zone) at the instant `now` (default: now)."""
-    now = now or timezone.now()
-    return now.astimezone(zoneinfo.ZoneInfo(site.time_zone)).date()
+    return site.today(now)
 
 
 def visit_state(*, outcome: str, window_start: dt.date, window_end: dt.date, today: dt.date) -> VisitState:

@@ -36,7 +36,7 @@ def day_zero(patient: Patient) -> dt.date | None:
 
 def _check_patient(patient: Patient) -> None:
     errors: dict[str, str] = {}
-    today = timezone.now().date()
+    today = patient.site.today() if patient.site_id else timezone.now().date()
     if (
         patient.site_id
         and patient.study_id
@@ -140,7 +140,7 @@ def patient_change_status(*, patient: Patient, status: str, on_date: dt.date, re
         raise ValidationError(
             {"status": f"The patient left follow-up ({patient.get_status_display()}); re-entry is not supported."}
         )
-    if on_date > timezone.now().date():
+    if on_date > patient.site.today():
         raise ValidationError({"status_date": "The status date cannot be in the future."})
     if status in c.DATED_STATUSES and not reason.strip():
         raise ValidationError({"status_reason": f"Give a reason for the status '{c.PatientStatus(status).label}'."})
@@ -338,7 +338,7 @@ def medication_save(*, medication: ConcomitantMedication, actor=None, reason: st
     ensure_can_write(actor, medication.patient.site_id, field="patient")
     if medication.pk and not reason.strip():
         raise ValidationError({"reason": "Give a reason for changing clinical data."})
-    if medication.start_date and medication.start_date > timezone.now().date():
+    if medication.start_date and medication.start_date > medication.patient.site.today():
         raise ValidationError({"start_date": "The start date cannot be in the future."})
     return save_validated(medication, reason=reason)
 

@@ -102,7 +102,13 @@ class SiteScopedAdminMixin:
     def has_view_permission(self, request, obj=None):
         if obj is None:
             return self._is_member(request)
-        return self._is_member(request) and self._can_reach(request, obj, write=False)
+        if not self._is_member(request):
+            return False
+        # What a user may see is what the scoped queryset shows (e.g. a lot is seen by every site of its study).
+        qs = self.model._default_manager.all()
+        if hasattr(qs, "for_user"):
+            return qs.for_user(request.user).filter(pk=obj.pk).exists()
+        return self._can_reach(request, obj, write=False)
 
     def has_add_permission(self, request):
         if self.superuser_writes_only:

@@ -68,6 +68,12 @@ class Site(TimeStampedModel):
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.time_zone)
 
+    def today(self, now=None):
+        """The calendar date at this site now (or at the instant `now`)."""
+        from django.utils import timezone
+
+        return (now or timezone.now()).astimezone(self.zone).date()
+
 
 class StudyQuerySet(models.QuerySet):
     def for_sites(self, site_ids) -> StudyQuerySet:
