@@ -4,7 +4,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from followup.api.views import AdverseEventViewSet, OutcomeViewSet, ResultViewSet, VisitViewSet
+from followup.api.views import (
+    AdverseEventViewSet,
+    CohortReportViewSet,
+    OutcomeViewSet,
+    ResultViewSet,
+    VisitViewSet,
+)
 from patients.api.views import MedicationViewSet, PatientViewSet, TransplantViewSet
 from registry.api.views import LotViewSet, SiteViewSet, StudyViewSet
 
@@ -19,6 +25,7 @@ router.register("visits", VisitViewSet, basename="visit")
 router.register("results", ResultViewSet, basename="result")
 router.register("outcomes", OutcomeViewSet, basename="outcome")
 router.register("adverse-events", AdverseEventViewSet, basename="adverse-event")
+router.register("reports", CohortReportViewSet, basename="report")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
 from followup import notifications, safety, services
@@ -9,6 +11,7 @@ from followup.computations import plain
 from followup.constants import AECategory, CTCAEGrade, Relatedness, VisitState
 from followup.models import (
     AdverseEvent,
+    CohortReport,
     ComputedOutcome,
     LotLookback,
     Notification,
@@ -17,8 +20,12 @@ from followup.models import (
     SafetySignal,
     Visit,
 )
+from followup.report_views import parse_filter, render_csv, render_html
+from followup.reports import CohortFilter, cohort_report
 from followup.selectors import lot_lookback
 from registry.admin_tools import ScopedAdmin, ServiceModelForm, SiteScopedAdminMixin
+from registry.constants import TissueSource
+from registry.models import Site
 
 ENTERED_ANALYTES = [a for a in ANALYTES.values() if not a.computed and a.code != "SLEDAI2K"]
 
@@ -486,3 +493,47 @@ class NotificationPreferenceAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return self.has_change_permission(request, obj)
+
+
+@admin.register(CohortReport)
+class CohortReportAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
+    """The study list; opening a study shows its cohort report for the user's sites (HTML, CSV or JSON)."""
+
+    list_display = ["code", "registration_id", "title", "status"]
+    search_fields = ["code", "registration_id", "title"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        study = self.get_object(request, object_id)
+        if study is None or not self.has_view_permission(request, study):
+            raise PermissionDenied
+        site_ids = Site.objects.for_user(request.user).values_list("pk", flat=True)
+        errors, flt = {}, CohortFilter()
+        try:
+            flt = parse_filter(request.GET)
+        except ValidationError as exc:
+            errors = exc.message_dict
+        fmt = request.GET.get("format")
+        if fmt in ("json", "csv") and not errors:
+            report = cohort_report(study=study, site_ids=site_ids, flt=flt)
+            if fmt == "json":
+                return JsonResponse(report, json_dumps_params={"indent": 1})
+            response = HttpResponse(render_csv(report), content_type="text/csv")
+            response["Content-Disposition"] = f'attachment; filename="cohort-report-{study.code}.csv"'
+            return response
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Cohort report: {study.code}",
+            "opts": self.model._meta,
+            "flt": flt,
+            "errors": errors,
+            "sites": Site.objects.for_user(request.user).order_by("code"),
+            "cell_sources": TissueSource.choices,
+            "report_html": "" if errors else render_html(study=study, site_ids=site_ids, flt=flt, standalone=False),
+        }
+        return TemplateResponse(request, "admin/followup/cohortreport/report.html", context)

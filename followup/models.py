@@ -13,7 +13,7 @@ from followup.constants import VisitOutcome
 from followup.states import VisitQuerySet, visit_state
 from patients.models import Patient, TransplantEvent
 from registry.audit import audit_history
-from registry.models import CellProduct, Site, TimeStampedModel, VisitDefinition
+from registry.models import CellProduct, Site, Study, TimeStampedModel, VisitDefinition
 from registry.scoping import SiteScopedQuerySet
 
 
@@ -364,3 +364,12 @@ class ExportJob(models.Model):
 
     def __str__(self) -> str:
         return f"Export of {self.study.code} ({self.get_state_display()})"
+
+
+class CohortReport(Study):
+    """A study seen through its cohort report (admin entry point; no table of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "cohort report"
+        verbose_name_plural = "cohort reports"

@@ -1,9 +1,11 @@
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
+from rest_framework.response import Response
 
 from followup import constants as c
 from followup import services
@@ -20,8 +22,12 @@ from followup.api.serializers import (
     VisitSerializer,
 )
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
+from followup.report_views import parse_filter
+from followup.reports import cohort_report
 from patients.api.views import SubjectFilter, UpdatedSinceFilter, resolve_patient, valid
 from registry.api.base import IDEMPOTENCY_HEADER, IF_MATCH_HEADER, PartnerViewSet, check_if_match, idempotent
+from registry.constants import TissueSource
+from registry.models import Study
 
 
 class VisitFilter(SubjectFilter):
@@ -217,3 +223,31 @@ class AdverseEventViewSet(PartnerViewSet):
         fields = valid(ReportSubmissionSerializer, request)
         ae = services.ae_record_submission(ae=self.get_object(), report=fields["report"], on_date=fields["on_date"])
         return self.respond(self.get_queryset().get(pk=ae.pk), AdverseEventSerializer)
+
+
+class CohortReportViewSet(PartnerViewSet):
+    """The cohort report of a study for the key's site (JSON), with the same filters as the admin page."""
+
+    lookup_field = "code"
+    lookup_url_kwarg = "study"
+    pagination_class = None
+    filter_backends = []
+
+    def base_queryset(self):
+        return Study.objects.all()
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("cell_source", str, enum=TissueSource.values, required=False),
+            OpenApiParameter("infusions", str, enum=["single", "double"], required=False),
+            OpenApiParameter("enrolled_from", OpenApiTypes.DATE, required=False),
+            OpenApiParameter("enrolled_to", OpenApiTypes.DATE, required=False),
+            OpenApiParameter("compare", str, enum=["cell_source", "infusions"], required=False),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def retrieve(self, request, *args, **kwargs):
+        study = self.get_object()
+        flt = parse_filter(request.query_params)
+        flt.site_codes = []  # a key sees its own site only
+        return Response(cohort_report(study=study, site_ids=[self.site_id], flt=flt))

@@ -1,0 +1,554 @@
+"""The cohort report: what the published MSCT studies report, for any study or subset, as plain data.
+
+Counts, means and standard deviations per time point are database aggregates; medians, quartiles,
+paired tests (scipy) and Kaplan-Meier estimates (lifelines) work on value arrays fetched as numbers, never
+on model instances. `cohort_report` returns a JSON-able dict; `report_csv_rows` flattens it; `charts`
+draws the outcome-over-time figure and the survival curves as SVG.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from django.db.models import Avg, Count, F, Min, OuterRef, Q, Subquery
+from django.utils import timezone
+from scipy import stats
+
+from followup.constants import AECategory, Relatedness, VisitOutcome
+from followup.models import AdverseEvent, ComputedOutcome, Result
+from followup.outcomes import ALGORITHM_VERSION
+from patients.constants import PatientStatus
+from patients.models import Patient, TransplantEvent
+from registry.constants import TissueSource
+from registry.models import Study
+
+REPORT_VERSION = "cohort-report/1.0"
+BASELINE_CODES = ["SLEDAI2K", "PROT24H", "ALB", "CREAT", "EGFR", "C3", "ADSDNA", "PRED"]
+TIME_POINT_CODES = ["SLEDAI2K", "PROT24H", "UPCR", "ALB", "CREAT", "EGFR", "C3", "C4", "ADSDNA", "PRED"]
+AT_RISK_DAYS = [0, 91, 182, 365, 730, 1095]
+
+
+@dataclass
+class CohortFilter:
+    site_codes: list[str] = field(default_factory=list)
+    cell_source: str = ""  # a TissueSource value
+    infusions: str = ""  # "single" or "double"
+    enrolled_from: dt.date | None = None
+    enrolled_to: dt.date | None = None
+    compare: str = "cell_source"  # or "infusions"
+
+    def describe(self) -> dict:
+        data = asdict(self)
+        return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in data.items()}
+
+
+# Statistics helpers ------------------------------------------------------------------------------------
+
+
+def _r(value, places=2):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return round(float(value), places)
+
+
+def _p(value):
+    """A p-value to 3 significant figures (0.000123 stays readable; 0 only when it is 0)."""
+    if value is None or math.isnan(value):
+        return None
+    return float(f"{value:.3g}")
+
+
+def summarise(values) -> dict:
+    """n, mean, SD (sample), median and quartiles of a list of numbers."""
+    arr = np.asarray([float(v) for v in values], dtype=float)
+    if arr.size == 0:
+        return {"n": 0, "mean": None, "sd": None, "median": None, "q1": None, "q3": None}
+    q1, median, q3 = np.percentile(arr, [25, 50, 75])
+    return {
+        "n": int(arr.size),
+        "mean": _r(arr.mean()),
+        "sd": _r(arr.std(ddof=1)) if arr.size > 1 else None,
+        "median": _r(median),
+        "q1": _r(q1),
+        "q3": _r(q3),
+    }
+
+
+def _sample_sd(agg) -> float | None:
+    n, mean, mean_sq = agg["n"], agg["mean"], agg["mean_sq"]
+    if n is None or n < 2 or mean is None:
+        return None
+    variance = (float(mean_sq) - float(mean) ** 2) * n / (n - 1)
+    return math.sqrt(max(variance, 0.0))
+
+
+def paired_change(baseline: dict[int, float], later: dict[int, float]) -> dict:
+    """Change from baseline among patients with both values: mean ± SD, paired t-test and Wilcoxon."""
+    ids = sorted(set(baseline) & set(later))
+    before = np.asarray([float(baseline[i]) for i in ids])
+    after = np.asarray([float(later[i]) for i in ids])
+    diff = after - before
+    out = {
+        "n_pairs": len(ids),
+        "mean_change": _r(diff.mean()) if len(ids) else None,
+        "sd_change": _r(diff.std(ddof=1)) if len(ids) > 1 else None,
+        "t_test_p": None,
+        "wilcoxon_p": None,
+    }
+    if len(ids) >= 2 and np.any(diff != 0):
+        out["t_test_p"] = _p(stats.ttest_rel(after, before).pvalue)
+        out["wilcoxon_p"] = _p(stats.wilcoxon(after, before).pvalue)
+    return out
+
+
+def rate(numerator: int, denominator: int) -> dict:
+    return {
+        "numerator": numerator,
+        "denominator": denominator,
+        "percent": _r(100 * numerator / denominator, 1) if denominator else None,
+    }
+
+
+# Cohort selection --------------------------------------------------------------------------------------
+
+
+def cohort(study: Study, site_ids, flt: CohortFilter):
+    """The transplanted patients of the study in the caller's sites, narrowed by the filter."""
+    first = TransplantEvent.objects.filter(patient=OuterRef("pk"), infusion_number=1)
+    patients = (
+        Patient.objects.filter(study=study)
+        .for_sites(site_ids)
+        .annotate(
+            first_infused_at=Subquery(first.values("infused_at")[:1]),
+            cell_source=Subquery(first.values("lot__tissue_source")[:1]),
+            n_infusions=Count("transplants", distinct=True),
+        )
+        .filter(first_infused_at__isnull=False)
+    )
+    if flt.site_codes:
+        patients = patients.filter(site__code__in=flt.site_codes)
+    if flt.cell_source:
+        patients = patients.filter(cell_source=flt.cell_source)
+    if flt.infusions == "single":
+        patients = patients.filter(n_infusions=1)
+    elif flt.infusions == "double":
+        patients = patients.filter(n_infusions__gte=2)
+    if flt.enrolled_from:
+        patients = patients.filter(consent_date__gte=flt.enrolled_from)
+    if flt.enrolled_to:
+        patients = patients.filter(consent_date__lte=flt.enrolled_to)
+    return patients
+
+
+@dataclass
+class PatientFacts:
+    pk: int
+    sex: str
+    age: int
+    disease_years: float
+    day_zero: dt.date
+    group: str
+    status: str
+    status_date: dt.date | None
+    values: dict = field(default_factory=dict)  # (visit code) -> {result code: value}
+    baseline: dict = field(default_factory=dict)
+    last_contact: dt.date | None = None
+    first_relapse: dt.date | None = None
+
+
+def _facts(patients, compare: str) -> dict[int, PatientFacts]:
+    from patients.services import local_date
+
+    facts: dict[int, PatientFacts] = {}
+    for p in patients.select_related("site"):
+        day_zero = local_date(p.first_infused_at, p.site)
+        group = (
+            (p.cell_source or "unknown") if compare == "cell_source" else ("double" if p.n_infusions >= 2 else "single")
+        )
+        facts[p.pk] = PatientFacts(
+            pk=p.pk,
+            sex=p.sex,
+            age=day_zero.year - p.birth_year,
+            disease_years=(day_zero - p.diagnosis_date).days / 365.25,
+            day_zero=day_zero,
+            group=group,
+            status=p.status,
+            status_date=p.status_date,
+            last_contact=day_zero,
+        )
+    rows = Result.objects.filter(visit__patient_id__in=list(facts), visit__outcome=VisitOutcome.COMPLETED).values_list(
+        "visit__patient_id", "visit__code", "visit__actual_date", "code", "value"
+    )
+    pre_day_zero: dict[int, list] = defaultdict(list)
+    for patient_id, visit_code, actual, code, value in rows.iterator(chunk_size=5000):
+        f = facts[patient_id]
+        f.values.setdefault(visit_code, {})[code] = float(value)
+        if actual <= f.day_zero:
+            pre_day_zero[patient_id].append((actual, code, float(value)))
+        if f.last_contact is None or actual > f.last_contact:
+            f.last_contact = actual
+    for patient_id, f in facts.items():
+        for _, code, value in sorted(pre_day_zero[patient_id]):
+            f.baseline[code] = value
+        f.baseline.update(f.values.get("BL", {}))
+        if f.status_date and f.status in (PatientStatus.DECEASED, PatientStatus.WITHDRAWN, PatientStatus.LOST):
+            f.last_contact = max(f.last_contact, f.status_date)
+    relapses = (
+        ComputedOutcome.objects.filter(visit__patient_id__in=list(facts), relapse=True)
+        .values("visit__patient_id")
+        .annotate(first=Min("visit__actual_date"))
+    )
+    for row in relapses:
+        facts[row["visit__patient_id"]].first_relapse = row["first"]
+    return facts
+
+
+# Sections ----------------------------------------------------------------------------------------------
+
+
+def baseline_table(facts: dict[int, PatientFacts]) -> dict:
+    people = list(facts.values())
+    table = {
+        "n": len(people),
+        "age_years": summarise([p.age for p in people]),
+        "female": rate(sum(p.sex == "F" for p in people), len(people)),
+        "disease_duration_years": summarise([round(p.disease_years, 2) for p in people]),
+    }
+    for code in BASELINE_CODES:
+        table[code] = summarise([p.baseline[code] for p in people if code in p.baseline])
+    return table
+
+
+def time_points(study: Study, patient_ids: list[int], facts: dict[int, PatientFacts]) -> list[dict]:
+    """Each result at each scheduled time point: database aggregates, then medians and paired tests."""
+    codes = list(study.visit_definitions.order_by("offset_days").values_list("code", "offset_days"))
+    aggregates = {
+        (row["visit__code"], row["code"]): row
+        for row in Result.objects.filter(
+            visit__patient_id__in=patient_ids, visit__outcome=VisitOutcome.COMPLETED, code__in=TIME_POINT_CODES
+        )
+        .values("visit__code", "code")
+        # Count, mean and mean of squares in SQL (every backend has them; a sample SD of one value is undefined).
+        .annotate(n=Count("id"), mean=Avg("value"), mean_sq=Avg(F("value") * F("value")))
+    }
+    out = []
+    for visit_code, offset in codes:
+        for code in TIME_POINT_CODES:
+            agg = aggregates.get((visit_code, code))
+            if not agg:
+                continue
+            values = {
+                pid: f.values[visit_code][code] for pid, f in facts.items() if code in f.values.get(visit_code, {})
+            }
+            summary = summarise(values.values())
+            summary.update({"n": agg["n"], "mean": _r(agg["mean"]), "sd": _r(_sample_sd(agg))})
+            entry = {"time_point": visit_code, "day": offset, "code": code, **summary}
+            if visit_code != "BL":
+                entry["change_from_baseline"] = paired_change(
+                    {pid: f.baseline[code] for pid, f in facts.items() if code in f.baseline}, values
+                )
+            out.append(entry)
+    return out
+
+
+def response_rates(study: Study, patient_ids: list[int]) -> dict:
+    codes = [c for c in study.visit_definitions.order_by("offset_days").values_list("code", flat=True) if c != "BL"]
+    rows = {
+        row["visit__code"]: row
+        for row in ComputedOutcome.objects.filter(visit__patient_id__in=patient_ids)
+        .values("visit__code")
+        .annotate(
+            sri4_yes=Count("id", filter=Q(sri4=True)),
+            sri4_known=Count("id", filter=Q(sri4__isnull=False)),
+            cr=Count("id", filter=Q(remission="complete")),
+            pr=Count("id", filter=Q(remission="partial")),
+            remission_known=Count("id", filter=~Q(remission="")),
+            renal_cr=Count("id", filter=Q(renal_response="complete")),
+            renal_pr=Count("id", filter=Q(renal_response="partial")),
+            renal_known=Count("id", filter=Q(renal_response__in=["complete", "partial", "none"])),
+            flares=Count("id", filter=Q(flare__in=["mild_moderate", "severe"])),
+        )
+    }
+    per_point = []
+    for code in codes:
+        row = rows.get(code)
+        if not row or not (row["sri4_known"] or row["remission_known"] or row["renal_known"]):
+            continue
+        per_point.append(
+            {
+                "time_point": code,
+                "sri4": rate(row["sri4_yes"], row["sri4_known"]),
+                "complete_remission": rate(row["cr"], row["remission_known"]),
+                "partial_remission": rate(row["pr"], row["remission_known"]),
+                "any_remission": rate(row["cr"] + row["pr"], row["remission_known"]),
+                "complete_renal_response": rate(row["renal_cr"], row["renal_known"]),
+                "partial_renal_response": rate(row["renal_pr"], row["renal_known"]),
+                "flare": rate(row["flares"], row["remission_known"]),
+            }
+        )
+    outcomes = ComputedOutcome.objects.filter(visit__patient_id__in=patient_ids)
+    responders = outcomes.filter(remission__in=["complete", "partial"]).values("visit__patient_id").distinct().count()
+    relapsed = outcomes.filter(relapse=True).values("visit__patient_id").distinct().count()
+    return {
+        "by_time_point": per_point,
+        "relapse_among_responders": rate(relapsed, responders),
+        "note": "SRI-4 is simplified: BILAG not assessed. Denominators: visits with the outcome assessable.",
+    }
+
+
+def _km(durations, events) -> dict:
+    from lifelines import KaplanMeierFitter
+
+    if not durations:
+        return {"n": 0, "events": 0, "curve": [], "at_risk": []}
+    kmf = KaplanMeierFitter().fit(durations, event_observed=events)
+    curve = [{"day": int(t), "survival": _r(s, 4)} for t, s in kmf.survival_function_.iloc[:, 0].items()]
+    durations = np.asarray(durations)
+    at_risk = [{"day": d, "at_risk": int((durations >= d).sum())} for d in AT_RISK_DAYS]
+    at = {d: _r(float(kmf.predict(d)), 4) for d in (182, 365, 730, 1095)}
+    return {"n": len(durations), "events": int(sum(events)), "curve": curve, "at_risk": at_risk, "survival_at_day": at}
+
+
+def survival(facts: dict[int, PatientFacts]) -> dict:
+    os_d, os_e, rfs_d, rfs_e = [], [], [], []
+    for f in facts.values():
+        died = f.status == PatientStatus.DECEASED and f.status_date is not None
+        end = f.status_date if died else (f.last_contact or f.day_zero)
+        os_d.append(max((end - f.day_zero).days, 0))
+        os_e.append(bool(died))
+        if f.first_relapse and (not died or f.first_relapse <= f.status_date):
+            rfs_d.append(max((f.first_relapse - f.day_zero).days, 0))
+            rfs_e.append(True)
+        else:
+            rfs_d.append(os_d[-1])
+            rfs_e.append(bool(died))
+    return {
+        "overall": _km(os_d, os_e),
+        "relapse_free": _km(rfs_d, rfs_e),
+        "_raw": {"os": (os_d, os_e), "rfs": (rfs_d, rfs_e)},
+    }
+
+
+def compare_groups(facts: dict[int, PatientFacts], outcome_by_patient: dict, compare: str) -> dict:
+    """The main outcomes side by side for the two largest groups, with the tests the papers use."""
+    from lifelines.statistics import logrank_test
+
+    groups: dict[str, list[PatientFacts]] = defaultdict(list)
+    for f in facts.values():
+        groups[f.group].append(f)
+    names = sorted(groups, key=lambda g: -len(groups[g]))[:2]
+    out = {"by": compare, "groups": {}}
+    for name in names:
+        members = groups[name]
+        changes = [
+            f.values["M12"]["SLEDAI2K"] - f.baseline["SLEDAI2K"]
+            for f in members
+            if "SLEDAI2K" in f.values.get("M12", {}) and "SLEDAI2K" in f.baseline
+        ]
+        remission = [outcome_by_patient.get(f.pk) for f in members if outcome_by_patient.get(f.pk) is not None]
+        out["groups"][name] = {
+            "n": len(members),
+            "baseline_sledai": summarise([f.baseline["SLEDAI2K"] for f in members if "SLEDAI2K" in f.baseline]),
+            "m12_sledai_change": summarise(changes),
+            "m12_remission": rate(sum(remission), len(remission)),
+            "deaths": sum(f.status == PatientStatus.DECEASED for f in members),
+            "_changes": changes,
+            "_remission": remission,
+        }
+    if len(names) == 2:
+        a, b = (out["groups"][n] for n in names)
+        tests = {}
+        if len(a["_changes"]) >= 1 and len(b["_changes"]) >= 1:
+            tests["m12_sledai_change_mann_whitney_p"] = _p(stats.mannwhitneyu(a["_changes"], b["_changes"]).pvalue)
+        if a["_remission"] and b["_remission"]:
+            table = [
+                [sum(a["_remission"]), len(a["_remission"]) - sum(a["_remission"])],
+                [sum(b["_remission"]), len(b["_remission"]) - sum(b["_remission"])],
+            ]
+            tests["m12_remission_fisher_p"] = _p(stats.fisher_exact(table).pvalue)
+        da = [
+            (f.last_contact - f.day_zero).days
+            if f.status != PatientStatus.DECEASED
+            else (f.status_date - f.day_zero).days
+            for f in groups[names[0]]
+        ]
+        db = [
+            (f.last_contact - f.day_zero).days
+            if f.status != PatientStatus.DECEASED
+            else (f.status_date - f.day_zero).days
+            for f in groups[names[1]]
+        ]
+        ea = [f.status == PatientStatus.DECEASED for f in groups[names[0]]]
+        eb = [f.status == PatientStatus.DECEASED for f in groups[names[1]]]
+        if any(ea) or any(eb):
+            tests["overall_survival_logrank_p"] = _p(logrank_test(da, db, ea, eb).p_value)
+        out["tests"] = tests
+    for group in out["groups"].values():
+        group.pop("_changes")
+        group.pop("_remission")
+    return out
+
+
+def adverse_events(patient_ids: list[int]) -> dict:
+    events = AdverseEvent.objects.filter(patient_id__in=patient_ids)
+    serious = (
+        Q(serious_death=True)
+        | Q(serious_life_threatening=True)
+        | Q(serious_hospitalisation=True)
+        | Q(serious_disability=True)
+        | Q(serious_congenital_anomaly=True)
+        | Q(serious_other_important=True)
+    )
+
+    def by(field_name, labels=None):
+        rows = events.values(field_name).annotate(events=Count("id"), patients=Count("patient", distinct=True))
+        return [
+            {
+                "value": (labels or {}).get(r[field_name], r[field_name]),
+                "events": r["events"],
+                "patients": r["patients"],
+            }
+            for r in rows.order_by(field_name)
+        ]
+
+    return {
+        "total": {"events": events.count(), "patients": events.values("patient").distinct().count()},
+        "by_category": by("category", dict(AECategory.choices)),
+        "by_grade": by("grade"),
+        "by_relatedness": by("relatedness", dict(Relatedness.choices)),
+        "serious": {
+            "events": events.filter(serious).count(),
+            "patients": events.filter(serious).values("patient").distinct().count(),
+        },
+    }
+
+
+def cohort_report(*, study: Study, site_ids, flt: CohortFilter | None = None) -> dict:
+    """The whole report for the study's patients in `site_ids`, narrowed by `flt`."""
+    flt = flt or CohortFilter()
+    patients = cohort(study, site_ids, flt)
+    facts = _facts(patients, flt.compare)
+    ids = list(facts)
+    m12_remission = {
+        row["visit__patient_id"]: row["remission"] in ("complete", "partial")
+        for row in ComputedOutcome.objects.filter(visit__patient_id__in=ids, visit__code="M12")
+        .exclude(remission="")
+        .values("visit__patient_id", "remission")
+    }
+    surv = survival(facts)
+    surv.pop("_raw")
+    return {
+        "report_version": REPORT_VERSION,
+        "outcome_algorithm": ALGORITHM_VERSION,
+        "generated_at": timezone.now().isoformat(),
+        "study": {"code": study.code, "registration_id": study.registration_id, "title": study.title},
+        "filter": flt.describe(),
+        "n_patients": len(ids),
+        "baseline": baseline_table(facts),
+        "time_points": time_points(study, ids, facts),
+        "responses": response_rates(study, ids),
+        "survival": surv,
+        "comparison": compare_groups(facts, m12_remission, flt.compare),
+        "adverse_events": adverse_events(ids),
+        "cell_sources": dict(TissueSource.choices),
+    }
+
+
+def report_csv_rows(report: dict):
+    """The report as long rows: section, group, time point, variable, statistic, value."""
+    yield ["section", "group", "time_point", "variable", "statistic", "value"]
+    for variable, stats_ in report["baseline"].items():
+        if isinstance(stats_, dict):
+            for stat, value in stats_.items():
+                yield ["baseline", "", "BL", variable, stat, value]
+        else:
+            yield ["baseline", "", "BL", variable, "n", stats_]
+    for row in report["time_points"]:
+        for stat in ("n", "mean", "sd", "median", "q1", "q3"):
+            yield ["time_point", "", row["time_point"], row["code"], stat, row[stat]]
+        for stat, value in (row.get("change_from_baseline") or {}).items():
+            yield ["change_from_baseline", "", row["time_point"], row["code"], stat, value]
+    for row in report["responses"]["by_time_point"]:
+        for outcome, r in row.items():
+            if isinstance(r, dict):
+                for stat, value in r.items():
+                    yield ["response", "", row["time_point"], outcome, stat, value]
+    for name, curve in (
+        ("overall_survival", report["survival"]["overall"]),
+        ("relapse_free_survival", report["survival"]["relapse_free"]),
+    ):
+        for point in curve["at_risk"]:
+            yield ["survival", "", f"day {point['day']}", name, "at_risk", point["at_risk"]]
+        for day, value in (curve.get("survival_at_day") or {}).items():
+            yield ["survival", "", f"day {day}", name, "survival", value]
+    for name, group in report["comparison"]["groups"].items():
+        for variable in ("baseline_sledai", "m12_sledai_change", "m12_remission"):
+            for stat, value in group[variable].items():
+                yield ["comparison", name, "M12", variable, stat, value]
+    for test, value in report["comparison"].get("tests", {}).items():
+        yield ["comparison", "", "", test, "p", value]
+    for key in ("by_category", "by_grade", "by_relatedness"):
+        for row in report["adverse_events"][key]:
+            yield ["adverse_events", "", "", f"{key}:{row['value']}", "events", row["events"]]
+            yield ["adverse_events", "", "", f"{key}:{row['value']}", "patients", row["patients"]]
+
+
+# Charts ------------------------------------------------------------------------------------------------
+
+
+def charts(*, study: Study, site_ids, flt: CohortFilter | None = None) -> dict[str, str]:
+    """SVG figures: SLEDAI-2K and proteinuria over time (mean ± SE per group), and Kaplan-Meier curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from lifelines import KaplanMeierFitter
+
+    flt = flt or CohortFilter()
+    facts = _facts(cohort(study, site_ids, flt), flt.compare)
+    offsets = dict(study.visit_definitions.values_list("code", "offset_days"))
+    figures = {}
+    for code, label in (
+        ("SLEDAI2K", "SLEDAI-2K"),
+        ("PROT24H", "24-h proteinuria (g/24h)"),
+        ("EGFR", "eGFR (mL/min/1.73 m²)"),
+        ("C3", "C3 (g/L)"),
+    ):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        by_group: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for f in facts.values():
+            for visit_code, values in f.values.items():
+                if visit_code in offsets and code in values:
+                    by_group[f.group][offsets[visit_code]].append(values[code])
+        for group, points in sorted(by_group.items()):
+            days = sorted(points)
+            means = [np.mean(points[d]) for d in days]
+            ses = [np.std(points[d], ddof=1) / math.sqrt(len(points[d])) if len(points[d]) > 1 else 0 for d in days]
+            ax.errorbar([d / 30.44 for d in days], means, yerr=ses, marker="o", capsize=3, label=group)
+        ax.set_xlabel("months since first infusion")
+        ax.set_ylabel(label)
+        ax.legend(title=flt.compare.replace("_", " "), fontsize=8)
+        figures[code] = _svg(fig, plt)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    surv = survival(facts)["_raw"]
+    for name, (durations, events) in (("overall survival", surv["os"]), ("relapse-free survival", surv["rfs"])):
+        if durations:
+            KaplanMeierFitter(label=name).fit([d / 30.44 for d in durations], events).plot_survival_function(ax=ax)
+    ax.set_xlabel("months since first infusion")
+    ax.set_ylim(0, 1.05)
+    figures["survival"] = _svg(fig, plt)
+    return figures
+
+
+def _svg(fig, plt) -> str:
+    buffer = io.StringIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="svg")
+    plt.close(fig)
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg") :]
