@@ -7,10 +7,6 @@ def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
 
 
-admin.site.site_header = "MSCT registry"
-admin.site.site_title = "MSCT registry"
-admin.site.index_title = "Registry administration"
-
 urlpatterns = [
     path("healthz", healthz),
     path("admin/", admin.site.urls),

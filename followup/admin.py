@@ -1,3 +1,5 @@
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -58,7 +60,12 @@ class VisitRecordFormBase(ServiceModelForm):
         help_text="Tick when the SLEDAI-2K was assessed, even if no item is present.",
     )
     sledai_items = forms.MultipleChoiceField(
-        choices=_sledai_choices(), required=False, widget=forms.CheckboxSelectMultiple, label="SLEDAI-2K items present"
+        choices=_sledai_choices(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple(
+            attrs={"data-sledai-weights": json.dumps({code: item.weight for code, item in SLEDAI_ITEMS.items()})}
+        ),
+        label="SLEDAI-2K items present",
     )
     sledai_total_only = forms.DecimalField(
         required=False, min_value=0, max_value=105, label="SLEDAI-2K total (only when items were not assessed)"
@@ -140,6 +147,10 @@ class VisitStateFilter(admin.SimpleListFilter):
 @admin.register(Visit)
 class VisitAdmin(ScopedAdmin):
     form = VisitRecordForm
+
+    class Media:
+        js = ["followup/sledai.js"]
+
     list_display = [
         "patient",
         "code",

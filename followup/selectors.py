@@ -32,3 +32,76 @@ def lot_lookback(*, lot: CellProduct, user=None, site_ids=None) -> QuerySet[Pati
         )
         .order_by("subject_code")
     )
+
+
+def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
+    """A coordinator's day: their sites' visits due, overdue or coming within `horizon_days`, expedited
+    reports due or late, and safety signals to review, with counts per site. A fixed number of queries."""
+    import datetime as dt
+    from collections import Counter
+
+    from django.utils import timezone
+
+    from followup.constants import SignalStatus, VisitState
+    from followup.models import SafetySignal, Visit
+    from followup.services import ae_report_clock
+    from patients.constants import INACTIVE_STATUSES
+    from registry.models import Site
+
+    now = now or timezone.now()
+    sites = {s.pk: s for s in Site.objects.for_user(user)}
+    latest_today = max((s.today(now) for s in sites.values()), default=now.date())
+    visits = (
+        Visit.objects.for_user(user)
+        .exclude(patient__status__in=INACTIVE_STATUSES)
+        .with_state(now)
+        .filter(state__in=[VisitState.DUE, VisitState.OVERDUE, VisitState.SCHEDULED])
+        .filter(window_start__lte=latest_today + dt.timedelta(days=horizon_days))
+        .select_related("patient__site")
+        .order_by("window_end", "patient__subject_code")
+    )
+    rows = []
+    for visit in visits:
+        if visit.state == VisitState.SCHEDULED and visit.window_start > visit.site_today + dt.timedelta(
+            days=horizon_days
+        ):
+            continue
+        rows.append(visit)
+    reports = []
+    for ae in (
+        AdverseEvent.objects.for_user(user).filter(initial_report_due__isnull=False).select_related("patient__site")
+    ):
+        for item in ae_report_clock(ae, ae.patient.site.today(now)):
+            if item["state"] in ("due", "overdue"):
+                reports.append({"ae": ae, **item})
+    reports.sort(key=lambda r: r["due"])
+    signals = list(
+        SafetySignal.objects.for_user(user).filter(status=SignalStatus.OPEN).select_related("patient__site", "visit")
+    )
+    counts = Counter()
+    for visit in rows:
+        counts[(visit.patient.site.code, visit.state)] += 1
+    for report in reports:
+        counts[(report["ae"].patient.site.code, "reports")] += 1
+    for signal in signals:
+        counts[(signal.patient.site.code, "signals")] += 1
+    per_site = [
+        {
+            "site": site.code,
+            "overdue": counts[(site.code, VisitState.OVERDUE)],
+            "due": counts[(site.code, VisitState.DUE)],
+            "upcoming": counts[(site.code, VisitState.SCHEDULED)],
+            "reports": counts[(site.code, "reports")],
+            "signals": counts[(site.code, "signals")],
+        }
+        for site in sorted(sites.values(), key=lambda s: s.code)
+    ]
+    return {
+        "overdue": [v for v in rows if v.state == VisitState.OVERDUE],
+        "due": [v for v in rows if v.state == VisitState.DUE],
+        "upcoming": [v for v in rows if v.state == VisitState.SCHEDULED],
+        "reports": reports,
+        "signals": signals,
+        "per_site": per_site,
+        "horizon_days": horizon_days,
+    }

@@ -88,7 +88,13 @@ class SiteScopedAdminMixin:
         user = request.user
         if not (user.is_active and user.is_staff):
             return False
-        return user.is_superuser or user_site_ids(user, write=write).exists()
+        if user.is_superuser:
+            return True
+        # Asked by every model's permission checks on a page: once per request is enough.
+        cache = request.__dict__.setdefault("_registry_membership", {})
+        if write not in cache:
+            cache[write] = user_site_ids(user, write=write).exists()
+        return cache[write]
 
     def _can_reach(self, request, obj, *, write: bool) -> bool:
         if request.user.is_superuser:
