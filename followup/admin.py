@@ -3,9 +3,12 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count
 from django.http import HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from followup import notifications, safety, services
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
@@ -23,9 +26,12 @@ from followup.models import (
     Visit,
 )
 from followup.report_views import parse_filter, render_csv, render_html
-from followup.reports import CohortFilter, cohort_report
+from followup.reports import CohortFilter, cohort_report, patient_charts
 from followup.selectors import lot_lookback
-from registry.admin_tools import ScopedAdmin, ServiceModelForm, SiteScopedAdminMixin
+from patients.admin import PatientAdmin
+from patients.models import ConcomitantMedication, Patient
+from patients.services import day_zero
+from registry.admin_tools import ScopedAdmin, ServiceModelForm, SiteScopedAdminMixin, export_csv_action
 from registry.constants import TissueSource
 from registry.models import Site
 
@@ -548,3 +554,159 @@ class CohortReportAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             "report_html": "" if errors else render_html(study=study, site_ids=site_ids, flt=flt, standalone=False),
         }
         return TemplateResponse(request, "admin/followup/cohortreport/report.html", context)
+
+
+# The patient page: patients' own admin, with the follow-up picture added -----------------------------
+
+
+class CellSourceFilter(admin.SimpleListFilter):
+    title = "cell source"
+    parameter_name = "cell_source"
+
+    def lookups(self, request, model_admin):
+        return TissueSource.choices
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(transplants__infusion_number=1, transplants__lot__tissue_source=self.value())
+        return queryset
+
+
+class InfusionsFilter(admin.SimpleListFilter):
+    title = "infusions"
+    parameter_name = "infusions"
+
+    def lookups(self, request, model_admin):
+        return [("single", "single MSCT"), ("double", "double MSCT"), ("none", "not infused yet")]
+
+    def queryset(self, request, queryset):
+        counted = queryset.annotate(n_infusions=Count("transplants", distinct=True))
+        return {
+            "single": counted.filter(n_infusions=1),
+            "double": counted.filter(n_infusions__gte=2),
+            "none": counted.filter(n_infusions=0),
+        }.get(self.value(), queryset)
+
+
+class OverdueFilter(admin.SimpleListFilter):
+    title = "follow-up"
+    parameter_name = "overdue"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "has an overdue visit")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            overdue = Visit.objects.in_state(VisitState.OVERDUE).values("patient_id")
+            return queryset.filter(pk__in=overdue)
+        return queryset
+
+
+class AdverseEventInline(admin.TabularInline):
+    model = AdverseEvent
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["term", "category", "grade", "onset_date", "relatedness", "expected", "outcome", "initial_report_due"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class MedicationInline(admin.TabularInline):
+    model = ConcomitantMedication
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["drug", "drug_other", "dose", "unit", "frequency", "start_date", "stop_date", "ongoing"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class PatientWorkspaceAdmin(PatientAdmin):
+    """The patient page: summary, visit timeline, charts, adverse events, medications, audit history."""
+
+    list_filter = ["status", "study", "site", CellSourceFilter, InfusionsFilter, OverdueFilter]
+    search_fields = ["subject_code", "transplants__lot__lot_number"]
+    inlines = [AdverseEventInline, MedicationInline]
+    actions = [export_csv_action]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return ["summary", "timeline", "charts", *fields] if obj is not None else fields
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        return [*readonly, "summary", "timeline", "charts"] if obj is not None else readonly
+
+    @admin.display(description="summary")
+    def summary(self, obj):
+        infusions = list(obj.transplants.select_related("lot").order_by("infusion_number"))
+        day0 = day_zero(obj)
+        rows = [
+            ("Site", f"{obj.site.code} ({obj.site.time_zone})"),
+            (
+                "Status",
+                f"{obj.get_status_display()}" + (f" since {obj.status_date:%Y-%m-%d}" if obj.status_date else ""),
+            ),
+            ("Day 0", day0.isoformat() if day0 else "not infused yet"),
+            ("Cell source", infusions[0].lot.get_tissue_source_display() if infusions else "—"),
+            (
+                "Infusions",
+                "; ".join(
+                    f"#{t.infusion_number} {t.infused_at.astimezone(obj.site.zone):%Y-%m-%d %H:%M} lot {t.lot.lot_number}, "
+                    f"{t.dose_cells_per_kg:,} cells/kg × {t.weight_kg} kg"
+                    for t in infusions
+                )
+                or "—",
+            ),
+        ]
+        history = reverse("admin:patients_patient_history", args=[obj.pk])
+        rows.append(("Audit trail", format_html('<a href="{}">history of this record</a>', history)))
+        return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
+
+    @admin.display(description="visit timeline")
+    def timeline(self, obj):
+        visits = Visit.objects.filter(patient=obj).with_state().order_by("target_date")
+        rows = [
+            (
+                reverse("admin:followup_visit_change", args=[v.pk]),
+                v.code,
+                v.label,
+                f"{v.window_start:%Y-%m-%d}",
+                f"{v.window_end:%Y-%m-%d}",
+                VisitState(v.state).label,
+                v.actual_date or "",
+            )
+            for v in visits
+        ]
+        if not rows:
+            return "No visits: the schedule starts with the first infusion."
+        return format_html(
+            "<table><tr><th>visit</th><th></th><th>window</th><th></th><th>state</th><th>date</th></tr>{}</table>",
+            format_html_join(
+                "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', rows
+            ),
+        )
+
+    @admin.display(description="results over time")
+    def charts(self, obj):
+        figures = patient_charts(patient=obj)
+        return format_html_join(
+            "",
+            '<div style="display:inline-block;max-width:480px">{}</div>',
+            ((mark_safe(svg),) for svg in figures.values()),
+        )  # noqa: S308 (SVG drawn here)
+
+
+admin.site.unregister(Patient)
+admin.site.register(Patient, PatientWorkspaceAdmin)
