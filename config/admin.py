@@ -1,6 +1,9 @@
-"""The registry's admin site: its home page is the coordinator's worklist."""
+"""The registry's admin site: its home page is the coordinator's worklist; two-factor sign-in when required."""
 
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
 
 class RegistryAdminSite(admin.AdminSite):
@@ -8,6 +11,24 @@ class RegistryAdminSite(admin.AdminSite):
     site_title = "MSCT registry"
     index_title = "Worklist"
     index_template = "admin/registry_index.html"
+
+    @property
+    def requires_second_factor(self) -> bool:
+        return getattr(settings, "REGISTRY_REQUIRE_2FA", False)
+
+    @property
+    def login_form(self):
+        return OTPAdminAuthenticationForm if self.requires_second_factor else AdminAuthenticationForm
+
+    @property
+    def login_template(self):
+        return OTPAdminSite.login_template if self.requires_second_factor else None
+
+    def has_permission(self, request):
+        allowed = super().has_permission(request)
+        if allowed and self.requires_second_factor:
+            return request.user.is_verified()
+        return allowed
 
     def index(self, request, extra_context=None):
         from followup.selectors import worklist

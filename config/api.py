@@ -25,10 +25,10 @@ router.register("visits", VisitViewSet, basename="visit")
 router.register("results", ResultViewSet, basename="result")
 router.register("outcomes", OutcomeViewSet, basename="outcome")
 router.register("adverse-events", AdverseEventViewSet, basename="adverse-event")
-router.register("reports", CohortReportViewSet, basename="report")
 
 urlpatterns = [
     path("v1/", include(router.urls)),
+    path("v1/reports/<str:study>/", CohortReportViewSet.as_view({"get": "retrieve"}), name="report-detail"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.message import make_msgid
 from django.db import transaction
 from django.db.models import F, Q
 from django.template.loader import render_to_string
@@ -150,9 +151,18 @@ class SweepReport:
 
 
 def _insert(rows: list[Notification], report: SweepReport, dry_run: bool) -> None:
-    report.rows.extend(rows) if dry_run else None
-    if not rows or dry_run:
-        report.inserted += 0 if not dry_run else len(rows)
+    if not rows:
+        return
+    if dry_run:  # report only the rows that a real sweep would add
+        keys = {(r.kind, r.object_id, r.stage, r.recipient_email) for r in rows}
+        existing = set(
+            Notification.objects.filter(object_id__in={r.object_id for r in rows}).values_list(
+                "kind", "object_id", "stage", "recipient_email"
+            )
+        )
+        new = [r for r in rows if (r.kind, r.object_id, r.stage, r.recipient_email) not in existing]
+        report.rows.extend(new)
+        report.inserted += len({(r.kind, r.object_id, r.stage, r.recipient_email) for r in new} & keys)
         return
     before = Notification.objects.count()
     Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=BATCH)
@@ -323,10 +333,15 @@ def still_applies(row: Notification, now: dt.datetime) -> str:
         if ae is None:
             return "the adverse event no longer exists"
         report, _, rest = row.stage.partition("-")
+        due = ae.initial_report_due if report == "initial" else ae.complete_report_due
+        if due is None:
+            return f"no {report} expedited report is required any more"
         if ae.initial_report_submitted_on if report == "initial" else ae.complete_report_submitted_on:
             return f"the {report} report was submitted"
         if rest.startswith("late-") and rest != f"late-{today.isoformat()}":
             return "superseded by today's reminder"
+        if rest == "due-soon" and today > due:
+            return "superseded: the report is now late"
         if not _recipient_still_applies(row, Role.INVESTIGATOR, today):
             return "the recipient no longer receives safety reports"
         return ""
@@ -400,7 +415,8 @@ def compose(rows: list[Notification]) -> EmailMultiAlternatives:
         subject=subject,
         body=text,
         to=[rows[0].recipient_email],
-        headers={"X-Registry-Keys": ", ".join(r.key for r in rows)},
+        # Our own Message-ID, so that the ledger can keep it.
+        headers={"X-Registry-Keys": ", ".join(r.key for r in rows), "Message-ID": make_msgid(domain="msct-registry")},
     )
     message.attach_alternative(html, "text/html")
     return message

@@ -123,6 +123,16 @@ def lab_findings(visit_ids=None) -> list[Finding]:
     return findings
 
 
+def _whole_years(start: dt.date, today: dt.date) -> int:
+    """Completed calendar years from `start` to `today` (an anniversary on 29 February falls on 1 March)."""
+    years = today.year - start.year
+    try:
+        anniversary = start.replace(year=today.year)
+    except ValueError:
+        anniversary = dt.date(today.year, 3, 1)
+    return years - 1 if today < anniversary else years
+
+
 def malignancy_findings(now: dt.datetime) -> list[Finding]:
     """The yearly malignancy question, once per anniversary of day 0, for patients still in follow-up."""
     findings = []
@@ -135,7 +145,7 @@ def malignancy_findings(now: dt.datetime) -> list[Finding]:
         site = first.patient.site
         today = now.astimezone(zoneinfo.ZoneInfo(site.time_zone)).date()
         day_zero = local_date(first.infused_at, site)
-        years = (today - day_zero).days // 365
+        years = _whole_years(day_zero, today)
         if years >= 1:
             findings.append(
                 Finding(

@@ -88,7 +88,6 @@ class ExportPermission(BasePermission):
         return isinstance(request.auth, ApiKey)
 
 
-@extend_schema(tags=["exports"])
 class ExportViewSet(PartnerViewSet):
     """The key's study exports: request, progress, download (one zip with a manifest)."""
 
@@ -99,7 +98,7 @@ class ExportViewSet(PartnerViewSet):
         return ExportJob.objects.select_related("study")
 
     def scoped(self, queryset):
-        return queryset.filter(requested_by_key=self.request.auth, site_ids=[self.site_id])
+        return queryset.filter(requested_by_key=self.request.auth)
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
@@ -141,7 +140,9 @@ class ExportViewSet(PartnerViewSet):
         job = self.get_object()
         path = exports.export_file(job)
         if path is None:
-            detail = job.error if job.state == ExportState.FAILED else f"The export is {job.get_state_display().lower()}."
+            detail = (
+                job.error if job.state == ExportState.FAILED else f"The export is {job.get_state_display().lower()}."
+            )
             return problem(409, "The export is not ready.", detail, kind="export-not-ready")
         return FileResponse(
             path.open("rb"),

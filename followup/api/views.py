@@ -3,7 +3,7 @@ from django.db.models import Prefetch
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -225,11 +225,30 @@ class AdverseEventViewSet(PartnerViewSet):
         return self.respond(self.get_queryset().get(pk=ae.pk), AdverseEventSerializer)
 
 
+class CohortReportSerializer(serializers.Serializer):
+    """The report's sections (see the cohort report documentation); values are numbers, dicts and lists."""
+
+    report_version = serializers.CharField()
+    outcome_algorithm = serializers.CharField()
+    generated_at = serializers.DateTimeField()
+    study = serializers.DictField()
+    filter = serializers.DictField()
+    n_patients = serializers.IntegerField()
+    baseline = serializers.DictField()
+    time_points = serializers.ListField(child=serializers.DictField())
+    responses = serializers.DictField()
+    survival = serializers.DictField()
+    comparison = serializers.DictField()
+    adverse_events = serializers.DictField()
+    cell_sources = serializers.DictField()
+
+
 class CohortReportViewSet(PartnerViewSet):
     """The cohort report of a study for the key's site (JSON), with the same filters as the admin page."""
 
     lookup_field = "code"
     lookup_url_kwarg = "study"
+    serializer_class = CohortReportSerializer
     pagination_class = None
     filter_backends = []
 
@@ -244,7 +263,7 @@ class CohortReportViewSet(PartnerViewSet):
             OpenApiParameter("enrolled_to", OpenApiTypes.DATE, required=False),
             OpenApiParameter("compare", str, enum=["cell_source", "infusions"], required=False),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: CohortReportSerializer},
     )
     def retrieve(self, request, *args, **kwargs):
         study = self.get_object()
