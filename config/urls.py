@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import include, path
 
+from followup.language import set_language
+
 
 def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
@@ -11,4 +13,5 @@ urlpatterns = [
     path("healthz", healthz),
     path("admin/", admin.site.urls),
     path("api/", include("config.api")),
+    path("i18n/setlang/", set_language, name="set_language"),
 ]

@@ -13,6 +13,7 @@ import io
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 from django.db.models import Avg, Count, F, Min, OuterRef, Q, Subquery
@@ -101,7 +102,8 @@ def paired_change(baseline: dict[int, float], later: dict[int, float]) -> dict:
         "wilcoxon_p": None,
     }
     if len(ids) >= 2 and np.any(diff != 0):
-        out["t_test_p"] = _p(stats.ttest_rel(after, before).pvalue)
+        if diff.std(ddof=1) > 0:  # identical changes have no t statistic
+            out["t_test_p"] = _p(stats.ttest_rel(after, before).pvalue)
         out["wilcoxon_p"] = _p(stats.wilcoxon(after, before).pvalue)
     return out
 
@@ -110,7 +112,10 @@ def rate(numerator: int, denominator: int) -> dict:
     return {
         "numerator": numerator,
         "denominator": denominator,
-        "percent": _r(100 * numerator / denominator, 1) if denominator else None,
+        # Half up, as people round percentages (6.25 % -> 6.3 %).
+        "percent": float((Decimal(100 * numerator) / Decimal(denominator)).quantize(Decimal("0.1"), ROUND_HALF_UP))
+        if denominator
+        else None,
     }
 
 
@@ -272,6 +277,7 @@ def response_rates(study: Study, patient_ids: list[int]) -> dict:
             renal_pr=Count("id", filter=Q(renal_response="partial")),
             renal_known=Count("id", filter=Q(renal_response__in=["complete", "partial", "none"])),
             flares=Count("id", filter=Q(flare__in=["mild_moderate", "severe"])),
+            flare_known=Count("id", filter=~Q(flare="")),
         )
     }
     per_point = []
@@ -288,7 +294,7 @@ def response_rates(study: Study, patient_ids: list[int]) -> dict:
                 "any_remission": rate(row["cr"] + row["pr"], row["remission_known"]),
                 "complete_renal_response": rate(row["renal_cr"], row["renal_known"]),
                 "partial_renal_response": rate(row["renal_pr"], row["renal_known"]),
-                "flare": rate(row["flares"], row["remission_known"]),
+                "flare": rate(row["flares"], row["flare_known"]),
             }
         )
     outcomes = ComputedOutcome.objects.filter(visit__patient_id__in=patient_ids)
@@ -310,7 +316,9 @@ def _km(durations, events) -> dict:
     curve = [{"day": int(t), "survival": _r(s, 4)} for t, s in kmf.survival_function_.iloc[:, 0].items()]
     durations = np.asarray(durations)
     at_risk = [{"day": d, "at_risk": int((durations >= d).sum())} for d in AT_RISK_DAYS]
-    at = {d: _r(float(kmf.predict(d)), 4) for d in (182, 365, 730, 1095)}
+    # No estimate beyond the last follow-up (the curve is not known there).
+    last = float(durations.max())
+    at = {d: (_r(float(kmf.predict(d)), 4) if d <= last else None) for d in (182, 365, 730, 1095)}
     return {"n": len(durations), "events": int(sum(events)), "curve": curve, "at_risk": at_risk, "survival_at_day": at}
 
 

@@ -99,6 +99,7 @@ class TransplantEvent(TimeStampedModel):
     class Meta:
         ordering = ["patient", "infusion_number"]
         verbose_name = "transplant event (infusion)"
+        verbose_name_plural = "transplant events (infusions)"
         constraints = [
             models.UniqueConstraint(fields=["patient", "infusion_number"], name="transplant_infusion_number_unique"),
             models.CheckConstraint(condition=Q(infusion_number__gte=1), name="transplant_infusion_number_positive"),

@@ -411,6 +411,7 @@ class ReminderPolicy(models.Model):
     history = audit_history()
 
     class Meta:
+        verbose_name_plural = "reminder policies"
         constraints = [
             models.CheckConstraint(condition=Q(send_hour__lte=23), name="reminder_send_hour_valid"),
             models.CheckConstraint(condition=Q(overdue_repeat_days__gte=1), name="reminder_repeat_positive"),
