@@ -3,13 +3,14 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.utils.translation import gettext_lazy as _
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
 
 class RegistryAdminSite(admin.AdminSite):
-    site_header = "MSCT registry"
-    site_title = "MSCT registry"
-    index_title = "Worklist"
+    site_header = _("MSCT registry")
+    site_title = _("MSCT registry")
+    index_title = _("Worklist")
     index_template = "admin/registry_index.html"
 
     @property

@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy as _
 
 from followup import notifications, safety, services
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
@@ -652,20 +653,20 @@ class PatientWorkspaceAdmin(PatientAdmin):
         readonly = list(super().get_readonly_fields(request, obj))
         return [*readonly, "summary", "timeline", "charts"] if obj is not None else readonly
 
-    @admin.display(description="summary")
+    @admin.display(description=_("summary"))
     def summary(self, obj):
         infusions = list(obj.transplants.select_related("lot").order_by("infusion_number"))
         day0 = day_zero(obj)
         rows = [
-            ("Site", f"{obj.site.code} ({obj.site.time_zone})"),
+            (_("Site"), f"{obj.site.code} ({obj.site.time_zone})"),
             (
-                "Status",
+                _("Status"),
                 f"{obj.get_status_display()}" + (f" since {obj.status_date:%Y-%m-%d}" if obj.status_date else ""),
             ),
-            ("Day 0", day0.isoformat() if day0 else "not infused yet"),
-            ("Cell source", infusions[0].lot.get_tissue_source_display() if infusions else "—"),
+            (_("Day 0"), day0.isoformat() if day0 else _("not infused yet")),
+            (_("Cell source"), infusions[0].lot.get_tissue_source_display() if infusions else "—"),
             (
-                "Infusions",
+                _("Infusions"),
                 "; ".join(
                     f"#{t.infusion_number} {t.infused_at.astimezone(obj.site.zone):%Y-%m-%d %H:%M} lot {t.lot.lot_number}, "
                     f"{t.dose_cells_per_kg:,} cells/kg × {t.weight_kg} kg"
@@ -675,10 +676,10 @@ class PatientWorkspaceAdmin(PatientAdmin):
             ),
         ]
         history = reverse("admin:patients_patient_history", args=[obj.pk])
-        rows.append(("Audit trail", format_html('<a href="{}">history of this record</a>', history)))
+        rows.append((_("Audit trail"), format_html('<a href="{}">{}</a>', history, _("history of this record"))))
         return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
 
-    @admin.display(description="visit timeline")
+    @admin.display(description=_("visit timeline"))
     def timeline(self, obj):
         visits = Visit.objects.filter(patient=obj).with_state().order_by("target_date")
         rows = [
@@ -702,7 +703,7 @@ class PatientWorkspaceAdmin(PatientAdmin):
             ),
         )
 
-    @admin.display(description="results over time")
+    @admin.display(description=_("results over time"))
     def charts(self, obj):
         figures = patient_charts(patient=obj)
         return format_html_join(

@@ -1,7 +1,7 @@
 """The user's language: chosen in the admin header, remembered in their preferences, used for e-mail too."""
 
 from django.conf import settings
-from django.utils import translation
+from django.utils import timezone, translation
 from django.views.i18n import set_language as django_set_language
 
 from followup.models import NotificationPreference
@@ -17,7 +17,8 @@ def set_language(request):
 
 
 class UserLanguageMiddleware:
-    """Use the language the user chose before (kept in their preferences) when the browser has no choice yet."""
+    """Use the language the user chose before (kept in their preferences) when the browser has no choice yet,
+    and show times in the time zone of the user's site (when all their sites share one)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -31,4 +32,13 @@ class UserLanguageMiddleware:
             if language:
                 translation.activate(language)
                 request.LANGUAGE_CODE = language
-        return self.get_response(request)
+        if user is not None and user.is_authenticated:
+            from registry.models import Site
+
+            zones = set(Site.objects.for_user(user).values_list("time_zone", flat=True)[:2])
+            if len(zones) == 1:  # dates and times in the admin are shown in the user's site's zone
+                timezone.activate(zones.pop())
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from followup import constants as c
 from followup.models import AdverseEvent, Notification, NotificationPreference, SafetySignal, Visit
@@ -405,7 +405,8 @@ def describe(row: Notification) -> dict:
 def compose(rows: list[Notification]) -> EmailMultiAlternatives:
     """One e-mail (HTML and plain text, in the recipient's language) for one item or a digest of items."""
     language = rows[0].language if rows[0].language in dict(settings.LANGUAGES) else "en"
-    items = [describe(row) for row in rows]
+    with translation.override(language):  # labels (e.g. a signal's kind) in the recipient's language
+        items = [describe(row) for row in rows]
     context = {"items": items, "digest": len(rows) > 1 or rows[0].digest, "count": len(items)}
     template = f"followup/email/notification.{language}"
     subject = render_to_string(f"{template}.subject.txt", context).strip()

@@ -18,6 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 from django.db.models import Avg, Count, F, Min, OuterRef, Q, Subquery
 from django.utils import timezone
+from django.utils.translation import gettext
 from scipy import stats
 
 from followup.constants import AECategory, Relatedness, VisitOutcome
@@ -538,7 +539,7 @@ def charts(*, study: Study, site_ids, flt: CohortFilter | None = None) -> dict[s
             means = [np.mean(points[d]) for d in days]
             ses = [np.std(points[d], ddof=1) / math.sqrt(len(points[d])) if len(points[d]) > 1 else 0 for d in days]
             ax.errorbar([d / 30.44 for d in days], means, yerr=ses, marker="o", capsize=3, label=group)
-        ax.set_xlabel("months since first infusion")
+        ax.set_xlabel(gettext("months since first infusion"))
         ax.set_ylabel(label)
         ax.legend(title=flt.compare.replace("_", " "), fontsize=8)
         figures[code] = _svg(fig, plt)
@@ -601,7 +602,7 @@ def patient_charts(*, patient) -> dict[str, str]:
         for month in infusions:
             ax.axvline(month, color="tab:red", linestyle="--", linewidth=1)
         ax.set_title(label, fontsize=9)
-        ax.set_xlabel("months since day 0 (dashed: infusions)", fontsize=7)
+        ax.set_xlabel(gettext("months since day 0 (dashed: infusions)"), fontsize=7)
         ax.tick_params(labelsize=7)
         figures[code] = _svg(fig, plt)
     return figures

@@ -73,7 +73,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
     ):
         for item in ae_report_clock(ae, ae.patient.site.today(now)):
             if item["state"] in ("due", "overdue"):
-                reports.append({"ae": ae, **item})
+                reports.append({"ae": ae, **item, "days_late": -item["days_left"]})
     reports.sort(key=lambda r: r["due"])
     signals = list(
         SafetySignal.objects.for_user(user).filter(status=SignalStatus.OPEN).select_related("patient__site", "visit")
