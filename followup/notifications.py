@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.message import make_msgid
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -164,9 +164,26 @@ def _insert(rows: list[Notification], report: SweepReport, dry_run: bool) -> Non
         report.rows.extend(new)
         report.inserted += len({(r.kind, r.object_id, r.stage, r.recipient_email) for r in new} & keys)
         return
-    before = Notification.objects.count()
-    Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=BATCH)
-    report.inserted += Notification.objects.count() - before
+    report.inserted += _insert_new(rows)
+
+
+def _insert_new(rows: list[Notification]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING, in batches: the database says how many rows were new (exact even
+    when another sweep inserts the same keys at the same moment)."""
+    fields = [f for f in Notification._meta.concrete_fields if not f.primary_key]
+    table = connection.ops.quote_name(Notification._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    inserted = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), BATCH):
+            batch = rows[start : start + BATCH]
+            values, params = [], []
+            for row in batch:
+                values.append("(" + ", ".join(["%s"] * len(fields)) + ")")
+                params.extend(f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields)
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {', '.join(values)} ON CONFLICT DO NOTHING", params)
+            inserted += cursor.rowcount
+    return inserted
 
 
 def _policies() -> dict[int, ReminderPolicy]:
