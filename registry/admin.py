@@ -6,7 +6,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from registry import services
 from registry.admin_tools import ScopedAdmin
 from registry.api_keys import api_key_issue, api_key_revoke
-from registry.constants import Role
+from registry.constants import ISCT_TEST_FIELDS, LOT_TEST_FIELDS, Role
 from registry.models import (
     ApiKey,
     CellProduct,
@@ -151,22 +151,9 @@ class CellProductAdmin(ScopedAdmin):
         ),
         (
             "ISCT minimal criteria",
-            {
-                "fields": [
-                    "plastic_adherent",
-                    "cd105_pct",
-                    "cd73_pct",
-                    "cd90_pct",
-                    "cd45_pct",
-                    "cd34_pct",
-                    "cd14_or_cd11b_pct",
-                    "cd79a_or_cd19_pct",
-                    "hla_dr_pct",
-                    "trilineage_shown",
-                ]
-            },
+            {"fields": list(ISCT_TEST_FIELDS)},
         ),
-        ("Lot tests", {"fields": ["viability_pct", "sterility", "mycoplasma", "endotoxin_eu_per_ml", "karyotype"]}),
+        ("Lot tests", {"fields": list(LOT_TEST_FIELDS)}),
         ("Release", {"fields": ["release_status", "release_failures_list"]}),
     ]
 

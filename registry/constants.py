@@ -103,6 +103,12 @@ RELEASE_CRITERIA: tuple[tuple[str, str, object, str], ...] = (
 )
 
 
+# The release tests by group, in the order of the criteria above (admin fieldsets, API fields).
+ISCT_TEST_FIELDS = tuple(field for field, *_ in RELEASE_CRITERIA[:10])
+LOT_TEST_FIELDS = tuple(field for field, *_ in RELEASE_CRITERIA[10:])
+RELEASE_TEST_FIELDS = ISCT_TEST_FIELDS + LOT_TEST_FIELDS
+
+
 # Default follow-up template (DOMAIN.md): code, label, offset from day 0, window before, window after.
 DEFAULT_VISIT_TEMPLATE: tuple[tuple[str, str, int, int, int], ...] = (
     ("BL", "Baseline (before the first infusion)", 0, 14, 0),

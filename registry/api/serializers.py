@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from registry.constants import RELEASE_TEST_FIELDS
 from registry.models import CellProduct, OutcomeSettings, Site, Study, VisitDefinition
 
 
@@ -40,25 +41,6 @@ class SiteSerializer(serializers.ModelSerializer):
     class Meta:
         model = Site
         fields = ["id", "code", "name", "country", "time_zone", "updated_at"]
-
-
-RELEASE_TEST_FIELDS = [
-    "plastic_adherent",
-    "cd105_pct",
-    "cd73_pct",
-    "cd90_pct",
-    "cd45_pct",
-    "cd34_pct",
-    "cd14_or_cd11b_pct",
-    "cd79a_or_cd19_pct",
-    "hla_dr_pct",
-    "trilineage_shown",
-    "viability_pct",
-    "sterility",
-    "mycoplasma",
-    "endotoxin_eu_per_ml",
-    "karyotype",
-]
 
 
 class LotSerializer(serializers.ModelSerializer):
