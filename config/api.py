@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from followup.api.exports import ExportViewSet
 from followup.api.views import (
     AdverseEventViewSet,
     CohortReportViewSet,
@@ -25,6 +26,7 @@ router.register("visits", VisitViewSet, basename="visit")
 router.register("results", ResultViewSet, basename="result")
 router.register("outcomes", OutcomeViewSet, basename="outcome")
 router.register("adverse-events", AdverseEventViewSet, basename="adverse-event")
+router.register("exports", ExportViewSet, basename="export")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -11,7 +11,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
-from followup import notifications, safety, services
+from followup import (
+    admin_exports,  # noqa: F401 (registers the export jobs page)
+    notifications,
+    safety,
+    services,
+)
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.computations import plain
 from followup.constants import AECategory, CTCAEGrade, Relatedness, VisitState

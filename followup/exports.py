@@ -9,7 +9,7 @@ straight into its zip entry, hashing and counting as it goes. The zip is built a
 EXPORT_DIR and renamed to `<job id>.zip` only when complete, so a half-written file is never served.
 
 Entry points: `export_job_request` (create and queue, from the admin and the API), `export_job_run` (build,
-from the task `followup.export_tasks.build_export`), `export_jobs_for_user` / `export_job_visible_to`
+from the task `followup.tasks.build_export`), `export_jobs_for_user` / `export_job_visible_to`
 (scoping), `export_file` (the finished zip of a job, or None).
 """
 
@@ -27,7 +27,7 @@ import uuid
 import zipfile
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -258,7 +258,7 @@ def export_job_request(*, study: Study, user=None, api_key: ApiKey | None = None
 
 
 def _queue(job_id: int) -> None:
-    from followup.export_tasks import build_export
+    from followup.tasks import build_export
 
     build_export.delay(job_id)
 
@@ -282,7 +282,7 @@ def _still_allowed(job: ExportJob) -> str | None:
         return None
     user = job.requested_by
     if user is None:
-        return "The person who requested the export no longer exists."
+        return "Whoever requested the export (a person or an API key) no longer exists."
     if not user.is_active:
         return "The person who requested the export is no longer active."
     if not user.is_superuser and not _sites_within(
@@ -427,7 +427,6 @@ class Table:
     description: str
     columns: list[Column]
     rows: Callable[[Context], Iterable[tuple]]
-    tidy: bool = True
 
 
 @dataclass
@@ -435,7 +434,6 @@ class _Progress:
     job_id: int
     steps: int
     done: int = 0
-    last_beat: dt.datetime = field(default_factory=timezone.now)
 
     def step(self) -> None:
         self.done += 1
@@ -1601,12 +1599,12 @@ TABLES: list[Table] = [
     ),
     Table("tidy/medications.csv", "One row per concomitant medication.", MEDICATION_COLUMNS, _tidy_medications),
     Table("tidy/adverse_events.csv", "One row per adverse event.", AE_COLUMNS, _tidy_adverse_events),
-    Table("sdtm/dm.csv", "SDTM-style DM (demographics).", DM_COLUMNS, _sdtm_dm, tidy=False),
-    Table("sdtm/ex.csv", "SDTM-style EX (exposure: MSC infusions).", EX_COLUMNS, _sdtm_ex, tidy=False),
-    Table("sdtm/cm.csv", "SDTM-style CM (concomitant medications).", CM_COLUMNS, _sdtm_cm, tidy=False),
-    Table("sdtm/lb.csv", "SDTM-style LB (laboratory results).", LB_COLUMNS, _sdtm_lb, tidy=False),
-    Table("sdtm/qs.csv", "SDTM-style QS (SLEDAI-2K items and total; PGA).", QS_COLUMNS, _sdtm_qs, tidy=False),
-    Table("sdtm/ae.csv", "SDTM-style AE (adverse events).", AE_SDTM_COLUMNS, _sdtm_ae, tidy=False),
+    Table("sdtm/dm.csv", "SDTM-style DM (demographics).", DM_COLUMNS, _sdtm_dm),
+    Table("sdtm/ex.csv", "SDTM-style EX (exposure: MSC infusions).", EX_COLUMNS, _sdtm_ex),
+    Table("sdtm/cm.csv", "SDTM-style CM (concomitant medications).", CM_COLUMNS, _sdtm_cm),
+    Table("sdtm/lb.csv", "SDTM-style LB (laboratory results).", LB_COLUMNS, _sdtm_lb),
+    Table("sdtm/qs.csv", "SDTM-style QS (SLEDAI-2K items and total; PGA).", QS_COLUMNS, _sdtm_qs),
+    Table("sdtm/ae.csv", "SDTM-style AE (adverse events).", AE_SDTM_COLUMNS, _sdtm_ae),
 ]
 
 DICTIONARY_COLUMNS = [

@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.db import transaction
 
-from followup import notifications, safety
+from followup import exports, notifications, safety
 
 
 @shared_task(acks_late=True)
@@ -24,3 +24,9 @@ def run_safety_checks() -> int:
 @shared_task(acks_late=True)
 def send_notifications() -> int:
     return notifications.notifications_send_due().emails
+
+
+@shared_task(acks_late=True)
+def build_export(job_id: int) -> str | None:
+    job = exports.export_job_run(job_id=job_id)
+    return job.state if job is not None else None

@@ -1,0 +1,224 @@
+"""A coordinator's day in a real browser: sign in, the worklist, recording an overdue visit with the live
+SLEDAI-2K total, the computed outcomes, the patient's charts, a refused value, another site's coordinator
+kept out, and the Chinese interface. Screenshots of the pages go to test-artifacts/.
+
+The tests run on the real clock. The reference patient (tests.followup.clinical_setup defaults) was infused
+on 2025-03-03 in Nanjing, so M1 (window 2025-03-26..04-09) has been overdue ever since. The baseline is
+recorded before the browser opens: SLEDAI-2K 16, creatinine 70 µmol/L, proteinuria 3 g/24h, C3 0.5 g/L.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from followup.constants import VisitOutcome
+from followup.models import Result, Visit
+from followup.services import visit_record
+from registry import constants as rc
+from registry.services import membership_grant
+from tests.followup.clinical_setup import DAY_ZERO, make_clinical, make_site, make_study
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PASSWORD = "Browser-coordinator-2026"
+BASELINE_ITEMS = ["arthritis", "rash", "alopecia", "low_complement", "increased_dna_binding", "proteinuria"]  # 16
+SLEDAI_CHART_MARKERS = """() => {
+    const chart = [...document.querySelectorAll('.field-charts svg')].find(s => s.innerHTML.includes('SLEDAI-2K'));
+    return chart ? chart.querySelectorAll('use[style*="#1f77b4"]').length : 0;
+}"""
+
+
+def person(username: str, site):
+    user = get_user_model().objects.create_user(username=username, password=PASSWORD, is_staff=True)
+    membership_grant(user=user, site=site, role=rc.Role.COORDINATOR)
+    return user
+
+
+@pytest.fixture
+def clinical():
+    clinical = make_clinical()
+    visit_record(
+        visit=clinical.visit("BL"),
+        actual_date=DAY_ZERO,
+        sledai_items=BASELINE_ITEMS,
+        results={"CREAT": "70", "PROT24H": "3.0", "C3": "0.5"},
+    )
+    return clinical
+
+
+@pytest.fixture
+def coordinator(clinical):
+    return person("browser.coordinator", clinical.site)
+
+
+def sign_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/admin/login/?next=/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    with page.expect_navigation():
+        page.click("#login-form input[type=submit]")
+    assert page.url == f"{base}/admin/", page.url
+
+
+def sledai_markers_in(html: str) -> int:
+    """Points on the SLEDAI-2K chart of a patient page's HTML (0 when there is no such chart)."""
+    for svg in re.findall(r"<svg.*?</svg>", html, flags=re.S):
+        if "<!-- SLEDAI-2K -->" in svg:
+            return len(re.findall(r'<use [^>]*style="fill: #1f77b4', svg))
+    return 0
+
+
+def readonly_text(page, field: str) -> str:
+    return " ".join(page.locator(f".field-{field} .readonly").first.inner_text().split())
+
+
+def test_coordinator_records_an_overdue_visit_and_sees_outcomes_and_chart(page, live, clinical, coordinator, artifacts):
+    patient_url = f"{live}/admin/patients/patient/{clinical.patient.pk}/change/"
+    code = clinical.patient.subject_code
+    m1 = clinical.visit("M1")
+
+    sign_in(page, live, coordinator.username)
+    worklist = page.locator("#worklist")
+    assert worklist.is_visible()
+    assert "Your sites today" in worklist.inner_text()
+    overdue_link = worklist.get_by_role("link", name=f"{code} – M1", exact=True)
+    assert overdue_link.count() == 1
+    page.screenshot(path=str(artifacts / "worklist.png"), full_page=True)
+
+    markers_before = sledai_markers_in(page.request.get(patient_url).text())
+    assert markers_before == 1  # the baseline
+
+    with page.expect_navigation():
+        overdue_link.click()
+    assert page.url == f"{live}/admin/followup/visit/{m1.pk}/change/"
+    assert readonly_text(page, "state_display") == "Overdue"
+
+    total = page.locator("#sledai-live-total")
+    assert total.get_attribute("data-total") == "0"
+    for item in ("arthritis", "rash", "low_complement"):  # 4 + 2 + 2
+        page.check(f'input[name="sledai_items"][value="{item}"]')
+    page.wait_for_function("document.querySelector('#sledai-live-total').dataset.total === '8'")
+    assert total.inner_text() == "SLEDAI-2K total: 8 / 105"
+    assert page.is_checked('input[name="sledai_assessed"]')  # ticking an item marks the score assessed
+
+    page.fill("#id_actual_date", "2025-04-02")
+    page.fill("#id_CREAT_value", "0.9")
+    page.select_option("#id_CREAT_unit", "mg/dL")
+    page.fill("#id_PROT24H_value", "2505")
+    page.select_option("#id_PROT24H_unit", "mg/24h")
+    page.screenshot(path=str(artifacts / "visit-entry.png"), full_page=True)
+    assert Result.objects.filter(visit=m1).count() == 0  # nothing saved before the button
+
+    with page.expect_navigation():
+        page.click('input[name="_continue"]')
+    assert page.url == f"{live}/admin/followup/visit/{m1.pk}/change/"
+    assert page.locator(".messagelist .success").count() == 1
+    assert page.locator(".errornote").count() == 0
+    assert readonly_text(page, "state_display") == "Completed"
+    outcomes = readonly_text(page, "outcome_summary")
+    assert "SLEDAI-2K 8 (change -8)" in outcomes
+    assert "SRI-4 (simplified)" in outcomes
+    assert re.search(r"PROT24H 2\.505 vs baseline 3(\.0+)? ", outcomes), outcomes
+    page.screenshot(path=str(artifacts / "visit-saved.png"), full_page=True)
+
+    m1.refresh_from_db()
+    assert m1.outcome == VisitOutcome.COMPLETED
+    assert sorted(m1.sledai_items) == ["arthritis", "low_complement", "rash"]
+    stored = {
+        code: str(value.normalize()) for code, value in Result.objects.filter(visit=m1).values_list("code", "value")
+    }
+    assert stored["CREAT"] == "79.56" and stored["PROT24H"] == "2.505"  # µmol/L and g/24h
+    assert stored["SLEDAI2K"] == "8"
+
+    page.goto(patient_url)
+    assert code in page.locator("#content").inner_text()
+    summary = readonly_text(page, "summary")
+    assert "Day 0 2025-03-03" in summary and "Umbilical cord" in summary
+    timeline = page.locator(".field-timeline tr", has=page.get_by_role("link", name="M1", exact=True))
+    assert "Completed" in timeline.inner_text()
+    markers_after = page.evaluate(SLEDAI_CHART_MARKERS)
+    assert markers_after == markers_before + 1
+    assert page.locator(".field-charts svg").count() >= 3  # SLEDAI-2K, proteinuria, eGFR, C3
+    page.screenshot(path=str(artifacts / "patient.png"), full_page=True)
+
+
+def test_worklist_per_site_table_is_legible(page, live, clinical, coordinator):
+    sign_in(page, live, coordinator.username)
+    header = page.locator("#worklist table thead tr").first
+    row = page.locator("#worklist table tbody tr").first
+    header_height = header.bounding_box()["height"]
+    row_height = row.bounding_box()["height"]
+    headings = [" ".join(t.split()).lower() for t in header.locator("th").all_text_contents()]
+    assert headings == ["site", "overdue", "due", "next 14 days", "safety reports due or late", "signals to review"]
+    assert header_height <= 3 * row_height, (
+        f"the per-site headings are squeezed into a {header_height:.0f}px tall header (rows are {row_height:.0f}px)"
+    )
+
+
+def test_cohort_report_page(page, live, clinical, coordinator, artifacts):
+    sign_in(page, live, coordinator.username)
+    response = page.goto(f"{live}/admin/followup/cohortreport/{clinical.study.pk}/change/")
+    assert response.status == 200
+    content = page.locator("#content")
+    assert f"Cohort report: {clinical.study.code}" in content.inner_text()
+    assert "Table 1" in content.inner_text()
+    assert content.locator("svg").count() >= 1
+    page.screenshot(path=str(artifacts / "cohort-report.png"), full_page=True)
+
+
+def test_an_out_of_range_value_is_shown_beside_its_field(page, live, clinical, coordinator, artifacts):
+    m3 = clinical.visit("M3")
+    sign_in(page, live, coordinator.username)
+    page.goto(f"{live}/admin/followup/visit/{m3.pk}/change/")
+    page.fill("#id_actual_date", "2025-06-02")
+    page.fill("#id_ALB_value", "7")
+    page.select_option("#id_ALB_unit", "g/dL")  # 70 g/L, above 60
+    with page.expect_navigation():
+        page.click('input[name="_save"]')
+    message = "ALB: 7 g/dL (= 70 g/L) is outside the plausible range 5–60 g/L."
+    assert message in page.locator("#content").inner_text()
+    page.screenshot(path=str(artifacts / "visit-error.png"), full_page=True)
+    row = page.locator(".form-row.field-ALB_value")
+    assert message in row.inner_text(), "the message is not shown beside the ALB field"
+    assert row.locator(".errorlist").count() == 1
+    assert Visit.objects.get(pk=m3.pk).outcome == VisitOutcome.OPEN
+    assert not Result.objects.filter(visit=m3).exists()
+
+
+def test_a_coordinator_of_another_site_gets_nothing_of_the_patient(page, live, clinical):
+    elsewhere = make_site(time_zone="Europe/London", country="GB")
+    make_study(elsewhere)
+    outsider = person("browser.outsider", elsewhere)
+    code = clinical.patient.subject_code
+    sign_in(page, live, outsider.username)
+    assert code not in page.content()
+    for url in (
+        f"{live}/admin/patients/patient/{clinical.patient.pk}/change/",
+        f"{live}/admin/patients/patient/{clinical.patient.pk}/history/",
+        f"{live}/admin/followup/visit/{clinical.visit('M1').pk}/change/",
+    ):
+        response = page.goto(url)
+        assert response.status in (403, 404) or page.url != url, f"{url} opened ({response.status})"
+        assert code not in page.content(), url
+        assert page.locator("#id_CREAT_value").count() == 0
+
+
+def test_switching_the_language_selector_to_chinese(page, live, clinical, coordinator, artifacts):
+    sign_in(page, live, coordinator.username)
+    assert "Worklist" in page.locator("#content").inner_text()
+    with page.expect_navigation():
+        page.select_option("#language-select", "zh-hans")
+    assert page.url == f"{live}/admin/"
+    assert page.get_attribute("html", "lang") == "zh-hans"
+    content = page.locator("#content").inner_text()
+    assert "工作清单" in content
+    assert "逾期访视" in content  # "Overdue visits"
+    assert page.locator("#language-select").input_value() == "zh-hans"
+    page.screenshot(path=str(artifacts / "worklist-zh-hans.png"), full_page=True)
+
+    with page.expect_navigation():
+        page.select_option("#language-select", "en")
+    assert "Worklist" in page.locator("#content").inner_text()
