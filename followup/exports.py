@@ -53,6 +53,7 @@ EXPORT_FORMAT = "msct-registry-export"
 EXPORT_FORMAT_VERSION = "1.0"
 CHUNK_SIZE = 2000
 # A running job that has not moved for this long belongs to a worker that died; a redelivered task takes it.
+QUEUE_GRACE = dt.timedelta(minutes=5)
 STALE_AFTER = dt.timedelta(hours=1)
 # Bump `updated_at` (the heartbeat) at least every this many rows inside a long member.
 HEARTBEAT_ROWS = 20_000
@@ -260,7 +261,25 @@ def export_job_request(*, study: Study, user=None, api_key: ApiKey | None = None
 def _queue(job_id: int) -> None:
     from followup.tasks import build_export
 
-    build_export.delay(job_id)
+    try:
+        build_export.delay(job_id)
+    except Exception:  # the broker is unreachable: the job stays queued and `export_jobs_resume` queues it again
+        logger.warning("Export %s could not be queued; it will be queued again", job_id, exc_info=True)
+
+
+def export_jobs_resume(*, now: dt.datetime | None = None) -> list[int]:
+    """Queue again every job nobody is building: queued for longer than QUEUE_GRACE (the broker lost or never
+    got it) or running with no progress for STALE_AFTER (its worker died). A job is built once whatever the
+    number of tasks, since `export_job_run` claims it atomically."""
+    now = now or timezone.now()
+    stalled = ExportJob.objects.filter(
+        Q(state=c.ExportState.QUEUED, updated_at__lt=now - QUEUE_GRACE)
+        | Q(state=c.ExportState.RUNNING, updated_at__lt=now - STALE_AFTER)
+    )
+    job_ids = list(stalled.order_by("pk").values_list("pk", flat=True))
+    for job_id in job_ids:
+        _queue(job_id)
+    return job_ids
 
 
 def export_file(job: ExportJob) -> Path | None:

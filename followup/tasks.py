@@ -30,3 +30,8 @@ def send_notifications() -> int:
 def build_export(job_id: int) -> str | None:
     job = exports.export_job_run(job_id=job_id)
     return job.state if job is not None else None
+
+
+@shared_task(acks_late=True)
+def resume_exports() -> int:
+    return len(exports.export_jobs_resume())

@@ -25,7 +25,14 @@ from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 from followup.report_views import parse_filter
 from followup.reports import cohort_report
 from patients.api.views import SubjectFilter, UpdatedSinceFilter, resolve_patient, valid
-from registry.api.base import IDEMPOTENCY_HEADER, IF_MATCH_HEADER, PartnerViewSet, check_if_match, idempotent
+from registry.api.base import (
+    IDEMPOTENCY_HEADER,
+    IF_MATCH_CORRECTION_HEADER,
+    IF_MATCH_HEADER,
+    PartnerViewSet,
+    check_if_match,
+    idempotent,
+)
 from registry.constants import TissueSource
 from registry.models import Study
 
@@ -72,7 +79,7 @@ class VisitViewSet(PartnerViewSet):
     @extend_schema(
         request=VisitRecordSerializer,
         responses={200: VisitSerializer},
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, IF_MATCH_CORRECTION_HEADER],
         operation_id="v1_visits_record",
     )
     @action(detail=True, methods=["post"])

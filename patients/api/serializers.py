@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from patients import constants as c
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
+from registry.api.serializers import OffsetDateTimeField
 from registry.constants import Sex
 
 # Output ------------------------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ class PatientStatusSerializer(serializers.Serializer):
 
 class TransplantCreateSerializer(SubjectRef):
     lot_number = serializers.CharField(max_length=60)
-    infused_at = serializers.DateTimeField(help_text="With its UTC offset, e.g. 2026-03-01T09:30:00+08:00.")
+    infused_at = OffsetDateTimeField(help_text="With its UTC offset, e.g. 2026-03-01T09:30:00+08:00.")
     infusion_number = serializers.IntegerField(min_value=1, max_value=100, required=False)
     weight_kg = serializers.DecimalField(max_digits=5, decimal_places=1)
     dose_cells_per_kg = serializers.IntegerField(min_value=1, max_value=10**12)

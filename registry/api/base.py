@@ -74,6 +74,19 @@ def problem(status_code: int, title: str, detail: str = "", *, kind: str, errors
     return response
 
 
+def not_found(request, exception=None):
+    """The project's 404 for paths under /api/: problem details, like every other API error."""
+    from django.http import JsonResponse
+
+    body = {
+        "type": PROBLEM_BASE + "not-found",
+        "title": "Not found.",
+        "status": 404,
+        "detail": f"No API endpoint at {request.path}. The endpoints are listed at /api/schema/.",
+    }
+    return JsonResponse(body, status=404, content_type="application/problem+json")
+
+
 def exception_handler(exc, context):
     """Every error as application/problem+json, with field errors as a list of {field, message, code}."""
     if isinstance(exc, DjangoValidationError):
@@ -132,6 +145,14 @@ IF_MATCH_HEADER = OpenApiParameter(
     OpenApiParameter.HEADER,
     required=True,
     description="The ETag of the version you are changing (from a GET); a stale one answers 412.",
+)
+IF_MATCH_CORRECTION_HEADER = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Needed only to correct a visit already recorded (or missed): the ETag of the version you are "
+    "correcting (from a GET); without it 428, a stale one 412.",
 )
 
 
@@ -200,6 +221,7 @@ def _claim_idempotency(api_key: ApiKey, key: str, digest: str):
             existing.response_body,
             status=existing.response_status,
             headers={**existing.response_headers, "Idempotent-Replayed": "true"},
+            content_type="application/problem+json" if existing.response_status >= 400 else None,
         )
         return existing, response
     stale = timezone.now() - IDEMPOTENCY_STALE_AFTER
@@ -220,7 +242,10 @@ def _claim_idempotency(api_key: ApiKey, key: str, digest: str):
 
 
 def etag_of(obj) -> str:
-    stamp = obj.updated_at.isoformat() if getattr(obj, "updated_at", None) else str(obj.pk)
+    """A strong validator of the object's version: its last change (`updated_at`, or `computed_at` for
+    outcomes), so the ETag moves whenever the row does."""
+    changed = getattr(obj, "updated_at", None) or getattr(obj, "computed_at", None)
+    stamp = changed.isoformat() if changed else str(obj.pk)
     return '"' + hashlib.sha256(f"{type(obj).__name__}:{obj.pk}:{stamp}".encode()).hexdigest()[:32] + '"'
 
 
@@ -276,13 +301,22 @@ class PartnerViewSet(GenericViewSet):
             self._audit = audit_context(door=Door.API, actor=str(request.user))
             self._audit.__enter__()
 
-    def finalize_response(self, request, response, *args, **kwargs):
+    def _close_audit(self) -> None:
         audit = getattr(self, "_audit", None)
         if audit is not None:
-            audit.__exit__(None, None, None)
             self._audit = None
-        response = super().finalize_response(request, response, *args, **kwargs)
-        return response
+            audit.__exit__(None, None, None)
+
+    def handle_exception(self, exc):
+        try:
+            return super().handle_exception(exc)
+        except BaseException:
+            self._close_audit()  # an error that escapes the view must not leave this thread attributed to the key
+            raise
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        self._close_audit()
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def respond(self, obj, serializer_class, status_code=status.HTTP_200_OK, headers=None) -> Response:
         data = serializer_class(obj, context=self.get_serializer_context()).data

@@ -1,7 +1,24 @@
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 from registry.constants import RELEASE_TEST_FIELDS
 from registry.models import CellProduct, OutcomeSettings, Site, Study, VisitDefinition
+
+
+class OffsetDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 date-time that must carry its UTC offset: a bare local time is ambiguous across sites, so it
+    is refused rather than read in some default zone."""
+
+    default_error_messages = {
+        "naive": "A date-time without a time zone is ambiguous: give its UTC offset (e.g. 2026-03-01T09:30:00+08:00).",
+    }
+
+    def to_internal_value(self, value):
+        if isinstance(value, str):
+            parsed = parse_datetime(value.strip())
+            if parsed is not None and parsed.tzinfo is None:
+                self.fail("naive")
+        return super().to_internal_value(value)
 
 
 class VisitDefinitionSerializer(serializers.ModelSerializer):

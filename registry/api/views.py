@@ -27,6 +27,7 @@ class StudyViewSet(PartnerViewSet, mixins.ListModelMixin, mixins.RetrieveModelMi
 
     serializer_class = StudySerializer
     lookup_field = "code"
+    lookup_value_regex = "[^/]+"  # codes may hold dots
 
     def base_queryset(self):
         return Study.objects.select_related("outcome_settings").prefetch_related("visit_definitions")
@@ -37,6 +38,7 @@ class SiteViewSet(PartnerViewSet, mixins.ListModelMixin, mixins.RetrieveModelMix
 
     serializer_class = SiteSerializer
     lookup_field = "code"
+    lookup_value_regex = "[^/]+"  # codes may hold dots
 
     def base_queryset(self):
         return Site.objects.all()
@@ -47,6 +49,7 @@ class LotViewSet(PartnerViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
 
     serializer_class = LotSerializer
     lookup_field = "lot_number"
+    lookup_value_regex = "[^/]+"  # lot numbers may hold dots
     filterset_fields = ["tissue_source", "release_status"]
 
     def base_queryset(self):

@@ -26,8 +26,13 @@ from tests.api.routes import ROUTES, Route
 
 pytestmark = pytest.mark.django_db
 
-# Every object's GET sends its ETag (a cohort report is computed, not an object with versions).
-DETAIL_GETS = [r for r in ROUTES if r.method == "GET" and r.target is not None and r.name != "report-detail"]
+# Every object's GET sends its ETag (a cohort report is computed, not an object with versions; a download is
+# a file).
+DETAIL_GETS = [
+    r
+    for r in ROUTES
+    if r.method == "GET" and r.target is not None and r.name not in ("report-detail", "export-download")
+]
 CONDITIONAL = [r for r in ROUTES if r.if_match]
 REASONS = {
     "lot-detail": "Stock recounted",
@@ -307,6 +312,37 @@ def test_infusion_time_without_a_utc_offset_is_refused(world):
 def test_unknown_object_is_a_404_problem(world):
     assert_problem(call(client_for(world.keys["a_rw"]), "GET", "/api/v1/patients/999999/"), 404)
     assert_problem(call(client_for(world.keys["a_rw"]), "GET", "/api/v1/patients/not-a-number/"), 404)
+
+
+def test_path_that_is_no_endpoint_is_a_404_problem(world):
+    body = assert_problem(call(client_for(world.keys["a_rw"]), "GET", "/api/v1/no-such-thing/"), 404)
+    assert "/api/schema/" in body["detail"]
+    assert_problem(call(client_for(world.keys["a_rw"]), "GET", "/api/v2/patients/"), 404)
+
+
+def test_codes_with_dots_are_found(world):
+    from registry.models import CellProduct
+
+    CellProduct.objects.filter(pk=world.a.lot.pk).update(lot_number="UC-2026.03.1")
+    response = call(client_for(world.keys["a_rw"]), "GET", "/api/v1/lots/UC-2026.03.1/")
+    assert response.status_code == 200, response.content
+    assert response.json()["lot_number"] == "UC-2026.03.1"
+
+
+def test_an_error_escaping_a_view_leaves_no_audit_attribution_behind(world, monkeypatch):
+    """The key's audit context ends with the request, even when the view raises something unexpected."""
+    from patients.api.views import PatientViewSet
+    from registry.audit import Door, current_audit_context
+
+    def boom(self, request, *args, **kwargs):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(PatientViewSet, "list", boom)
+    client = client_for(world.keys["a_rw"])
+    client.raise_request_exception = True
+    with pytest.raises(RuntimeError):
+        client.get("/api/v1/patients/")
+    assert current_audit_context().door != Door.API
 
 
 def test_method_not_allowed_is_a_problem(world):

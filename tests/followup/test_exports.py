@@ -506,6 +506,32 @@ def test_requesting_an_export_queues_the_task_after_commit(world, django_capture
     assert (job.state, job.progress, job.site_ids) == (ExportState.DONE, 100, [world.site_a.pk])
 
 
+def test_a_job_the_broker_never_got_is_queued_again_and_built_once(world, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    from followup import tasks as export_tasks
+
+    def broker_down(job_id):
+        raise OperationalError("Error 111 connecting to the broker. Connection refused.")
+
+    monkeypatch.setattr(export_tasks.build_export, "delay", broker_down)
+    job = exports.export_job_request(study=world.study, user=world.user_a)
+    exports._queue(job.pk)  # what the commit would run: the failure is logged, the job stays queued
+    job.refresh_from_db()
+    assert job.state == ExportState.QUEUED
+
+    queued = []
+    monkeypatch.setattr(export_tasks.build_export, "delay", queued.append)
+    assert exports.export_jobs_resume(now=job.updated_at + dt.timedelta(minutes=1)) == []  # still in grace
+    later = job.updated_at + exports.QUEUE_GRACE + dt.timedelta(seconds=1)
+    assert exports.export_jobs_resume(now=later) == [job.pk]
+    assert queued == [job.pk]
+
+    built = export_tasks.build_export(job.pk)
+    assert built == ExportState.DONE
+    assert exports.export_jobs_resume(now=later + dt.timedelta(days=1)) == []  # done: never again
+
+
 def test_a_job_is_built_once(world):
     job, _ = run_export(world, world.user_a)
     before = job.updated_at
