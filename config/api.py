@@ -1,6 +1,6 @@
 """The partner API, version 1: every endpoint, one router."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
@@ -13,6 +13,7 @@ from followup.api.views import (
     VisitViewSet,
 )
 from patients.api.views import MedicationViewSet, PatientViewSet, TransplantViewSet
+from registry.api.base import not_found
 from registry.api.views import LotViewSet, SiteViewSet, StudyViewSet
 
 router = SimpleRouter()
@@ -33,4 +34,5 @@ urlpatterns = [
     path("v1/reports/<str:study>/", CohortReportViewSet.as_view({"get": "retrieve"}), name="report-detail"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^", not_found),  # anything else under /api/: a problem, in DEBUG too
 ]

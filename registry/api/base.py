@@ -10,6 +10,7 @@ import json
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
+from django.views.decorators.csrf import csrf_exempt
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, status
@@ -74,6 +75,7 @@ def problem(status_code: int, title: str, detail: str = "", *, kind: str, errors
     return response
 
 
+@csrf_exempt
 def not_found(request, exception=None):
     """The project's 404 for paths under /api/: problem details, like every other API error."""
     from django.http import JsonResponse

@@ -318,6 +318,7 @@ def test_path_that_is_no_endpoint_is_a_404_problem(world):
     body = assert_problem(call(client_for(world.keys["a_rw"]), "GET", "/api/v1/no-such-thing/"), 404)
     assert "/api/schema/" in body["detail"]
     assert_problem(call(client_for(world.keys["a_rw"]), "GET", "/api/v2/patients/"), 404)
+    assert_problem(call(client_for(world.keys["a_rw"]), "POST", "/api/v1/no-such-thing/", {"a": 1}), 404)
 
 
 def test_codes_with_dots_are_found(world):
