@@ -3,7 +3,8 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -35,9 +36,15 @@ from followup.report_views import parse_filter, render_csv, render_html
 from followup.reports import CohortFilter, cohort_report, patient_charts
 from followup.selectors import lot_lookback
 from patients.admin import PatientAdmin
-from patients.models import ConcomitantMedication, Patient
+from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import day_zero
-from registry.admin_tools import ScopedAdmin, ServiceModelForm, SiteScopedAdminMixin, export_csv_action
+from registry.admin_tools import (
+    ScopedAdmin,
+    ScopedReadOnlyInlineMixin,
+    ServiceModelForm,
+    SiteScopedAdminMixin,
+    export_csv_action,
+)
 from registry.constants import TissueSource
 from registry.models import Site
 
@@ -48,7 +55,10 @@ def _sledai_choices():
     groups = {}
     for item in SLEDAI_ITEMS.values():
         groups.setdefault(item.weight, []).append((item.code, item.label))
-    return [(f"{weight} points each", items) for weight, items in sorted(groups.items(), reverse=True)]
+    return [
+        (f"{weight} point{'' if weight == 1 else 's'} each", items)
+        for weight, items in sorted(groups.items(), reverse=True)
+    ]
 
 
 def _analyte_fields() -> dict[str, forms.Field]:
@@ -104,6 +114,17 @@ class VisitRecordFormBase(ServiceModelForm):
         elif self.instance.pk and "SLEDAI2K" in existing:
             self.fields["sledai_total_only"].initial = existing["SLEDAI2K"].value
 
+    # Service errors about something the form asks under another name.
+    SERVICE_ERROR_FIELDS = {
+        "SLEDAI2K": "sledai_total_only",  # a total that disagrees with the items, or out of range
+        "EGFR": "CREAT_value",  # computed from creatinine
+        "outcome_reason": "missed_reason",
+    }
+
+    def service_error_field(self, key: str) -> str | None:
+        field = self.SERVICE_ERROR_FIELDS.get(key) or (f"{key}_value" if f"{key}_value" in self.fields else key)
+        return field if field in self.fields else None
+
     @staticmethod
     def sledai_items_from(cleaned_data) -> list[str] | None:
         """The items to record: None when SLEDAI-2K was not assessed (or only a total was given)."""
@@ -125,22 +146,15 @@ class VisitRecordFormBase(ServiceModelForm):
 VisitRecordForm = type("VisitRecordForm", (VisitRecordFormBase,), _analyte_fields())
 
 
-class ResultInline(admin.TabularInline):
+class ResultInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
     model = Result
     extra = 0
-    can_delete = False
     fields = ["code", "value", "canonical_unit", "entered_value", "entered_unit", "derived"]
     readonly_fields = fields
 
     @admin.display(description="unit")
     def canonical_unit(self, obj):
         return ANALYTES[obj.code].unit
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class VisitStateFilter(admin.SimpleListFilter):
@@ -162,6 +176,7 @@ class VisitAdmin(ScopedAdmin):
 
     class Media:
         js = ["followup/sledai.js"]
+        css = {"all": ["followup/visit.css"]}
 
     list_display = [
         "patient",
@@ -578,7 +593,8 @@ class CellSourceFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(transplants__infusion_number=1, transplants__lot__tissue_source=self.value())
+            first_infusions = TransplantEvent.objects.filter(infusion_number=1, lot__tissue_source=self.value())
+            return queryset.filter(pk__in=first_infusions.values("patient_id"))
         return queryset
 
 
@@ -590,7 +606,15 @@ class InfusionsFilter(admin.SimpleListFilter):
         return [("single", "single MSCT"), ("double", "double MSCT"), ("none", "not infused yet")]
 
     def queryset(self, request, queryset):
-        counted = queryset.annotate(n_infusions=Count("transplants", distinct=True))
+        # Counted in a subquery: a join on transplants made by another filter must not change the count.
+        per_patient = (
+            TransplantEvent.objects.filter(patient=OuterRef("pk"))
+            .order_by()
+            .values("patient")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        counted = queryset.alias(n_infusions=Coalesce(Subquery(per_patient, output_field=IntegerField()), 0))
         return {
             "single": counted.filter(n_infusions=1),
             "double": counted.filter(n_infusions__gte=2),
@@ -612,34 +636,20 @@ class OverdueFilter(admin.SimpleListFilter):
         return queryset
 
 
-class AdverseEventInline(admin.TabularInline):
+class AdverseEventInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
     model = AdverseEvent
     extra = 0
-    can_delete = False
     show_change_link = True
     fields = ["term", "category", "grade", "onset_date", "relatedness", "expected", "outcome", "initial_report_due"]
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class MedicationInline(admin.TabularInline):
+class MedicationInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
     model = ConcomitantMedication
     extra = 0
-    can_delete = False
     show_change_link = True
     fields = ["drug", "drug_other", "dose", "unit", "frequency", "start_date", "stop_date", "ongoing"]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class PatientWorkspaceAdmin(PatientAdmin):

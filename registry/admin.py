@@ -4,7 +4,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from registry import services
-from registry.admin_tools import ScopedAdmin
+from registry.admin_tools import ScopedAdmin, ScopedReadOnlyInlineMixin
 from registry.api_keys import api_key_issue, api_key_revoke
 from registry.constants import ISCT_TEST_FIELDS, LOT_TEST_FIELDS, Role
 from registry.models import (
@@ -47,16 +47,12 @@ class StudySiteInline(admin.TabularInline):
     autocomplete_fields = ["site"]
 
 
-class VisitDefinitionInline(admin.TabularInline):
+class VisitDefinitionInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
     model = VisitDefinition
     extra = 0
     fields = ["code", "label", "offset_days", "window_before_days", "window_after_days"]
     readonly_fields = fields
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Study)

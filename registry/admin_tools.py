@@ -3,11 +3,13 @@
 `ScopedAdmin` narrows lists, detail pages, history pages and foreign-key choices to the user's sites.
 Its form runs the model admin's `service_save` as the last step of validation, inside a savepoint, so a
 rule refused by a service appears beside the field it names and nothing is saved.
+`ScopedReadOnlyInlineMixin` shows a read-only inline to whoever may see the parent object.
 """
 
 from __future__ import annotations
 
 from django import forms
+from django.contrib.admin.exceptions import NotRegistered
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from simple_history.admin import SimpleHistoryAdmin
@@ -53,16 +55,29 @@ class ServiceModelForm(forms.ModelForm):
         except ValidationError as exc:
             self._add_service_errors(exc)
 
+    def service_error_field(self, key: str) -> str | None:
+        """The form field beside which a service error keyed `key` is shown (None: at the top of the form)."""
+        return key if key in self.fields else None
+
     def _add_service_errors(self, exc: ValidationError) -> None:
         if not hasattr(exc, "error_dict"):
             self.add_error(None, exc)
             return
-        for field, errors in exc.error_dict.items():
-            if field in self.fields or field == NON_FIELD_ERRORS:
-                self.add_error(None if field == NON_FIELD_ERRORS else field, errors)
-            else:
-                label = field.replace("_", " ")
-                self.add_error(None, [f"{label}: {message}" for error in errors for message in error.messages])
+        for key, errors in exc.error_dict.items():
+            field = None if key == NON_FIELD_ERRORS else self.service_error_field(key)
+            if field is not None or key == NON_FIELD_ERRORS:
+                self.add_error(field, errors)
+                continue
+            # Name what the message is about, unless the message already does.
+            label = key.replace("_", " ")
+            self.add_error(
+                None,
+                [
+                    message if message.startswith((f"{key}:", f"{label}:")) else f"{label}: {message}"
+                    for error in errors
+                    for message in error.messages
+                ],
+            )
 
 
 class SiteScopedAdminMixin:
@@ -130,6 +145,41 @@ class SiteScopedAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         # Clinical records are corrected with a reason, never deleted from the admin.
+        return False
+
+
+class ScopedReadOnlyInlineMixin:
+    """A read-only inline seen by whoever may see its parent object, as the parent's admin decides.
+
+    Django would ask for the inline model's own view permission, which coordinators do not hold: their
+    rights come from memberships of sites.
+    """
+
+    can_delete = False
+
+    def _parent_admin(self):
+        try:
+            return self.admin_site.get_model_admin(self.parent_model)
+        except NotRegistered:
+            return None
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs.for_user(request.user) if hasattr(qs, "for_user") else qs
+
+    def has_view_permission(self, request, obj=None):
+        parent_admin = self._parent_admin()
+        if parent_admin is None:
+            return super().has_view_permission(request, obj)
+        return parent_admin.has_view_permission(request, obj)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 

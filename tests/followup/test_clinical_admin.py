@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import pytest
 
+from followup.admin import ENTERED_ANALYTES, VisitRecordForm
+from followup.computations import plain
 from followup.constants import VisitOutcome
 from followup.models import Result, Visit
 from followup.services import visit_record
@@ -37,10 +39,28 @@ def stored(visit) -> dict[str, Decimal]:
     return dict(Result.objects.filter(visit=visit).values_list("code", "value"))
 
 
+# The management form of the page's read-only results table, as a browser sends it back.
+RESULTS_TABLE = {"results-TOTAL_FORMS": "0", "results-INITIAL_FORMS": "0"}
+
+
 def visit_form(**fields) -> dict:
-    data = {"actual_date": M1.isoformat(), "deviation_reason": "", "reason": "", "_save": "Save"}
+    data = {"actual_date": M1.isoformat(), "deviation_reason": "", "reason": "", "_save": "Save", **RESULTS_TABLE}
     data.update(fields)
     return data
+
+
+def as_shown(response) -> dict:
+    """What a browser sends back from the page: every field as the form shows it (unticked boxes and empty
+    fields absent), and the inline tables' management forms and hidden fields."""
+    form = response.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        management = formset.management_form
+        data.update({f"{formset.prefix}-{name}": management[name].value() for name in management.fields})
+        for row in formset.forms:
+            data.update({row.add_prefix(name): row[name].value() for name in row.fields})
+    return {name: value for name, value in data.items() if value not in (None, False, "")}
 
 
 def test_coordinator_records_a_visit_with_items_and_results_in_other_units(client, clinical, coordinator):
@@ -161,10 +181,7 @@ def test_resaving_the_form_as_shown_with_one_corrected_value_changes_only_that_v
         results={"CREAT": ("0.9", "mg/dL"), "UPCR": ("56.56", "mg/mmol"), "C3": "0.6"},
     )
     client.force_login(coordinator)
-    form = client.get(change_url(visit)).context["adminform"].form
-    # What a browser sends back: every field as the form shows it (unticked boxes and empty fields absent).
-    data = {name: form[name].value() for name in form.fields}
-    data = {name: value for name, value in data.items() if value not in (None, False, "")}
+    data = as_shown(client.get(change_url(visit)))
     assert (data["CREAT_value"], data["CREAT_unit"]) == ("0.9", "mg/dL")
     assert (data["UPCR_value"], data["UPCR_unit"]) == ("56.56", "mg/mmol")
     assert data["sledai_items"] == ["rash"]
@@ -180,6 +197,128 @@ def test_resaving_the_form_as_shown_with_one_corrected_value_changes_only_that_v
     }
     history_rows = {r.code: r.history.count() for r in Result.objects.filter(visit=visit)}
     assert history_rows == {"SLEDAI2K": 1, "CREAT": 1, "EGFR": 1, "UPCR": 1, "C3": 2}
+
+
+# Refusals shown beside the field they are about -------------------------------------------------------
+
+
+def field_errors(response) -> dict[str, list[str]]:
+    """The form's errors by field ("__all__" for those shown above the form)."""
+    assert response.status_code == 200
+    return {name: list(errors) for name, errors in response.context["adminform"].form.errors.items()}
+
+
+def row_of(html: str, field: str) -> str:
+    """The HTML of the admin form row that holds `field` (where Django shows that field's errors)."""
+    start = html.rindex('<div class="form-row', 0, html.index(f"field-{field}"))
+    end = html.find('<div class="form-row', start + 1)
+    return html[start:end]
+
+
+@pytest.mark.parametrize("analyte", ENTERED_ANALYTES, ids=lambda analyte: analyte.code)
+def test_a_refused_result_is_shown_beside_its_field_naming_the_code_once(client, clinical, coordinator, analyte):
+    client.force_login(coordinator)
+    visit = clinical.visit("M1")
+    too_high = analyte.high + 1
+    response = client.post(
+        change_url(visit),
+        visit_form(**{f"{analyte.code}_value": str(too_high), f"{analyte.code}_unit": analyte.unit}),
+    )
+    message = (
+        f"{analyte.code}: {plain(too_high)} {analyte.unit} is outside the plausible range "
+        f"{analyte.low}–{analyte.high} {analyte.unit}."
+    )
+    assert field_errors(response) == {f"{analyte.code}_value": [message]}
+    html = response.content.decode()
+    assert f"{analyte.code}: {analyte.code}:" not in html
+    assert 'class="errorlist nonfield"' not in html
+    row = row_of(html, f"{analyte.code}_value")
+    assert 'class="errorlist' in row and "plausible range" in row
+    assert stored(visit) == {}
+
+
+def test_several_refused_results_are_each_shown_beside_their_own_field(client, clinical, coordinator):
+    client.force_login(coordinator)
+    visit = clinical.visit("M1")
+    response = client.post(
+        change_url(visit),
+        visit_form(ALB_value="7", ALB_unit="g/dL", CREAT_value="1", CREAT_unit="umol/L", PLT_value="150"),
+    )
+    errors = field_errors(response)
+    assert errors == {
+        "ALB_value": ["ALB: 7 g/dL (= 70 g/L) is outside the plausible range 5–60 g/L."],
+        "CREAT_value": ["CREAT: 1 umol/L is outside the plausible range 10–2000 umol/L."],
+    }
+    assert stored(visit) == {}
+
+
+def test_a_sledai_total_that_disagrees_with_the_items_is_shown_beside_the_total(client, clinical, coordinator):
+    client.force_login(coordinator)
+    visit = clinical.visit("M1")
+    response = client.post(change_url(visit), visit_form(sledai_assessed="on", sledai_total_only="6"))
+    assert field_errors(response) == {
+        "sledai_total_only": ["SLEDAI2K: the submitted total 6 disagrees with the items recorded, which sum to 0."]
+    }
+    assert "SLEDAI2K: SLEDAI2K:" not in response.content.decode()
+    assert "disagrees with the items" in row_of(response.content.decode(), "sledai_total_only")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"actual_date": "2099-01-01"}, "The visit date cannot be in the future."),
+        ({"actual_date": ""}, "Give the date the visit took place."),
+        ({"actual_date": "2025-04-20"}, "give a deviation reason to record it anyway."),
+    ],
+    ids=["future", "missing", "outside the window without a deviation reason"],
+)
+def test_a_refused_date_is_shown_beside_the_date(client, clinical, coordinator, fields, message):
+    client.force_login(coordinator)
+    visit = clinical.visit("M1")
+    response = client.post(change_url(visit), visit_form(PRED_value="10", **fields))
+    errors = field_errors(response)
+    assert list(errors) == ["actual_date"]
+    assert message in errors["actual_date"][0]
+    assert message in row_of(response.content.decode(), "actual_date")
+    assert stored(visit) == {}
+
+
+def test_a_correction_without_a_reason_is_shown_beside_the_reason(client, clinical, coordinator):
+    visit = visit_record(visit=clinical.visit("M1"), actual_date=M1, results={"C3": "0.6"})
+    client.force_login(coordinator)
+    response = client.post(change_url(visit), visit_form(C3_value="0.7", C3_unit="g/L"))
+    errors = field_errors(response)
+    assert list(errors) == ["reason"]
+    assert "give a reason for the correction" in row_of(response.content.decode(), "reason")
+
+
+def test_sledai_items_are_offered_in_groups_by_weight():
+    groups = [label for label, _ in VisitRecordForm().fields["sledai_items"].choices]
+    assert groups == ["8 points each", "4 points each", "2 points each", "1 point each"]
+
+
+def test_every_key_the_visit_service_refuses_with_has_its_place_on_the_form():
+    form = VisitRecordForm()
+    places = {
+        **{analyte.code: f"{analyte.code}_value" for analyte in ENTERED_ANALYTES},
+        "SLEDAI2K": "sledai_total_only",
+        "EGFR": "CREAT_value",  # computed from creatinine
+        "sledai_items": "sledai_items",
+        "actual_date": "actual_date",
+        "deviation_reason": "deviation_reason",
+        "reason": "reason",
+        "outcome_reason": "missed_reason",
+        "remove": None,  # shown above the form
+        "visit": None,
+    }
+    assert {key: form.service_error_field(key) for key in places} == places
+
+
+def test_an_error_about_no_field_of_the_page_is_named_once_above_the_form(client, clinical, coordinator):
+    visit = visit_record(visit=clinical.visit("M1"), actual_date=M1, results={"C3": "0.6"})
+    client.force_login(coordinator)
+    response = client.post(change_url(visit), visit_form(actual_date="", missed_reason="patient unreachable"))
+    assert field_errors(response) == {"__all__": ["outcome: Visit M1 is completed, not open; correct it instead."]}
 
 
 def test_missed_reason_marks_the_visit_missed(client, clinical, coordinator):

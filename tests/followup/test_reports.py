@@ -35,6 +35,7 @@ import datetime as dt
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -56,6 +57,7 @@ from tests.followup.clinical_setup import (
     DAY_ZERO,
     DIAGNOSIS,
     PASSING_RELEASE_TESTS,
+    make_clinical,
     make_lot,
     make_patient,
     make_site,
@@ -947,6 +949,36 @@ def test_command_refuses_a_bad_filter_and_an_unknown_study(cohort, tmp_path):
         call_command("cohort_report", STUDY, format="json", cell_source="xyz", output=str(tmp_path / "x.json"))
     with pytest.raises(CommandError, match="NO-SUCH"):
         call_command("cohort_report", "NO-SUCH", format="json", output=str(tmp_path / "y.json"))
+
+
+def page_text(html: str) -> str:
+    """The words a reader sees: no charts, no tags."""
+    html = re.sub(r"<svg.*?</svg>", " ", html, flags=re.S)
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_admin_report_of_a_study_with_little_data_shows_no_none(client, frozen_now):
+    clinical = make_clinical()
+    client.force_login(make_user("report_little", clinical.site))
+    figures_missing = client.get(admin_url(clinical.study))
+    assert figures_missing.status_code == 200
+    text = page_text(figures_missing.content.decode())
+    assert "Table 1" in text
+    assert "None" not in text, text[text.index("None") - 200 : text.index("None") + 50]
+    assert "—" in text  # a missing figure is shown as a dash
+
+    visit_record(visit=clinical.visit("BL"), actual_date=BL, sledai_items=["rash"], results={"C3": "0.6"})
+    text = page_text(client.get(admin_url(clinical.study)).content.decode())
+    assert "None" not in text, text[text.index("None") - 200 : text.index("None") + 50]
+
+
+def test_report_of_the_cohort_shows_no_none(client, cohort):
+    client.force_login(make_user("report_coord_none", cohort.site_a))
+    for params in ({}, {"compare": "infusions"}, {"cell_source": "adipose"}):
+        text = page_text(client.get(admin_url(cohort.study), params).content.decode())
+        assert "Table 1" in text, params
+        assert "None" not in text, (params, text[text.index("None") - 200 : text.index("None") + 50])
 
 
 def test_charts_are_svg(cohort):

@@ -324,6 +324,23 @@ def test_worklist_of_the_other_site_shows_only_its_own(client, world):
         assert secret not in html
 
 
+def test_worklist_headings_are_not_stretched_by_the_dashboard_style(client, world):
+    # Django's dashboard.css gives every heading of a dashboard module table `width: 100%`, which squeezes
+    # the per-site headings into one column; the worklist must undo that after loading it.
+    client.force_login(world.coord_a)
+    html, _ = home(client)
+    dashboard = html.index("admin/css/dashboard.css")
+    overrides = [
+        (match.start(), match.group(1))
+        for match in re.finditer(r"<style[^>]*>(.*?)</style>", html, flags=re.S)
+        if match.start() > dashboard
+    ]
+    rules = re.findall(r"([^{}]+)\{([^}]*)\}", " ".join(css for _, css in overrides))
+    heading_widths = [body for selectors, body in rules if "#worklist" in selectors and re.search(r"\bth\b", selectors)]
+    assert any(re.search(r"width:\s*auto", body) for body in heading_widths), heading_widths
+    assert '<div id="worklist"' in html and 'class="site-counts"' in html
+
+
 def test_every_worklist_link_opens_the_visit_ae_or_signal_page(client, world):
     client.force_login(world.coord_a)
     _, page = home(client)
@@ -479,6 +496,14 @@ LIST_CASES = {
     "bone marrow and single": ({"cell_source": "bone_marrow", "infusions": "single"}, ["LS-BM-03"]),
     "bone marrow and double": ({"cell_source": "bone_marrow", "infusions": "double"}, ["LS-BM-02"]),
     "bone marrow and overdue": ({"cell_source": "bone_marrow", "overdue": "yes"}, ["LS-BM-02"]),
+    "umbilical cord and single": ({"cell_source": "umbilical_cord", "infusions": "single"}, ["LS-UC-01"]),
+    "umbilical cord and double": ({"cell_source": "umbilical_cord", "infusions": "double"}, []),
+    "bone marrow and not infused": ({"cell_source": "bone_marrow", "infusions": "none"}, []),
+    "bone marrow, double and overdue": (
+        {"cell_source": "bone_marrow", "infusions": "double", "overdue": "yes"},
+        ["LS-BM-02"],
+    ),
+    "double, searched by lot": ({"infusions": "double", "q": "BM-LOT-LIST-2"}, ["LS-BM-02"]),
     "search subject code prefix": ({"q": "LS-BM"}, ["LS-BM-02", "LS-BM-03"]),
     "search subject code": ({"q": "LS-UC-01"}, ["LS-UC-01"]),
     "search lot number": ({"q": "UC-LOT-LIST-1"}, ["LS-UC-01"]),
@@ -492,6 +517,52 @@ LIST_CASES = {
 def test_patient_list_filters_and_search_narrow_the_list(client, cohort, query, expected):
     client.force_login(cohort.coordinator)
     assert listed(client, query) == expected
+
+
+def facet_counts(client, query: dict, parameter: str) -> dict[str, int]:
+    """The counts the list shows beside the choices of one filter (with facets on), by choice label."""
+    response = client.get("/admin/patients/patient/", {**query, "_facets": "1"})
+    assert response.status_code == 200
+    changelist = response.context["cl"]
+    spec = next(spec for spec in changelist.filter_specs if getattr(spec, "parameter_name", None) == parameter)
+    counts = {}
+    for choice in spec.choices(changelist):
+        match = re.fullmatch(r"(.+) \((\d+)\)", str(choice["display"]))
+        if match:
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+FACET_CASES = {
+    "infusions among bone marrow": (
+        {"cell_source": "bone_marrow"},
+        "infusions",
+        {"single MSCT": 1, "double MSCT": 1, "not infused yet": 0},
+    ),
+    "infusions among umbilical cord": (
+        {"cell_source": "umbilical_cord"},
+        "infusions",
+        {"single MSCT": 1, "double MSCT": 0, "not infused yet": 0},
+    ),
+    "infusions of everyone": ({}, "infusions", {"single MSCT": 2, "double MSCT": 1, "not infused yet": 1}),
+    "cell source among double": (
+        {"infusions": "double"},
+        "cell_source",
+        {"Bone marrow": 1, "Umbilical cord": 0, "Adipose tissue": 0},
+    ),
+    "cell source among single": (
+        {"infusions": "single"},
+        "cell_source",
+        {"Bone marrow": 1, "Umbilical cord": 1, "Adipose tissue": 0},
+    ),
+}
+
+
+@pytest.mark.parametrize("query, parameter, expected", list(FACET_CASES.values()), ids=list(FACET_CASES))
+def test_patient_list_filter_counts_compose(client, cohort, query, parameter, expected):
+    client.force_login(cohort.coordinator)
+    counts = facet_counts(client, query, parameter)
+    assert {label: counts.get(label) for label in expected} == expected
 
 
 def test_patient_list_offers_the_filters(client, cohort):
