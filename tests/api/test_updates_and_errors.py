@@ -3,6 +3,8 @@ every error is an RFC 9457 problem with field errors that say what was wrong; cl
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from rest_framework.settings import api_settings
 
@@ -319,6 +321,23 @@ def test_path_that_is_no_endpoint_is_a_404_problem(world):
     assert "/api/schema/" in body["detail"]
     assert_problem(call(client_for(world.keys["a_rw"]), "GET", "/api/v2/patients/"), 404)
     assert_problem(call(client_for(world.keys["a_rw"]), "POST", "/api/v1/no-such-thing/", {"a": 1}), 404)
+
+
+@pytest.mark.parametrize(
+    "since", ["2025-03-01T08:00:00-22:12", "9999-12-31T23:00:00-10:00", "0001-01-01T00:30:00+01:00", "yesterday"]
+)
+def test_updated_since_outside_the_calendar_or_real_offsets_is_a_400_naming_it(world, since):
+    response = call(client_for(world.keys["a_rw"]), "GET", "/api/v1/patients/", {"updated_since": since})
+    body = assert_problem(response, 400)
+    assert "updated_since" in field_errors(body)
+
+
+def test_updated_since_with_an_offset_is_the_same_instant_in_utc(world):
+    client = client_for(world.keys["a_rw"])
+    stamp = world.a.patient.updated_at
+    local = stamp.astimezone(dt.timezone(dt.timedelta(hours=8))).isoformat()
+    rows = call(client, "GET", "/api/v1/patients/", {"updated_since": local}).json()["results"]
+    assert world.a.patient.pk in [row["id"] for row in rows]
 
 
 def test_codes_with_dots_are_found(world):
