@@ -24,11 +24,13 @@ $(STAMP): pyproject.toml | $(PY)
 
 # The whole system on this machine: SQLite and Celery's filesystem broker under var/ unless
 # DATABASE_URL / REDIS_URL are set. Web on http://127.0.0.1:$(PORT)/, one worker with beat; Ctrl-C stops all.
+# Today's reminders are sent (to var/mail/) before the worker starts; beat sweeps again every 15 minutes.
 run: venv
 	mkdir -p $(VAR_DIR)/mail $(VAR_DIR)/celery/queue $(VAR_DIR)/celery/processed
 	$(PY) manage.py migrate
 	$(PY) manage.py seed_demo
 	$(PY) manage.py ensure_local_admin
+	$(PY) manage.py send_reminders
 	$(VENV)/bin/honcho -f Procfile.local start -p $(PORT)
 
 # pytest's exit code, except 5 (no tests collected), which is reported and passed as success.
