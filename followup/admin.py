@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from followup import (
@@ -33,7 +34,7 @@ from followup.models import (
     Visit,
 )
 from followup.report_views import parse_filter, render_csv, render_html
-from followup.reports import CohortFilter, cohort_report, patient_charts
+from followup.reports import COMPARISON_LABELS, CohortFilter, cohort_report, patient_charts
 from followup.selectors import lot_lookback
 from patients.admin import PatientAdmin
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
@@ -49,6 +50,13 @@ from registry.constants import TissueSource
 from registry.models import Site
 
 ENTERED_ANALYTES = [a for a in ANALYTES.values() if not a.computed and a.code != "SLEDAI2K"]
+
+
+def yes_no(value: bool | None) -> str:
+    """A computed yes/no outcome as a reader says it; a dash when it could not be assessed."""
+    if value is None:
+        return "—"
+    return gettext("Yes") if value else gettext("No")
 
 
 def _sledai_choices():
@@ -146,15 +154,32 @@ class VisitRecordFormBase(ServiceModelForm):
 VisitRecordForm = type("VisitRecordForm", (VisitRecordFormBase,), _analyte_fields())
 
 
+class ResultRowForm(forms.ModelForm):
+    class Meta:
+        help_texts = {"shown_value": _("In the catalogue's canonical unit.")}
+
+
 class ResultInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
+    """The visit's results, read only: values as people write them (79.56, not 79.5600), one line each."""
+
     model = Result
+    form = ResultRowForm
+    template = "admin/followup/visit/results_table.html"
     extra = 0
-    fields = ["code", "value", "canonical_unit", "entered_value", "entered_unit", "derived"]
+    fields = ["code", "shown_value", "canonical_unit", "shown_entered_value", "entered_unit", "derived"]
     readonly_fields = fields
+
+    @admin.display(description=_("value"))
+    def shown_value(self, obj):
+        return plain(obj.value)
 
     @admin.display(description="unit")
     def canonical_unit(self, obj):
         return ANALYTES[obj.code].unit
+
+    @admin.display(description=_("entered value"))
+    def shown_entered_value(self, obj):
+        return self.get_empty_value_display() if obj.entered_value is None else plain(obj.entered_value)
 
 
 class VisitStateFilter(admin.SimpleListFilter):
@@ -244,18 +269,19 @@ class VisitAdmin(ScopedAdmin):
         outcome = ComputedOutcome.objects.filter(visit=obj).first()
         if outcome is None:
             return "—"
+        sledai = "—" if outcome.sledai is None else plain(outcome.sledai)
+        if outcome.sledai is not None and outcome.sledai_change is not None:
+            sledai = f"{sledai} (change {plain(outcome.sledai_change)})"
         rows = [
+            ("SLEDAI-2K", sledai),
             (
-                "SLEDAI-2K",
-                f"{plain(outcome.sledai)} (change {plain(outcome.sledai_change)})"
-                if outcome.sledai is not None and outcome.sledai_change is not None
-                else outcome.sledai,
+                "SRI-4 (simplified)",
+                f"{yes_no(outcome.sri4)} – {outcome.sri4_note}" if outcome.sri4_note else yes_no(outcome.sri4),
             ),
-            ("SRI-4 (simplified)", f"{outcome.sri4} – {outcome.sri4_note}"),
             ("Remission", outcome.remission or "—"),
             ("Renal response", outcome.renal_response or "—"),
             ("Flare", outcome.flare or "—"),
-            ("Relapse", outcome.relapse),
+            ("Relapse", yes_no(outcome.relapse)),
             ("Algorithm", outcome.algorithm_version),
         ]
         rows += [
@@ -576,6 +602,7 @@ class CohortReportAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             "errors": errors,
             "sites": Site.objects.for_user(request.user).order_by("code"),
             "cell_sources": TissueSource.choices,
+            "compare_choices": list(COMPARISON_LABELS.items()),
             "report_html": "" if errors else render_html(study=study, site_ids=site_ids, flt=flt, standalone=False),
         }
         return TemplateResponse(request, "admin/followup/cohortreport/report.html", context)

@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 from django.db.models import Avg, Count, F, Min, OuterRef, Q, Subquery
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 from scipy import stats
 
 from followup.constants import AECategory, Relatedness, VisitOutcome
@@ -47,6 +47,20 @@ class CohortFilter:
     def describe(self) -> dict:
         data = asdict(self)
         return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in data.items()}
+
+
+# How a reader is told what the report's codes stand for (the JSON and CSV keep the codes).
+COMPARISON_LABELS = {"cell_source": gettext_lazy("cell source"), "infusions": gettext_lazy("single vs double infusion")}
+INFUSION_GROUP_LABELS = {"single": gettext_lazy("single infusion"), "double": gettext_lazy("double infusion")}
+
+
+def group_label(compare: str, group: str) -> str:
+    """The name of a comparison group (a cell source, or single or double infusion) in the reader's language."""
+    if compare == "infusions":
+        return str(INFUSION_GROUP_LABELS.get(group, group))
+    if group in TissueSource.values:
+        return gettext(TissueSource(group).label)
+    return gettext("Unknown")
 
 
 # Statistics helpers ------------------------------------------------------------------------------------
@@ -538,20 +552,40 @@ def charts(*, study: Study, site_ids, flt: CohortFilter | None = None) -> dict[s
             days = sorted(points)
             means = [np.mean(points[d]) for d in days]
             ses = [np.std(points[d], ddof=1) / math.sqrt(len(points[d])) if len(points[d]) > 1 else 0 for d in days]
-            ax.errorbar([d / 30.44 for d in days], means, yerr=ses, marker="o", capsize=3, label=group)
+            ax.errorbar(
+                [d / 30.44 for d in days], means, yerr=ses, marker="o", capsize=3, label=group_label(flt.compare, group)
+            )
+        _month_axis(ax, [d / 30.44 for points in by_group.values() for d in points])
         ax.set_xlabel(gettext("months since first infusion"))
         ax.set_ylabel(label)
-        ax.legend(title=flt.compare.replace("_", " "), fontsize=8)
+        if by_group:
+            ax.legend(title=str(COMPARISON_LABELS[flt.compare]), fontsize=8)
         figures[code] = _svg(fig, plt)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     surv = survival(facts)["_raw"]
     for name, (durations, events) in (("overall survival", surv["os"]), ("relapse-free survival", surv["rfs"])):
         if durations:
             KaplanMeierFitter(label=name).fit([d / 30.44 for d in durations], events).plot_survival_function(ax=ax)
-    ax.set_xlabel("months since first infusion")
+    _month_axis(ax, [d / 30.44 for d in surv["os"][0] + surv["rfs"][0]])
+    ax.set_xlabel(gettext("months since first infusion"))
     ax.set_ylim(0, 1.05)
     figures["survival"] = _svg(fig, plt)
     return figures
+
+
+MIN_MONTHS_SHOWN = 3
+
+
+def _month_axis(ax, months) -> None:
+    """Months since day 0 on the x-axis, from day 0 (or the earliest point) to at least month 3, in whole
+    months: a single time point is drawn in the frame of follow-up rather than alone on a tiny range."""
+    from matplotlib.ticker import MaxNLocator
+
+    low = min([0.0, *months])
+    high = max([float(MIN_MONTHS_SHOWN), *months])
+    margin = (high - low) * 0.04
+    ax.set_xlim(low - margin, high + margin)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _svg(fig, plt) -> str:
@@ -601,6 +635,7 @@ def patient_charts(*, patient) -> dict[str, str]:
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
         for month in infusions:
             ax.axvline(month, color="tab:red", linestyle="--", linewidth=1)
+        _month_axis(ax, [p[0] for p in points] + infusions)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel(gettext("months since day 0 (dashed: infusions)"), fontsize=7)
         ax.tick_params(labelsize=7)

@@ -1,10 +1,13 @@
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.utils.text import capfirst
+from django.utils.translation import gettext_lazy
 
 from patients import services
-from patients.constants import PatientStatus
+from patients.constants import Drug, PatientStatus
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
-from registry.admin_tools import ScopedAdmin
+from registry.admin_tools import ScopedAdmin, ServiceModelForm
 
 PATIENT_DETAIL_FIELDS = [
     "sex",
@@ -17,8 +20,35 @@ PATIENT_DETAIL_FIELDS = [
 ]
 
 
+class DrugCodesField(forms.MultipleChoiceField):
+    """Drug codes ticked in a list of boxes, as the list stored in the patient's JSON field.
+
+    Which codes are allowed is the patients service's rule: a code that is not offered (a stale page, a
+    crafted request) reaches the service, which refuses it naming the field."""
+
+    widget = forms.CheckboxSelectMultiple
+
+    def valid_value(self, value):
+        return True
+
+
+class PatientForm(ServiceModelForm):
+    def clean_refractory_to(self):
+        ticked = self.cleaned_data.get("refractory_to") or []
+        stored = self.instance.refractory_to if self.instance.pk else None
+        # The same drugs ticked again keep the stored list as it is (its order included): not a change.
+        if isinstance(stored, list) and sorted(map(str, stored)) == sorted(ticked):
+            return stored
+        return ticked
+
+
 @admin.register(Patient)
 class PatientAdmin(ScopedAdmin):
+    form = PatientForm
+
+    class Media:
+        css = {"all": ["patients/patient.css"]}
+
     list_display = ["subject_code", "study", "site", "sex", "birth_year", "status", "consent_date"]
     list_filter = ["status", "study", "site", "classification_criteria"]
     search_fields = ["subject_code"]
@@ -40,6 +70,16 @@ class PatientAdmin(ScopedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["study", "subject_code"] if obj is not None else []
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "refractory_to":
+            return DrugCodesField(
+                choices=[(code, gettext_lazy(label)) for code, label in Drug.choices],
+                required=False,
+                label=capfirst(db_field.verbose_name),
+                help_text=db_field.help_text,
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def service_save(self, request, instance, cleaned_data, change):
         if not change:

@@ -4,9 +4,11 @@ unit) as a site coordinator, refusals shown on the form, site scoping, and the l
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
+from django.utils import translation
 
 from followup.admin import ENTERED_ANALYTES, VisitRecordForm
 from followup.computations import plain
@@ -414,3 +416,124 @@ def test_lot_lookback_is_closed_to_a_site_outside_the_study(client, clinical, sh
     assert response.status_code in (302, 403, 404)
     assert clinical.patient.subject_code.encode() not in response.content
     assert london_patient.subject_code.encode() not in response.content
+
+
+# How the visit page shows what was recorded -----------------------------------------------------------
+
+
+def outcome_rows(html: str) -> dict[str, str]:
+    """The "Computed outcomes" box: its rows by heading."""
+    box = html[html.index("field-outcome_summary") :]
+    box = box[: box.index("</table>")]
+    return {th.strip(): td.strip() for th, td in re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", box, flags=re.S)}
+
+
+def results_table(html: str) -> str:
+    table = html[html.index('id="results-group"') :]
+    return table[: table.index("</table>")]
+
+
+def recorded_m1(clinical) -> Visit:
+    visit_record(
+        visit=clinical.visit("BL"),
+        actual_date=dt.date(2025, 3, 3),
+        sledai_items=["arthritis", "rash", "alopecia", "low_complement", "increased_dna_binding", "proteinuria"],
+        results={"CREAT": "70", "PROT24H": "3.0", "C3": "0.5"},
+    )
+    return visit_record(
+        visit=clinical.visit("M1"),
+        actual_date=M1,
+        sledai_items=["arthritis", "rash", "low_complement"],
+        results={"CREAT": ("0.9", "mg/dL"), "PROT24H": ("2505", "mg/24h")},
+    )
+
+
+def test_computed_outcomes_say_yes_or_no_rather_than_true_or_false(client, clinical, coordinator):
+    visit = recorded_m1(clinical)
+    client.force_login(coordinator)
+    rows = outcome_rows(client.get(change_url(visit)).content.decode())
+    # SLEDAI-2K 16 -> 8: a fall of 8 (>= 4) without a new item; BILAG is not assessed.
+    assert rows["SLEDAI-2K"] == "8 (change -8)"
+    assert rows["SRI-4 (simplified)"].startswith("Yes – ")
+    assert "BILAG not assessed" in rows["SRI-4 (simplified)"]
+    assert rows["Relapse"] == "No"
+    assert not {"True", "False", "None"} & {word for text in rows.values() for word in re.findall(r"\w+", text)}
+
+
+@pytest.fixture
+def language_restored():
+    """The language of this thread as it was: a request in Chinese activates Chinese here too."""
+    language = translation.get_language()
+    yield
+    translation.activate(language)
+
+
+def test_computed_outcomes_in_chinese_say_yes_or_no_in_chinese(client, language_restored, clinical, coordinator):
+    visit = recorded_m1(clinical)
+    client.force_login(coordinator)
+    client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/admin/"})
+    rows = outcome_rows(client.get(change_url(visit)).content.decode())
+    assert rows["SRI-4 (simplified)"].startswith("是 – ")
+    assert rows["Relapse"] == "否"
+
+
+def test_results_table_shows_values_without_trailing_zeros_and_stores_them_unchanged(client, clinical, coordinator):
+    visit = recorded_m1(clinical)
+    client.force_login(coordinator)
+    table = results_table(client.get(change_url(visit)).content.decode())
+    cells = {
+        (name, text.strip()) for name, text in re.findall(r'<td class="field-(\w+)">\s*<p>(.*?)</p>', table, flags=re.S)
+    }
+    assert {("shown_value", "79.56"), ("shown_entered_value", "0.9")} <= cells, cells
+    assert {("shown_value", "2.505"), ("shown_entered_value", "2505")} <= cells, cells
+    assert ("shown_value", "8") in cells  # SLEDAI-2K, computed from the items
+    assert ("shown_entered_value", "-") in cells  # eGFR is computed, not entered
+    assert not re.search(r"\d\.\d*0<", table), "a value is shown with trailing zeros"
+    assert "None" not in table
+    creat = Result.objects.get(visit=visit, code="CREAT")
+    assert (creat.value, creat.entered_value) == (D("79.5600"), D("0.9000"))
+    assert str(creat.value) == "79.5600"  # what is stored keeps its places
+
+
+def test_results_table_keeps_its_column_headings_and_help(client, clinical, coordinator):
+    visit = recorded_m1(clinical)
+    client.force_login(coordinator)
+    table = results_table(client.get(change_url(visit)).content.decode())
+    headings = [" ".join(re.sub(r"<[^>]+>", " ", th).split()) for th in re.findall(r"<th[^>]*>(.*?)</th>", table, re.S)]
+    assert headings == ["", "Code", "Value", "Unit", "Entered value", "Entered unit", "Derived"]
+    assert 'title="In the catalogue&#x27;s canonical unit."' in table
+
+
+def test_results_table_has_no_caption_line_above_each_row(client, clinical, coordinator):
+    visit = recorded_m1(clinical)
+    client.force_login(coordinator)
+    table = results_table(client.get(change_url(visit)).content.decode())
+    text = " ".join(re.sub(r"<[^>]+>", " ", table).split())
+    for caption in ("CREAT 79.56", "PROT24H 2.505", "EGFR 85.5", "SLEDAI2K 8"):
+        assert caption not in text, caption
+    assert "has_original" not in table
+    assert text.count("CREAT – Serum creatinine") == 1
+
+
+def test_results_table_posts_back_as_shown(client, clinical, coordinator):
+    visit = recorded_m1(clinical)
+    client.force_login(coordinator)
+    data = as_shown(client.get(change_url(visit)))
+    assert data["results-TOTAL_FORMS"] == 4  # CREAT, EGFR, PROT24H, SLEDAI2K
+    data.update(reason="re-saved unchanged", _save="Save")
+    response = client.post(change_url(visit), data)
+    assert response.status_code == 302, field_errors(response)
+    assert stored(visit)["CREAT"] == D("79.56")
+
+
+def test_sledai_items_are_labelled_once_with_their_weight_only_in_the_group_heading(client, clinical, coordinator):
+    client.force_login(coordinator)
+    html = client.get(change_url(clinical.visit("M1"))).content.decode()
+    row = row_of(html, "sledai_items")
+    labels = [
+        " ".join(label.split()) for label in re.findall(r"<label for=\"id_sledai_items_[^>]*>(.*?)</label>", row, re.S)
+    ]
+    labels = [re.sub(r"<input[^>]*>", "", label).strip() for label in labels]
+    assert "Arthritis" in labels and "Vasculitis" in labels and "Fever (&gt;38 °C)" in labels
+    assert not [label for label in labels if re.search(r"\(\d+\)$", label)], labels
+    assert "4 points each" in row

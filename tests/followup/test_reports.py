@@ -1026,3 +1026,120 @@ def test_flare_denominator_counts_only_visits_where_a_flare_is_assessable(frozen
     assert m3["sri4"] == rate(0, 1)
     assert m3["any_remission"] == rate(0, 2)
     assert m3["flare"] == rate(1, 1)
+
+
+# The report in words -----------------------------------------------------------------------------------
+
+
+def test_html_report_names_groups_tests_and_the_filter_in_words(client, cohort):
+    client.force_login(make_user("report_words", cohort.site_a))
+    text = page_text(client.get(admin_url(cohort.study)).content.decode())
+    assert "Filter: all transplanted patients. Groups compared by cell source." in text
+    assert "Comparison by cell source" in text
+    start = text.index("Comparison by")
+    comparison = text[start : text.index("Adverse events", start)]
+    assert "Umbilical cord 2" in comparison and "Bone marrow 2" in comparison
+    assert "Overall survival, log-rank test: p = 0.317." in comparison
+    assert "Age (years) 4" in text and "Disease duration (years) 4" in text
+    assert "Overall survival 4" in text and "Relapse-free survival 4" in text
+    for code in ("cell_source", "umbilical_cord", "bone_marrow", "compare=", "age_years", "relapse_free", "_p:"):
+        assert code not in text, code
+    report = text[text.index(cohort.study.title) :]
+    assert " ." not in report, report[max(report.index(" .") - 200, 0) : report.index(" .") + 20]
+
+
+def test_html_report_of_a_filtered_comparison_by_infusions_in_words(client, cohort):
+    client.force_login(make_user("report_words_2", cohort.site_a))
+    params = {"compare": "infusions", "cell_source": "umbilical_cord", "site": "RPA", "enrolled_from": "2025-01-01"}
+    text = page_text(client.get(admin_url(cohort.study), params).content.decode())
+    assert (
+        "Filter: site RPA; cell source Umbilical cord; enrolled from 2025-01-01. "
+        "Groups compared by single vs double infusion."
+    ) in text
+    start = text.index("Comparison by")
+    comparison = text[start : text.index("Adverse events", start)]
+    assert comparison.startswith("Comparison by single vs double infusion")
+    assert "single infusion 1" in comparison and "double infusion 1" in comparison
+    assert "umbilical_cord" not in text and "infusions=" not in text
+
+
+def test_filter_sentence_of_each_narrowing():
+    from followup.report_views import filter_sentence
+
+    assert filter_sentence(CohortFilter(infusions="double", enrolled_to=dt.date(2025, 1, 20))) == (
+        "Filter: double infusion; enrolled up to 2025-01-20. Groups compared by cell source."
+    )
+    assert filter_sentence(CohortFilter(site_codes=["RPA", "RPB"], compare="infusions")) == (
+        "Filter: sites RPA, RPB. Groups compared by single vs double infusion."
+    )
+
+
+def test_machine_formats_keep_the_codes(client, cohort):
+    client.force_login(make_user("report_codes", cohort.site_a))
+    data = client.get(admin_url(cohort.study), {"format": "json"}).json()
+    assert data["filter"]["compare"] == "cell_source"
+    assert data["comparison"]["by"] == "cell_source"
+    assert set(data["comparison"]["groups"]) == {"umbilical_cord", "bone_marrow"}
+    assert set(data["comparison"]["tests"]) == {"overall_survival_logrank_p"}
+    assert set(data["survival"]) == {"overall", "relapse_free"}
+    rows = list(csv.reader(io.StringIO(client.get(admin_url(cohort.study), {"format": "csv"}).content.decode())))
+    groups = {row[1] for row in rows[1:] if row[0] == "comparison" and row[1]}
+    assert groups == {"umbilical_cord", "bone_marrow"}
+
+
+def test_chart_legends_name_the_groups(cohort):
+    svg = charts(study=cohort.study, site_ids=[cohort.site_a.pk])["SLEDAI2K"]
+    assert "<!-- Umbilical cord -->" in svg and "<!-- Bone marrow -->" in svg and "<!-- cell source -->" in svg
+    assert "umbilical_cord" not in svg and "cell_source" not in svg
+    svg = charts(study=cohort.study, site_ids=[cohort.site_a.pk], flt=CohortFilter(compare="infusions"))["SLEDAI2K"]
+    assert "<!-- single infusion -->" in svg and "<!-- double infusion -->" in svg
+
+
+# The charts' time axis ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def x_ranges(monkeypatch):
+    """The x-axis range of every chart drawn, by its y-axis label or title."""
+    from followup import reports
+
+    drawn = {}
+    to_svg = reports._svg
+
+    def capture(fig, plt):
+        ax = fig.axes[0]
+        drawn[ax.get_title() or ax.get_ylabel() or "survival"] = ax.get_xlim()
+        return to_svg(fig, plt)
+
+    monkeypatch.setattr(reports, "_svg", capture)
+    return drawn
+
+
+def test_cohort_charts_of_a_single_time_point_span_day_0_to_month_3(frozen_now, x_ranges):
+    clinical = make_clinical()
+    visit_record(visit=clinical.visit("BL"), actual_date=BL, sledai_items=["rash"], results={"C3": "0.6"})
+    figures = charts(study=clinical.study, site_ids=[clinical.site.pk])
+    assert set(figures) == {"SLEDAI2K", "PROT24H", "EGFR", "C3", "survival"}
+    assert set(x_ranges) == {"SLEDAI-2K", "24-h proteinuria (g/24h)", "eGFR (mL/min/1.73 m²)", "C3 (g/L)", "survival"}
+    for name, (low, high) in x_ranges.items():
+        assert low <= 0 < 3 <= high <= 3.5, (name, low, high)
+    for svg in figures.values():
+        assert "0.04" not in svg
+
+
+def test_cohort_charts_reach_the_last_time_point(cohort, x_ranges):
+    charts(study=cohort.study, site_ids=[cohort.site_a.pk])
+    low, high = x_ranges["SLEDAI-2K"]
+    assert low <= 0 and 182 / 30.44 <= high <= 182 / 30.44 * 1.1
+
+
+def test_patient_charts_of_a_single_visit_span_day_0_to_month_3(frozen_now, x_ranges):
+    from followup.reports import patient_charts
+
+    clinical = make_clinical()
+    visit_record(visit=clinical.visit("BL"), actual_date=BL, sledai_items=["rash"], results={"C3": "0.6"})
+    figures = patient_charts(patient=clinical.patient)
+    assert set(figures) == {"SLEDAI2K", "C3"}
+    assert set(x_ranges) == {"SLEDAI-2K", "C3 g/L"}
+    for name, (low, high) in x_ranges.items():
+        assert low <= 0 < 3 <= high <= 3.5, (name, low, high)
