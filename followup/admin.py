@@ -59,6 +59,21 @@ def yes_no(value: bool | None) -> str:
     return gettext("Yes") if value else gettext("No")
 
 
+OUTCOME_GRADES = {
+    "complete": _("complete"),
+    "partial": _("partial"),
+    "none": _("none"),
+    "not_applicable": _("not applicable (no renal involvement at baseline)"),
+    "mild_moderate": _("mild or moderate"),
+    "severe": _("severe"),
+}
+
+
+def outcome_grade(code: str) -> str:
+    """A graded outcome (remission, renal response, flare) in words; a dash when it could not be assessed."""
+    return str(OUTCOME_GRADES.get(code, code)) if code else "—"
+
+
 def _sledai_choices():
     groups = {}
     for item in SLEDAI_ITEMS.values():
@@ -278,11 +293,11 @@ class VisitAdmin(ScopedAdmin):
                 "SRI-4 (simplified)",
                 f"{yes_no(outcome.sri4)} – {outcome.sri4_note}" if outcome.sri4_note else yes_no(outcome.sri4),
             ),
-            ("Remission", outcome.remission or "—"),
-            ("Renal response", outcome.renal_response or "—"),
-            ("Flare", outcome.flare or "—"),
-            ("Relapse", yes_no(outcome.relapse)),
-            ("Algorithm", outcome.algorithm_version),
+            (gettext("Remission"), outcome_grade(outcome.remission)),
+            (gettext("Renal response"), outcome_grade(outcome.renal_response)),
+            (gettext("Flare"), outcome_grade(outcome.flare)),
+            (gettext("Relapse"), yes_no(outcome.relapse)),
+            (gettext("Algorithm"), outcome.algorithm_version),
         ]
         rows += [
             (

@@ -457,6 +457,8 @@ def test_computed_outcomes_say_yes_or_no_rather_than_true_or_false(client, clini
     assert rows["SRI-4 (simplified)"].startswith("Yes – ")
     assert "BILAG not assessed" in rows["SRI-4 (simplified)"]
     assert rows["Relapse"] == "No"
+    assert rows["Remission"] in ("complete", "partial", "none")
+    assert not [text for text in rows.values() if "_" in text], "graded outcomes in words, not codes"
     assert not {"True", "False", "None"} & {word for text in rows.values() for word in re.findall(r"\w+", text)}
 
 
@@ -537,3 +539,12 @@ def test_sledai_items_are_labelled_once_with_their_weight_only_in_the_group_head
     assert "Arthritis" in labels and "Vasculitis" in labels and "Fever (&gt;38 °C)" in labels
     assert not [label for label in labels if re.search(r"\(\d+\)$", label)], labels
     assert "4 points each" in row
+
+
+def test_graded_outcomes_are_named_in_words():
+    from followup.admin import outcome_grade
+
+    assert outcome_grade("mild_moderate") == "mild or moderate"
+    assert outcome_grade("not_applicable") == "not applicable (no renal involvement at baseline)"
+    assert outcome_grade("complete") == "complete"
+    assert outcome_grade("") == "—"
