@@ -4,7 +4,7 @@ baseline, and print one JSON object. See docs/performance.md for the method.
 Environment: DATABASE_URL (a PostgreSQL server; its database name is replaced), BENCH_DB (prefix of the
 databases made here, default msct_bench_run), BENCH_PATIENTS (default 100000), BENCH_SMALL_PATIENTS (default
 10000), BENCH_REQUESTS (HTTP requests per write workload and side, default 200), BENCH_INGEST_VISITS (visits copied, default
-10000), BENCH_INGEST_SAMPLE (visits recorded through the services, default 500), BENCH_PORT (gunicorn, default 8765).
+10000), BENCH_INGEST_SAMPLE (visits recorded through the services, default 500), BENCH_PORT (gunicorn, default a free port).
 """
 
 from __future__ import annotations
@@ -87,6 +87,14 @@ def seeded_database(patients: int) -> tuple[str, float]:
 # HTTP --------------------------------------------------------------------------------------------------
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class Gunicorn:
     def __init__(self, db: str, port: int):
         self.db, self.port = db, port
@@ -110,6 +118,8 @@ class Gunicorn:
             start_new_session=True,
         )
         for _ in range(120):
+            if self.process.poll() is not None:
+                raise SystemExit(f"gunicorn exited with {self.process.returncode}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/healthz")
@@ -199,7 +209,7 @@ def write_requests(prep: dict, side: str) -> list:
 
 
 def http_workloads(db: str) -> dict:
-    port = int(ENV.get("BENCH_PORT", "8765"))
+    port = int(ENV.get("BENCH_PORT", "0")) or free_port()
     count = int(ENV.get("BENCH_REQUESTS", "200"))
     prep = workload("prepare", db, count + 10)
     out = {}
@@ -239,6 +249,7 @@ def http_workloads(db: str) -> dict:
 
 def main() -> None:
     started = time.perf_counter()
+    (ROOT / "var" / "static").mkdir(parents=True, exist_ok=True)  # whitenoise's folder (the production default)
     large = int(ENV.get("BENCH_PATIENTS", "100000"))
     small = int(ENV.get("BENCH_SMALL_PATIENTS", "10000"))
     sizes = sorted({small, large})
