@@ -130,3 +130,26 @@ def test_refuses_an_existing_study(frozen_now):
     seed("SYN-A")
     with pytest.raises(CommandError, match="exists already"):
         seed("SYN-A")
+
+
+@pytest.mark.postgres
+def test_set_based_sweep_inserts_what_the_python_stages_plan(frozen_now):
+    """On PostgreSQL the sweep is one INSERT ... SELECT; it must insert exactly the rows that the visit-by-visit
+    rules (`visit_stage`, `members`, used by a dry run) plan, at every stage."""
+    from followup.models import Notification
+    from followup.notifications import reminders_sweep
+
+    call_command("seed_synthetic", patients=80, seed=3, today=TODAY, quiet=True, stdout=StringIO())
+    stages = set()
+    for days in (0, 2, 9, 45):
+        now = dt.datetime.combine(TODAY + dt.timedelta(days=days), dt.time(12), tzinfo=dt.UTC)
+        Notification.objects.all().delete()
+        planned = {
+            (r.kind, r.object_id, r.stage, r.recipient_email) for r in reminders_sweep(now=now, dry_run=True).rows
+        }
+        report = reminders_sweep(now=now)
+        stored = set(Notification.objects.values_list("kind", "object_id", "stage", "recipient_email"))
+        assert stored == planned
+        assert report.inserted == len(planned)
+        stages |= {stage.split("-")[0] for _, _, stage, _ in stored}
+    assert stages >= {"upcoming", "due", "closing", "overdue", "escalated"}, stages
