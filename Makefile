@@ -9,7 +9,7 @@ VAR_DIR := $(or $(REGISTRY_VAR_DIR),var)
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint check clean
+.PHONY: venv run test lint check clean bench
 
 # The virtual environment; dependencies are reinstalled only when pyproject.toml changes.
 venv: $(STAMP)
@@ -50,6 +50,11 @@ check: venv
 	mkdir -p $(VAR_DIR)
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
+
+# The benchmark (docs/performance.md): needs DATABASE_URL=postgres://...; makes its own databases
+# (msct_bench_run_<size>), prints one JSON object. BENCH_PATIENTS / BENCH_SMALL_PATIENTS set the sizes.
+bench: venv
+	$(PY) -m bench
 
 clean:
 	rm -rf var

@@ -31,7 +31,7 @@ from followup import constants as c
 from followup.models import AdverseEvent, Notification, NotificationPreference, SafetySignal, Visit
 from patients.constants import INACTIVE_STATUSES
 from registry.constants import Role
-from registry.models import Membership, ReminderPolicy, Site
+from registry.models import Membership, ReminderPolicy, Site, Study
 
 logger = logging.getLogger(__name__)
 
@@ -104,18 +104,24 @@ def _preferences(user_ids: Iterable[int]) -> dict[int, NotificationPreference]:
 
 def members(site_id: int, role: str, today: dt.date) -> list[Recipient]:
     """Active members of a site with the role and an e-mail address who have not paused or unsubscribed."""
+    return members_of_sites({site_id: today}, role).get(site_id, [])
+
+
+def members_of_sites(today_by_site: dict[int, dt.date], role: str) -> dict[int, list[Recipient]]:
+    """`members` of several sites at once (two queries), by site id."""
     rows = list(
-        Membership.objects.filter(site_id=site_id, role=role, user__is_active=True)
+        Membership.objects.filter(site_id__in=list(today_by_site), role=role, user__is_active=True)
         .exclude(user__email="")
-        .values_list("user_id", "user__email")
+        .order_by("site_id", "pk")
+        .values_list("site_id", "user_id", "user__email")
     )
-    prefs = _preferences(uid for uid, _ in rows)
-    recipients = []
-    for user_id, email in rows:
+    prefs = _preferences(uid for _, uid, _ in rows)
+    recipients: dict[int, list[Recipient]] = {}
+    for site_id, user_id, email in rows:
         pref = prefs.get(user_id)
-        if pref and (pref.unsubscribed or (pref.paused_until and pref.paused_until >= today)):
+        if pref and (pref.unsubscribed or (pref.paused_until and pref.paused_until >= today_by_site[site_id])):
             continue
-        recipients.append(
+        recipients.setdefault(site_id, []).append(
             Recipient(
                 email=email,
                 user_id=user_id,
@@ -194,10 +200,121 @@ def _site_today(site: Site, now: dt.datetime) -> dt.date:
     return now.astimezone(zoneinfo.ZoneInfo(site.time_zone)).date()
 
 
+def _values(rows: list[tuple], types: tuple[str, ...]) -> tuple[str, list]:
+    """A VALUES list with typed columns (an empty, typed relation when there are no rows)."""
+    if not rows:
+        return "SELECT " + ", ".join(f"NULL::{t}" for t in types) + " WHERE false", []
+    one = "(" + ", ".join(f"%s::{t}" for t in types) + ")"
+    return "VALUES " + ", ".join([one] * len(rows)), [value for row in rows for value in row]
+
+
+def _reminders_sweep_set_based(now: dt.datetime, report: SweepReport) -> None:
+    """The sweep as one INSERT ... SELECT ... ON CONFLICT DO NOTHING (PostgreSQL).
+
+    The stage is `visit_stage` written in SQL (a test holds the two together); each site's today, each
+    study's policy and each site's recipients (`members`, with their preferences) come from Python as
+    small VALUES lists. The rows never travel to Python, so the time and memory of a sweep depend on the
+    number of reminders due, not on the number of visits.
+    """
+    policies, default_policy = _policies(), ReminderPolicy()
+    study_ids = list(Study.objects.values_list("pk", flat=True))
+    context, recipients = [], []
+    sites = list(Site.objects.all())
+    today_by_site = {site.pk: _site_today(site, now) for site in sites}
+    for role, kind in (
+        (Role.COORDINATOR, c.NotificationKind.VISIT_REMINDER),
+        (Role.INVESTIGATOR, c.NotificationKind.VISIT_ESCALATION),
+    ):
+        for site_id, people in members_of_sites(today_by_site, role).items():
+            recipients.extend((site_id, str(kind), r.email, r.user_id, r.language, r.digest) for r in people)
+    for site in sites:
+        today = today_by_site[site.pk]
+        for study_id in study_ids:
+            policy = policies.get(study_id, default_policy)
+            context.append(
+                (
+                    site.pk,
+                    study_id,
+                    today,
+                    policy.upcoming_days,
+                    policy.closing_days,
+                    policy.overdue_repeat_days,
+                    policy.overdue_max_reminders,
+                    send_after(site, today, policy.send_hour),
+                )
+            )
+    if not context:
+        return
+    context_sql, context_params = _values(
+        context, ("bigint", "bigint", "date", "int", "int", "int", "int", "timestamptz")
+    )
+    recipients_sql, recipients_params = _values(recipients, ("bigint", "text", "text", "bigint", "text", "boolean"))
+    sql = f"""
+        WITH ctx (site_id, study_id, today, upcoming, closing, repeat_days, max_reminders, send_after) AS (
+            {context_sql}
+        ),
+        rec (site_id, kind, email, user_id, language, digest) AS ({recipients_sql}),
+        candidates AS MATERIALIZED (
+            -- Open visits whose window opens by the latest site's horizon: the partial index of open visits.
+            SELECT id, patient_id, window_start, window_end FROM followup_visit
+            WHERE outcome = %s AND window_start <= %s
+        ),
+        due AS (
+            SELECT v.id AS visit_id, c.site_id, c.send_after,
+                   CASE WHEN c.today < v.window_start THEN 'upcoming'
+                        WHEN c.today <= v.window_end THEN
+                             CASE WHEN c.today >= v.window_end - c.closing AND c.today > v.window_start
+                                  THEN 'closing' ELSE 'due' END
+                        WHEN (c.today - v.window_end - 1) / c.repeat_days + 1 > c.max_reminders THEN 'escalated'
+                        ELSE 'overdue-' || ((c.today - v.window_end - 1) / c.repeat_days + 1)
+                   END AS stage
+            FROM candidates v
+            JOIN patients_patient p ON p.id = v.patient_id
+            JOIN ctx c ON c.site_id = p.site_id AND c.study_id = p.study_id
+            WHERE NOT (p.status = ANY(%s)) AND v.window_start <= c.today + c.upcoming
+        ),
+        ins AS (
+            INSERT INTO followup_notification (kind, object_id, stage, recipient_email, recipient_user_id, site_id,
+                language, digest, state, send_after, attempts, message_id, last_error, created_at)
+            SELECT r.kind, d.visit_id, d.stage, r.email, r.user_id, d.site_id, r.language, r.digest, %s,
+                   d.send_after, 0, '', '', %s
+            FROM due d JOIN rec r ON r.site_id = d.site_id
+             AND r.kind = CASE WHEN d.stage = 'escalated' THEN %s ELSE %s END
+            ON CONFLICT DO NOTHING
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM ins)
+    """
+    params = [
+        *context_params,
+        *recipients_params,
+        c.VisitOutcome.OPEN,
+        max(row[2] + dt.timedelta(days=row[3]) for row in context),
+        sorted(INACTIVE_STATUSES),
+        c.NotificationState.PENDING,
+        timezone.now(),
+        c.NotificationKind.VISIT_ESCALATION,
+        c.NotificationKind.VISIT_REMINDER,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        considered, inserted = cursor.fetchone()
+    report.considered += considered
+    report.inserted += inserted
+
+
 @transaction.atomic
 def reminders_sweep(*, now: dt.datetime | None = None, dry_run: bool = False) -> SweepReport:
-    """Insert the visit reminders that apply today, one per (visit, stage, coordinator)."""
+    """Insert the visit reminders that apply today, one per (visit, stage, coordinator).
+
+    On PostgreSQL a real sweep is one set-based statement (`_reminders_sweep_set_based`); a dry run, and
+    other databases, compute the stages in Python, visit by visit, with the same rules.
+    """
     now = now or timezone.now()
+    if connection.vendor == "postgresql" and not dry_run:
+        report = SweepReport()
+        _reminders_sweep_set_based(now, report)
+        return report
     policies = _policies()
     default_policy = ReminderPolicy()
     report = SweepReport()

@@ -1,0 +1,303 @@
+"""`make bench` (`python -m bench`): create the benchmark databases, seed them, run every workload beside its
+baseline, and print one JSON object. See docs/performance.md for the method.
+
+Environment: DATABASE_URL (a PostgreSQL server; its database name is replaced), BENCH_DB (prefix of the
+databases made here, default msct_bench_run), BENCH_PATIENTS (default 100000), BENCH_SMALL_PATIENTS (default
+10000), BENCH_REQUESTS (HTTP requests per write workload and side, default 200), BENCH_INGEST_VISITS (visits copied, default
+10000), BENCH_INGEST_SAMPLE (visits recorded through the services, default 500), BENCH_PORT (gunicorn, default a free port).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+ENV = os.environ
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def database_url(name: str) -> str:
+    url = ENV.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit("make bench needs DATABASE_URL=postgres://... (a PostgreSQL server)")
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def recreate(name: str) -> None:
+    with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop(name: str) -> None:
+    with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def env_for(db: str, **extra) -> dict:
+    env = {**ENV, "DATABASE_URL": database_url(db), "DJANGO_SETTINGS_MODULE": "config.settings.bench"}
+    env.setdefault("API_RATE_LIMIT", "1000000/minute")  # the throttle runs, it does not stop the benchmark
+    env.update(extra)
+    return env
+
+
+def run(args: list[str], db: str) -> str:
+    done = subprocess.run(args, cwd=ROOT, env=env_for(db), capture_output=True, text=True)
+    if done.returncode:
+        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
+        raise SystemExit(f"failed: {' '.join(args)}")
+    return done.stdout
+
+
+def workload(name: str, db: str, *args) -> dict:
+    output = run([PYTHON, "-m", "bench.workloads", name, *map(str, args)], db)
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def seeded_database(patients: int) -> tuple[str, float]:
+    db = f"{ENV.get('BENCH_DB', 'msct_bench_run')}_{patients}"
+    log(f"database {db}: create, migrate, seed {patients} patients")
+    recreate(db)
+    run([PYTHON, "manage.py", "migrate", "-v0"], db)
+    started = time.perf_counter()
+    run([PYTHON, "manage.py", "seed_synthetic", "--patients", str(patients), "--quiet"], db)
+    seconds = time.perf_counter() - started
+    log(f"seeded {patients} patients in {seconds:.0f} s")
+    return db, seconds
+
+
+# HTTP --------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Gunicorn:
+    def __init__(self, db: str, port: int):
+        self.db, self.port = db, port
+
+    def __enter__(self):
+        self.process = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "2",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env_for(self.db),
+            start_new_session=True,
+        )
+        for _ in range(120):
+            if self.process.poll() is not None:
+                raise SystemExit(f"gunicorn exited with {self.process.returncode}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return self
+            except OSError:
+                time.sleep(0.5)
+        raise SystemExit("gunicorn did not start")
+
+    def __exit__(self, *exc):
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def _request(conn, method: str, path: str, body=None, headers=None) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    conn.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def load(port: int, requests: list[tuple[str, str, dict | None, dict]], threads: int = 2) -> dict:
+    """Send the requests from `threads` keep-alive connections; throughput and latency percentiles."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    queue = list(reversed(requests))
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while True:
+            with lock:
+                if not queue:
+                    return
+                method, path, body, headers = queue.pop()
+            started = time.perf_counter()
+            status, content = _request(conn, method, path, body, headers)
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed)
+                if status >= 300:
+                    failures.append(f"{status} {path}: {content[:300]!r}")
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    wall = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"{len(failures)} requests failed, e.g. {failures[0]}")
+    ordered = sorted(latencies)
+    return {
+        "requests": len(latencies),
+        "per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(statistics.median(ordered) * 1000, 1),
+        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 1),
+    }
+
+
+def write_requests(prep: dict, side: str) -> list:
+    from bench.workloads import WRITE_RESULTS
+
+    results = {code: {"value": value} for code, value in WRITE_RESULTS.items()}
+    if side == "api":
+        headers = {"Authorization": f"Api-Key {prep['key']}"}
+        return [
+            (
+                "POST",
+                "/api/v1/visits/record/",
+                {
+                    "study": prep["study"],
+                    "subject_code": row["subject_code"],
+                    "visit_code": row["visit_code"],
+                    "actual_date": row["actual_date"],
+                    "results": results,
+                },
+                {**headers, "Idempotency-Key": str(uuid.uuid4())},
+            )
+            for row in prep["api"]
+        ]
+    return [
+        ("POST", f"/bench/bare/visits/{row['id']}/record/", {"actual_date": row["actual_date"], "results": results}, {})
+        for row in prep["bare"]
+    ]
+
+
+def http_workloads(db: str) -> dict:
+    port = int(ENV.get("BENCH_PORT", "0")) or free_port()
+    count = int(ENV.get("BENCH_REQUESTS", "200"))
+    prep = workload("prepare", db, count + 10)
+    out = {}
+    with Gunicorn(db, port):
+        api_key = {"Authorization": f"Api-Key {prep['key']}"}
+        # 4. Reads: a page of 100 visits with results.
+        reads = int(ENV.get("BENCH_READS", "200"))
+        load(port, [("GET", "/api/v1/visits/?page_size=100", None, api_key)] * 10)  # warm up
+        load(port, [("GET", f"/bench/bare/visits/?site={prep['site']}&page_size=100", None, {})] * 10)
+        api = load(port, [("GET", "/api/v1/visits/?page_size=100", None, api_key)] * reads)
+        bare = load(port, [("GET", f"/bench/bare/visits/?site={prep['site']}&page_size=100", None, {})] * reads)
+        out["4_reads"] = {
+            "api": api,
+            "bare": bare,
+            "p50_ratio": round(api["p50_ms"] / bare["p50_ms"], 2),
+            "p95_ratio": round(api["p95_ms"] / bare["p95_ms"], 2),
+            "target": "p50 ratio <= 2 and the same query count for page sizes 1, 50 and 100",
+        }
+        out["4_reads"].update(workload("read_queries", db, prep["key"]))
+        out["4_reads"]["holds"] = out["4_reads"]["p50_ratio"] <= 2 and out["4_reads"]["constant"]
+        # 1. Partner writes: a visit with 10 results (and the eGFR computed from creatinine).
+        api_requests, bare_requests = write_requests(prep, "api"), write_requests(prep, "bare")
+        load(port, api_requests[:5])
+        load(port, bare_requests[:5])
+        api_w = load(port, api_requests[5 : 5 + count])
+        bare_w = load(port, bare_requests[5 : 5 + count])
+        ratio = round(api_w["per_s"] / bare_w["per_s"], 3)
+        out["1_partner_write"] = {
+            "api": api_w,
+            "bare": bare_w,
+            "throughput_ratio": ratio,
+            "target": "throughput ratio >= 0.5",
+            "holds": ratio >= 0.5,
+        }
+    return out
+
+
+def main() -> None:
+    started = time.perf_counter()
+    (ROOT / "var" / "static").mkdir(parents=True, exist_ok=True)  # whitenoise's folder (the production default)
+    large = int(ENV.get("BENCH_PATIENTS", "100000"))
+    small = int(ENV.get("BENCH_SMALL_PATIENTS", "10000"))
+    sizes = sorted({small, large})
+    result: dict = {"sizes": sizes, "seed_s": {}}
+    growth: dict = {}
+    for size in sizes:
+        db, seconds = seeded_database(size)
+        result["seed_s"][str(size)] = round(seconds, 1)
+        log(f"{size}: reminder sweep")
+        sweep = workload("sweep", db)
+        log(f"{size}: cohort report")
+        report = workload("report", db)
+        growth[size] = {"sweep": sweep, "report": report}
+        if size == large:
+            sweep.update(
+                target="daily sweep <= 3x the due-set query, peak memory < 200 MB",
+                holds=sweep["ratio"] <= 3 and sweep["peak_memory_mb"] < 200,
+            )
+            report.update(target="<= 3x the SQL aggregate", holds=report["ratio"] <= 3)
+            result["3_reminder_sweep"] = sweep
+            result["5_cohort_report"] = report
+            log(f"{size}: HTTP reads and writes against gunicorn")
+            result.update(http_workloads(db))
+            log(f"{size}: bulk ingest")
+            ingest = workload(
+                "ingest", db, int(ENV.get("BENCH_INGEST_VISITS", "10000")), int(ENV.get("BENCH_INGEST_SAMPLE", "500"))
+            )
+            ingest.update(target="rows/s >= 0.25 x COPY", holds=ingest["ratio"] >= 0.25)
+            result["2_bulk_ingest"] = ingest
+        else:
+            drop(db)
+    if len(sizes) == 2:
+        a, b = sizes
+        data = b / a
+        result["6_growth"] = {
+            "data_ratio": data,
+            "sweep_cost_ratio": round(growth[b]["sweep"]["daily_sweep_s"] / growth[a]["sweep"]["daily_sweep_s"], 2),
+            "report_cost_ratio": round(growth[b]["report"]["report_s"] / growth[a]["report"]["report_s"], 2),
+            "small": {"sweep": growth[a]["sweep"], "report": growth[a]["report"]},
+            "target": "cost ratio <= data ratio",
+        }
+        g = result["6_growth"]
+        g["holds"] = g["sweep_cost_ratio"] <= data and g["report_cost_ratio"] <= data
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    result["all_hold"] = all(v.get("holds") for k, v in result.items() if k[:2] in {"1_", "2_", "3_", "4_", "5_", "6_"})
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

@@ -1,0 +1,350 @@
+"""The Django side of the benchmark: `python -m bench.workloads NAME` prints one JSON object.
+
+Run by `bench/__main__.py` with DJANGO_SETTINGS_MODULE=config.settings.bench and DATABASE_URL naming a
+seeded database. Each workload runs in its own process, so that its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import sys
+import time
+
+WRITE_RESULTS = {
+    "PGA": 1.0,
+    "PROT24H": 0.8,
+    "ALB": 38,
+    "CREAT": 70,
+    "C3": 0.9,
+    "C4": 0.2,
+    "ADSDNA": 25,
+    "WBC": 5.5,
+    "PLT": 210,
+    "HGB": 125,
+}
+
+
+def peak_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def timed(fn, *args, **kwargs):
+    started = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return time.perf_counter() - started, value
+
+
+def best_of(n: int, fn) -> float:
+    return min(timed(fn)[0] for _ in range(n))
+
+
+def synthetic_study():
+    from followup.synthetic import STUDY_CODE
+    from registry.models import Study
+
+    return Study.objects.get(code=STUDY_CODE)
+
+
+# 3. Reminder sweep -------------------------------------------------------------------------------------
+
+
+def due_set_sql(now: dt.datetime) -> int:
+    """The visits that get a reminder today and their stage, in one query (the baseline of the sweep)."""
+    from django.db import connection
+
+    from followup.notifications import _site_today
+    from patients.constants import INACTIVE_STATUSES
+    from registry.models import ReminderPolicy, Site
+
+    sites = list(Site.objects.all())
+    values = ", ".join(["(%s, %s::date)"] * len(sites))
+    params: list = []
+    for site in sites:
+        params += [site.pk, _site_today(site, now)]
+    sql = f"""
+        WITH site_today(site_id, today) AS (VALUES {values})
+        SELECT v.id,
+               CASE WHEN s.today < v.window_start THEN 'upcoming'
+                    WHEN s.today <= v.window_end THEN
+                         CASE WHEN s.today >= v.window_end - COALESCE(rp.closing_days, 3) AND s.today > v.window_start
+                              THEN 'closing' ELSE 'due' END
+                    WHEN (s.today - v.window_end - 1) / COALESCE(rp.overdue_repeat_days, 7) + 1
+                         > COALESCE(rp.overdue_max_reminders, 4) THEN 'escalated'
+                    ELSE 'overdue-' || ((s.today - v.window_end - 1) / COALESCE(rp.overdue_repeat_days, 7) + 1)
+               END AS stage
+        FROM followup_visit v
+        JOIN patients_patient p ON p.id = v.patient_id
+        JOIN site_today s ON s.site_id = p.site_id
+        LEFT JOIN registry_reminderpolicy rp ON rp.study_id = p.study_id
+        WHERE v.outcome = 'open' AND NOT (p.status = ANY(%s))
+          AND v.window_start <= s.today + COALESCE(rp.upcoming_days, 7) AND v.window_start <= %s
+    """
+    upcoming = max([p.upcoming_days for p in ReminderPolicy.objects.all()] + [ReminderPolicy().upcoming_days])
+    bound = max(params[1::2]) + dt.timedelta(days=upcoming)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, sorted(INACTIVE_STATUSES), bound])
+        return len(cursor.fetchall())
+
+
+def workload_sweep() -> dict:
+    from django.utils import timezone
+
+    from followup.models import Notification
+    from followup.notifications import reminders_sweep
+
+    now = timezone.now()
+    rss_before = peak_mb()
+    due = due_set_sql(now)  # warms the cache for both
+    baseline = best_of(3, lambda: due_set_sql(now))
+    first_s, first = timed(reminders_sweep, now=now - dt.timedelta(days=1))
+    daily_s, daily = timed(reminders_sweep, now=now)
+    again_s, _ = timed(reminders_sweep, now=now)
+    return {
+        "due_set": due,
+        "baseline_sql_s": round(baseline, 3),
+        "first_sweep_s": round(first_s, 3),
+        "first_sweep_inserted": first.inserted,
+        "daily_sweep_s": round(daily_s, 3),
+        "daily_sweep_considered": daily.considered,
+        "daily_sweep_inserted": daily.inserted,
+        "repeat_sweep_s": round(again_s, 3),
+        "ledger_rows": Notification.objects.count(),
+        "ratio": round(daily_s / baseline, 2),
+        "peak_memory_mb": peak_mb(),
+        "memory_before_sweep_mb": rss_before,
+    }
+
+
+# 5. Cohort report --------------------------------------------------------------------------------------
+
+REPORT_SQL = [
+    # Each result at each time point: n, mean, SD, quartiles.
+    """
+    SELECT v.code, r.code, count(*), avg(r.value), stddev_samp(r.value),
+           percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY r.value)
+    FROM followup_result r JOIN followup_visit v ON v.id = r.visit_id JOIN cohort c ON c.id = v.patient_id
+    WHERE v.outcome = 'completed' AND r.code = ANY(%(codes)s)
+    GROUP BY 1, 2
+    """,
+    # Change from baseline among patients with both values: n, mean and SD of the change.
+    """
+    SELECT v.code, r.code, count(*), avg(r.value - b.value), stddev_samp(r.value - b.value)
+    FROM followup_result r JOIN followup_visit v ON v.id = r.visit_id JOIN cohort c ON c.id = v.patient_id
+    JOIN (SELECT bv.patient_id, br.code, br.value FROM followup_result br
+          JOIN followup_visit bv ON bv.id = br.visit_id
+          WHERE bv.code = 'BL' AND bv.outcome = 'completed') b ON b.patient_id = v.patient_id AND b.code = r.code
+    WHERE v.outcome = 'completed' AND v.code <> 'BL' AND r.code = ANY(%(codes)s)
+    GROUP BY 1, 2
+    """,
+    # Table 1: age, sex, disease duration.
+    """
+    SELECT count(*), avg(c.age), stddev_samp(c.age), count(*) FILTER (WHERE c.sex = 'F'),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY c.disease_days)
+    FROM cohort c
+    """,
+    # Response rates per time point.
+    """
+    SELECT v.code, count(*) FILTER (WHERE o.sri4), count(*) FILTER (WHERE o.sri4 IS NOT NULL),
+           count(*) FILTER (WHERE o.remission = 'complete'), count(*) FILTER (WHERE o.remission = 'partial'),
+           count(*) FILTER (WHERE o.remission <> ''), count(*) FILTER (WHERE o.renal_response = 'complete'),
+           count(*) FILTER (WHERE o.flare IN ('mild_moderate', 'severe'))
+    FROM followup_computedoutcome o JOIN followup_visit v ON v.id = o.visit_id JOIN cohort c ON c.id = v.patient_id
+    GROUP BY 1
+    """,
+    # Survival: deaths and patients at risk at each landmark (last contact from the completed visits).
+    """
+    SELECT count(*) FILTER (WHERE c.status = 'deceased'),
+           count(*) FILTER (WHERE l.last_contact - c.day_zero >= 182),
+           count(*) FILTER (WHERE l.last_contact - c.day_zero >= 365),
+           count(*) FILTER (WHERE l.last_contact - c.day_zero >= 730)
+    FROM cohort c JOIN (SELECT patient_id, max(actual_date) AS last_contact FROM followup_visit
+                        WHERE outcome = 'completed' GROUP BY patient_id) l ON l.patient_id = c.id
+    """,
+    # Adverse events by category, grade and relatedness.
+    """
+    SELECT a.category, a.grade, a.relatedness, count(*), count(DISTINCT a.patient_id)
+    FROM followup_adverseevent a JOIN cohort c ON c.id = a.patient_id
+    GROUP BY GROUPING SETS ((a.category), (a.grade), (a.relatedness))
+    """,
+]
+
+COHORT_CTE = """
+    WITH cohort AS MATERIALIZED (
+        SELECT p.id, p.sex, p.status, t.infused_at::date AS day_zero,
+               extract(year FROM t.infused_at) - p.birth_year AS age, t.infused_at::date - p.diagnosis_date AS disease_days
+        FROM patients_patient p JOIN patients_transplantevent t ON t.patient_id = p.id AND t.infusion_number = 1
+        WHERE p.study_id = %(study)s
+    )
+"""
+
+
+def report_sql(study_id: int) -> None:
+    from django.db import connection
+
+    from followup.reports import TIME_POINT_CODES
+
+    with connection.cursor() as cursor:
+        for statement in REPORT_SQL:
+            cursor.execute(COHORT_CTE + statement, {"study": study_id, "codes": TIME_POINT_CODES})
+            cursor.fetchall()
+
+
+def workload_report() -> dict:
+    from followup.reports import cohort_report
+    from registry.models import Site
+
+    study = synthetic_study()
+    site_ids = list(Site.objects.values_list("pk", flat=True))
+    report_sql(study.pk)  # warm the cache
+    baseline = best_of(2, lambda: report_sql(study.pk))
+    report_s, report = timed(cohort_report, study=study, site_ids=site_ids)
+    return {
+        "patients": report["n_patients"],
+        "baseline_sql_s": round(baseline, 3),
+        "report_s": round(report_s, 3),
+        "ratio": round(report_s / baseline, 2),
+        "peak_memory_mb": peak_mb(),
+    }
+
+
+# 4. Reads: query counts (latency is measured over HTTP by the runner) ------------------------------------
+
+
+def workload_read_queries(key: str) -> dict:
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {key}", HTTP_HOST="127.0.0.1")
+    counts = {}
+    client.get("/api/v1/visits/?page_size=1")  # the first use of a key also stamps its last use
+    for size in (1, 50, 100):
+        with CaptureQueriesContext(connection) as ctx:
+            response = client.get(f"/api/v1/visits/?page_size={size}")
+        assert response.status_code == 200, response.content[:500]
+        assert len(response.json()["results"]) == size
+        counts[str(size)] = len(ctx.captured_queries)
+    return {"queries_by_page_size": counts, "constant": len(set(counts.values())) == 1}
+
+
+# Setup for the HTTP workloads --------------------------------------------------------------------------
+
+
+def workload_prepare(count: int) -> dict:
+    """An API key for the largest site, and open visits of its active patients to record: half through the
+    API, half through the bare view."""
+    from followup.models import Visit
+    from patients.constants import INACTIVE_STATUSES
+    from registry.api_keys import api_key_issue
+    from registry.models import ApiKeyScope, Site
+
+    study = synthetic_study()
+    site = Site.objects.filter(patients__study=study).order_by("code").first()
+    _, key = api_key_issue(site=site, name="benchmark", scope=ApiKeyScope.READ_WRITE)
+    today = site.today()
+    visits = list(
+        Visit.objects.filter(patient__site=site, outcome="open", window_start__lte=today)
+        .exclude(patient__status__in=INACTIVE_STATUSES)
+        .order_by("id")
+        .values_list("id", "patient__subject_code", "code", "window_end")[: 2 * count]
+    )
+    if len(visits) < 2 * count:
+        raise SystemExit(f"only {len(visits)} open visits at {site.code}; seed more patients")
+    rows = [
+        {
+            "id": pk,
+            "subject_code": subject,
+            "visit_code": code,
+            "actual_date": min(today, window_end).isoformat(),
+        }
+        for pk, subject, code, window_end in visits
+    ]
+    return {"key": key, "site": site.pk, "study": study.code, "api": rows[:count], "bare": rows[count:]}
+
+
+# 2. Bulk ingest ------------------------------------------------------------------------------------------
+
+
+def workload_ingest(count: int, sample: int) -> dict:
+    """Rows per second of recording visits with results through the services (there is no batch endpoint
+    yet: `visit_record`, visit by visit, on `sample` visits), beside psycopg COPY of `count` visits' rows
+    (the results, and the visits' new state through a copied table)."""
+    from django.db import connection, transaction
+
+    from followup.models import Visit
+    from followup.services import visit_record
+    from patients.constants import INACTIVE_STATUSES
+    from registry.audit import Door, audit_context
+
+    study = synthetic_study()
+    now = time.time()
+    candidates = list(
+        Visit.objects.filter(patient__study=study, outcome="open", window_end__lt=dt.datetime.now(dt.UTC).date())
+        .exclude(patient__status__in=INACTIVE_STATUSES)
+        .select_related("patient__site")
+        .order_by("id")[: count + sample]
+    )
+    service_visits, copy_visits = candidates[:sample], candidates[sample:]
+
+    # The baseline: COPY the results, and the visits' new state through a copied temporary table.
+    stamp = dt.datetime.now(dt.UTC)
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        raw = cursor.cursor
+        raw.execute("CREATE TEMP TABLE bench_visit (id bigint, actual_date date) ON COMMIT DROP")
+        with raw.copy("COPY bench_visit (id, actual_date) FROM STDIN") as copy:
+            for visit in copy_visits:
+                copy.write_row((visit.pk, visit.window_end))
+        raw.execute(
+            "UPDATE followup_visit v SET outcome = 'completed', actual_date = b.actual_date, updated_at = %s "
+            "FROM bench_visit b WHERE v.id = b.id",
+            [stamp],
+        )
+        columns = "visit_id, code, value, entered_value, entered_unit, derived, created_at, updated_at"
+        with raw.copy(f"COPY followup_result ({columns}) FROM STDIN") as copy:
+            for visit in copy_visits:
+                for code, value in WRITE_RESULTS.items():
+                    copy.write_row((visit.pk, code, value, value, "", False, stamp, stamp))
+                copy.write_row((visit.pk, "EGFR", 90, None, "computed", True, stamp, stamp))
+    copy_s = time.perf_counter() - started
+    copy_rows = len(copy_visits) * (len(WRITE_RESULTS) + 2)
+
+    started = time.perf_counter()
+    with audit_context(door=Door.COMMAND, actor="benchmark"):
+        for visit in service_visits:
+            visit_record(visit=visit, actual_date=visit.window_end, results=WRITE_RESULTS)
+    service_s = time.perf_counter() - started
+    service_rows = len(service_visits) * (len(WRITE_RESULTS) + 2)
+    return {
+        "service_visits": len(service_visits),
+        "copy_visits": len(copy_visits),
+        "service_rows_per_s": round(service_rows / service_s, 1),
+        "copy_rows_per_s": round(copy_rows / copy_s, 1),
+        "ratio": round((service_rows / service_s) / (copy_rows / copy_s), 4),
+        "service_s": round(service_s, 2),
+        "copy_s": round(copy_s, 3),
+        "wall_s": round(time.time() - now, 1),
+    }
+
+
+def main(argv: list[str]) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.bench")
+    import django
+
+    django.setup()
+    name, *args = argv
+    result = {
+        "sweep": workload_sweep,
+        "report": workload_report,
+        "read_queries": lambda: workload_read_queries(args[0]),
+        "prepare": lambda: workload_prepare(int(args[0])),
+        "ingest": lambda: workload_ingest(int(args[0]), int(args[1])),
+    }[name]()
+    print(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
