@@ -8,7 +8,6 @@ refuses UPDATE and DELETE on them (installed after every migrate).
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import os
 from dataclasses import dataclass
@@ -42,16 +41,35 @@ _context: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
 )
 
 
-@contextlib.contextmanager
-def audit_context(*, door: str, actor: str = "", user=None):
+class AuditScope:
+    """A block in which history rows are attributed to `context`; leaving it restores the context before.
+
+    Only leaving the block restores anything: a block entered and never left (a view that failed before
+    closing it) is ended by the request around it (`AuditDoorMiddleware`), never later by the garbage
+    collector, which would restore an old attribution in the middle of whatever runs at that moment.
+    """
+
+    def __init__(self, context: AuditContext):
+        self.context = context
+        self._token: contextvars.Token | None = None
+
+    def __enter__(self) -> AuditContext:
+        if self._token is not None:
+            raise RuntimeError("this audit context is already entered")
+        self._token = _context.set(self.context)
+        return self.context
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            _context.reset(token)
+
+
+def audit_context(*, door: str, actor: str = "", user=None) -> AuditScope:
     """Attribute every history row written inside the block to `door` and `actor` (or `user`)."""
     if user is not None and not actor:
         actor = user.get_username()
-    token = _context.set(AuditContext(door=door, actor=actor, user_id=getattr(user, "pk", None)))
-    try:
-        yield
-    finally:
-        _context.reset(token)
+    return AuditScope(AuditContext(door=door, actor=actor, user_id=getattr(user, "pk", None)))
 
 
 def current_audit_context() -> AuditContext:
@@ -89,7 +107,11 @@ pre_create_historical_record.connect(_stamp_history_row, dispatch_uid="registry.
 
 
 class AuditDoorMiddleware:
-    """Requests to the admin are attributed to the admin door and the logged-in user."""
+    """Requests to the admin are attributed to the admin door and the logged-in user.
+
+    Every request is one audit block: whatever it sets (an API key's attribution) ends with it, even when a
+    view fails before leaving its own block, so nothing after the request is attributed to it.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -97,9 +119,11 @@ class AuditDoorMiddleware:
     def __call__(self, request):
         user = getattr(request, "user", None)
         if request.path.startswith("/admin/") and user is not None and user.is_authenticated:
-            with audit_context(door=Door.ADMIN, user=user):
-                return self.get_response(request)
-        return self.get_response(request)
+            scope = audit_context(door=Door.ADMIN, user=user)
+        else:
+            scope = AuditScope(current_audit_context())
+        with scope:
+            return self.get_response(request)
 
 
 APPEND_ONLY_FUNCTION = """

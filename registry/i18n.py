@@ -3,6 +3,10 @@
 The models' names, field labels, help texts and choice labels are written in English in the code; at start-up
 `translate_model_labels` turns each into a lazy translation, so the admin, forms and lists show them in the
 user's language from `locale/zh_Hans/LC_MESSAGES/django.po`.
+
+Some labels are lazy before we see them: Django makes `verbose_name_plural` from `verbose_name` + "s" when
+Meta gives none, and simple-history names its history models "historical ...". Such a label is read in
+English and translated by its text like any other.
 """
 
 from __future__ import annotations
@@ -15,10 +19,25 @@ from django.utils.translation import gettext_lazy
 OUR_APPS = ("registry", "patients", "followup")
 
 
+def english(text) -> str:
+    """The English text of a label, plain or lazy."""
+    if isinstance(text, Promise):
+        with translation.override("en"):
+            return str(text)
+    return str(text)
+
+
 def _lazy(text):
-    if text in (None, "") or isinstance(text, Promise):
+    if text is None:
         return text
-    return gettext_lazy(str(text))
+    plain = english(text)
+    if plain == "":
+        return text
+    return gettext_lazy(plain)
+
+
+def _is_history_model(model) -> bool:
+    return model.__name__.startswith("Historical")
 
 
 def translate_model_labels() -> None:
@@ -26,11 +45,11 @@ def translate_model_labels() -> None:
         config = apps.get_app_config(label)
         config.verbose_name = _lazy(config.verbose_name)
         for model in config.get_models():
-            if model.__name__.startswith("Historical"):
-                continue
             opts = model._meta
             opts.verbose_name = _lazy(opts.verbose_name)
             opts.verbose_name_plural = _lazy(opts.verbose_name_plural)
+            if _is_history_model(model):
+                continue
             for field in [*opts.fields, *opts.many_to_many]:
                 field.verbose_name = _lazy(field.verbose_name)
                 field.help_text = _lazy(field.help_text)
@@ -43,17 +62,16 @@ def model_label_texts() -> list[str]:
     texts = set()
     for label in OUR_APPS:
         config = apps.get_app_config(label)
-        texts.add(str(config.verbose_name))
+        texts.add(english(config.verbose_name))
         for model in config.get_models():
-            if model.__name__.startswith("Historical"):
-                continue
             opts = model._meta
-            with translation.override("en"):
-                texts.update({str(opts.verbose_name), str(opts.verbose_name_plural)})
-                for field in [*opts.fields, *opts.many_to_many]:
-                    texts.add(str(field.verbose_name))
-                    if field.help_text:
-                        texts.add(str(field.help_text))
-                    for _, name in field.choices or []:
-                        texts.add(str(name))
+            texts.update({english(opts.verbose_name), english(opts.verbose_name_plural)})
+            if _is_history_model(model):
+                continue
+            for field in [*opts.fields, *opts.many_to_many]:
+                texts.add(english(field.verbose_name))
+                if field.help_text:
+                    texts.add(english(field.help_text))
+                for _, name in field.choices or []:
+                    texts.add(english(name))
     return sorted(t for t in texts if t)

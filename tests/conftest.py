@@ -156,3 +156,13 @@ def coordinator_b(django_user_model, site_b):
 @pytest.fixture
 def superuser(django_user_model):
     return django_user_model.objects.create_superuser(username="admin", password="not-used-in-tests")
+
+
+@pytest.fixture(autouse=True)
+def _language_reset():
+    """Each test starts in the default language: a request in Chinese activates Chinese in this thread, and a
+    server's next request would activate its own, but the next test would not."""
+    from django.utils import translation
+
+    yield
+    translation.deactivate()

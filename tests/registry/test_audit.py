@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import zoneinfo
 from decimal import Decimal
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.http import HttpResponse
+from django.test import RequestFactory
 
 from patients.models import Patient, TransplantEvent
 from patients.services import patient_update, patient_withdraw, transplant_record
-from registry.audit import Door, audit_context, history_tables
+from registry.audit import AuditDoorMiddleware, Door, audit_context, current_audit_context, history_tables
 from tests.patients.factories import PatientFactory
 from tests.registry.factories import CellProductFactory
 
@@ -83,6 +86,61 @@ def test_context_ends_with_its_block(study, site_a):
     patient = PatientFactory(study=study, site=site_a)
 
     assert patient.history.get().history_door == "system"
+
+
+def _view_leaving_its_block_open(opened: list):
+    """A view that enters an API key's block and fails to leave it (as a view that raised would)."""
+
+    def view(request):
+        block = audit_context(door=Door.API, actor="partner-key-1")
+        block.__enter__()
+        opened.append(block)
+        return HttpResponse()
+
+    return view
+
+
+def test_a_block_left_open_by_a_view_ends_with_the_request(study, site_a):
+    opened = []
+
+    AuditDoorMiddleware(_view_leaving_its_block_open(opened))(RequestFactory().get("/api/v1/patients/"))
+    patient = PatientFactory(study=study, site=site_a)
+
+    assert opened and current_audit_context().door == Door.SYSTEM
+    assert patient.history.get().history_door == "system"
+
+
+def test_a_block_left_open_changes_nothing_when_it_is_collected(study, site_a):
+    opened = []
+    AuditDoorMiddleware(_view_leaving_its_block_open(opened))(RequestFactory().get("/api/v1/patients/"))
+
+    with audit_context(door=Door.COMMAND, actor="seed"):
+        opened.clear()
+        gc.collect()
+        patient = PatientFactory(study=study, site=site_a)
+
+    assert patient.history.get().history_door == "command"
+    assert current_audit_context().door == Door.SYSTEM
+
+
+def test_a_request_inside_a_block_keeps_the_blocks_attribution(study, site_a):
+    with audit_context(door=Door.COMMAND, actor="seed"):
+        AuditDoorMiddleware(_view_leaving_its_block_open([]))(RequestFactory().get("/api/v1/patients/"))
+        patient = PatientFactory(study=study, site=site_a)
+
+    row = patient.history.get()
+    assert (row.history_door, row.history_actor) == ("command", "seed")
+
+
+def test_an_admin_request_is_attributed_to_its_user_and_only_while_it_lasts(coordinator_a):
+    seen = []
+    request = RequestFactory().get("/admin/")
+    request.user = coordinator_a
+
+    AuditDoorMiddleware(lambda request: seen.append(current_audit_context()) or HttpResponse())(request)
+
+    assert [(ctx.door, ctx.actor, ctx.user_id) for ctx in seen] == [("admin", "coord_a", coordinator_a.pk)]
+    assert current_audit_context().door == Door.SYSTEM
 
 
 def test_recording_an_infusion_leaves_a_history_row(study, site_a):
