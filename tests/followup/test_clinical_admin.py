@@ -476,7 +476,8 @@ def test_computed_outcomes_in_chinese_say_yes_or_no_in_chinese(client, language_
     client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/admin/"})
     rows = outcome_rows(client.get(change_url(visit)).content.decode())
     assert rows["SRI-4 (simplified)"].startswith("是 – ")
-    assert rows["Relapse"] == "否"
+    assert rows["复发"] == "否"
+    assert rows["病情复燃"] in ("无", "轻度或中度", "重度")
 
 
 def test_results_table_shows_values_without_trailing_zeros_and_stores_them_unchanged(client, clinical, coordinator):
