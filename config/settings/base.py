@@ -200,6 +200,7 @@ LOGGING = {
 
 # History is corrected through services, with a reason; reverting from the history page would bypass them.
 SIMPLE_HISTORY_REVERT_DISABLED = True
+SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True  # reasons for change run to 2,000 characters
 
 # Notifications: links in e-mails point here; a claim older than this (a worker that died) is taken again.
 REGISTRY_BASE_URL = env.str("REGISTRY_BASE_URL", default="http://127.0.0.1:8000")

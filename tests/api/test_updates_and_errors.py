@@ -134,6 +134,21 @@ def test_update_with_the_current_etag_is_saved_and_attributed_to_the_key(world, 
     assert row.history_change_reason == REASONS[route.name]
 
 
+@pytest.mark.parametrize("route", CONDITIONAL, ids=[r.id for r in CONDITIONAL])
+def test_a_reason_of_the_longest_accepted_length_is_kept_whole_in_the_history(world, route):
+    reason = ("Corrected after the source document review; " * 50)[:1999].rstrip() + "."
+    response = call(
+        client_for(key_for(world, route)),
+        route.method,
+        route.url(world, "a"),
+        {**route.payload(world, "a"), "reason": reason},
+        **route.headers(world, "a"),
+    )
+    assert response.status_code == 200, response.content
+    target = route.target(world, "a")
+    assert target.history.order_by("-history_id").first().history_change_reason == reason
+
+
 def test_weak_form_of_the_current_etag_is_accepted(world):
     patient = world.a.patient
     response = call(
