@@ -469,7 +469,9 @@ class IdempotencyRecord(models.Model):
     request_hash = models.CharField(max_length=64)
     completed = models.BooleanField(default=False)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
+    # The first answer as JSON text, non-ASCII escaped: an error may echo any input back (even U+0000 or a
+    # lone surrogate, which a jsonb column refuses).
+    response_body = models.TextField(null=True, blank=True)
     response_headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -194,7 +194,7 @@ def idempotent(handler):
         IdempotencyRecord.objects.filter(pk=record.pk).update(
             completed=True,
             response_status=response.status_code,
-            response_body=json.loads(JSONRenderer().render(response.data)),
+            response_body=json.dumps(json.loads(JSONRenderer().render(response.data)), ensure_ascii=True),
             response_headers={k: response[k] for k in ("Location", "ETag") if k in response},
         )
         return response
@@ -220,7 +220,7 @@ def _claim_idempotency(api_key: ApiKey, key: str, digest: str):
         )
     if existing.completed:
         response = Response(
-            existing.response_body,
+            json.loads(existing.response_body) if existing.response_body else None,
             status=existing.response_status,
             headers={**existing.response_headers, "Idempotent-Replayed": "true"},
             content_type="application/problem+json" if existing.response_status >= 400 else None,

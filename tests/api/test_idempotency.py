@@ -4,6 +4,7 @@ body is refused; keys belong to one API key; concurrent duplicates write once an
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 
 import pytest
@@ -82,6 +83,20 @@ def test_replayed_refusal_is_the_same_problem(world):
     assert second["Idempotent-Replayed"] == "true"
     assert second.json() == first.json()
     assert_problem(second, 400)
+
+
+@pytest.mark.parametrize("odd", ["\x00", "\u0000\u007f\u00c6 <b>", "\U0001f600"])
+def test_a_refusal_that_echoes_any_character_is_kept_and_replayed(world, odd):
+    """An error may quote the input back; the first answer is kept whatever characters it holds."""
+    client = client_for(world.keys["a_rw"])
+    payload = {**patient_payload(subject_code="A-ODD"), "sex": f"F{odd}"}
+    body = json.dumps(payload)  # escaped as \uXXXX, as a client's JSON library sends it
+    headers = {"HTTP_IDEMPOTENCY_KEY": f"odd-{ord(odd[0])}", "content_type": "application/json"}
+    first = client.post("/api/v1/patients/", body, **headers)
+    assert_problem(first, 400)
+    second = client.post("/api/v1/patients/", body, **headers)
+    assert second["Idempotent-Replayed"] == "true"
+    assert second.json() == first.json()
 
 
 def test_same_key_with_another_body_is_refused_with_422_and_writes_nothing(world):

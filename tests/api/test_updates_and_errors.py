@@ -395,6 +395,15 @@ def test_body_that_is_not_json_is_a_problem(world):
     assert_problem(response, 400)
 
 
+def test_body_with_an_unpaired_surrogate_escape_is_a_problem_and_writes_nothing(world):
+    client = client_for(world.keys["a_rw"])
+    before = row_snapshot()
+    body = '{"study": "' + SHARED_STUDY + '", "subject_code": "A-\\udc1c", "sex": "F"}'
+    response = client.post("/api/v1/patients/", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="sur")
+    assert "surrogate" in assert_problem(response, 400)["detail"]
+    assert changed_tables(before, row_snapshot()) == {}
+
+
 def test_service_refusal_on_a_valid_request_is_a_400_problem(world):
     """A rule of a service (here: no visit date in the future) comes back as a field error."""
     body = _refused(world, _record(world, visit_record_payload(actual_date="2030-01-01")))
