@@ -1,4 +1,7 @@
+from decimal import Decimal
+
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 from followup import constants as c
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
@@ -37,6 +40,20 @@ class VisitResultListSerializer(serializers.ListSerializer):
         return rows if rows is not None else super().get_attribute(instance)
 
 
+def _decimal(field: serializers.DecimalField, value):
+    """`field.to_representation(value)`. A Decimal as the database returns it already has the field's decimal
+    places, and when the field neither coerces to a string nor normalises, quantizing it gives it back
+    unchanged: it is returned as it is (DRF's quantize copies a decimal context for every value)."""
+    if (
+        type(value) is Decimal
+        and value.as_tuple().exponent == -field.decimal_places
+        and not getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
+        and not field.normalize_output
+    ):
+        return value
+    return field.to_representation(value)
+
+
 RESULT_ROW_FIELDS = ("code", "value", "entered_value", "entered_unit", "derived")
 
 
@@ -59,9 +76,9 @@ class VisitResultSerializer(serializers.ModelSerializer):
         value, entered = row["value"], row["entered_value"]
         return {
             "code": row["code"],
-            "value": None if value is None else fields["value"].to_representation(value),
+            "value": None if value is None else _decimal(fields["value"], value),
             "unit": ANALYTES[row["code"]].unit,
-            "entered_value": None if entered is None else fields["entered_value"].to_representation(entered),
+            "entered_value": None if entered is None else _decimal(fields["entered_value"], entered),
             "entered_unit": row["entered_unit"],
             "derived": row["derived"],
         }
