@@ -1,5 +1,7 @@
+import operator
 from decimal import Decimal
 
+from django.utils.functional import cached_property
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
@@ -136,6 +138,23 @@ class VisitSerializer(serializers.ModelSerializer):
             "results",
             "updated_at",
         ]
+
+    def to_representation(self, instance):
+        """DRF's loop over the readable fields, each attribute read by a plain getter (DRF walks each source
+        step by step, checking for mappings and callables); nested serializers keep their own lookup."""
+        ret = {}
+        for name, getter, field in self._plan:
+            attribute = getter(instance) if getter else field.get_attribute(instance)
+            ret[name] = None if attribute is None else field.to_representation(attribute)
+        return ret
+
+    @cached_property
+    def _plan(self) -> list:
+        plan = []
+        for field in self._readable_fields:
+            plain = not isinstance(field, serializers.BaseSerializer) and field.source != "*"
+            plan.append((field.field_name, operator.attrgetter(field.source) if plain else None, field))
+        return plan
 
 
 class ResultInputSerializer(serializers.Serializer):
