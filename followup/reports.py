@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import math
+import zoneinfo
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
-from django.db.models import Avg, Count, F, Min, OuterRef, Q, Subquery
+from django.db import connection
+from django.db.models import Avg, Count, Exists, F, FloatField, Min, OuterRef, Q, Subquery
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
 from scipy import stats
 
 from followup.constants import AECategory, Relatedness, VisitOutcome
-from followup.models import AdverseEvent, ComputedOutcome, Result
+from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 from followup.outcomes import ALGORITHM_VERSION
 from patients.constants import PatientStatus
 from patients.models import Patient, TransplantEvent
@@ -81,7 +86,10 @@ def _p(value):
 
 def summarise(values) -> dict:
     """n, mean, SD (sample), median and quartiles of a list of numbers."""
-    arr = np.asarray([float(v) for v in values], dtype=float)
+    if isinstance(values, np.ndarray):
+        arr = values.astype(float, copy=False)
+    else:
+        arr = np.asarray([float(v) for v in values], dtype=float)
     if arr.size == 0:
         return {"n": 0, "mean": None, "sd": None, "median": None, "q1": None, "q3": None}
     q1, median, q3 = np.percentile(arr, [25, 50, 75])
@@ -108,15 +116,27 @@ def paired_change(baseline: dict[int, float], later: dict[int, float]) -> dict:
     ids = sorted(set(baseline) & set(later))
     before = np.asarray([float(baseline[i]) for i in ids])
     after = np.asarray([float(later[i]) for i in ids])
+    return _paired(before, after)
+
+
+def _paired_arrays(pks: np.ndarray, baseline: np.ndarray, later: np.ndarray) -> dict:
+    """`paired_change` on arrays aligned by patient (NaN where a value is missing), pairs in patient order."""
+    both = ~np.isnan(baseline) & ~np.isnan(later)
+    order = np.argsort(pks[both], kind="stable")
+    return _paired(baseline[both][order], later[both][order])
+
+
+def _paired(before: np.ndarray, after: np.ndarray) -> dict:
     diff = after - before
+    n = int(diff.size)
     out = {
-        "n_pairs": len(ids),
-        "mean_change": _r(diff.mean()) if len(ids) else None,
-        "sd_change": _r(diff.std(ddof=1)) if len(ids) > 1 else None,
+        "n_pairs": n,
+        "mean_change": _r(diff.mean()) if n else None,
+        "sd_change": _r(diff.std(ddof=1)) if n > 1 else None,
         "t_test_p": None,
         "wilcoxon_p": None,
     }
-    if len(ids) >= 2 and np.any(diff != 0):
+    if n >= 2 and np.any(diff != 0):
         if diff.std(ddof=1) > 0:  # identical changes have no t statistic
             out["t_test_p"] = _p(stats.ttest_rel(after, before).pvalue)
         out["wilcoxon_p"] = _p(stats.wilcoxon(after, before).pvalue)
@@ -134,12 +154,22 @@ def rate(numerator: int, denominator: int) -> dict:
     }
 
 
+def _id_list(ids):
+    """The cohort's patient ids for an `__in` filter. On PostgreSQL one array parameter: a list of 100,000
+    ids would be 100,000 parameters for Django to process and psycopg to quote, in every query."""
+    ids = list(ids)
+    if connection.vendor == "postgresql":
+        return RawSQL("SELECT unnest(%s::bigint[])", (ids,))
+    return ids
+
+
 # Cohort selection --------------------------------------------------------------------------------------
 
 
 def cohort(study: Study, site_ids, flt: CohortFilter):
     """The transplanted patients of the study in the caller's sites, narrowed by the filter."""
-    first = TransplantEvent.objects.filter(patient=OuterRef("pk"), infusion_number=1)
+    # One row per patient (unique infusion number): no ordering, which would join the patient and study.
+    first = TransplantEvent.objects.filter(patient=OuterRef("pk"), infusion_number=1).order_by()
     patients = (
         Patient.objects.filter(study=study)
         .for_sites(site_ids)
@@ -165,9 +195,10 @@ def cohort(study: Study, site_ids, flt: CohortFilter):
     return patients
 
 
-@dataclass
+@dataclass(slots=True)
 class PatientFacts:
     pk: int
+    index: int  # the patient's row in CohortFacts.values and CohortFacts.baseline
     sex: str
     age: int
     disease_years: float
@@ -175,64 +206,155 @@ class PatientFacts:
     group: str
     status: str
     status_date: dt.date | None
-    values: dict = field(default_factory=dict)  # (visit code) -> {result code: value}
-    baseline: dict = field(default_factory=dict)
     last_contact: dt.date | None = None
     first_relapse: dt.date | None = None
 
 
-def _facts(patients, compare: str) -> dict[int, PatientFacts]:
-    from patients.services import local_date
+@dataclass
+class CohortFacts:
+    """The cohort's patients, and the results the report uses as arrays (NaN where there is none).
 
-    facts: dict[int, PatientFacts] = {}
-    for p in patients.select_related("site"):
-        day_zero = local_date(p.first_infused_at, p.site)
-        group = (
-            (p.cell_source or "unknown") if compare == "cell_source" else ("double" if p.n_infusions >= 2 else "single")
-        )
-        facts[p.pk] = PatientFacts(
-            pk=p.pk,
-            sex=p.sex,
-            age=day_zero.year - p.birth_year,
-            disease_years=(day_zero - p.diagnosis_date).days / 365.25,
-            day_zero=day_zero,
-            group=group,
-            status=p.status,
-            status_date=p.status_date,
-            last_contact=day_zero,
-        )
-    rows = Result.objects.filter(visit__patient_id__in=list(facts), visit__outcome=VisitOutcome.COMPLETED).values_list(
-        "visit__patient_id", "visit__code", "visit__actual_date", "code", "value"
+    `values[i, v, c]`: patient i's result `TIME_POINT_CODES[c]` at the completed visit `visit_codes[v]`;
+    `baseline[i, c]`: the value at the BL visit, else the last one on or before day 0.
+    """
+
+    patients: list[PatientFacts]
+    pks: np.ndarray
+    visit_codes: list[str]
+    values: np.ndarray
+    baseline: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.patients)
+
+    def visit(self, visit_code: str) -> int | None:
+        return self.visit_codes.index(visit_code) if visit_code in self.visit_codes else None
+
+
+CODE_INDEX = {code: i for i, code in enumerate(TIME_POINT_CODES)}
+
+
+class _AsFloat(Cast):
+    """A number cast to double precision by the database, handed over as it comes (no per-row converter)."""
+
+    def __init__(self, expression):
+        super().__init__(expression, FloatField())
+
+    @property
+    def convert_value(self):
+        return self._convert_value_noop
+
+
+RESULT_CHUNK = 50_000
+
+
+def _facts(patients, compare: str, visit_codes) -> CohortFacts:
+    """One query for the patients, one streamed query for their results of the report's codes.
+
+    The results are never model instances: each chunk of rows is turned into index and value arrays and
+    written into a patients x visits x codes array, so memory is bounded by that array, not by the rows.
+    """
+    visit_codes = list(dict.fromkeys(["BL", *visit_codes, "M12"]))
+    last_result = (
+        Visit.objects.filter(patient=OuterRef("pk"), outcome=VisitOutcome.COMPLETED, actual_date__isnull=False)
+        .filter(Exists(Result.objects.filter(visit=OuterRef("pk"))))
+        .order_by("-actual_date")
+        .values("actual_date")[:1]
     )
-    pre_day_zero: dict[int, list] = defaultdict(list)
-    for patient_id, visit_code, actual, code, value in rows.iterator(chunk_size=5000):
-        f = facts[patient_id]
-        f.values.setdefault(visit_code, {})[code] = float(value)
-        if actual <= f.day_zero:
-            pre_day_zero[patient_id].append((actual, code, float(value)))
-        if f.last_contact is None or actual > f.last_contact:
-            f.last_contact = actual
-    for patient_id, f in facts.items():
-        for _, code, value in sorted(pre_day_zero[patient_id]):
-            f.baseline[code] = value
-        f.baseline.update(f.values.get("BL", {}))
-        if f.status_date and f.status in (PatientStatus.DECEASED, PatientStatus.WITHDRAWN, PatientStatus.LOST):
-            f.last_contact = max(f.last_contact, f.status_date)
+    rows = patients.annotate(last_result_date=Subquery(last_result)).values_list(
+        "pk",
+        "sex",
+        "birth_year",
+        "diagnosis_date",
+        "status",
+        "status_date",
+        "first_infused_at",
+        "cell_source",
+        "n_infusions",
+        "site__time_zone",
+        "last_result_date",
+    )
+    people: list[PatientFacts] = []
+    terminal = (PatientStatus.DECEASED, PatientStatus.WITHDRAWN, PatientStatus.LOST)
+    for pk, sex, birth_year, diagnosis, status, status_date, infused, source, n_inf, tz, last in rows:
+        day_zero = infused.astimezone(zoneinfo.ZoneInfo(tz)).date()
+        group = (source or "unknown") if compare == "cell_source" else ("double" if n_inf >= 2 else "single")
+        last_contact = max(day_zero, last) if last else day_zero
+        if status_date and status in terminal:
+            last_contact = max(last_contact, status_date)
+        people.append(
+            PatientFacts(
+                pk=pk,
+                index=len(people),
+                sex=sex,
+                age=day_zero.year - birth_year,
+                disease_years=(day_zero - diagnosis).days / 365.25,
+                day_zero=day_zero,
+                group=group,
+                status=status,
+                status_date=status_date,
+                last_contact=last_contact,
+            )
+        )
+    n, n_codes = len(people), len(TIME_POINT_CODES)
+    index = {f.pk: f.index for f in people}
+    visit_index = {code: i for i, code in enumerate(visit_codes)}
+    values = np.full((n, len(visit_codes), n_codes), np.nan)
+    day_zero_ordinal = np.fromiter((f.day_zero.toordinal() for f in people), np.int64, n)
+    pre: list[tuple[np.ndarray, ...]] = []  # results on or before day 0: patient, code, date, value
+    results = (
+        Result.objects.filter(
+            visit__patient_id__in=_id_list(index), visit__outcome=VisitOutcome.COMPLETED, code__in=TIME_POINT_CODES
+        )
+        .order_by()
+        .values_list("visit__patient_id", "visit__code", "visit__actual_date", "code", _AsFloat("value"))
+    )
+    iterator = results.iterator(chunk_size=RESULT_CHUNK)
+    while chunk := list(itertools.islice(iterator, RESULT_CHUNK)):
+        size = len(chunk)
+        patient_ids, visit_code_col, dates, codes, numbers = zip(*chunk, strict=True)
+        del chunk
+        p = np.fromiter(map(index.__getitem__, patient_ids), np.int64, size)
+        v = np.fromiter(map(visit_index.get, visit_code_col, itertools.repeat(-1)), np.int64, size)
+        d = np.fromiter(map(dt.date.toordinal, dates), np.int64, size)
+        c = np.fromiter(map(CODE_INDEX.__getitem__, codes), np.int64, size)
+        x = np.fromiter(numbers, np.float64, size)
+        known = v >= 0
+        values[p[known], v[known], c[known]] = x[known]  # one result per visit and code
+        early = d <= day_zero_ordinal[p]
+        pre.append((p[early], c[early], d[early], x[early]))
+    baseline = np.full((n, n_codes), np.nan)
+    if pre:
+        p, c, d, x = (np.concatenate(parts) for parts in zip(*pre, strict=True))
+        # The last value before day 0 by date (then by value), code by code; BL's own values win.
+        order = np.lexsort((x, d, c, p))
+        p, c, x = p[order], c[order], x[order]
+        key = p * n_codes + c
+        last = np.append(key[1:] != key[:-1], True) if key.size else key.astype(bool)
+        baseline[p[last], c[last]] = x[last]
+    at_bl = values[:, visit_index["BL"], :]
+    baseline = np.where(np.isnan(at_bl), baseline, at_bl)
     relapses = (
-        ComputedOutcome.objects.filter(visit__patient_id__in=list(facts), relapse=True)
+        ComputedOutcome.objects.filter(visit__patient_id__in=_id_list(index), relapse=True)
         .values("visit__patient_id")
         .annotate(first=Min("visit__actual_date"))
     )
     for row in relapses:
-        facts[row["visit__patient_id"]].first_relapse = row["first"]
-    return facts
+        people[index[row["visit__patient_id"]]].first_relapse = row["first"]
+    return CohortFacts(
+        patients=people,
+        pks=np.fromiter(index, np.int64, n),
+        visit_codes=visit_codes,
+        values=values,
+        baseline=baseline,
+    )
 
 
 # Sections ----------------------------------------------------------------------------------------------
 
 
-def baseline_table(facts: dict[int, PatientFacts]) -> dict:
-    people = list(facts.values())
+def baseline_table(facts: CohortFacts) -> dict:
+    people = facts.patients
     table = {
         "n": len(people),
         "age_years": summarise([p.age for p in people]),
@@ -240,17 +362,19 @@ def baseline_table(facts: dict[int, PatientFacts]) -> dict:
         "disease_duration_years": summarise([round(p.disease_years, 2) for p in people]),
     }
     for code in BASELINE_CODES:
-        table[code] = summarise([p.baseline[code] for p in people if code in p.baseline])
+        column = facts.baseline[:, CODE_INDEX[code]]
+        table[code] = summarise(column[~np.isnan(column)])
     return table
 
 
-def time_points(study: Study, patient_ids: list[int], facts: dict[int, PatientFacts]) -> list[dict]:
+def time_points(codes: list[tuple[str, int]], patient_ids: list[int], facts: CohortFacts) -> list[dict]:
     """Each result at each scheduled time point: database aggregates, then medians and paired tests."""
-    codes = list(study.visit_definitions.order_by("offset_days").values_list("code", "offset_days"))
     aggregates = {
         (row["visit__code"], row["code"]): row
         for row in Result.objects.filter(
-            visit__patient_id__in=patient_ids, visit__outcome=VisitOutcome.COMPLETED, code__in=TIME_POINT_CODES
+            visit__patient_id__in=_id_list(patient_ids),
+            visit__outcome=VisitOutcome.COMPLETED,
+            code__in=TIME_POINT_CODES,
         )
         .values("visit__code", "code")
         # Count, mean and mean of squares in SQL (every backend has them; a sample SD of one value is undefined).
@@ -262,16 +386,12 @@ def time_points(study: Study, patient_ids: list[int], facts: dict[int, PatientFa
             agg = aggregates.get((visit_code, code))
             if not agg:
                 continue
-            values = {
-                pid: f.values[visit_code][code] for pid, f in facts.items() if code in f.values.get(visit_code, {})
-            }
-            summary = summarise(values.values())
+            column = facts.values[:, facts.visit(visit_code), CODE_INDEX[code]]
+            summary = summarise(column[~np.isnan(column)])
             summary.update({"n": agg["n"], "mean": _r(agg["mean"]), "sd": _r(_sample_sd(agg))})
             entry = {"time_point": visit_code, "day": offset, "code": code, **summary}
             if visit_code != "BL":
-                entry["change_from_baseline"] = paired_change(
-                    {pid: f.baseline[code] for pid, f in facts.items() if code in f.baseline}, values
-                )
+                entry["change_from_baseline"] = _paired_arrays(facts.pks, facts.baseline[:, CODE_INDEX[code]], column)
             out.append(entry)
     return out
 
@@ -280,7 +400,7 @@ def response_rates(study: Study, patient_ids: list[int]) -> dict:
     codes = [c for c in study.visit_definitions.order_by("offset_days").values_list("code", flat=True) if c != "BL"]
     rows = {
         row["visit__code"]: row
-        for row in ComputedOutcome.objects.filter(visit__patient_id__in=patient_ids)
+        for row in ComputedOutcome.objects.filter(visit__patient_id__in=_id_list(patient_ids))
         .values("visit__code")
         .annotate(
             sri4_yes=Count("id", filter=Q(sri4=True)),
@@ -312,7 +432,7 @@ def response_rates(study: Study, patient_ids: list[int]) -> dict:
                 "flare": rate(row["flares"], row["flare_known"]),
             }
         )
-    outcomes = ComputedOutcome.objects.filter(visit__patient_id__in=patient_ids)
+    outcomes = ComputedOutcome.objects.filter(visit__patient_id__in=_id_list(patient_ids))
     responders = outcomes.filter(remission__in=["complete", "partial"]).values("visit__patient_id").distinct().count()
     relapsed = outcomes.filter(relapse=True).values("visit__patient_id").distinct().count()
     return {
@@ -337,9 +457,9 @@ def _km(durations, events) -> dict:
     return {"n": len(durations), "events": int(sum(events)), "curve": curve, "at_risk": at_risk, "survival_at_day": at}
 
 
-def survival(facts: dict[int, PatientFacts]) -> dict:
+def survival(facts: CohortFacts) -> dict:
     os_d, os_e, rfs_d, rfs_e = [], [], [], []
-    for f in facts.values():
+    for f in facts.patients:
         died = f.status == PatientStatus.DECEASED and f.status_date is not None
         end = f.status_date if died else (f.last_contact or f.day_zero)
         os_d.append(max((end - f.day_zero).days, 0))
@@ -357,26 +477,27 @@ def survival(facts: dict[int, PatientFacts]) -> dict:
     }
 
 
-def compare_groups(facts: dict[int, PatientFacts], outcome_by_patient: dict, compare: str) -> dict:
+def compare_groups(facts: CohortFacts, outcome_by_patient: dict, compare: str) -> dict:
     """The main outcomes side by side for the two largest groups, with the tests the papers use."""
     from lifelines.statistics import logrank_test
 
     groups: dict[str, list[PatientFacts]] = defaultdict(list)
-    for f in facts.values():
+    for f in facts.patients:
         groups[f.group].append(f)
+    sledai = CODE_INDEX["SLEDAI2K"]
+    m12 = facts.values[:, facts.visit("M12"), sledai]
     names = sorted(groups, key=lambda g: -len(groups[g]))[:2]
     out = {"by": compare, "groups": {}}
     for name in names:
         members = groups[name]
-        changes = [
-            f.values["M12"]["SLEDAI2K"] - f.baseline["SLEDAI2K"]
-            for f in members
-            if "SLEDAI2K" in f.values.get("M12", {}) and "SLEDAI2K" in f.baseline
-        ]
+        rows = np.fromiter((f.index for f in members), np.int64, len(members))
+        changes = m12[rows] - facts.baseline[rows, sledai]
+        changes = changes[~np.isnan(changes)]
+        baseline_sledai = facts.baseline[rows, sledai]
         remission = [outcome_by_patient.get(f.pk) for f in members if outcome_by_patient.get(f.pk) is not None]
         out["groups"][name] = {
             "n": len(members),
-            "baseline_sledai": summarise([f.baseline["SLEDAI2K"] for f in members if "SLEDAI2K" in f.baseline]),
+            "baseline_sledai": summarise(baseline_sledai[~np.isnan(baseline_sledai)]),
             "m12_sledai_change": summarise(changes),
             "m12_remission": rate(sum(remission), len(remission)),
             "deaths": sum(f.status == PatientStatus.DECEASED for f in members),
@@ -418,7 +539,7 @@ def compare_groups(facts: dict[int, PatientFacts], outcome_by_patient: dict, com
 
 
 def adverse_events(patient_ids: list[int]) -> dict:
-    events = AdverseEvent.objects.filter(patient_id__in=patient_ids)
+    events = AdverseEvent.objects.filter(patient_id__in=_id_list(patient_ids))
     serious = (
         Q(serious_death=True)
         | Q(serious_life_threatening=True)
@@ -455,12 +576,14 @@ def cohort_report(*, study: Study, site_ids, flt: CohortFilter | None = None) ->
     """The whole report for the study's patients in `site_ids`, narrowed by `flt`."""
     flt = flt or CohortFilter()
     patients = cohort(study, site_ids, flt)
-    facts = _facts(patients, flt.compare)
-    ids = list(facts)
+    codes = list(study.visit_definitions.order_by("offset_days").values_list("code", "offset_days"))
+    facts = _facts(patients, flt.compare, [code for code, _ in codes])
+    ids = facts.pks.tolist()
     m12_remission = {
         row["visit__patient_id"]: row["remission"] in ("complete", "partial")
-        for row in ComputedOutcome.objects.filter(visit__patient_id__in=ids, visit__code="M12")
+        for row in ComputedOutcome.objects.filter(visit__patient_id__in=_id_list(ids), visit__code="M12")
         .exclude(remission="")
+        .order_by()
         .values("visit__patient_id", "remission")
     }
     surv = survival(facts)
@@ -473,7 +596,7 @@ def cohort_report(*, study: Study, site_ids, flt: CohortFilter | None = None) ->
         "filter": flt.describe(),
         "n_patients": len(ids),
         "baseline": baseline_table(facts),
-        "time_points": time_points(study, ids, facts),
+        "time_points": time_points(codes, ids, facts),
         "responses": response_rates(study, ids),
         "survival": surv,
         "comparison": compare_groups(facts, m12_remission, flt.compare),
@@ -533,8 +656,11 @@ def charts(*, study: Study, site_ids, flt: CohortFilter | None = None) -> dict[s
     from lifelines import KaplanMeierFitter
 
     flt = flt or CohortFilter()
-    facts = _facts(cohort(study, site_ids, flt), flt.compare)
     offsets = dict(study.visit_definitions.values_list("code", "offset_days"))
+    facts = _facts(cohort(study, site_ids, flt), flt.compare, list(offsets))
+    group_rows = defaultdict(list)
+    for f in facts.patients:
+        group_rows[f.group].append(f.index)
     figures = {}
     for code, label in (
         ("SLEDAI2K", "SLEDAI-2K"),
@@ -544,10 +670,12 @@ def charts(*, study: Study, site_ids, flt: CohortFilter | None = None) -> dict[s
     ):
         fig, ax = plt.subplots(figsize=(6, 3.5))
         by_group: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for f in facts.values():
-            for visit_code, values in f.values.items():
-                if visit_code in offsets and code in values:
-                    by_group[f.group][offsets[visit_code]].append(values[code])
+        for group, members in group_rows.items():
+            for visit_code, offset in offsets.items():
+                column = facts.values[members, facts.visit(visit_code), CODE_INDEX[code]]
+                column = column[~np.isnan(column)]
+                if column.size:
+                    by_group[group][offset].extend(column.tolist())
         for group, points in sorted(by_group.items()):
             days = sorted(points)
             means = [np.mean(points[d]) for d in days]

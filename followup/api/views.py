@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from followup import constants as c
 from followup import services
 from followup.api.serializers import (
+    RESULT_ROW_FIELDS,
     AdverseEventCreateSerializer,
     AdverseEventSerializer,
     AdverseEventUpdateSerializer,
@@ -59,11 +60,24 @@ class VisitViewSet(PartnerViewSet):
     filterset_class = VisitFilter
 
     def base_queryset(self):
-        return (
-            Visit.objects.with_state()
-            .select_related("patient__study")
-            .prefetch_related(Prefetch("results", queryset=Result.objects.order_by("code")))
-        )
+        visits = Visit.objects.with_state().select_related("patient__study")
+        if self.action == "list":
+            return visits  # the page's results are attached as rows by `list`
+        return visits.prefetch_related(Prefetch("results", queryset=Result.objects.order_by("code")))
+
+    def list(self, request, *args, **kwargs):
+        # A page of visits; their results in one query as `.values()` rows rather than model instances
+        # (no docstring: it would become the operation's description in the schema).
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        if page:
+            rows: dict[int, list[dict]] = {visit.pk: [] for visit in page}
+            for row in (
+                Result.objects.filter(visit_id__in=list(rows)).order_by("code").values("visit_id", *RESULT_ROW_FIELDS)
+            ):
+                rows[row.pop("visit_id")].append(row)
+            for visit in page:
+                visit.result_rows = rows[visit.pk]
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def _record(self, visit, fields):
         return services.visit_record(
