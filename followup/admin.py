@@ -10,7 +10,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
-from django.utils.translation import gettext
+from django.utils.text import format_lazy
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from followup import (
@@ -75,23 +76,28 @@ def outcome_grade(code: str) -> str:
 
 
 def _sledai_choices():
+    """The SLEDAI-2K items grouped by weight, in the reader's language (called per form, not at import)."""
     groups = {}
     for item in SLEDAI_ITEMS.values():
-        groups.setdefault(item.weight, []).append((item.code, item.label))
+        groups.setdefault(item.weight, []).append((item.code, gettext(item.label)))
     return [
-        (f"{weight} point{'' if weight == 1 else 's'} each", items)
+        (ngettext("%(points)s point each", "%(points)s points each", weight) % {"points": weight}, items)
         for weight, items in sorted(groups.items(), reverse=True)
     ]
+
+
+def _sledai_codes():
+    return [(item.code, item.label) for item in SLEDAI_ITEMS.values()]
 
 
 def _analyte_fields() -> dict[str, forms.Field]:
     fields: dict[str, forms.Field] = {}
     for analyte in ENTERED_ANALYTES:
         fields[f"{analyte.code}_value"] = forms.DecimalField(
-            required=False, label=f"{analyte.code}: {analyte.label}", decimal_places=4, max_digits=14
+            required=False, label=format_lazy("{}: {}", analyte.code, _(analyte.label)), decimal_places=4, max_digits=14
         )
         fields[f"{analyte.code}_unit"] = forms.ChoiceField(
-            choices=[(u, u) for u in analyte.units], required=False, label="unit", initial=analyte.unit
+            choices=[(u, u) for u in analyte.units], required=False, label=_("unit"), initial=analyte.unit
         )
     return fields
 
@@ -101,22 +107,24 @@ class VisitRecordFormBase(ServiceModelForm):
 
     sledai_assessed = forms.BooleanField(
         required=False,
-        label="SLEDAI-2K assessed",
-        help_text="Tick when the SLEDAI-2K was assessed, even if no item is present.",
+        label=_("SLEDAI-2K assessed"),
+        help_text=_("Tick when the SLEDAI-2K was assessed, even if no item is present."),
     )
     sledai_items = forms.MultipleChoiceField(
-        choices=_sledai_choices(),
+        choices=_sledai_codes(),
         required=False,
         widget=forms.CheckboxSelectMultiple(
             attrs={"data-sledai-weights": json.dumps({code: item.weight for code, item in SLEDAI_ITEMS.items()})}
         ),
-        label="SLEDAI-2K items present",
+        label=_("SLEDAI-2K items present"),
     )
     sledai_total_only = forms.DecimalField(
-        required=False, min_value=0, max_value=105, label="SLEDAI-2K total (only when items were not assessed)"
+        required=False, min_value=0, max_value=105, label=_("SLEDAI-2K total (only when items were not assessed)")
     )
     missed_reason = forms.CharField(
-        required=False, label="Missed: reason", help_text="Fill in only to confirm the visit did not take place."
+        required=False,
+        label=_("Missed: reason"),
+        help_text=_("Fill in only to confirm the visit did not take place."),
     )
 
     class Meta:
@@ -125,6 +133,10 @@ class VisitRecordFormBase(ServiceModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["sledai_items"].choices = _sledai_choices()
+        self.fields["sledai_items"].widget.attrs["data-sledai-total-text"] = gettext(
+            "SLEDAI-2K total: %(total)s / %(max)s"
+        )
         existing = {r.code: r for r in self.instance.results.all()} if self.instance.pk else {}
         for code, row in existing.items():
             if f"{code}_value" in self.fields:
@@ -188,7 +200,7 @@ class ResultInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
     def shown_value(self, obj):
         return plain(obj.value)
 
-    @admin.display(description="unit")
+    @admin.display(description=_("unit"))
     def canonical_unit(self, obj):
         return ANALYTES[obj.code].unit
 
@@ -198,7 +210,7 @@ class ResultInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
 
 
 class VisitStateFilter(admin.SimpleListFilter):
-    title = "state"
+    title = _("state")
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
@@ -259,34 +271,43 @@ class VisitAdmin(ScopedAdmin):
                     ]
                 },
             ),
-            ("Record the visit", {"fields": ["actual_date", "deviation_reason"]}),
+            (_("Record the visit"), {"fields": ["actual_date", "deviation_reason"]}),
             ("SLEDAI-2K", {"fields": ["sledai_assessed", "sledai_items", "sledai_total_only"]}),
-            ("Results (choose the unit you have; values are stored in the canonical unit)", {"fields": analyte_fields}),
-            ("Missed visit", {"fields": ["missed_reason"], "classes": ["collapse"]}),
-            ("Computed outcomes", {"fields": ["outcome_summary"]}),
-            ("Correction", {"fields": ["reason"]}),
+            (
+                _("Results (choose the unit you have; values are stored in the canonical unit)"),
+                {"fields": analyte_fields},
+            ),
+            (_("Missed visit"), {"fields": ["missed_reason"], "classes": ["collapse"]}),
+            (_("Computed outcomes"), {"fields": ["outcome_summary"]}),
+            (_("Correction"), {"fields": ["reason"]}),
         ]
 
     def get_queryset(self, request):
         return super().get_queryset(request).with_state().select_related("patient__site")
 
-    @admin.display(description="state", ordering="state")
+    @admin.display(description=_("state"), ordering="state")
     def state_display(self, obj):
         state = obj.state if isinstance(getattr(obj, "state", None), str) else obj.current_state()
-        return VisitState(state).label
+        return gettext(VisitState(state).label)
 
-    @admin.display(description="window")
+    @admin.display(description=_("window"))
     def window(self, obj):
-        return f"{obj.window_start.isoformat()} to {obj.window_end.isoformat()}"
+        return gettext("%(start)s to %(end)s") % {
+            "start": obj.window_start.isoformat(),
+            "end": obj.window_end.isoformat(),
+        }
 
-    @admin.display(description="outcomes at this visit")
+    @admin.display(description=_("outcomes at this visit"))
     def outcome_summary(self, obj):
         outcome = ComputedOutcome.objects.filter(visit=obj).first()
         if outcome is None:
             return "—"
         sledai = "—" if outcome.sledai is None else plain(outcome.sledai)
         if outcome.sledai is not None and outcome.sledai_change is not None:
-            sledai = f"{sledai} (change {plain(outcome.sledai_change)})"
+            sledai = gettext("%(value)s (change %(change)s)") % {
+                "value": sledai,
+                "change": plain(outcome.sledai_change),
+            }
         rows = [
             ("SLEDAI-2K", sledai),
             (
@@ -302,8 +323,13 @@ class VisitAdmin(ScopedAdmin):
         rows += [
             (
                 code,
-                f"{change['value']} vs baseline {change['baseline']} ({change['absolute']}, "
-                f"{change['percent'] if change['percent'] is not None else '–'} %)",
+                gettext("%(value)s vs baseline %(baseline)s (%(absolute)s, %(percent)s %%)")
+                % {
+                    "value": change["value"],
+                    "baseline": change["baseline"],
+                    "absolute": change["absolute"],
+                    "percent": change["percent"] if change["percent"] is not None else "–",
+                },
             )
             for code, change in outcome.changes.items()
         ]
@@ -611,7 +637,7 @@ class CohortReportAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             return response
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Cohort report: {study.code}",
+            "title": gettext("Cohort report: %(code)s") % {"code": study.code},
             "opts": self.model._meta,
             "flt": flt,
             "errors": errors,

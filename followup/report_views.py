@@ -78,6 +78,7 @@ def _in_words(report: dict, flt: CohortFilter) -> dict:
     comparison = report["comparison"]
     return {
         "filter_sentence": filter_sentence(flt),
+        "response_note": gettext(report["responses"]["note"]),
         "comparison_heading": gettext("Comparison by %(compare)s") % {"compare": COMPARISON_LABELS[comparison["by"]]},
         "comparison_groups": [(group_label(comparison["by"], name), g) for name, g in comparison["groups"].items()],
         "comparison_tests": [(TEST_LABELS.get(name, name), p) for name, p in comparison.get("tests", {}).items()],

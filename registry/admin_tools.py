@@ -12,6 +12,7 @@ from django import forms
 from django.contrib.admin.exceptions import NotRegistered
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from registry.scoping import user_site_ids
@@ -38,9 +39,9 @@ class ServiceModelForm(forms.ModelForm):
 
     reason = forms.CharField(
         required=False,
-        label="Reason for change",
+        label=_("Reason for change"),
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Required when changing recorded clinical data; kept in the audit trail.",
+        help_text=_("Required when changing recorded clinical data; kept in the audit trail."),
     )
     service_save = None  # set by ScopedAdmin.get_form
 

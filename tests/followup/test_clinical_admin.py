@@ -549,3 +549,47 @@ def test_graded_outcomes_are_named_in_words():
     assert outcome_grade("not_applicable") == "not applicable (no renal involvement at baseline)"
     assert outcome_grade("complete") == "complete"
     assert outcome_grade("") == "—"
+
+
+def test_visit_page_in_chinese_shows_its_sections_labels_and_items_in_chinese(
+    client, language_restored, clinical, coordinator
+):
+    visit = recorded_m1(clinical)
+    client.force_login(coordinator)
+    client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/admin/"})
+    html = client.get(change_url(visit)).content.decode()
+    for chinese in (
+        "记录本次随访",  # Record the visit
+        "计算所得疗效指标",  # Computed outcomes
+        "已评估 SLEDAI-2K",  # SLEDAI-2K assessed
+        "存在的 SLEDAI-2K 条目",  # SLEDAI-2K items present
+        "每项 8 分",  # 8 points each
+        "每项 1 分",  # 1 point each
+        "狼疮性头痛",  # Lupus headache
+        "CREAT: 血肌酐",  # the code stays, the name is translated
+        "补体 C3",
+        "修改原因",  # Reason for change
+        'data-sledai-total-text="SLEDAI-2K 总分：%(total)s / %(max)s"',
+    ):
+        assert chinese in html, chinese
+    for english in (
+        "Record the visit",
+        "Computed outcomes",
+        "SLEDAI-2K items present",
+        "points each",
+        "1 point each",
+        "Lupus headache",
+        "Serum creatinine",
+        "Reason for change",
+        "Missed visit",
+    ):
+        assert english not in html, english
+
+
+def test_visit_page_in_english_keeps_its_english_text(client, clinical, coordinator):
+    visit = recorded_m1(clinical)
+    client.force_login(coordinator)
+    html = client.get(change_url(visit)).content.decode()
+    for english in ("Record the visit", "8 points each", "1 point each", "Lupus headache", "CREAT: Serum creatinine"):
+        assert english in html, english
+    assert 'data-sledai-total-text="SLEDAI-2K total: %(total)s / %(max)s"' in html

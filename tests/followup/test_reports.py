@@ -42,6 +42,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.utils import translation
 from rest_framework.test import APIClient
 from scipy import stats
 
@@ -1061,6 +1062,77 @@ def test_html_report_of_a_filtered_comparison_by_infusions_in_words(client, coho
     assert comparison.startswith("Comparison by single vs double infusion")
     assert "single infusion 1" in comparison and "double infusion 1" in comparison
     assert "umbilical_cord" not in text and "infusions=" not in text
+
+
+@pytest.fixture
+def language_restored():
+    """The language of this thread as it was: a request in Chinese activates Chinese here too."""
+    language = translation.get_language()
+    yield
+    translation.activate(language)
+
+
+def test_html_report_in_chinese_shows_its_headings_tables_and_filter_form_in_chinese(client, cohort, language_restored):
+    client.force_login(make_user("report_zh", cohort.site_a))
+    client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/admin/"})
+    html = client.get(admin_url(cohort.study)).content.decode()
+    text = page_text(html)
+    for chinese in (
+        "表 1. 基线特征",
+        "疗效指标随时间变化",
+        "各随访时间点结果",
+        "缓解率",
+        "完全缓解",
+        "部分缓解",
+        "肾脏完全缓解",
+        "生存分析（Kaplan–Meier）",
+        "不良事件",
+        "均值 ± 标准差",
+        "随访时间点",
+        "您的中心共有 4 例已移植患者。",
+        "比较依据",
+        "您的所有中心",
+        "脐带",  # a cell source, in the filter form and the comparison
+        "感染",  # an adverse event category
+    ):
+        assert chinese in text, chinese
+    for english in (
+        "Record the visit",
+        "Baseline characteristics",
+        "Outcomes over time",
+        "Results at each time point",
+        "Response rates",
+        "Kaplan–Meier)",
+        "Adverse events",
+        "transplanted patients",
+        "mean ± SD",
+        "time point",
+        "complete remission",
+        "Relapse among responders",
+        "Enrolled from",
+        "Compare by",
+        "all your sites",
+        "Umbilical cord",
+        "Infection",
+    ):
+        assert english not in text, english
+    assert 'value="更新"' in html
+
+
+def test_machine_formats_do_not_change_with_the_language(client, cohort, language_restored):
+    client.force_login(make_user("report_zh_codes", cohort.site_a))
+    english_csv = client.get(admin_url(cohort.study), {"format": "csv"}).content.decode()
+    english = client.get(admin_url(cohort.study), {"format": "json"}).json()
+    client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/admin/"})
+    chinese = client.get(admin_url(cohort.study), {"format": "json"}).json()
+    for data in (english, chinese):
+        data.pop("generated_at", None)
+    assert chinese == english
+    assert chinese["responses"]["note"].startswith("SRI-4 is simplified")
+    chinese_csv = client.get(admin_url(cohort.study), {"format": "csv"}).content.decode()
+    assert [r[:1] for r in csv.reader(io.StringIO(chinese_csv))] == [
+        r[:1] for r in csv.reader(io.StringIO(english_csv))
+    ]
 
 
 def test_filter_sentence_of_each_narrowing():

@@ -5,6 +5,7 @@
     var boxes = document.querySelectorAll('input[name="sledai_items"]');
     if (!boxes.length) { return; }
     var weights = JSON.parse(boxes[0].getAttribute("data-sledai-weights") || "{}");
+    var template = boxes[0].getAttribute("data-sledai-total-text") || "SLEDAI-2K total: %(total)s / %(max)s";
     var assessed = document.querySelector('input[name="sledai_assessed"]');
     var total = document.createElement("p");
     total.id = "sledai-live-total";
@@ -16,7 +17,7 @@
       var sum = 0, ticked = 0;
       boxes.forEach(function (box) { if (box.checked) { sum += weights[box.value] || 0; ticked += 1; } });
       if (ticked && assessed && !assessed.checked) { assessed.checked = true; }
-      total.textContent = "SLEDAI-2K total: " + sum + " / 105";
+      total.textContent = template.replace("%(total)s", String(sum)).replace("%(max)s", "105");
       total.setAttribute("data-total", String(sum));
     }
     boxes.forEach(function (box) { box.addEventListener("change", update); });
