@@ -9,7 +9,7 @@ import json
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter
@@ -67,25 +67,23 @@ def _field_errors(detail, prefix: str = "") -> list[dict]:
     return errors
 
 
-def problem(status_code: int, title: str, detail: str = "", *, kind: str, errors=None, headers=None) -> Response:
+def problem_body(status_code: int, title: str, detail: str = "", *, kind: str, errors=None) -> dict:
     body = {"type": PROBLEM_BASE + kind, "title": title, "status": status_code, "detail": detail or title}
     if errors:
         body["errors"] = errors
-    response = Response(body, status=status_code, headers=headers, content_type="application/problem+json")
-    return response
+    return body
+
+
+def problem(status_code: int, title: str, detail: str = "", *, kind: str, errors=None, headers=None) -> Response:
+    body = problem_body(status_code, title, detail, kind=kind, errors=errors)
+    return Response(body, status=status_code, headers=headers, content_type="application/problem+json")
 
 
 @csrf_exempt
 def not_found(request, exception=None):
     """The project's 404 for paths under /api/: problem details, like every other API error."""
-    from django.http import JsonResponse
-
-    body = {
-        "type": PROBLEM_BASE + "not-found",
-        "title": "Not found.",
-        "status": 404,
-        "detail": f"No API endpoint at {request.path}. The endpoints are listed at /api/schema/.",
-    }
+    detail = f"No API endpoint at {request.path}. The endpoints are listed at /api/schema/."
+    body = problem_body(404, "Not found.", detail, kind="not-found")
     return JsonResponse(body, status=404, content_type="application/problem+json")
 
 
