@@ -15,7 +15,7 @@ EGFR_ALGORITHM = "CKD-EPI 2021 (creatinine)"
 
 def plain(number: Decimal) -> str:
     """A decimal as people write it: no exponent, no trailing zeros (10, 2.5, 0.03)."""
-    text = format(Decimal(number), "f")
+    text = format(number if type(number) is Decimal else Decimal(number), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 

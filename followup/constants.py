@@ -128,3 +128,7 @@ class ExportState(models.TextChoices):
     RUNNING = "running", "Running"
     DONE = "done", "Ready to download"
     FAILED = "failed", "Failed"
+
+
+# The most visits one batch recording takes (`visits_record_batch`, POST /api/v1/visits/record-batch/).
+MAX_BATCH_VISITS = 1000

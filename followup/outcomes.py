@@ -97,16 +97,23 @@ def baseline_values(points: list[VisitPoint]) -> dict[str, Decimal]:
     return baseline
 
 
-def change_from_baseline(values: dict[str, Decimal], baseline: dict[str, Decimal]) -> dict[str, dict]:
+_HUNDREDTH = Decimal("0.01")
+
+
+def change_from_baseline(
+    values: dict[str, Decimal], baseline: dict[str, Decimal], baseline_text: dict[str, str] | None = None
+) -> dict[str, dict]:
+    """Per code with a baseline: baseline, value, absolute and percent change, as text. `baseline_text` may
+    hold the baselines already written as text (they are the same at every visit of a patient)."""
     changes = {}
     for code, value in sorted(values.items()):
         if code not in baseline:
             continue
         base = baseline[code]
         absolute = value - base
-        percent = (absolute / base * 100).quantize(Decimal("0.01")) if base != 0 else None
+        percent = (absolute / base * 100).quantize(_HUNDREDTH) if base != 0 else None
         changes[code] = {
-            "baseline": plain(base),
+            "baseline": baseline_text[code] if baseline_text is not None else plain(base),
             "value": plain(value),
             "absolute": plain(absolute),
             "percent": None if percent is None else str(percent),
@@ -174,6 +181,7 @@ def compute_outcomes(points: list[VisitPoint], d: OutcomeDefinitions | None = No
     d = d or OutcomeDefinitions()
     points = sorted(points, key=lambda p: (p.date, p.visit_id))
     baseline = baseline_values(points)
+    baseline_text = {code: plain(value) for code, value in baseline.items()}
     base_sledai, base_pga = baseline.get("SLEDAI2K"), baseline.get("PGA")
     results: list[VisitOutcomeData] = []
     previous_sledai = None
@@ -183,7 +191,9 @@ def compute_outcomes(points: list[VisitPoint], d: OutcomeDefinitions | None = No
         if point.day <= 0:
             previous_sledai = sledai if sledai is not None else previous_sledai
             continue
-        out = VisitOutcomeData(visit_id=point.visit_id, changes=change_from_baseline(point.values, baseline))
+        out = VisitOutcomeData(
+            visit_id=point.visit_id, changes=change_from_baseline(point.values, baseline, baseline_text)
+        )
         out.sledai = sledai
         if sledai is not None and base_sledai is not None:
             out.sledai_change = sledai - base_sledai

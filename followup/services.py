@@ -4,11 +4,14 @@ adverse events with their expedited-reporting clock."""
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from followup import constants as c
 from followup import outcomes
@@ -18,9 +21,10 @@ from followup.constants import VisitOutcome
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 from followup.states import site_today
 from patients.constants import DoseUnit, Drug, Frequency, PatientStatus
-from patients.models import Patient
-from patients.services import day_zero, local_date, patient_record_death
-from registry.audit import bulk_create_audited
+from patients.models import ConcomitantMedication, Patient, TransplantEvent
+from patients.services import local_date, patient_record_death
+from registry.audit import bulk_create_audited, history_bulk_create
+from registry.bulk import insert_rows, update_rows, upsert_rows
 from registry.models import OutcomeSettings, VisitDefinition
 from registry.services import ensure_can_write
 
@@ -146,6 +150,149 @@ def _age_at(patient: Patient, on_date: dt.date) -> int:
     return on_date.year - patient.birth_year
 
 
+@dataclass
+class VisitEntry:
+    """What is submitted for one visit: its date, results and SLEDAI-2K items, and why (for a correction)."""
+
+    actual_date: dt.date | None
+    results: ResultsInput | None = None
+    sledai_items: Iterable[str] | None = None
+    deviation_reason: str = ""
+    remove: Iterable[str] = ()
+    reason: str = ""
+
+
+@dataclass
+class _Recording:
+    """A checked entry, ready to store: the visit (its fields set), its stored results and the new values."""
+
+    visit: Visit
+    existing: dict[str, Result]
+    converted: dict[str, tuple[Decimal, Decimal | None, str, bool]]
+    remove: set[str]
+    reason: str
+
+
+VISIT_RECORD_FIELDS = ["actual_date", "deviation_reason", "outcome", "outcome_reason", "sledai_items", "updated_at"]
+RESULT_VALUE_FIELDS = ["value", "entered_value", "entered_unit", "derived", "updated_at"]
+
+
+def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntry) -> _Recording:
+    """Every rule of recording one visit, without touching the database: the visit's fields are set, the
+    results converted; a ValidationError names each field at fault."""
+    patient = visit.patient
+    reason = entry.reason or ""
+    correcting = visit.outcome != VisitOutcome.OPEN
+    if correcting and not reason.strip():
+        raise ValidationError(
+            {
+                "reason": f"Visit {visit.code} is already {visit.get_outcome_display().lower()}; "
+                "give a reason for the correction."
+            }
+        )
+    actual_date, deviation_reason = entry.actual_date, entry.deviation_reason or ""
+    _check_visit_date(visit, actual_date, deviation_reason)
+
+    errors: dict[str, list[str]] = {}
+    converted: dict[str, tuple[Decimal, Decimal | None, str, bool]] = {}
+    for code, (value, unit) in _parse_results(entry.results).items():
+        try:
+            canonical = to_canonical(code, value, unit)
+        except ValidationError as exc:
+            for key, messages in exc.message_dict.items():
+                errors.setdefault(key, []).extend(messages)
+            continue
+        converted[code] = (canonical, Decimal(str(value)), unit or ANALYTES[code].unit, False)
+
+    items = None if entry.sledai_items is None else sorted(set(entry.sledai_items))
+    if items is not None:
+        try:
+            total = Decimal(sledai_total(items))
+        except ValidationError as exc:
+            errors.setdefault("sledai_items", []).extend(exc.message_dict["sledai_items"])
+        else:
+            if "SLEDAI2K" in converted and converted["SLEDAI2K"][0] != total:
+                errors.setdefault("SLEDAI2K", []).append(
+                    f"SLEDAI2K: the submitted total {plain(converted['SLEDAI2K'][1])} disagrees with the "
+                    f"items recorded, which sum to {total}."
+                )
+            converted["SLEDAI2K"] = (total, total, "points", True)
+
+    remove = set(entry.remove or ())
+    unknown_removals = [code for code in entry.remove or () if code not in existing]
+    if unknown_removals:
+        errors.setdefault("remove", []).append(f"No result {', '.join(unknown_removals)} to remove at this visit.")
+    if remove and not reason.strip():
+        errors.setdefault("reason", []).append("Give a reason for removing a result.")
+
+    # eGFR from creatinine (this submission's, or the one already stored and not being removed).
+    creatinine = converted.get("CREAT", (None,))[0]
+    if creatinine is None and "CREAT" not in remove and "CREAT" in existing:
+        creatinine = existing["CREAT"].value
+    if creatinine is not None and "CREAT" not in errors:
+        egfr = egfr_ckd_epi_2021(creatinine_umol_l=creatinine, age=_age_at(patient, actual_date), sex=patient.sex)
+        submitted = converted.get("EGFR")
+        if submitted and not submitted[3] and abs(submitted[0] - egfr) > 1:
+            errors.setdefault("EGFR", []).append(
+                f"EGFR: the submitted {plain(submitted[1])} disagrees with {egfr} computed from creatinine "
+                "by CKD-EPI 2021; leave eGFR out and the registry computes it."
+            )
+        converted["EGFR"] = (egfr, None, "computed", True)
+    if errors:
+        raise ValidationError(errors)
+
+    if "CREAT" in remove and "CREAT" not in converted:
+        remove.add("EGFR")  # the eGFR computed from the creatinine goes with it
+    if items is not None:
+        visit.sledai_items = items
+    elif "SLEDAI2K" in converted:
+        visit.sledai_items = None  # total only
+    elif "SLEDAI2K" in remove:
+        visit.sledai_items = None  # no items without their total
+    visit.actual_date, visit.deviation_reason = actual_date, deviation_reason
+    visit.outcome, visit.outcome_reason = VisitOutcome.COMPLETED, ""
+    return _Recording(visit=visit, existing=dict(existing), converted=converted, remove=remove, reason=reason)
+
+
+def _store_recordings(recordings: list[_Recording]) -> None:
+    """Write checked recordings in a fixed number of statements, whatever their number: the visits, their new,
+    changed and removed results, and a history row for each (with the reason for a correction)."""
+    now = timezone.now()
+    visits = []
+    for recording in recordings:
+        recording.visit.updated_at = now
+        if recording.reason:
+            recording.visit._change_reason = recording.reason
+        visits.append(recording.visit)
+    update_rows(Visit, visits, VISIT_RECORD_FIELDS)
+    history_bulk_create(Visit, visits, update=True, date=now)
+
+    new, changed = [], []
+    for recording in recordings:
+        existing = recording.existing
+        for code in sorted(recording.remove & existing.keys()):
+            row = existing.pop(code)
+            row._change_reason = recording.reason
+            row.delete()
+        for code, (canonical, entered, unit, derived) in recording.converted.items():
+            row = existing.get(code)
+            if row is None:
+                row = Result(visit=recording.visit, code=code, created_at=now)
+                new.append(row)
+            elif (row.value, row.entered_value, row.entered_unit, row.derived) == (canonical, entered, unit, derived):
+                continue
+            else:
+                changed.append(row)
+            row.value, row.entered_value, row.entered_unit, row.derived = canonical, entered, unit, derived
+            row.updated_at = now
+            if recording.reason:
+                row._change_reason = recording.reason
+    insert_rows(Result, new)
+    history_bulk_create(Result, new, date=now)
+    update_rows(Result, changed, RESULT_VALUE_FIELDS)
+    history_bulk_create(Result, changed, update=True, date=now)
+
+
 @transaction.atomic
 def visit_record(
     *,
@@ -165,102 +312,81 @@ def visit_record(
     as "total only". eGFR is computed from creatinine. A visit already recorded, missed or not required can
     be corrected only with a reason. Outcomes of the patient are recomputed.
     """
-    visit = Visit.objects.select_for_update().select_related("patient__site", "patient__study").get(pk=visit.pk)
-    patient = visit.patient
-    ensure_can_write(actor, patient.site_id, field="visit")
-    correcting = visit.outcome != VisitOutcome.OPEN
-    if correcting and not reason.strip():
+    visit = (
+        Visit.objects.select_for_update(of=("self",)).select_related("patient__site", "patient__study").get(pk=visit.pk)
+    )
+    ensure_can_write(actor, visit.patient.site_id, field="visit")
+    existing = {r.code: r for r in Result.objects.filter(visit=visit).order_by()}
+    entry = VisitEntry(actual_date, results, sledai_items, deviation_reason, remove, reason)
+    _store_recordings([_check_recording(visit, existing, entry)])
+    outcomes_recompute_patients([visit.patient_id])
+    return visit
+
+
+@transaction.atomic
+def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[str, str, VisitEntry]]) -> list[Visit]:
+    """Record many visits of one study at one site, each named by (subject code, visit code): all are stored,
+    or none. The rules are `visit_record`'s, visit by visit; the reads and writes are a fixed number of
+    statements for the whole batch. Errors are named `visits.<index>.<field>` (the index in `entries`)."""
+    if len(entries) > c.MAX_BATCH_VISITS:
         raise ValidationError(
-            {
-                "reason": f"Visit {visit.code} is already {visit.get_outcome_display().lower()}; "
-                "give a reason for the correction."
-            }
+            {"visits": f"At most {c.MAX_BATCH_VISITS} visits in one batch; send the rest in another."}
         )
-    _check_visit_date(visit, actual_date, deviation_reason)
-
     errors: dict[str, list[str]] = {}
-    converted: dict[str, tuple[Decimal, Decimal | None, str, bool]] = {}
-    for code, (value, unit) in _parse_results(results).items():
-        try:
-            canonical = to_canonical(code, value, unit)
-        except ValidationError as exc:
-            for key, messages in exc.message_dict.items():
-                errors.setdefault(key, []).extend(messages)
-            continue
-        converted[code] = (canonical, Decimal(str(value)), unit or ANALYTES[code].unit, False)
-
-    items = None if sledai_items is None else sorted(set(sledai_items))
-    if items is not None:
-        try:
-            total = Decimal(sledai_total(items))
-        except ValidationError as exc:
-            errors.setdefault("sledai_items", []).extend(exc.message_dict["sledai_items"])
-        else:
-            if "SLEDAI2K" in converted and converted["SLEDAI2K"][0] != total:
-                errors.setdefault("SLEDAI2K", []).append(
-                    f"SLEDAI2K: the submitted total {plain(converted['SLEDAI2K'][1])} disagrees with the "
-                    f"items recorded, which sum to {total}."
-                )
-            converted["SLEDAI2K"] = (total, total, "points", True)
-
-    unknown_removals = [code for code in remove if code not in {r.code for r in visit.results.all()}]
-    if unknown_removals:
-        errors.setdefault("remove", []).append(f"No result {', '.join(unknown_removals)} to remove at this visit.")
-    if remove and not reason.strip():
-        errors.setdefault("reason", []).append("Give a reason for removing a result.")
-
-    # eGFR from creatinine (this submission's, or the one already stored and not being removed).
-    creatinine = converted.get("CREAT", (None,))[0]
-    if creatinine is None and "CREAT" not in remove:
-        creatinine = visit.results.filter(code="CREAT").values_list("value", flat=True).first()
-    if creatinine is not None and "CREAT" not in errors:
-        egfr = egfr_ckd_epi_2021(creatinine_umol_l=creatinine, age=_age_at(patient, actual_date), sex=patient.sex)
-        submitted = converted.get("EGFR")
-        if submitted and not submitted[3] and abs(submitted[0] - egfr) > 1:
-            errors.setdefault("EGFR", []).append(
-                f"EGFR: the submitted {plain(submitted[1])} disagrees with {egfr} computed from creatinine "
-                "by CKD-EPI 2021; leave eGFR out and the registry computes it."
+    first_at: dict[tuple[str, str], int] = {}
+    for index, (subject, code, _) in enumerate(entries):
+        if (subject, code) in first_at:
+            errors.setdefault(f"visits.{index}.visit_code", []).append(
+                f"Visit {code} of {subject} is already at visits.{first_at[subject, code]} of this batch; send it once."
             )
-        converted["EGFR"] = (egfr, None, "computed", True)
+        first_at.setdefault((subject, code), index)
+    subjects = sorted({subject for subject, _, _ in entries})
+    wanted = set(first_at)
+    candidates = Visit.objects.filter(
+        patient__site_id=site_id,
+        patient__study__code=study_code,
+        patient__subject_code__in=subjects,
+        code__in=sorted({code for _, code, _ in entries}),
+    ).values_list("pk", "patient__subject_code", "code")
+    visits = {
+        (v.patient.subject_code, v.code): v
+        for v in Visit.objects.select_for_update(of=("self",))
+        .select_related("patient__site", "patient__study")
+        .filter(pk__in=[pk for pk, subject, code in candidates if (subject, code) in wanted])
+        .order_by("pk")
+    }
+    known = set(
+        Patient.objects.filter(site_id=site_id, study__code=study_code, subject_code__in=subjects).values_list(
+            "subject_code", flat=True
+        )
+    )
+    existing: dict[int, dict[str, Result]] = {v.pk: {} for v in visits.values()}
+    for row in Result.objects.filter(visit_id__in=list(existing)).order_by():
+        existing[row.visit_id][row.code] = row
+    recordings = []
+    for index, (subject, code, entry) in enumerate(entries):
+        visit = visits.get((subject, code))
+        if visit is None:
+            if subject not in known:
+                message = {"subject_code": f"No patient {subject} of study {study_code} at your site."}
+            else:
+                message = {"visit_code": f"Patient {subject} has no visit {code}."}
+            for field, text in message.items():
+                errors.setdefault(f"visits.{index}.{field}", []).append(text)
+            continue
+        if first_at[subject, code] != index:
+            continue
+        try:
+            recordings.append(_check_recording(visit, existing[visit.pk], entry))
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                errors.setdefault(f"visits.{index}.{field}", []).extend(messages)
     if errors:
         raise ValidationError(errors)
-
-    remove = set(remove)
-    if "CREAT" in remove and "CREAT" not in converted:
-        remove.add("EGFR")  # the eGFR computed from the creatinine goes with it
-    if items is not None:
-        visit.sledai_items = items
-    elif "SLEDAI2K" in converted:
-        visit.sledai_items = None  # total only
-    elif "SLEDAI2K" in remove:
-        visit.sledai_items = None  # no items without their total
-    visit.actual_date, visit.deviation_reason = actual_date, deviation_reason
-    visit.outcome, visit.outcome_reason = VisitOutcome.COMPLETED, ""
-    visit.full_clean(exclude=["patient", "definition"])
-    if reason:
-        visit._change_reason = reason
-    visit.save()
-
-    existing = {r.code: r for r in visit.results.all()}
-    for code in sorted(remove & existing.keys()):
-        row = existing.pop(code)
-        row._change_reason = reason
-        row.delete()
-    for code, (canonical, entered, unit, derived) in converted.items():
-        row = existing.get(code) or Result(visit=visit, code=code)
-        if row.pk and (row.value, row.entered_value, row.entered_unit, row.derived) == (
-            canonical,
-            entered,
-            unit,
-            derived,
-        ):
-            continue
-        row.value, row.entered_value, row.entered_unit, row.derived = canonical, entered, unit, derived
-        if reason:
-            row._change_reason = reason
-        row.save()
-    outcomes_recompute(patient=patient)
-    return visit
+    if recordings:
+        _store_recordings(recordings)
+        outcomes_recompute_patients({r.visit.patient_id for r in recordings})
+    return [r.visit for r in recordings]
 
 
 @transaction.atomic
@@ -309,11 +435,7 @@ def visit_mark_missed(*, visit: Visit, reason: str, actor=None) -> Visit:
 
 
 def outcome_definitions_for(study_id: int) -> outcomes.OutcomeDefinitions:
-    settings_row = OutcomeSettings.objects.filter(study_id=study_id).first()
-    if settings_row is None:
-        return outcomes.OutcomeDefinitions()
-    names = [f.name for f in outcomes.dataclasses.fields(outcomes.OutcomeDefinitions)]
-    return outcomes.OutcomeDefinitions(**{name: getattr(settings_row, name) for name in names})
+    return _outcome_definitions_of([study_id])[study_id]
 
 
 _DOSES_PER_DAY = {Frequency.DAILY: 1, Frequency.BID: 2, Frequency.TID: 3}
@@ -333,48 +455,99 @@ def _prednisone_from_medications(medications, on_date: dt.date) -> Decimal | Non
     return total
 
 
-@transaction.atomic
+OUTCOME_FIELDS = [
+    "algorithm_version",
+    "definitions",
+    "sledai",
+    "sledai_change",
+    "sri4",
+    "sri4_note",
+    "remission",
+    "renal_response",
+    "flare",
+    "relapse",
+    "changes",
+    "notes",
+]
+
+
 def outcomes_recompute(*, patient: Patient) -> list[ComputedOutcome]:
     """Recompute and store the outcomes of every post-transplant visit of a patient."""
-    start = day_zero(patient)
-    if start is None:
-        ComputedOutcome.objects.filter(visit__patient=patient).delete()
-        return []
-    visits = list(
-        patient.visits.filter(outcome=VisitOutcome.COMPLETED).prefetch_related("results").order_by("actual_date")
-    )
-    infusions = list(patient.transplants.order_by("infused_at"))
-    prednisone_meds = list(patient.medications.filter(drug=Drug.PREDNISONE))
-    points = []
-    for visit in visits:
-        values = {r.code: r.value for r in visit.results.all()}
-        weight = values.get("WEIGHT")
-        if weight is None:
-            earlier = [t for t in infusions if local_date(t.infused_at, patient.site) <= visit.actual_date]
-            weight = earlier[-1].weight_kg if earlier else None
-        prednisone = values.get("PRED")
-        if prednisone is None:
-            prednisone = _prednisone_from_medications(prednisone_meds, visit.actual_date)
-        points.append(
-            outcomes.VisitPoint(
-                visit_id=visit.pk,
-                date=visit.actual_date,
-                day=(visit.actual_date - start).days,
-                is_baseline_visit=visit.code == "BL",
-                values=values,
-                prednisone_mg=prednisone,
-                weight_kg=weight,
+    outcomes_recompute_patients([patient.pk])
+    return list(ComputedOutcome.objects.filter(visit__patient=patient).order_by("visit__actual_date", "visit_id"))
+
+
+@transaction.atomic
+def outcomes_recompute_patients(patient_ids: Iterable[int]) -> int:
+    """Recompute the outcomes of every post-transplant visit of these patients, in a fixed number of queries
+    whatever their number. Only outcomes that differ from the stored ones are written (so an unchanged
+    outcome keeps its `computed_at` and ETag); outcomes of visits no longer completed are deleted. Returns the
+    number of outcomes written."""
+    ids = sorted(set(patient_ids))
+    if not ids:
+        return 0
+    patients = {p.pk: p for p in Patient.objects.filter(pk__in=ids).select_related("site").order_by()}
+    infusions: dict[int, list] = defaultdict(list)
+    for row in (
+        TransplantEvent.objects.filter(patient_id__in=ids)
+        .order_by("patient_id", "infused_at")
+        .values_list("patient_id", "infused_at", "infusion_number", "weight_kg")
+    ):
+        infusions[row[0]].append(row[1:])
+    visits: dict[int, list] = defaultdict(list)
+    for row in (
+        Visit.objects.filter(patient_id__in=ids, outcome=VisitOutcome.COMPLETED)
+        .order_by()
+        .values_list("pk", "patient_id", "code", "actual_date")
+    ):
+        visits[row[1]].append(row)
+    values: dict[int, dict[str, Decimal]] = defaultdict(dict)
+    for visit_id, code, value in (
+        Result.objects.filter(visit__patient_id__in=ids, visit__outcome=VisitOutcome.COMPLETED)
+        .order_by()
+        .values_list("visit_id", "code", "value")
+    ):
+        values[visit_id][code] = value
+    prednisone: dict[int, list] = defaultdict(list)
+    for med in ConcomitantMedication.objects.filter(patient_id__in=ids, drug=Drug.PREDNISONE).order_by():
+        prednisone[med.patient_id].append(med)
+    definitions = _outcome_definitions_of({p.study_id for p in patients.values()})
+    stored = {o.visit_id: o for o in ComputedOutcome.objects.filter(visit__patient_id__in=ids).order_by()}
+
+    write, keep = [], set()
+    for patient_id in ids:
+        patient = patients.get(patient_id)
+        first = next((t for t in infusions[patient_id] if t[1] == 1), None)
+        if patient is None or first is None:
+            continue
+        site, start = patient.site, local_date(first[0], patient.site)
+        infused_on = [(local_date(t[0], site), t[2]) for t in infusions[patient_id]]
+        points = []
+        for visit_id, _, code, actual_date in visits[patient_id]:
+            visit_values = values[visit_id]
+            weight = visit_values.get("WEIGHT")
+            if weight is None:
+                earlier = [w for on, w in infused_on if on <= actual_date]
+                weight = earlier[-1] if earlier else None
+            dose = visit_values.get("PRED")
+            if dose is None:
+                dose = _prednisone_from_medications(prednisone[patient_id], actual_date)
+            points.append(
+                outcomes.VisitPoint(
+                    visit_id=visit_id,
+                    date=actual_date,
+                    day=(actual_date - start).days,
+                    is_baseline_visit=code == "BL",
+                    values=visit_values,
+                    prednisone_mg=dose,
+                    weight_kg=weight,
+                )
             )
-        )
-    definitions = outcome_definitions_for(patient.study_id)
-    computed = outcomes.compute_outcomes(points, definitions)
-    rows = []
-    for out in computed:
-        row, _ = ComputedOutcome.objects.update_or_create(
-            visit_id=out.visit_id,
-            defaults={
+        in_force = definitions[patient.study_id]
+        for out in outcomes.compute_outcomes(points, in_force):
+            fields = {
                 "algorithm_version": outcomes.ALGORITHM_VERSION,
-                "definitions": definitions.as_dict(),
+                "definitions": in_force.as_dict(),
                 "sledai": out.sledai,
                 "sledai_change": out.sledai_change,
                 "sri4": out.sri4,
@@ -385,11 +558,25 @@ def outcomes_recompute(*, patient: Patient) -> list[ComputedOutcome]:
                 "relapse": out.relapse,
                 "changes": out.changes,
                 "notes": out.notes,
-            },
-        )
-        rows.append(row)
-    ComputedOutcome.objects.filter(visit__patient=patient).exclude(visit_id__in=[o.visit_id for o in computed]).delete()
-    return rows
+            }
+            keep.add(out.visit_id)
+            current = stored.get(out.visit_id)
+            if current is None or any(getattr(current, name) != value for name, value in fields.items()):
+                write.append(ComputedOutcome(visit_id=out.visit_id, **fields))
+    stale = [o.pk for visit_id, o in stored.items() if visit_id not in keep]
+    if stale:
+        ComputedOutcome.objects.filter(pk__in=stale).delete()
+    upsert_rows(ComputedOutcome, write, unique="visit", field_names=[*OUTCOME_FIELDS, "computed_at"])
+    return len(write)
+
+
+def _outcome_definitions_of(study_ids: Iterable[int]) -> dict[int, outcomes.OutcomeDefinitions]:
+    names = [f.name for f in outcomes.dataclasses.fields(outcomes.OutcomeDefinitions)]
+    found = {
+        row.study_id: outcomes.OutcomeDefinitions(**{name: getattr(row, name) for name in names})
+        for row in OutcomeSettings.objects.filter(study_id__in=list(study_ids))
+    }
+    return {study_id: found.get(study_id, outcomes.OutcomeDefinitions()) for study_id in study_ids}
 
 
 # Adverse events ----------------------------------------------------------------------------------------

@@ -743,8 +743,7 @@ class CohortGenerator:
                 value_text = entered_text = f"{values[result_code]:.{places}f}"
             if result_code == "CREAT":
                 values["CREAT_STORED"] = float(value_text)
-            if result_code in ("PGA", "PROT24H"):
-                point_values[result_code] = Decimal(value_text)
+            point_values[result_code] = Decimal(value_text)  # every value, as the outcome service reads them
             rows.append(
                 (take("result"), visit_id, result_code, value_text, entered_text, unit, derived_false, stamp, stamp)
             )

@@ -164,12 +164,44 @@ def install_append_only_triggers(**kwargs) -> None:
             )
 
 
-def bulk_create_audited(model, objs: list, *, reason: str = "") -> list:
-    """`bulk_create` that also writes the history rows, stamped like any other change."""
-    from simple_history.utils import bulk_create_with_history
-
+def _history_attrs() -> dict:
     ctx = current_audit_context()
     attrs = {"history_door": ctx.door, "history_actor": ctx.actor}
     if ctx.user_id is not None:
         attrs["history_user_id"] = ctx.user_id
-    return bulk_create_with_history(objs, model, default_change_reason=reason, custom_historical_attrs=attrs)
+    return attrs
+
+
+def bulk_create_audited(model, objs: list, *, reason: str = "") -> list:
+    """`bulk_create` that also writes the history rows, stamped like any other change."""
+    from simple_history.utils import bulk_create_with_history
+
+    return bulk_create_with_history(objs, model, default_change_reason=reason, custom_historical_attrs=_history_attrs())
+
+
+def history_bulk_create(model, objs: list, *, update: bool = False, date=None) -> None:
+    """History rows for rows already written in bulk (created, or changed when `update`), in a fixed number of
+    statements, stamped like any other change; each object's `_change_reason`, when set, is its row's reason."""
+    from django.utils import timezone
+    from simple_history.utils import get_history_model_for_model
+
+    from registry.bulk import insert_rows
+
+    if not objs:
+        return
+    history = get_history_model_for_model(model)
+    attrs, date = _history_attrs(), date or timezone.now()
+    kind = "~" if update else "+"
+    insert_rows(
+        history,
+        [
+            history(
+                history_date=date,
+                history_type=kind,
+                history_change_reason=getattr(obj, "_change_reason", "") or "",
+                **{field.attname: getattr(obj, field.attname) for field in history.tracked_fields},
+                **attrs,
+            )
+            for obj in objs
+        ],
+    )

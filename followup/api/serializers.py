@@ -188,6 +188,38 @@ class VisitRecordByKeySerializer(VisitRecordSerializer):
     visit_code = serializers.CharField(max_length=10)
 
 
+class VisitBatchItemSerializer(VisitRecordSerializer):
+    subject_code = serializers.CharField(max_length=40)
+    visit_code = serializers.CharField(max_length=10)
+
+
+class VisitRecordBatchSerializer(serializers.Serializer):
+    study = serializers.CharField(max_length=30)
+    visits = serializers.ListField(
+        child=VisitBatchItemSerializer(),
+        min_length=1,
+        max_length=c.MAX_BATCH_VISITS,
+        help_text=f"Up to {c.MAX_BATCH_VISITS} visits, each named by subject code and visit code, with what "
+        "`visits/record/` takes for one visit. All are recorded, or none; an error names the visit by its index "
+        "(`visits.3.actual_date`).",
+    )
+
+
+class VisitBatchRecordedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    subject_code = serializers.CharField()
+    visit_code = serializers.CharField()
+    outcome = serializers.CharField()
+    actual_date = serializers.DateField()
+    updated_at = serializers.DateTimeField()
+
+
+class VisitBatchResultSerializer(serializers.Serializer):
+    study = serializers.CharField()
+    recorded = serializers.IntegerField(help_text="The number of visits recorded.")
+    visits = VisitBatchRecordedSerializer(many=True, help_text="In the order of the request.")
+
+
 class VisitMissedSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000)
 

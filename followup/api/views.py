@@ -17,7 +17,9 @@ from followup.api.serializers import (
     OutcomeSerializer,
     ReportSubmissionSerializer,
     ResultSerializer,
+    VisitBatchResultSerializer,
     VisitMissedSerializer,
+    VisitRecordBatchSerializer,
     VisitRecordByKeySerializer,
     VisitRecordSerializer,
     VisitSerializer,
@@ -79,9 +81,9 @@ class VisitViewSet(PartnerViewSet):
                 visit.result_rows = rows[visit.pk]
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    def _record(self, visit, fields):
-        return services.visit_record(
-            visit=visit,
+    @staticmethod
+    def _entry(fields) -> services.VisitEntry:
+        return services.VisitEntry(
             actual_date=fields["actual_date"],
             results={code: (r["value"], r.get("unit")) for code, r in (fields.get("results") or {}).items()},
             sledai_items=fields.get("sledai_items"),
@@ -89,6 +91,10 @@ class VisitViewSet(PartnerViewSet):
             remove=fields.get("remove", []),
             reason=fields.get("reason", ""),
         )
+
+    def _record(self, visit, fields):
+        entry = self._entry(fields)
+        return services.visit_record(visit=visit, **vars(entry))
 
     @extend_schema(
         request=VisitRecordSerializer,
@@ -119,9 +125,17 @@ class VisitViewSet(PartnerViewSet):
     def record_by_key(self, request, *args, **kwargs):
         """Record a visit named by study, subject code and visit code (an upsert of its results)."""
         fields = valid(VisitRecordByKeySerializer, request)
-        patient = resolve_patient(self.site_id, fields["study"], fields["subject_code"])
-        visit = self.get_queryset().filter(patient=patient, code=fields["visit_code"]).first()
+        visit = (
+            Visit.objects.for_sites([self.site_id])
+            .filter(
+                patient__study__code=fields["study"],
+                patient__subject_code=fields["subject_code"],
+                code=fields["visit_code"],
+            )
+            .first()
+        )
         if visit is None:
+            patient = resolve_patient(self.site_id, fields["study"], fields["subject_code"])
             raise ValidationError(
                 {"visit_code": f"Patient {patient.subject_code} has no visit {fields['visit_code']}."}
             )
@@ -129,6 +143,36 @@ class VisitViewSet(PartnerViewSet):
             raise ValidationError({"reason": "The visit is already recorded; give a reason for the correction."})
         visit = self._record(visit, fields)
         return self.respond(self.get_queryset().get(pk=visit.pk), VisitSerializer)
+
+    @extend_schema(
+        request=VisitRecordBatchSerializer,
+        responses={200: VisitBatchResultSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+        operation_id="v1_visits_record_batch",
+    )
+    @action(detail=False, methods=["post"], url_path="record-batch")
+    @idempotent
+    def record_batch(self, request, *args, **kwargs):
+        """Record many visits of one study at once (all or nothing), each as `visits/record/` would."""
+        fields = valid(VisitRecordBatchSerializer, request)
+        entries = [(item["subject_code"], item["visit_code"], self._entry(item)) for item in fields["visits"]]
+        visits = services.visits_record_batch(site_id=self.site_id, study_code=fields["study"], entries=entries)
+        body = {
+            "study": fields["study"],
+            "recorded": len(visits),
+            "visits": [
+                {
+                    "id": visit.pk,
+                    "subject_code": visit.patient.subject_code,
+                    "visit_code": visit.code,
+                    "outcome": visit.outcome,
+                    "actual_date": visit.actual_date,
+                    "updated_at": visit.updated_at,
+                }
+                for visit in visits
+            ],
+        }
+        return Response(VisitBatchResultSerializer(body).data)
 
     @extend_schema(request=VisitMissedSerializer, responses={200: VisitSerializer}, parameters=[IDEMPOTENCY_HEADER])
     @action(detail=True, methods=["post"])
