@@ -268,36 +268,58 @@ def workload_prepare(count: int) -> dict:
 # 2. Bulk ingest ------------------------------------------------------------------------------------------
 
 
-def workload_ingest(count: int, sample: int) -> dict:
-    """Rows per second of recording visits with results through the services (there is no batch endpoint
-    yet: `visit_record`, visit by visit, on `sample` visits), beside psycopg COPY of `count` visits' rows
-    (the results, and the visits' new state through a copied table)."""
+def workload_ingest_prepare(count: int, batch: int) -> dict:
+    """Open visits whose window has opened, of active patients, split in two: `count` to send to the batch
+    endpoint (the runner posts them over HTTP, one key per site, `batch` visits per request), and as many
+    others copied here with psycopg COPY (the results, and the visits' new state through a copied table) as
+    the baseline."""
     from django.db import connection, transaction
 
     from followup.models import Visit
-    from followup.services import visit_record
     from patients.constants import INACTIVE_STATUSES
-    from registry.audit import Door, audit_context
+    from registry.api_keys import api_key_issue
+    from registry.models import ApiKeyScope, Site
 
     study = synthetic_study()
-    now = time.time()
-    candidates = list(
-        Visit.objects.filter(patient__study=study, outcome="open", window_end__lt=dt.datetime.now(dt.UTC).date())
+    sites = {site.pk: site for site in Site.objects.all()}
+    today = min(site.today() for site in sites.values())  # a date that has come at every site
+    rows = list(
+        Visit.objects.filter(patient__study=study, outcome="open", window_start__lte=today)
         .exclude(patient__status__in=INACTIVE_STATUSES)
-        .select_related("patient__site")
-        .order_by("id")[: count + sample]
+        .order_by("patient__site_id", "id")
+        .values_list("id", "patient__site_id", "patient__subject_code", "code", "window_end")
     )
-    service_visits, copy_visits = candidates[:sample], candidates[sample:]
+    count = min(count, len(rows) // 2)
+    # Every other visit to each side, so that both sides hold the same mix of sites and visits.
+    api_rows, copy_rows = rows[0::2][:count], rows[1::2][:count]
 
-    # The baseline: COPY the results, and the visits' new state through a copied temporary table.
+    requests = []
+    results = {code: {"value": value} for code, value in WRITE_RESULTS.items()}
+    by_site: dict[int, list] = {}
+    for row in api_rows:
+        by_site.setdefault(row[1], []).append(row)
+    for site_id, site_rows in by_site.items():
+        _, key = api_key_issue(site=sites[site_id], name="benchmark ingest", scope=ApiKeyScope.READ_WRITE)
+        for start in range(0, len(site_rows), batch):
+            visits = [
+                {
+                    "subject_code": subject,
+                    "visit_code": code,
+                    "actual_date": min(today, window_end).isoformat(),
+                    "results": results,
+                }
+                for _, _, subject, code, window_end in site_rows[start : start + batch]
+            ]
+            requests.append({"key": key, "body": {"study": study.code, "visits": visits}})
+
     stamp = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
         raw = cursor.cursor
         raw.execute("CREATE TEMP TABLE bench_visit (id bigint, actual_date date) ON COMMIT DROP")
         with raw.copy("COPY bench_visit (id, actual_date) FROM STDIN") as copy:
-            for visit in copy_visits:
-                copy.write_row((visit.pk, visit.window_end))
+            for visit_id, _, _, _, window_end in copy_rows:
+                copy.write_row((visit_id, min(today, window_end)))
         raw.execute(
             "UPDATE followup_visit v SET outcome = 'completed', actual_date = b.actual_date, updated_at = %s "
             "FROM bench_visit b WHERE v.id = b.id",
@@ -305,28 +327,18 @@ def workload_ingest(count: int, sample: int) -> dict:
         )
         columns = "visit_id, code, value, entered_value, entered_unit, derived, created_at, updated_at"
         with raw.copy(f"COPY followup_result ({columns}) FROM STDIN") as copy:
-            for visit in copy_visits:
+            for visit_id, *_ in copy_rows:
                 for code, value in WRITE_RESULTS.items():
-                    copy.write_row((visit.pk, code, value, value, "", False, stamp, stamp))
-                copy.write_row((visit.pk, "EGFR", 90, None, "computed", True, stamp, stamp))
+                    copy.write_row((visit_id, code, value, value, "", False, stamp, stamp))
+                copy.write_row((visit_id, "EGFR", 90, None, "computed", True, stamp, stamp))
     copy_s = time.perf_counter() - started
-    copy_rows = len(copy_visits) * (len(WRITE_RESULTS) + 2)
-
-    started = time.perf_counter()
-    with audit_context(door=Door.COMMAND, actor="benchmark"):
-        for visit in service_visits:
-            visit_record(visit=visit, actual_date=visit.window_end, results=WRITE_RESULTS)
-    service_s = time.perf_counter() - started
-    service_rows = len(service_visits) * (len(WRITE_RESULTS) + 2)
     return {
-        "service_visits": len(service_visits),
-        "copy_visits": len(copy_visits),
-        "service_rows_per_s": round(service_rows / service_s, 1),
-        "copy_rows_per_s": round(copy_rows / copy_s, 1),
-        "ratio": round((service_rows / service_s) / (copy_rows / copy_s), 4),
-        "service_s": round(service_s, 2),
+        "requests": requests,
+        "visits": len(api_rows),
+        "rows_per_visit": len(WRITE_RESULTS) + 2,
+        "copy_visits": len(copy_rows),
         "copy_s": round(copy_s, 3),
-        "wall_s": round(time.time() - now, 1),
+        "copy_rows_per_s": round(len(copy_rows) * (len(WRITE_RESULTS) + 2) / copy_s, 1),
     }
 
 
@@ -341,7 +353,7 @@ def main(argv: list[str]) -> None:
         "report": workload_report,
         "read_queries": lambda: workload_read_queries(args[0]),
         "prepare": lambda: workload_prepare(int(args[0])),
-        "ingest": lambda: workload_ingest(int(args[0]), int(args[1])),
+        "ingest_prepare": lambda: workload_ingest_prepare(int(args[0]), int(args[1])),
     }[name]()
     print(json.dumps(result, default=str))
 

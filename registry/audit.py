@@ -179,6 +179,9 @@ def bulk_create_audited(model, objs: list, *, reason: str = "") -> list:
     return bulk_create_with_history(objs, model, default_change_reason=reason, custom_historical_attrs=_history_attrs())
 
 
+_history_models: dict = {}
+
+
 def history_bulk_create(model, objs: list, *, update: bool = False, date=None) -> None:
     """History rows for rows already written in bulk (created, or changed when `update`), in a fixed number of
     statements, stamped like any other change; each object's `_change_reason`, when set, is its row's reason."""
@@ -189,7 +192,7 @@ def history_bulk_create(model, objs: list, *, update: bool = False, date=None) -
 
     if not objs:
         return
-    history = get_history_model_for_model(model)
+    history = _history_models.get(model) or _history_models.setdefault(model, get_history_model_for_model(model))
     attrs, date = _history_attrs(), date or timezone.now()
     kind = "~" if update else "+"
     insert_rows(

@@ -1,8 +1,9 @@
 """Set-based writes of many model instances: a fixed number of statements whatever their number.
 
-On PostgreSQL the rows travel by COPY (psycopg 3), which is several times faster than Django's bulk
-statements for thousands of rows (those quote every array element of `INSERT ... SELECT * FROM UNNEST`
-in Python); elsewhere Django's `bulk_create` and `bulk_update` do the same work. No signal is sent: the
+On PostgreSQL, from `COPY_FROM` rows up, the rows travel by COPY (psycopg 3), several times faster than
+Django's bulk statements for thousands of rows (those quote every array element of `INSERT ... SELECT *
+FROM UNNEST` in Python); below that, and on other databases, Django's `bulk_create` and `bulk_update` do
+the same work. No signal is sent: the
 callers write the audit-history rows themselves (`registry.audit.history_bulk_create`).
 """
 
@@ -14,9 +15,12 @@ from django.db import connection, transaction
 
 _names = itertools.count(1)
 
+# Below this many rows Django's bulk statements are as quick as COPY and need no temporary table.
+COPY_FROM = 50
 
-def _postgres() -> bool:
-    return connection.vendor == "postgresql"
+
+def _copy_pays(objs) -> bool:
+    return connection.vendor == "postgresql" and len(objs) >= COPY_FROM
 
 
 def _quote(name: str) -> str:
@@ -81,11 +85,11 @@ def insert_rows(model, objs: list) -> list:
     """Insert new instances and set their primary keys (auto_now fields are stamped, as by `save`)."""
     if not objs:
         return objs
-    if not _postgres():
+    if not _copy_pays(objs):
         return model._default_manager.bulk_create(objs)
     meta = model._meta
     fields = [f for f in meta.concrete_fields if f is not meta.pk]
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
             [meta.db_table, meta.pk.column, len(objs)],
@@ -107,13 +111,13 @@ def update_rows(model, objs: list, field_names: list[str]) -> None:
     """Write these fields of existing instances (as they are: auto_now fields are not stamped)."""
     if not objs:
         return
-    if not _postgres():
+    if not _copy_pays(objs):
         model._default_manager.bulk_update(objs, field_names)
         return
     meta = model._meta
     fields = [meta.get_field(name) for name in field_names]
     columns = [meta.pk.column, *(f.column for f in fields)]
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         scratch = _scratch_table(cursor, model, columns)
         _copy(cursor, scratch, columns, _rows(objs, fields, add=False, with_pk=True))
         assignments = ", ".join(f"{_quote(f.column)} = s.{_quote(f.column)}" for f in fields)
@@ -129,7 +133,7 @@ def upsert_rows(model, objs: list, *, unique: str, field_names: list[str]) -> No
     (the row keeps its primary key). auto_now fields among them are stamped."""
     if not objs:
         return
-    if not _postgres():
+    if not _copy_pays(objs):
         model._default_manager.bulk_create(
             objs, update_conflicts=True, unique_fields=[unique], update_fields=field_names
         )
@@ -138,7 +142,7 @@ def upsert_rows(model, objs: list, *, unique: str, field_names: list[str]) -> No
     key = meta.get_field(unique)
     fields = [key, *(meta.get_field(name) for name in field_names)]
     columns = [f.column for f in fields]
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         scratch = _scratch_table(cursor, model, columns)
         _copy(cursor, scratch, columns, _rows(objs, fields, add=True))
         names = ", ".join(_quote(c) for c in columns)

@@ -111,8 +111,7 @@ class VisitViewSet(PartnerViewSet):
             refused = check_if_match(request, visit)
             if refused:
                 return refused
-        visit = self._record(visit, valid(VisitRecordSerializer, request))
-        return self.respond(self.get_queryset().get(pk=visit.pk), VisitSerializer)
+        return self._recorded(self._record(visit, valid(VisitRecordSerializer, request)))
 
     @extend_schema(
         request=VisitRecordByKeySerializer,
@@ -141,8 +140,17 @@ class VisitViewSet(PartnerViewSet):
             )
         if visit.outcome != c.VisitOutcome.OPEN and not fields.get("reason"):
             raise ValidationError({"reason": "The visit is already recorded; give a reason for the correction."})
-        visit = self._record(visit, fields)
-        return self.respond(self.get_queryset().get(pk=visit.pk), VisitSerializer)
+        return self._recorded(self._record(visit, fields))
+
+    def _recorded(self, visit):
+        # The visit as stored, just recorded: its state is "completed" whatever the day, so no state expression.
+        visit = (
+            Visit.objects.select_related("patient__study")
+            .prefetch_related(Prefetch("results", queryset=Result.objects.order_by("code")))
+            .get(pk=visit.pk)
+        )
+        visit.state = c.VisitState.COMPLETED
+        return self.respond(visit, VisitSerializer)
 
     @extend_schema(
         request=VisitRecordBatchSerializer,
