@@ -350,6 +350,13 @@ def visit_record_by_key_payload(study: str, subject_code: str, visit_code: str =
     }
 
 
+def visit_batch_payload(study: str, *subject_codes: str, visit_code: str = "M6", **extra) -> dict:
+    """A batch recording the same visit of each patient named (the by-key payload, without the study)."""
+    one = visit_record_by_key_payload(study, "", visit_code=visit_code, **extra)
+    del one["study"]
+    return {"study": study, "visits": [{**one, "subject_code": subject} for subject in subject_codes]}
+
+
 def lot_payload(study: str, donor: str, lot_number: str = "LOT-A-NEW", **extra) -> dict:
     return {
         "lot_number": lot_number,

@@ -20,6 +20,7 @@ from tests.api.conftest import (
     medication_payload,
     patient_payload,
     transplant_payload,
+    visit_batch_payload,
     visit_record_by_key_payload,
     visit_record_payload,
 )
@@ -181,6 +182,12 @@ ROUTES: list[Route] = [
         payload=lambda w, s: visit_record_by_key_payload(SHARED_STUDY, _subject(w, s)),
     ),
     Route(
+        "visit-record-batch",
+        "POST",
+        lambda w, s: f"{V1}/visits/record-batch/",
+        payload=lambda w, s: visit_batch_payload(SHARED_STUDY, _subject(w, s)),
+    ),
+    Route(
         "visit-detail",
         "GET",
         lambda w, s: f"{V1}/visits/{w.side(s).visit('BL').pk}/",
@@ -279,7 +286,11 @@ READS = [route for route in ROUTES if not route.is_write]
 WRITES = [route for route in ROUTES if route.is_write]
 LISTS = [route for route in ROUTES if route.is_list]
 # Routes that name one object in their URL (detail, update, actions on one object).
-OBJECT_ROUTES = [route for route in ROUTES if not route.name.endswith("-list") and route.name != "visit-record-by-key"]
+OBJECT_ROUTES = [
+    route
+    for route in ROUTES
+    if not route.name.endswith("-list") and route.name not in ("visit-record-by-key", "visit-record-batch")
+]
 
 
 def _walk(patterns, prefix: str = ""):

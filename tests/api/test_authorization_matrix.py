@@ -35,6 +35,7 @@ from tests.api.conftest import (
     patient_payload,
     row_snapshot,
     transplant_payload,
+    visit_batch_payload,
     visit_record_by_key_payload,
 )
 from tests.api.routes import LISTS, OBJECT_ROUTES, READS, ROUTES, WRITES, Route, router_routes
@@ -236,6 +237,13 @@ FOREIGN_PAYLOADS = [
         lambda w: visit_record_by_key_payload(B_ONLY_STUDY, SUBJECT_B_ONLY, visit_code="M1"),
         "a_rw",
         "subject_code",
+    ),
+    (
+        "batch with a visit of B's patient",
+        "/api/v1/visits/record-batch/",
+        lambda w: visit_batch_payload(SHARED_STUDY, SUBJECT_A, SUBJECT_B),
+        "a_rw",
+        "visits.1.subject_code",
     ),
     (
         "lot in B's-only study",
