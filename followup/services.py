@@ -512,9 +512,7 @@ def outcomes_recompute_patients(patient_ids: Iterable[int]) -> int:
     for med in ConcomitantMedication.objects.filter(patient_id__in=ids, drug=Drug.PREDNISONE).order_by():
         prednisone[med.patient_id].append(med)
     definitions = _outcome_definitions_of({p.study_id for p in patients.values()})
-    stored = {o.visit_id: o for o in ComputedOutcome.objects.filter(visit__patient_id__in=ids).order_by()}
-
-    write, keep = [], set()
+    computed = []
     for patient_id in ids:
         patient = patients.get(patient_id)
         first = next((t for t in infusions[patient_id] if t[1] == 1), None)
@@ -544,10 +542,11 @@ def outcomes_recompute_patients(patient_ids: Iterable[int]) -> int:
                 )
             )
         in_force = definitions[patient.study_id]
+        in_force_dict = in_force.as_dict()
         for out in outcomes.compute_outcomes(points, in_force):
             fields = {
                 "algorithm_version": outcomes.ALGORITHM_VERSION,
-                "definitions": in_force.as_dict(),
+                "definitions": in_force_dict,
                 "sledai": out.sledai,
                 "sledai_change": out.sledai_change,
                 "sri4": out.sri4,
@@ -559,15 +558,18 @@ def outcomes_recompute_patients(patient_ids: Iterable[int]) -> int:
                 "changes": out.changes,
                 "notes": out.notes,
             }
-            keep.add(out.visit_id)
-            current = stored.get(out.visit_id)
-            if current is None or any(getattr(current, name) != value for name, value in fields.items()):
-                write.append(ComputedOutcome(visit_id=out.visit_id, **fields))
-    stale = [o.pk for visit_id, o in stored.items() if visit_id not in keep]
-    if stale:
-        ComputedOutcome.objects.filter(pk__in=stale).delete()
-    upsert_rows(ComputedOutcome, write, unique="visit", field_names=[*OUTCOME_FIELDS, "computed_at"])
-    return len(write)
+            computed.append(ComputedOutcome(visit_id=out.visit_id, **fields))
+    # Outcomes of visits no longer completed (or of a patient no longer transplanted) go.
+    ComputedOutcome.objects.filter(visit__patient_id__in=ids).exclude(
+        visit_id__in=[o.visit_id for o in computed]
+    ).delete()
+    return upsert_rows(
+        ComputedOutcome,
+        computed,
+        unique="visit",
+        field_names=[*OUTCOME_FIELDS, "computed_at"],
+        compare=OUTCOME_FIELDS,
+    )
 
 
 def _outcome_definitions_of(study_ids: Iterable[int]) -> dict[int, outcomes.OutcomeDefinitions]:

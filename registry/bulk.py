@@ -128,27 +128,50 @@ def update_rows(model, objs: list, field_names: list[str]) -> None:
         cursor.execute(f"DROP TABLE {_quote(scratch)}")
 
 
-def upsert_rows(model, objs: list, *, unique: str, field_names: list[str]) -> None:
+def upsert_rows(model, objs: list, *, unique: str, field_names: list[str], compare: list[str] | None = None) -> int:
     """Insert new instances or, where a row with the same `unique` field exists, update these fields of it
-    (the row keeps its primary key). auto_now fields among them are stamped."""
+    (the row keeps its primary key). auto_now fields among them are stamped. With `compare`, an existing row
+    whose `compare` fields already hold the new values is left as it is (its auto_now stamp too). Returns
+    the number of rows inserted or updated."""
     if not objs:
-        return
-    if not _copy_pays(objs):
-        model._default_manager.bulk_create(
-            objs, update_conflicts=True, unique_fields=[unique], update_fields=field_names
-        )
-        return
+        return 0
     meta = model._meta
     key = meta.get_field(unique)
-    fields = [key, *(meta.get_field(name) for name in field_names)]
+    if not _copy_pays(objs):
+        if compare:
+            stored = model._default_manager.filter(**{f"{unique}__in": [getattr(o, key.attname) for o in objs]})
+            current = {getattr(row, key.attname): row for row in stored.order_by()}
+            objs = [
+                obj
+                for obj in objs
+                if (row := current.get(getattr(obj, key.attname))) is None
+                or any(getattr(row, name) != getattr(obj, name) for name in compare)
+            ]
+        if objs:
+            model._default_manager.bulk_create(
+                objs, update_conflicts=True, unique_fields=[unique], update_fields=field_names
+            )
+        return len(objs)
+    # A new row gets every field (as bulk_create gives it); an existing one only the named fields.
+    fields = [f for f in meta.concrete_fields if f is not meta.pk]
     columns = [f.column for f in fields]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         scratch = _scratch_table(cursor, model, columns)
         _copy(cursor, scratch, columns, _rows(objs, fields, add=True))
         names = ", ".join(_quote(c) for c in columns)
-        assignments = ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in columns[1:])
+        updated = [_quote(meta.get_field(name).column) for name in field_names]
+        assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in updated)
+        unless = ""
+        if compare:
+            compared = [_quote(meta.get_field(name).column) for name in compare]
+            unless = (
+                f" WHERE ({', '.join(f't.{c}' for c in compared)}) "
+                f"IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in compared)})"
+            )
         cursor.execute(
-            f"INSERT INTO {_quote(meta.db_table)} ({names}) SELECT {names} FROM {_quote(scratch)} "
-            f"ON CONFLICT ({_quote(key.column)}) DO UPDATE SET {assignments}"
+            f"INSERT INTO {_quote(meta.db_table)} AS t ({names}) SELECT {names} FROM {_quote(scratch)} "
+            f"ON CONFLICT ({_quote(key.column)}) DO UPDATE SET {assignments}{unless}"
         )
+        written = cursor.rowcount
         cursor.execute(f"DROP TABLE {_quote(scratch)}")
+    return written
