@@ -563,6 +563,7 @@ def outcomes_recompute_patients(patient_ids: Iterable[int]) -> int:
     ComputedOutcome.objects.filter(visit__patient_id__in=ids).exclude(
         visit_id__in=[o.visit_id for o in computed]
     ).delete()
+    computed.sort(key=lambda o: o.visit_id)  # rows locked in one order by every writer
     return upsert_rows(
         ComputedOutcome,
         computed,

@@ -170,6 +170,7 @@ def upsert_rows(model, objs: list, *, unique: str, field_names: list[str], compa
             )
         cursor.execute(
             f"INSERT INTO {_quote(meta.db_table)} AS t ({names}) SELECT {names} FROM {_quote(scratch)} "
+            f"ORDER BY {_quote(key.column)} "  # rows locked in one order by every writer: no deadlock between two
             f"ON CONFLICT ({_quote(key.column)}) DO UPDATE SET {assignments}{unless}"
         )
         written = cursor.rowcount
