@@ -560,9 +560,14 @@ def outcomes_recompute_patients(patient_ids: Iterable[int]) -> int:
             }
             computed.append(ComputedOutcome(visit_id=out.visit_id, **fields))
     # Outcomes of visits no longer completed (or of a patient no longer transplanted) go.
-    ComputedOutcome.objects.filter(visit__patient_id__in=ids).exclude(
-        visit_id__in=[o.visit_id for o in computed]
-    ).delete()
+    keep = {o.visit_id for o in computed}
+    stale = [
+        pk
+        for pk, visit_id in ComputedOutcome.objects.filter(visit__patient_id__in=ids).values_list("pk", "visit_id")
+        if visit_id not in keep
+    ]
+    if stale:
+        ComputedOutcome.objects.filter(pk__in=stale).delete()
     computed.sort(key=lambda o: o.visit_id)  # rows locked in one order by every writer
     return upsert_rows(
         ComputedOutcome,

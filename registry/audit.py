@@ -188,23 +188,22 @@ def history_bulk_create(model, objs: list, *, update: bool = False, date=None) -
     from django.utils import timezone
     from simple_history.utils import get_history_model_for_model
 
-    from registry.bulk import insert_rows
+    from registry.bulk import insert_values
 
     if not objs:
         return
     history = _history_models.get(model) or _history_models.setdefault(model, get_history_model_for_model(model))
     attrs, date = _history_attrs(), date or timezone.now()
     kind = "~" if update else "+"
-    insert_rows(
+    tracked = [field.attname for field in history.tracked_fields]
+    names = ["history_date", "history_type", "history_change_reason", *attrs, *tracked]
+    stamp = (date, kind)
+    extra = tuple(attrs.values())
+    insert_values(
         history,
+        names,
         [
-            history(
-                history_date=date,
-                history_type=kind,
-                history_change_reason=getattr(obj, "_change_reason", "") or "",
-                **{field.attname: getattr(obj, field.attname) for field in history.tracked_fields},
-                **attrs,
-            )
+            (*stamp, getattr(obj, "_change_reason", "") or "", *extra, *(getattr(obj, name) for name in tracked))
             for obj in objs
         ],
     )

@@ -107,6 +107,25 @@ def insert_rows(model, objs: list) -> list:
     return objs
 
 
+def insert_values(model, field_names: list[str], rows: list[tuple]) -> None:
+    """Insert rows given as tuples of these fields' Python values (in that order; fields named by name or
+    attribute name, `visit` or `visit_id`), for rows nobody needs as
+    instances afterwards (history rows): no instance is built and, by COPY, no key is drawn beforehand."""
+    if not rows:
+        return
+    meta = model._meta
+    by_name = {f.attname: f for f in meta.concrete_fields} | {f.name: f for f in meta.concrete_fields}
+    fields = [by_name[name] for name in field_names]
+    if not _copy_pays(rows):
+        model._default_manager.bulk_create([model(**dict(zip(field_names, row, strict=True))) for row in rows])
+        return
+    preparers = _preparers(fields)
+    if any(preparers):
+        rows = (tuple(p(v) if p else v for p, v in zip(preparers, row, strict=True)) for row in rows)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        _copy(cursor, meta.db_table, [f.column for f in fields], rows)
+
+
 def update_rows(model, objs: list, field_names: list[str]) -> None:
     """Write these fields of existing instances (as they are: auto_now fields are not stamped)."""
     if not objs:
