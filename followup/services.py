@@ -171,6 +171,7 @@ class _Recording:
     converted: dict[str, tuple[Decimal, Decimal | None, str, bool]]
     remove: set[str]
     reason: str
+    since: dt.date | None  # outcomes from this date on may change (None: all of the patient's, a baseline)
 
 
 VISIT_RECORD_FIELDS = ["actual_date", "deviation_reason", "outcome", "outcome_reason", "sledai_items", "updated_at"]
@@ -249,9 +250,26 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
         visit.sledai_items = None  # total only
     elif "SLEDAI2K" in remove:
         visit.sledai_items = None  # no items without their total
+    # An outcome depends on the baseline and on the visits up to its own (`outcomes.compute_outcomes`): a
+    # visit moved or changed on a date can change the outcomes from that date on, a baseline visit all.
+    since = None if visit.code == "BL" else min(d for d in (visit.actual_date, actual_date) if d is not None)
     visit.actual_date, visit.deviation_reason = actual_date, deviation_reason
     visit.outcome, visit.outcome_reason = VisitOutcome.COMPLETED, ""
-    return _Recording(visit=visit, existing=dict(existing), converted=converted, remove=remove, reason=reason)
+    return _Recording(
+        visit=visit, existing=dict(existing), converted=converted, remove=remove, reason=reason, since=since
+    )
+
+
+def _outcomes_since(recordings: list[_Recording]) -> dict[int, dt.date | None]:
+    """Per patient, the date from which the recordings can have changed outcomes (None: every outcome)."""
+    since: dict[int, dt.date | None] = {}
+    for recording in recordings:
+        patient_id, date = recording.visit.patient_id, recording.since
+        if patient_id not in since:
+            since[patient_id] = date
+        elif since[patient_id] is not None:
+            since[patient_id] = None if date is None else min(since[patient_id], date)
+    return since
 
 
 def _store_recordings(recordings: list[_Recording]) -> None:
@@ -318,8 +336,9 @@ def visit_record(
     ensure_can_write(actor, visit.patient.site_id, field="visit")
     existing = {r.code: r for r in Result.objects.filter(visit=visit).order_by()}
     entry = VisitEntry(actual_date, results, sledai_items, deviation_reason, remove, reason)
-    _store_recordings([_check_recording(visit, existing, entry)])
-    outcomes_recompute_patients([visit.patient_id])
+    recordings = [_check_recording(visit, existing, entry)]
+    _store_recordings(recordings)
+    outcomes_recompute_patients([visit.patient_id], since=_outcomes_since(recordings))
     return visit
 
 
@@ -385,7 +404,7 @@ def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[st
         raise ValidationError(errors)
     if recordings:
         _store_recordings(recordings)
-        outcomes_recompute_patients({r.visit.patient_id for r in recordings})
+        outcomes_recompute_patients({r.visit.patient_id for r in recordings}, since=_outcomes_since(recordings))
     return [r.visit for r in recordings]
 
 
@@ -478,11 +497,15 @@ def outcomes_recompute(*, patient: Patient) -> list[ComputedOutcome]:
 
 
 @transaction.atomic
-def outcomes_recompute_patients(patient_ids: Iterable[int]) -> int:
+def outcomes_recompute_patients(patient_ids: Iterable[int], *, since: dict[int, dt.date | None] | None = None) -> int:
     """Recompute the outcomes of every post-transplant visit of these patients, in a fixed number of queries
     whatever their number. Only outcomes that differ from the stored ones are written (so an unchanged
     outcome keeps its `computed_at` and ETag); outcomes of visits no longer completed are deleted. Returns the
-    number of outcomes written."""
+    number of outcomes written.
+
+    `since` (from a recording) names, per patient, the date from which outcomes can have changed: only those
+    are compared and written, the earlier ones depending only on the baseline and on earlier visits. A date
+    on or before day 0 (a baseline value), None or a patient left out means every outcome."""
     ids = sorted(set(patient_ids))
     if not ids:
         return 0
@@ -512,7 +535,7 @@ def outcomes_recompute_patients(patient_ids: Iterable[int]) -> int:
     for med in ConcomitantMedication.objects.filter(patient_id__in=ids, drug=Drug.PREDNISONE).order_by():
         prednisone[med.patient_id].append(med)
     definitions = _outcome_definitions_of({p.study_id for p in patients.values()})
-    computed = []
+    computed, keep = [], set()
     for patient_id in ids:
         patient = patients.get(patient_id)
         first = next((t for t in infusions[patient_id] if t[1] == 1), None)
@@ -543,7 +566,14 @@ def outcomes_recompute_patients(patient_ids: Iterable[int]) -> int:
             )
         in_force = definitions[patient.study_id]
         in_force_dict = in_force.as_dict()
+        changed_from = (since or {}).get(patient_id)
+        if changed_from is not None and changed_from <= start:
+            changed_from = None
+        dates = {point.visit_id: point.date for point in points}
         for out in outcomes.compute_outcomes(points, in_force):
+            keep.add(out.visit_id)
+            if changed_from is not None and dates[out.visit_id] < changed_from:
+                continue  # as stored: it depends only on the baseline and on earlier visits
             fields = {
                 "algorithm_version": outcomes.ALGORITHM_VERSION,
                 "definitions": in_force_dict,
@@ -560,7 +590,6 @@ def outcomes_recompute_patients(patient_ids: Iterable[int]) -> int:
             }
             computed.append(ComputedOutcome(visit_id=out.visit_id, **fields))
     # Outcomes of visits no longer completed (or of a patient no longer transplanted) go.
-    keep = {o.visit_id for o in computed}
     stale = [
         pk
         for pk, visit_id in ComputedOutcome.objects.filter(visit__patient_id__in=ids).values_list("pk", "visit_id")

@@ -1,0 +1,77 @@
+"""What an outcome depends on: its own visit, the baseline and the visits before it, never a later visit.
+
+Recording a visit recomputes only the outcomes from its date on (`followup.services`, `since`); that is
+right only while this holds, so it is checked here over random courses, and end to end through the service.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from followup import outcomes as o
+from followup.models import ComputedOutcome, Visit
+from followup.services import outcomes_recompute_patients, visit_record
+from tests.followup.clinical_setup import DAY_ZERO, make_clinical
+
+values = st.fixed_dictionaries(
+    {
+        "SLEDAI2K": st.integers(0, 30).map(Decimal),
+        "PGA": st.integers(0, 30).map(lambda n: Decimal(n) / 10),
+        "PROT24H": st.integers(0, 60).map(lambda n: Decimal(n) / 10),
+        "EGFR": st.integers(20, 120).map(Decimal),
+    }
+)
+courses = st.lists(st.tuples(values, st.integers(0, 40).map(Decimal)), min_size=3, max_size=8)
+
+
+def points_of(course) -> list[o.VisitPoint]:
+    start = dt.date(2025, 1, 1)
+    return [
+        o.VisitPoint(
+            visit_id=index + 1,
+            date=start + dt.timedelta(days=30 * index),
+            day=30 * index,
+            is_baseline_visit=index == 0,
+            values=visit_values,
+            prednisone_mg=prednisone,
+            weight_kg=Decimal("60"),
+        )
+        for index, (visit_values, prednisone) in enumerate(course)
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(course=courses, changed=values, prednisone=st.integers(0, 40).map(Decimal), data=st.data())
+def test_changing_a_later_visit_leaves_every_earlier_outcome_as_it_was(course, changed, prednisone, data):
+    points = points_of(course)
+    at = data.draw(st.integers(1, len(points) - 1), label="changed visit")
+    before = {out.visit_id: out for out in o.compute_outcomes(points)}
+    points[at] = dataclasses.replace(points[at], values=changed, prednisone_mg=prednisone)
+    after = {out.visit_id: out for out in o.compute_outcomes(points)}
+    for visit_id in range(2, at + 1):  # every post-baseline visit before the changed one (ids start at 1)
+        assert after[visit_id] == before[visit_id]
+
+
+@pytest.mark.django_db
+def test_recording_a_visit_rewrites_no_earlier_outcome_and_a_full_recompute_finds_nothing_to_do():
+    clinical = make_clinical()
+    visits = {v.code: v for v in Visit.objects.filter(patient=clinical.patient)}
+    for code, day, sledai in (("BL", 0, 12), ("M1", 30, 8), ("M3", 91, 4)):
+        visit_record(visit=visits[code], actual_date=DAY_ZERO + dt.timedelta(days=day), results={"SLEDAI2K": sledai})
+    stamps = dict(ComputedOutcome.objects.values_list("visit__code", "computed_at"))
+    visit_record(visit=visits["M6"], actual_date=DAY_ZERO + dt.timedelta(days=182), results={"SLEDAI2K": 9})
+    after = dict(ComputedOutcome.objects.values_list("visit__code", "computed_at"))
+    assert {code: after[code] for code in stamps} == stamps  # M1 and M3 untouched
+    assert ComputedOutcome.objects.get(visit__code="M6").flare == o.FLARE_MILD_MODERATE  # 4 -> 9
+    assert outcomes_recompute_patients([clinical.patient.pk]) == 0
+
+    # A new baseline changes every outcome.
+    visit_record(visit=visits["BL"], actual_date=DAY_ZERO, results={"SLEDAI2K": 6}, reason="Total re-scored from notes")
+    assert ComputedOutcome.objects.get(visit__code="M3").sledai_change == Decimal("-2")
+    assert outcomes_recompute_patients([clinical.patient.pk]) == 0
