@@ -338,7 +338,7 @@ def visit_record(
     entry = VisitEntry(actual_date, results, sledai_items, deviation_reason, remove, reason)
     recordings = [_check_recording(visit, existing, entry)]
     _store_recordings(recordings)
-    outcomes_recompute_patients([visit.patient_id], since=_outcomes_since(recordings))
+    outcomes_recompute_patients([visit.patient_id], since=_outcomes_since(recordings), known=[visit.patient])
     return visit
 
 
@@ -404,7 +404,11 @@ def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[st
         raise ValidationError(errors)
     if recordings:
         _store_recordings(recordings)
-        outcomes_recompute_patients({r.visit.patient_id for r in recordings}, since=_outcomes_since(recordings))
+        outcomes_recompute_patients(
+            {r.visit.patient_id for r in recordings},
+            since=_outcomes_since(recordings),
+            known=[r.visit.patient for r in recordings],
+        )
     return [r.visit for r in recordings]
 
 
@@ -497,7 +501,9 @@ def outcomes_recompute(*, patient: Patient) -> list[ComputedOutcome]:
 
 
 @transaction.atomic
-def outcomes_recompute_patients(patient_ids: Iterable[int], *, since: dict[int, dt.date | None] | None = None) -> int:
+def outcomes_recompute_patients(
+    patient_ids: Iterable[int], *, since: dict[int, dt.date | None] | None = None, known: Iterable[Patient] = ()
+) -> int:
     """Recompute the outcomes of every post-transplant visit of these patients, in a fixed number of queries
     whatever their number. Only outcomes that differ from the stored ones are written (so an unchanged
     outcome keeps its `computed_at` and ETag); outcomes of visits no longer completed are deleted. Returns the
@@ -505,11 +511,15 @@ def outcomes_recompute_patients(patient_ids: Iterable[int], *, since: dict[int, 
 
     `since` (from a recording) names, per patient, the date from which outcomes can have changed: only those
     are compared and written, the earlier ones depending only on the baseline and on earlier visits. A date
-    on or before day 0 (a baseline value), None or a patient left out means every outcome."""
+    on or before day 0 (a baseline value), None or a patient left out means every outcome. `known`: patients
+    already loaded with their site, not read again."""
     ids = sorted(set(patient_ids))
     if not ids:
         return 0
-    patients = {p.pk: p for p in Patient.objects.filter(pk__in=ids).select_related("site").order_by()}
+    wanted = set(ids)
+    patients = {p.pk: p for p in known if p.pk in wanted and Patient.site.is_cached(p)}
+    if len(patients) < len(ids):
+        patients |= {p.pk: p for p in Patient.objects.filter(pk__in=ids).select_related("site").order_by()}
     infusions: dict[int, list] = defaultdict(list)
     for row in (
         TransplantEvent.objects.filter(patient_id__in=ids)

@@ -130,6 +130,10 @@ def update_rows(model, objs: list, field_names: list[str]) -> None:
     """Write these fields of existing instances (as they are: auto_now fields are not stamped)."""
     if not objs:
         return
+    if len(objs) == 1:  # one plain UPDATE (bulk_update writes a CASE per field)
+        (obj,) = objs
+        model._default_manager.filter(pk=obj.pk).update(**{name: getattr(obj, name) for name in field_names})
+        return
     if not _copy_pays(objs):
         model._default_manager.bulk_update(objs, field_names)
         return

@@ -143,13 +143,10 @@ class VisitViewSet(PartnerViewSet):
         return self._recorded(self._record(visit, fields))
 
     def _recorded(self, visit):
-        # The visit as stored, just recorded: its state is "completed" whatever the day, so no state expression.
-        visit = (
-            Visit.objects.select_related("patient__study")
-            .prefetch_related(Prefetch("results", queryset=Result.objects.order_by("code")))
-            .get(pk=visit.pk)
-        )
+        # The visit as `visit_record` stored it (its fields are the row's), with its results read back: its
+        # state is "completed" whatever the day.
         visit.state = c.VisitState.COMPLETED
+        visit.result_rows = list(Result.objects.filter(visit=visit).order_by("code").values(*RESULT_ROW_FIELDS))
         return self.respond(visit, VisitSerializer)
 
     @extend_schema(
