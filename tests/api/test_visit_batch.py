@@ -256,3 +256,21 @@ def test_a_batch_is_attributed_to_the_keys_site_only(world):
     # And the shared study's own patient is recorded.
     response = post(client_for(world.keys["a_rw"]), visit_batch_payload(SHARED_STUDY, SUBJECT_A), "k-2")
     assert response.status_code == 200, response.content
+
+
+# Queries of recording one visit through POST /visits/record/ (key, idempotency, lookup, lock, writes and
+# their history, outcomes, answer), without and with an outcome to write.
+PINNED_RECORD_QUERIES = {"BL": 23, "M1": 25}
+
+
+def test_recording_one_visit_takes_a_pinned_number_of_queries(batch):
+    client = batch["client"]
+    call(client, "GET", "/api/v1/sites/")  # the first use of a key also stamps its last use
+    counts = {}
+    for code, day in (("BL", dt.date(2025, 3, 3)), ("M1", M1)):
+        body = {"study": "BATCH", **item("B-001", code, day), "visit_code": code}
+        with CaptureQueriesContext(connection) as captured:
+            response = call(client, "POST", "/api/v1/visits/record/", body, **{"Idempotency-Key": code})
+        assert response.status_code == 200, response.content
+        counts[code] = len(captured.captured_queries)
+    assert counts == PINNED_RECORD_QUERIES
