@@ -35,13 +35,17 @@ def visit_state(*, outcome: str, window_start: dt.date, window_end: dt.date, tod
     return VisitState.OVERDUE
 
 
-def _today_expression(now: dt.datetime) -> Case | Value:
-    """Per-site 'today' as an SQL expression: one WHEN per site (sites are few)."""
+def _today_expression(now: dt.datetime, sites=None) -> Case | Value:
+    """Per-site 'today' as an SQL expression: one WHEN per site (sites are few). `sites`: the sites the
+    visits are known to belong to (Site rows), read from the database otherwise; with one, a plain value."""
     from registry.models import Site
 
+    zones = [(site.pk, site.time_zone) for site in sites] if sites is not None else None
+    if zones is not None and len(zones) == 1:
+        return Value(now.astimezone(zoneinfo.ZoneInfo(zones[0][1])).date(), output_field=DateField())
     whens = [
         When(patient__site_id=site_id, then=Value(now.astimezone(zoneinfo.ZoneInfo(tz)).date()))
-        for site_id, tz in Site.objects.values_list("id", "time_zone")
+        for site_id, tz in (zones if zones is not None else Site.objects.values_list("id", "time_zone"))
     ]
     utc_today = Value(now.astimezone(dt.UTC).date(), output_field=DateField())
     if not whens:
@@ -50,10 +54,11 @@ def _today_expression(now: dt.datetime) -> Case | Value:
 
 
 class VisitQuerySet(SiteScopedQuerySet):
-    def with_state(self, now: dt.datetime | None = None) -> VisitQuerySet:
-        """Annotate `state` (a VisitState value) and `site_today` on every visit."""
+    def with_state(self, now: dt.datetime | None = None, *, sites=None) -> VisitQuerySet:
+        """Annotate `state` (a VisitState value) and `site_today` on every visit. `sites`: when the visits are
+        known to be of these sites only (a queryset scoped to them), their rows, so no query reads them."""
         now = now or timezone.now()
-        qs = self.annotate(site_today=_today_expression(now))
+        qs = self.annotate(site_today=_today_expression(now, sites))
         return qs.annotate(
             state=Case(
                 When(outcome=VisitOutcome.COMPLETED, then=Value(VisitState.COMPLETED.value)),

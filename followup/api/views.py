@@ -55,6 +55,14 @@ class VisitFilter(SubjectFilter):
         fields = ["study", "subject_code", "code", "state", "due_from", "due_to", "updated_since"]
 
 
+LIST_VISIT_FIELDS = (
+    *(f.name for f in Visit._meta.concrete_fields),
+    "patient__subject_code",
+    "patient__site_id",
+    "patient__study__code",
+)
+
+
 class VisitViewSet(PartnerViewSet):
     """The key's site's visits with their state today, results, and recording."""
 
@@ -62,9 +70,12 @@ class VisitViewSet(PartnerViewSet):
     filterset_class = VisitFilter
 
     def base_queryset(self):
-        visits = Visit.objects.with_state().select_related("patient__study")
+        # Scoped to the key's site (`scoped`), whose time zone came with the key: today is one value.
+        visits = Visit.objects.with_state(sites=[self.request.auth.site]).select_related("patient__study")
         if self.action == "list":
-            return visits  # the page's results are attached as rows by `list`
+            # The page's results are attached as rows by `list`; of the patient and the study only what a
+            # visit shows is read (a page is 100 visits: their patients' other columns cost more than the rest).
+            return visits.only(*LIST_VISIT_FIELDS)
         return visits.prefetch_related(Prefetch("results", queryset=Result.objects.order_by("code")))
 
     def list(self, request, *args, **kwargs):

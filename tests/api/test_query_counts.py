@@ -49,7 +49,7 @@ PINNED_LIST_QUERIES = {
     "patient-list": 2,
     "transplant-list": 2,
     "medication-list": 2,
-    "visit-list": 4,  # + the sites' time zones (today per site) + results
+    "visit-list": 3,  # + results (today from the time zone of the key's site, read with the key)
     "result-list": 2,
     "outcome-list": 2,
     "adverse-event-list": 2,
@@ -63,7 +63,7 @@ PINNED_DETAIL_QUERIES = {
     "patient-detail": 2,
     "transplant-detail": 2,
     "medication-detail": 2,
-    "visit-detail": 4,  # + the sites' time zones + results
+    "visit-detail": 3,  # + results
     "result-detail": 2,
     "outcome-detail": 2,
     "adverse-event-detail": 2,

@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from followup.constants import VisitOutcome, VisitState
 from followup.models import Visit
@@ -97,6 +99,18 @@ def test_sql_state_agrees_with_python_state_for_every_visit(patients, now):
         today = site_today(visit.patient.site, now)
         assert row.site_today == today, visit
         assert row.state == visit.current_state(today), (visit, now)
+
+
+@pytest.mark.parametrize("now", INSTANTS, ids=[i.isoformat() for i in INSTANTS])
+def test_sql_state_of_one_sites_visits_from_its_row_agrees_with_the_general_expression(patients, now):
+    # The API scopes visits to the key's site and passes that site's row: today becomes one value.
+    for patient in patients.values():
+        visits = Visit.objects.filter(patient__site=patient.site)
+        general = dict(visits.with_state(now=now).values_list("pk", "state"))
+        with CaptureQueriesContext(connection) as captured:
+            scoped = dict(visits.with_state(now=now, sites=[patient.site]).values_list("pk", "state"))
+        assert scoped == general and len(general) >= 12
+        assert len(captured.captured_queries) == 1  # the visits only: no query for the sites' time zones
 
 
 def _states(now, patient):
