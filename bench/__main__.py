@@ -3,7 +3,8 @@ baseline, and print one JSON object. See docs/performance.md for the method.
 
 Environment: DATABASE_URL (a PostgreSQL server; its database name is replaced), BENCH_DB (prefix of the
 databases made here, default msct_bench_run), BENCH_PATIENTS (default 100000), BENCH_SMALL_PATIENTS (default
-10000), BENCH_REQUESTS (HTTP requests per write workload and side, default 200), BENCH_INGEST_VISITS (visits copied, default
+10000), BENCH_REQUESTS (HTTP requests per write workload and side, default 200), BENCH_READS (the same for
+reads, default 200), BENCH_INGEST_VISITS (visits sent to the batch endpoint, and as many copied, default
 10000), BENCH_INGEST_BATCH (visits per batch request, default 500), BENCH_PORT (gunicorn, default a free port).
 """
 
