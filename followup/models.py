@@ -134,6 +134,21 @@ class ComputedOutcome(models.Model):
 
     objects = SiteScopedQuerySet.as_manager()
     SITE_LOOKUP = "visit__patient__site"
+    # What the outcomes engine computes (with the definitions it used), in the order of the table.
+    COMPUTED_FIELDS = (
+        "algorithm_version",
+        "definitions",
+        "sledai",
+        "sledai_change",
+        "sri4",
+        "sri4_note",
+        "remission",
+        "renal_response",
+        "flare",
+        "relapse",
+        "changes",
+        "notes",
+    )
 
     def __str__(self) -> str:
         return f"Outcomes at {self.visit}"

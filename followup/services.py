@@ -330,16 +330,50 @@ def visit_record(
     as "total only". eGFR is computed from creatinine. A visit already recorded, missed or not required can
     be corrected only with a reason. Outcomes of the patient are recomputed.
     """
-    visit = (
-        Visit.objects.select_for_update(of=("self",)).select_related("patient__site", "patient__study").get(pk=visit.pk)
-    )
+    visit = _locking_visits().get(pk=visit.pk)
     ensure_can_write(actor, visit.patient.site_id, field="visit")
+    return _record_locked(visit, VisitEntry(actual_date, results, sledai_items, deviation_reason, remove, reason))
+
+
+@transaction.atomic
+def visit_record_by_key(
+    *, site_id: int, study_code: str, subject_code: str, visit_code: str, entry: VisitEntry
+) -> Visit:
+    """`visit_record` for the visit named by study, subject code and visit code at one site (a partner's
+    natural key); a patient or visit not at that site is refused as unknown."""
+    visit = (
+        _locking_visits()
+        .filter(
+            patient__site_id=site_id,
+            patient__study__code=study_code,
+            patient__subject_code=subject_code,
+            code=visit_code,
+        )
+        .first()
+    )
+    if visit is None:
+        known = Patient.objects.filter(site_id=site_id, study__code=study_code, subject_code=subject_code).exists()
+        raise ValidationError(_unknown_visit(study_code, subject_code, visit_code, patient_known=known))
+    return _record_locked(visit, entry)
+
+
+def _locking_visits():
+    # Only the visit's row is locked: two writers at one site do not queue on the site's (or study's) row.
+    return Visit.objects.select_for_update(of=("self",)).select_related("patient__site", "patient__study")
+
+
+def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
     existing = {r.code: r for r in Result.objects.filter(visit=visit).order_by()}
-    entry = VisitEntry(actual_date, results, sledai_items, deviation_reason, remove, reason)
     recordings = [_check_recording(visit, existing, entry)]
     _store_recordings(recordings)
     outcomes_recompute_patients([visit.patient_id], since=_outcomes_since(recordings), known=[visit.patient])
     return visit
+
+
+def _unknown_visit(study_code: str, subject: str, code: str, *, patient_known: bool) -> dict[str, str]:
+    if not patient_known:
+        return {"subject_code": f"No patient {subject} of study {study_code} at your site."}
+    return {"visit_code": f"Patient {subject} has no visit {code}."}
 
 
 @transaction.atomic
@@ -369,8 +403,7 @@ def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[st
     ).values_list("pk", "patient__subject_code", "code")
     visits = {
         (v.patient.subject_code, v.code): v
-        for v in Visit.objects.select_for_update(of=("self",))
-        .select_related("patient__site", "patient__study")
+        for v in _locking_visits()
         .filter(pk__in=[pk for pk, subject, code in candidates if (subject, code) in wanted])
         .order_by("pk")
     }
@@ -386,11 +419,7 @@ def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[st
     for index, (subject, code, entry) in enumerate(entries):
         visit = visits.get((subject, code))
         if visit is None:
-            if subject not in known:
-                message = {"subject_code": f"No patient {subject} of study {study_code} at your site."}
-            else:
-                message = {"visit_code": f"Patient {subject} has no visit {code}."}
-            for field, text in message.items():
+            for field, text in _unknown_visit(study_code, subject, code, patient_known=subject in known).items():
                 errors.setdefault(f"visits.{index}.{field}", []).append(text)
             continue
         if first_at[subject, code] != index:
@@ -476,22 +505,6 @@ def _prednisone_from_medications(medications, on_date: dt.date) -> Decimal | Non
             return None
         total += med.dose * _DOSES_PER_DAY[med.frequency]
     return total
-
-
-OUTCOME_FIELDS = [
-    "algorithm_version",
-    "definitions",
-    "sledai",
-    "sledai_change",
-    "sri4",
-    "sri4_note",
-    "remission",
-    "renal_response",
-    "flare",
-    "relapse",
-    "changes",
-    "notes",
-]
 
 
 def outcomes_recompute(*, patient: Patient) -> list[ComputedOutcome]:
@@ -612,8 +625,8 @@ def outcomes_recompute_patients(
         ComputedOutcome,
         computed,
         unique="visit",
-        field_names=[*OUTCOME_FIELDS, "computed_at"],
-        compare=OUTCOME_FIELDS,
+        field_names=[*ComputedOutcome.COMPUTED_FIELDS, "computed_at"],
+        compare=list(ComputedOutcome.COMPUTED_FIELDS),
     )
 
 

@@ -174,17 +174,20 @@ def _history_attrs() -> dict:
 
 def bulk_create_audited(model, objs: list, *, reason: str = "") -> list:
     """`bulk_create` that also writes the history rows, stamped like any other change."""
-    from simple_history.utils import bulk_create_with_history
+    from registry.bulk import insert_rows
 
-    return bulk_create_with_history(objs, model, default_change_reason=reason, custom_historical_attrs=_history_attrs())
+    insert_rows(model, objs)
+    history_bulk_create(model, objs, reason=reason)
+    return objs
 
 
 _history_models: dict = {}
 
 
-def history_bulk_create(model, objs: list, *, update: bool = False, date=None) -> None:
+def history_bulk_create(model, objs: list, *, update: bool = False, date=None, reason: str = "") -> None:
     """History rows for rows already written in bulk (created, or changed when `update`), in a fixed number of
-    statements, stamped like any other change; each object's `_change_reason`, when set, is its row's reason."""
+    statements, stamped like any other change; each object's `_change_reason`, when set, is its row's reason,
+    else `reason`."""
     from django.utils import timezone
     from simple_history.utils import get_history_model_for_model
 
@@ -203,7 +206,7 @@ def history_bulk_create(model, objs: list, *, update: bool = False, date=None) -
         history,
         names,
         [
-            (*stamp, getattr(obj, "_change_reason", "") or "", *extra, *(getattr(obj, name) for name in tracked))
+            (*stamp, getattr(obj, "_change_reason", "") or reason, *extra, *(getattr(obj, name) for name in tracked))
             for obj in objs
         ],
     )

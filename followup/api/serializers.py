@@ -92,24 +92,7 @@ class OutcomeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ComputedOutcome
-        fields = [
-            "id",
-            "subject_code",
-            "visit_code",
-            "algorithm_version",
-            "definitions",
-            "sledai",
-            "sledai_change",
-            "sri4",
-            "sri4_note",
-            "remission",
-            "renal_response",
-            "flare",
-            "relapse",
-            "changes",
-            "notes",
-            "computed_at",
-        ]
+        fields = ["id", "subject_code", "visit_code", *ComputedOutcome.COMPUTED_FIELDS, "computed_at"]
 
 
 class VisitSerializer(serializers.ModelSerializer):

@@ -135,23 +135,14 @@ class VisitViewSet(PartnerViewSet):
     def record_by_key(self, request, *args, **kwargs):
         """Record a visit named by study, subject code and visit code (an upsert of its results)."""
         fields = valid(VisitRecordByKeySerializer, request)
-        visit = (
-            Visit.objects.for_sites([self.site_id])
-            .filter(
-                patient__study__code=fields["study"],
-                patient__subject_code=fields["subject_code"],
-                code=fields["visit_code"],
-            )
-            .first()
+        visit = services.visit_record_by_key(
+            site_id=self.site_id,
+            study_code=fields["study"],
+            subject_code=fields["subject_code"],
+            visit_code=fields["visit_code"],
+            entry=self._entry(fields),
         )
-        if visit is None:
-            patient = resolve_patient(self.site_id, fields["study"], fields["subject_code"])
-            raise ValidationError(
-                {"visit_code": f"Patient {patient.subject_code} has no visit {fields['visit_code']}."}
-            )
-        if visit.outcome != c.VisitOutcome.OPEN and not fields.get("reason"):
-            raise ValidationError({"reason": "The visit is already recorded; give a reason for the correction."})
-        return self._recorded(self._record(visit, fields))
+        return self._recorded(visit)
 
     def _recorded(self, visit):
         # The visit as `visit_record` stored it (its fields are the row's), with its results read back: its
