@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml | $(PY)
 
 # The whole system on this machine: SQLite and Celery's filesystem broker under var/ unless
 # DATABASE_URL / REDIS_URL are set. Web on http://127.0.0.1:$(PORT)/, one worker with beat; Ctrl-C stops all.
-# Today's reminders are sent (to var/mail/) before the worker starts; beat sweeps again every 15 minutes.
+# Today's reminders are queued, and sent (to var/mail/) once their site's sending hour has come, before the
+# worker starts; beat sweeps again every 15 minutes.
 run: venv
 	mkdir -p $(VAR_DIR)/mail $(VAR_DIR)/celery/queue $(VAR_DIR)/celery/processed
 	$(PY) manage.py migrate
