@@ -74,7 +74,7 @@ class VisitPoint:
 @dataclass
 class VisitOutcomeData:
     visit_id: int
-    changes: dict[str, dict[str, str | None]]
+    changes: dict[str, dict[str, str | None]] = field(default_factory=dict)
     sledai: Decimal | None = None
     sledai_change: Decimal | None = None
     sri4: bool | None = None
@@ -176,8 +176,17 @@ def flare(*, sledai, previous_sledai, prednisone, weight_kg, d: OutcomeDefinitio
     return FLARE_MILD_MODERATE
 
 
-def compute_outcomes(points: list[VisitPoint], d: OutcomeDefinitions | None = None) -> list[VisitOutcomeData]:
-    """Outcomes for every post-transplant visit (day > 0), in date order."""
+# With `since`, of a post-transplant visit dated before it only these values are read (the SLEDAI-2K before a
+# flare, the remission before a relapse); the baseline visits are read whole.
+EARLIER_VISIT_CODES = ("SLEDAI2K", "PRED", "WEIGHT")
+
+
+def compute_outcomes(
+    points: list[VisitPoint], d: OutcomeDefinitions | None = None, *, since: dt.date | None = None
+) -> list[VisitOutcomeData]:
+    """Outcomes for every post-transplant visit (day > 0), in date order; with `since`, only those of the
+    visits on or after that date (the earlier visits are still read, for `EARLIER_VISIT_CODES`: a flare or
+    relapse depends on them)."""
     d = d or OutcomeDefinitions()
     points = sorted(points, key=lambda p: (p.date, p.visit_id))
     baseline = baseline_values(points)
@@ -191,9 +200,10 @@ def compute_outcomes(points: list[VisitPoint], d: OutcomeDefinitions | None = No
         if point.day <= 0:
             previous_sledai = sledai if sledai is not None else previous_sledai
             continue
-        out = VisitOutcomeData(
-            visit_id=point.visit_id, changes=change_from_baseline(point.values, baseline, baseline_text)
-        )
+        wanted = since is None or point.date >= since
+        out = VisitOutcomeData(visit_id=point.visit_id)
+        if wanted:
+            out.changes = change_from_baseline(point.values, baseline, baseline_text)
         out.sledai = sledai
         if sledai is not None and base_sledai is not None:
             out.sledai_change = sledai - base_sledai
@@ -219,5 +229,6 @@ def compute_outcomes(points: list[VisitPoint], d: OutcomeDefinitions | None = No
             in_remission_since_relapse = True
         if sledai is not None:
             previous_sledai = sledai
-        results.append(out)
+        if wanted:
+            results.append(out)
     return results

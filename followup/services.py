@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from followup import constants as c
@@ -23,8 +24,8 @@ from followup.states import site_today
 from patients.constants import DoseUnit, Drug, Frequency, PatientStatus
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import local_date, patient_record_death
-from registry.audit import bulk_create_audited, history_bulk_create
-from registry.bulk import insert_rows, update_rows, upsert_rows
+from registry.audit import bulk_create_audited, history_bulk_create, history_values
+from registry.bulk import insert_values, update_rows, upsert_values
 from registry.models import OutcomeSettings, VisitDefinition
 from registry.services import ensure_can_write
 
@@ -176,6 +177,7 @@ class _Recording:
 
 VISIT_RECORD_FIELDS = ["actual_date", "deviation_reason", "outcome", "outcome_reason", "sledai_items", "updated_at"]
 RESULT_VALUE_FIELDS = ["value", "entered_value", "entered_unit", "derived", "updated_at"]
+NEW_RESULT_FIELDS = ("created_at", "updated_at", "visit_id", "code", *RESULT_VALUE_FIELDS[:4])
 
 
 def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntry) -> _Recording:
@@ -285,7 +287,7 @@ def _store_recordings(recordings: list[_Recording]) -> None:
     update_rows(Visit, visits, VISIT_RECORD_FIELDS)
     history_bulk_create(Visit, visits, update=True, date=now)
 
-    new, changed = [], []
+    new, reasons, changed = [], [], []  # new results as rows of NEW_RESULT_FIELDS (no instance is built)
     for recording in recordings:
         existing = recording.existing
         for code in sorted(recording.remove & existing.keys()):
@@ -295,18 +297,24 @@ def _store_recordings(recordings: list[_Recording]) -> None:
         for code, (canonical, entered, unit, derived) in recording.converted.items():
             row = existing.get(code)
             if row is None:
-                row = Result(visit=recording.visit, code=code, created_at=now)
-                new.append(row)
-            elif (row.value, row.entered_value, row.entered_unit, row.derived) == (canonical, entered, unit, derived):
+                new.append((now, now, recording.visit.pk, code, canonical, entered, unit, derived))
+                reasons.append(recording.reason)
                 continue
-            else:
-                changed.append(row)
+            if (row.value, row.entered_value, row.entered_unit, row.derived) == (canonical, entered, unit, derived):
+                continue
             row.value, row.entered_value, row.entered_unit, row.derived = canonical, entered, unit, derived
             row.updated_at = now
             if recording.reason:
                 row._change_reason = recording.reason
-    insert_rows(Result, new)
-    history_bulk_create(Result, new, date=now)
+            changed.append(row)
+    keys = insert_values(Result, NEW_RESULT_FIELDS, new, keys=True)
+    history_values(
+        Result,
+        ("id", *NEW_RESULT_FIELDS),
+        [(pk, *row) for pk, row in zip(keys, new, strict=True)],
+        reasons=reasons,
+        date=now,
+    )
     update_rows(Result, changed, RESULT_VALUE_FIELDS)
     history_bulk_create(Result, changed, update=True, date=now)
 
@@ -513,7 +521,11 @@ def outcomes_recompute(*, patient: Patient) -> list[ComputedOutcome]:
     return list(ComputedOutcome.objects.filter(visit__patient=patient).order_by("visit__actual_date", "visit_id"))
 
 
-@transaction.atomic
+# The fields of an outcome row as `outcomes_recompute_patients` builds it.
+_OUTCOME_ROW = ["visit_id", *ComputedOutcome.COMPUTED_FIELDS, "computed_at"]
+
+
+@transaction.atomic(savepoint=False)  # part of its caller's transaction, or one of its own
 def outcomes_recompute_patients(
     patient_ids: Iterable[int], *, since: dict[int, dt.date | None] | None = None, known: Iterable[Patient] = ()
 ) -> int:
@@ -540,16 +552,34 @@ def outcomes_recompute_patients(
         .values_list("patient_id", "infused_at", "infusion_number", "weight_kg")
     ):
         infusions[row[0]].append(row[1:])
+    # Day 0 of each transplanted patient, and the date from which its outcomes are computed (None: all).
+    start_of: dict[int, dt.date] = {}
+    changed_from: dict[int, dt.date | None] = {}
+    for patient_id in ids:
+        patient = patients.get(patient_id)
+        first = next((t for t in infusions[patient_id] if t[1] == 1), None)
+        if patient is None or first is None:
+            continue
+        start_of[patient_id] = start = local_date(first[0], patient.site)
+        from_date = (since or {}).get(patient_id)
+        changed_from[patient_id] = None if from_date is None or from_date <= start else from_date
     visits: dict[int, list] = defaultdict(list)
+    whole, earlier = [], []  # visits whose values are all read; earlier ones, of which only what later ones need
     for row in (
-        Visit.objects.filter(patient_id__in=ids, outcome=VisitOutcome.COMPLETED)
+        Visit.objects.filter(patient_id__in=list(start_of), outcome=VisitOutcome.COMPLETED)
         .order_by()
         .values_list("pk", "patient_id", "code", "actual_date")
     ):
-        visits[row[1]].append(row)
+        visit_id, patient_id, code, actual_date = row
+        visits[patient_id].append(row)
+        from_date = changed_from[patient_id]
+        if from_date is None or actual_date >= from_date or actual_date <= start_of[patient_id] or code == "BL":
+            whole.append(visit_id)
+        else:
+            earlier.append(visit_id)
     values: dict[int, dict[str, Decimal]] = defaultdict(dict)
     for visit_id, code, value in (
-        Result.objects.filter(visit__patient_id__in=ids, visit__outcome=VisitOutcome.COMPLETED)
+        Result.objects.filter(Q(visit_id__in=whole) | Q(visit_id__in=earlier, code__in=outcomes.EARLIER_VISIT_CODES))
         .order_by()
         .values_list("visit_id", "code", "value")
     ):
@@ -558,13 +588,10 @@ def outcomes_recompute_patients(
     for med in ConcomitantMedication.objects.filter(patient_id__in=ids, drug=Drug.PREDNISONE).order_by():
         prednisone[med.patient_id].append(med)
     definitions = _outcome_definitions_of({p.study_id for p in patients.values()})
-    computed, keep = [], set()
-    for patient_id in ids:
-        patient = patients.get(patient_id)
-        first = next((t for t in infusions[patient_id] if t[1] == 1), None)
-        if patient is None or first is None:
-            continue
-        site, start = patient.site, local_date(first[0], patient.site)
+    computed, keep, now = [], set(), timezone.now()
+    for patient_id, start in start_of.items():
+        patient = patients[patient_id]
+        site = patient.site
         infused_on = [(local_date(t[0], site), t[2]) for t in infusions[patient_id]]
         points = []
         for visit_id, _, code, actual_date in visits[patient_id]:
@@ -589,29 +616,27 @@ def outcomes_recompute_patients(
             )
         in_force = definitions[patient.study_id]
         in_force_dict = in_force.as_dict()
-        changed_from = (since or {}).get(patient_id)
-        if changed_from is not None and changed_from <= start:
-            changed_from = None
-        dates = {point.visit_id: point.date for point in points}
-        for out in outcomes.compute_outcomes(points, in_force):
-            keep.add(out.visit_id)
-            if changed_from is not None and dates[out.visit_id] < changed_from:
-                continue  # as stored: it depends only on the baseline and on earlier visits
-            fields = {
-                "algorithm_version": outcomes.ALGORITHM_VERSION,
-                "definitions": in_force_dict,
-                "sledai": out.sledai,
-                "sledai_change": out.sledai_change,
-                "sri4": out.sri4,
-                "sri4_note": out.sri4_note,
-                "remission": out.remission or "",
-                "renal_response": out.renal_response or "",
-                "flare": out.flare or "",
-                "relapse": out.relapse,
-                "changes": out.changes,
-                "notes": out.notes,
-            }
-            computed.append(ComputedOutcome(visit_id=out.visit_id, **fields))
+        keep.update(point.visit_id for point in points if point.day > 0)  # each has an outcome
+        # The outcomes before `changed_from` stay as stored: they depend only on the baseline and earlier visits.
+        for out in outcomes.compute_outcomes(points, in_force, since=changed_from[patient_id]):
+            computed.append(
+                (
+                    out.visit_id,
+                    outcomes.ALGORITHM_VERSION,
+                    in_force_dict,
+                    out.sledai,
+                    out.sledai_change,
+                    out.sri4,
+                    out.sri4_note,
+                    out.remission or "",
+                    out.renal_response or "",
+                    out.flare or "",
+                    out.relapse,
+                    out.changes,
+                    out.notes,
+                    now,
+                )
+            )
     # Outcomes of visits no longer completed (or of a patient no longer transplanted) go.
     stale = [
         pk
@@ -620,9 +645,10 @@ def outcomes_recompute_patients(
     ]
     if stale:
         ComputedOutcome.objects.filter(pk__in=stale).delete()
-    computed.sort(key=lambda o: o.visit_id)  # rows locked in one order by every writer
-    return upsert_rows(
+    computed.sort(key=lambda row: row[0])  # rows locked in one order by every writer
+    return upsert_values(
         ComputedOutcome,
+        _OUTCOME_ROW,
         computed,
         unique="visit",
         field_names=[*ComputedOutcome.COMPUTED_FIELDS, "computed_at"],

@@ -188,25 +188,47 @@ def history_bulk_create(model, objs: list, *, update: bool = False, date=None, r
     """History rows for rows already written in bulk (created, or changed when `update`), in a fixed number of
     statements, stamped like any other change; each object's `_change_reason`, when set, is its row's reason,
     else `reason`."""
+    tracked = _tracked_names(model)
+    history_values(
+        model,
+        tracked,
+        [tuple(getattr(obj, name) for name in tracked) for obj in objs],
+        reasons=[getattr(obj, "_change_reason", "") or reason for obj in objs],
+        update=update,
+        date=date,
+    )
+
+
+def history_values(
+    model, field_names, rows: list[tuple], *, reasons: list[str], update: bool = False, date=None
+) -> None:
+    """`history_bulk_create` for rows given as tuples of the model's tracked fields (by attribute name, in the
+    order of `field_names`, the primary key among them), with one reason per row."""
     from django.utils import timezone
-    from simple_history.utils import get_history_model_for_model
 
     from registry.bulk import insert_values
 
-    if not objs:
+    if not rows:
         return
-    history = _history_models.get(model) or _history_models.setdefault(model, get_history_model_for_model(model))
+    history = _history_model(model)
+    if sorted(field_names) != sorted(_tracked_names(model)):
+        raise ValueError(f"History rows of {model.__name__} need exactly the fields {_tracked_names(model)}.")
     attrs, date = _history_attrs(), date or timezone.now()
-    kind = "~" if update else "+"
-    tracked = [field.attname for field in history.tracked_fields]
-    names = ["history_date", "history_type", "history_change_reason", *attrs, *tracked]
-    stamp = (date, kind)
+    names = ["history_date", "history_type", "history_change_reason", *attrs, *field_names]
+    stamp = (date, "~" if update else "+")
     extra = tuple(attrs.values())
     insert_values(
         history,
         names,
-        [
-            (*stamp, getattr(obj, "_change_reason", "") or reason, *extra, *(getattr(obj, name) for name in tracked))
-            for obj in objs
-        ],
+        [(*stamp, reason, *extra, *row) for row, reason in zip(rows, reasons, strict=True)],
     )
+
+
+def _history_model(model):
+    from simple_history.utils import get_history_model_for_model
+
+    return _history_models.get(model) or _history_models.setdefault(model, get_history_model_for_model(model))
+
+
+def _tracked_names(model) -> list[str]:
+    return [field.attname for field in _history_model(model).tracked_fields]

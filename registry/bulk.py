@@ -2,9 +2,9 @@
 
 On PostgreSQL, from `COPY_FROM` rows up, the rows travel by COPY (psycopg 3), several times faster than
 Django's bulk statements for thousands of rows (those quote every array element of `INSERT ... SELECT *
-FROM UNNEST` in Python); below that, and on other databases, Django's `bulk_create` and `bulk_update` do
-the same work. No signal is sent: the
-callers write the audit-history rows themselves (`registry.audit.history_bulk_create`).
+FROM UNNEST` in Python); below that, and on other databases, Django's `bulk_create` and `bulk_update` (or,
+for rows given as tuples, a plain `INSERT ... VALUES`) do the same work. No signal is sent: the callers write
+the audit-history rows themselves (`registry.audit.history_bulk_create`, `history_values`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ _names = itertools.count(1)
 
 # Below this many rows Django's bulk statements are as quick as COPY and need no temporary table.
 COPY_FROM = 50
+_INSERT_CHUNK = 500  # rows per INSERT where COPY is not used (SQLite allows 32,766 parameters a statement)
 
 
 def _copy_pays(objs) -> bool:
@@ -30,8 +31,9 @@ def _quote(name: str) -> str:
 def _preparers(fields) -> list:
     """Per field, the function that makes a value ready for psycopg: the field's own where the value needs one
     (JSON), none where psycopg adapts the Python value as it is (numbers, text, dates, booleans)."""
+    native = _NATIVE if connection.vendor == "postgresql" else set()  # SQLite: dates and decimals as text
     return [
-        None if field.get_internal_type() in _NATIVE else (lambda v, f=field: f.get_db_prep_save(v, connection))
+        None if field.get_internal_type() in native else (lambda v, f=field: f.get_db_prep_save(v, connection))
         for field in fields
     ]
 
@@ -90,11 +92,7 @@ def insert_rows(model, objs: list) -> list:
     meta = model._meta
     fields = [f for f in meta.concrete_fields if f is not meta.pk]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [meta.db_table, meta.pk.column, len(objs)],
-        )
-        for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
+        for obj, pk in zip(objs, _draw_keys(cursor, meta, len(objs)), strict=True):
             obj.pk = pk
         _copy(
             cursor,
@@ -107,23 +105,53 @@ def insert_rows(model, objs: list) -> list:
     return objs
 
 
-def insert_values(model, field_names: list[str], rows: list[tuple]) -> None:
+def insert_values(model, field_names: list[str], rows: list[tuple], *, keys: bool = False) -> list | None:
     """Insert rows given as tuples of these fields' Python values (in that order; fields named by name or
-    attribute name, `visit` or `visit_id`), for rows nobody needs as
-    instances afterwards (history rows): no instance is built and, by COPY, no key is drawn beforehand."""
+    attribute name, `visit` or `visit_id`), as given (no auto_now stamp replaces one) and with no instance
+    built. With `keys`, return the rows' new primary keys, in order; without, none is drawn beforehand."""
     if not rows:
-        return
+        return [] if keys else None
     meta = model._meta
     by_name = {f.attname: f for f in meta.concrete_fields} | {f.name: f for f in meta.concrete_fields}
     fields = [by_name[name] for name in field_names]
-    if not _copy_pays(rows):
-        model._default_manager.bulk_create([model(**dict(zip(field_names, row, strict=True))) for row in rows])
-        return
     preparers = _preparers(fields)
     if any(preparers):
-        rows = (tuple(p(v) if p else v for p, v in zip(preparers, row, strict=True)) for row in rows)
+        rows = [tuple(p(v) if p else v for p, v in zip(preparers, row, strict=True)) for row in rows]
+    columns = [f.column for f in fields]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        _copy(cursor, meta.db_table, [f.column for f in fields], rows)
+        if not _copy_pays(rows):
+            return _insert_statements(cursor, meta, columns, rows, keys=keys)
+        pks = None
+        if keys:
+            pks = _draw_keys(cursor, meta, len(rows))
+            rows, columns = ((pk, *row) for pk, row in zip(pks, rows, strict=True)), [meta.pk.column, *columns]
+        _copy(cursor, meta.db_table, columns, rows)
+    return pks
+
+
+def _insert_statements(cursor, meta, columns: list[str], rows: list[tuple], *, keys: bool) -> list | None:
+    """INSERT ... VALUES of prepared rows, `_INSERT_CHUNK` rows a statement (RETURNING the keys, in order)."""
+    names = ", ".join(_quote(c) for c in columns)
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    returning = f" RETURNING {_quote(meta.pk.column)}" if keys else ""
+    pks: list = []
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        chunk = rows[start : start + _INSERT_CHUNK]
+        cursor.execute(
+            f"INSERT INTO {_quote(meta.db_table)} ({names}) VALUES {', '.join([one] * len(chunk))}{returning}",
+            [value for row in chunk for value in row],
+        )
+        if keys:
+            pks += [pk for (pk,) in cursor.fetchall()]
+    return pks if keys else None
+
+
+def _draw_keys(cursor, meta, count: int) -> list:
+    cursor.execute(
+        "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+        [meta.db_table, meta.pk.column, count],
+    )
+    return [pk for (pk,) in cursor.fetchall()]
 
 
 def update_rows(model, objs: list, field_names: list[str]) -> None:
@@ -153,14 +181,27 @@ def update_rows(model, objs: list, field_names: list[str]) -> None:
 
 def upsert_rows(model, objs: list, *, unique: str, field_names: list[str], compare: list[str] | None = None) -> int:
     """Insert new instances or, where a row with the same `unique` field exists, update these fields of it
-    (the row keeps its primary key). auto_now fields among them are stamped. With `compare`, an existing row
-    whose `compare` fields already hold the new values is left as it is (its auto_now stamp too). Returns
-    the number of rows inserted or updated."""
-    if not objs:
+    (the row keeps its primary key). auto_now fields are stamped. With `compare`, an existing row whose
+    `compare` fields already hold the new values is left as it is (its auto_now stamp too). Returns the number
+    of rows inserted or updated."""
+    fields = [f for f in model._meta.concrete_fields if f is not model._meta.pk]
+    rows = [tuple(field.pre_save(obj, True) for field in fields) for obj in objs]
+    return upsert_values(
+        model, [f.attname for f in fields], rows, unique=unique, field_names=field_names, compare=compare
+    )
+
+
+def upsert_values(
+    model, names: list[str], rows: list[tuple], *, unique: str, field_names: list[str], compare: list[str] | None = None
+) -> int:
+    """`upsert_rows` for rows given as tuples of the fields `names` (attribute names; every field a new row
+    needs, `unique` among them) and with no instance built on PostgreSQL from `COPY_FROM` rows up."""
+    if not rows:
         return 0
     meta = model._meta
     key = meta.get_field(unique)
-    if not _copy_pays(objs):
+    if not _copy_pays(rows):
+        objs = [model(**dict(zip(names, row, strict=True))) for row in rows]
         if compare:
             stored = model._default_manager.filter(**{f"{unique}__in": [getattr(o, key.attname) for o in objs]})
             current = {getattr(row, key.attname): row for row in stored.order_by()}
@@ -175,13 +216,17 @@ def upsert_rows(model, objs: list, *, unique: str, field_names: list[str], compa
                 objs, update_conflicts=True, unique_fields=[unique], update_fields=field_names
             )
         return len(objs)
-    # A new row gets every field (as bulk_create gives it); an existing one only the named fields.
-    fields = [f for f in meta.concrete_fields if f is not meta.pk]
+    # A new row gets every field given; an existing one only the `field_names`.
+    by_name = {f.attname: f for f in meta.concrete_fields}
+    fields = [by_name[name] for name in names]
+    preparers = _preparers(fields)
+    if any(preparers):
+        rows = (tuple(p(v) if p else v for p, v in zip(preparers, row, strict=True)) for row in rows)
     columns = [f.column for f in fields]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         scratch = _scratch_table(cursor, model, columns)
-        _copy(cursor, scratch, columns, _rows(objs, fields, add=True))
-        names = ", ".join(_quote(c) for c in columns)
+        _copy(cursor, scratch, columns, rows)
+        listed = ", ".join(_quote(c) for c in columns)
         updated = [_quote(meta.get_field(name).column) for name in field_names]
         assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in updated)
         unless = ""
@@ -192,7 +237,7 @@ def upsert_rows(model, objs: list, *, unique: str, field_names: list[str], compa
                 f"IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in compared)})"
             )
         cursor.execute(
-            f"INSERT INTO {_quote(meta.db_table)} AS t ({names}) SELECT {names} FROM {_quote(scratch)} "
+            f"INSERT INTO {_quote(meta.db_table)} AS t ({listed}) SELECT {listed} FROM {_quote(scratch)} "
             f"ORDER BY {_quote(key.column)} "  # rows locked in one order by every writer: no deadlock between two
             f"ON CONFLICT ({_quote(key.column)}) DO UPDATE SET {assignments}{unless}"
         )

@@ -1,11 +1,13 @@
 """Request bodies: JSON only, and JSON whose strings are text."""
 
+import io
 import re
 
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _lone_surrogate(value) -> str | None:
@@ -29,7 +31,9 @@ class StrictJSONParser(JSONParser):
     """JSON whose strings are text: an escaped lone surrogate decodes to no character, so it is refused."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        data = super().parse(stream, media_type, parser_context)
-        if _lone_surrogate(data) is not None:
+        body = stream.read()
+        data = super().parse(io.BytesIO(body), media_type, parser_context)
+        # A surrogate can only come from an escape (UTF-8 has no encoding for one): without one, no walk.
+        if _SURROGATE_ESCAPE.search(body) and _lone_surrogate(data) is not None:
             raise exceptions.ParseError("JSON parse error - a string holds an unpaired UTF-16 surrogate escape.")
         return data

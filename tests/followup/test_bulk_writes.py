@@ -10,8 +10,8 @@ import pytest
 from django.db import transaction
 
 from followup.models import ComputedOutcome, Result, Visit
-from registry.audit import Door, audit_context, history_bulk_create
-from registry.bulk import COPY_FROM, insert_rows, update_rows, upsert_rows
+from registry.audit import Door, audit_context, history_bulk_create, history_values
+from registry.bulk import COPY_FROM, insert_rows, insert_values, update_rows, upsert_rows
 from tests.followup.clinical_setup import make_clinical
 
 pytestmark = pytest.mark.django_db
@@ -54,6 +54,28 @@ def test_insert_rows_stores_every_row_and_gives_each_its_key(count):
         assert (db.visit_id, db.code, db.entered_value, db.entered_unit) == (row.visit_id, row.code, n, "x")
         assert db.value == Decimal(n) + Decimal("0.1234") or db.value == Decimal(n) + Decimal("0.1235")
         assert db.created_at is not None and db.updated_at is not None  # auto_now fields stamped
+
+
+@pytest.mark.parametrize("count", SIZES)
+def test_insert_values_gives_the_keys_in_order_and_stores_the_values_as_given(count):
+    stamp = dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC)  # not replaced by an auto_now stamp
+    names = ("created_at", "updated_at", "visit_id", "code", "value", "entered_value", "entered_unit", "derived")
+    rows = [(stamp, stamp, r.visit_id, r.code, r.value, r.entered_value, "x", False) for r in new_results(count)]
+    with audit_context(door=Door.API, actor="api-key:test"), transaction.atomic():
+        keys = insert_values(Result, names, rows, keys=True)
+        history_values(
+            Result, ("id", *names), [(k, *row) for k, row in zip(keys, rows, strict=True)], reasons=["r"] * count
+        )
+    assert len(set(keys)) == count
+    stored = {r.pk: r for r in Result.objects.all()}
+    assert [(stored[k].visit_id, stored[k].code, stored[k].created_at, stored[k].updated_at) for k in keys] == [
+        (row[2], row[3], stamp, stamp) for row in rows
+    ]
+    history = {h.id: h for h in Result.history.all()}
+    assert set(history) == set(keys)
+    assert {(h.history_type, h.history_change_reason, h.updated_at) for h in history.values()} == {("+", "r", stamp)}
+    with pytest.raises(ValueError, match="need exactly the fields"):
+        history_values(Result, names, rows, reasons=["r"] * count)  # the key is missing
 
 
 @pytest.mark.parametrize("count", SIZES)

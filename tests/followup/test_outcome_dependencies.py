@@ -58,6 +58,23 @@ def test_changing_a_later_visit_leaves_every_earlier_outcome_as_it_was(course, c
         assert after[visit_id] == before[visit_id]
 
 
+@settings(max_examples=200, deadline=None)
+@given(course=courses, data=st.data())
+def test_outcomes_since_a_date_are_the_full_computation_from_that_date_on(course, data):
+    points = points_of(course)
+    since = points[data.draw(st.integers(0, len(points) - 1), label="since visit")].date
+    full = [out for out in o.compute_outcomes(points) if points[out.visit_id - 1].date >= since]
+    assert o.compute_outcomes(points, since=since) == full
+    # Of the post-transplant visits before `since`, only EARLIER_VISIT_CODES are read.
+    trimmed = [
+        point
+        if point.day <= 0 or point.date >= since
+        else dataclasses.replace(point, values={k: v for k, v in point.values.items() if k in o.EARLIER_VISIT_CODES})
+        for point in points
+    ]
+    assert o.compute_outcomes(trimmed, since=since) == full
+
+
 @pytest.mark.django_db
 def test_recording_a_visit_rewrites_no_earlier_outcome_and_a_full_recompute_finds_nothing_to_do():
     clinical = make_clinical()
