@@ -1,8 +1,10 @@
 import operator
+from collections.abc import Mapping
 from decimal import Decimal
 
 from django.utils.functional import cached_property
 from rest_framework import serializers
+from rest_framework.fields import SkipField, empty
 from rest_framework.settings import api_settings
 
 from followup import constants as c
@@ -145,10 +147,45 @@ class ResultInputSerializer(serializers.Serializer):
     unit = serializers.CharField(required=False, max_length=20, help_text="Defaults to the canonical unit.")
 
 
+class ResultsInputField(serializers.DictField):
+    """Results by code, each as `ResultInputSerializer` takes it: each entry's fields are checked directly by
+    that serializer's fields (the same rules and messages), without a serializer's run per entry (a batch of
+    500 visits has 5,000 of them)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=ResultInputSerializer(), **kwargs)
+
+    def run_child_validation(self, data):
+        fields = [field for field in self.child.fields.values() if not field.read_only]
+        result, errors = {}, {}
+        for key, entry in data.items():
+            key = str(key)
+            if not isinstance(entry, Mapping):  # null or not an object: the serializer's own error
+                try:
+                    result[key] = self.child.run_validation(entry)
+                except serializers.ValidationError as exc:
+                    errors[key] = exc.detail
+                continue
+            item, item_errors = {}, {}
+            for field in fields:
+                try:
+                    item[field.field_name] = field.run_validation(entry.get(field.field_name, empty))
+                except serializers.ValidationError as exc:
+                    item_errors[field.field_name] = exc.detail
+                except SkipField:
+                    pass
+            if item_errors:
+                errors[key] = item_errors
+            else:
+                result[key] = item
+        if errors:
+            raise serializers.ValidationError(errors)
+        return result
+
+
 class VisitRecordSerializer(serializers.Serializer):
     actual_date = serializers.DateField()
-    results = serializers.DictField(
-        child=ResultInputSerializer(),
+    results = ResultsInputField(
         required=False,
         help_text=f'By result code: {", ".join(ANALYTES)}. E.g. {{"CREAT": {{"value": 0.9, "unit": "mg/dL"}}}}.',
     )
