@@ -25,7 +25,7 @@ from patients.constants import DoseUnit, Drug, Frequency, PatientStatus
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import local_date, patient_record_death
 from registry.audit import bulk_create_audited, history_bulk_create, history_values
-from registry.bulk import insert_values, update_rows, upsert_values
+from registry.bulk import insert_values, update_rows, upsert_values, without_jit
 from registry.models import OutcomeSettings, VisitDefinition
 from registry.services import ensure_can_write
 
@@ -393,6 +393,7 @@ def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[st
         raise ValidationError(
             {"visits": f"At most {c.MAX_BATCH_VISITS} visits in one batch; send the rest in another."}
         )
+    without_jit()
     errors: dict[str, list[str]] = {}
     first_at: dict[tuple[str, str], int] = {}
     for index, (subject, code, _) in enumerate(entries):
@@ -406,22 +407,22 @@ def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[st
     candidates = Visit.objects.filter(
         patient__site_id=site_id,
         patient__study__code=study_code,
-        patient__subject_code__in=subjects,
-        code__in=sorted({code for _, code, _ in entries}),
+        patient__subject_code__any=subjects,
+        code__any=sorted({code for _, code, _ in entries}),
     ).values_list("pk", "patient__subject_code", "code")
     visits = {
         (v.patient.subject_code, v.code): v
         for v in _locking_visits()
-        .filter(pk__in=[pk for pk, subject, code in candidates if (subject, code) in wanted])
+        .filter(pk__any=[pk for pk, subject, code in candidates if (subject, code) in wanted])
         .order_by("pk")
     }
     known = set(
-        Patient.objects.filter(site_id=site_id, study__code=study_code, subject_code__in=subjects).values_list(
+        Patient.objects.filter(site_id=site_id, study__code=study_code, subject_code__any=subjects).values_list(
             "subject_code", flat=True
         )
     )
     existing: dict[int, dict[str, Result]] = {v.pk: {} for v in visits.values()}
-    for row in Result.objects.filter(visit_id__in=list(existing)).order_by():
+    for row in Result.objects.filter(visit_id__any=list(existing)).order_by():
         existing[row.visit_id][row.code] = row
     recordings = []
     for index, (subject, code, entry) in enumerate(entries):
@@ -544,10 +545,10 @@ def outcomes_recompute_patients(
     wanted = set(ids)
     patients = {p.pk: p for p in known if p.pk in wanted and Patient.site.is_cached(p)}
     if len(patients) < len(ids):
-        patients |= {p.pk: p for p in Patient.objects.filter(pk__in=ids).select_related("site").order_by()}
+        patients |= {p.pk: p for p in Patient.objects.filter(pk__any=ids).select_related("site").order_by()}
     infusions: dict[int, list] = defaultdict(list)
     for row in (
-        TransplantEvent.objects.filter(patient_id__in=ids)
+        TransplantEvent.objects.filter(patient_id__any=ids)
         .order_by("patient_id", "infused_at")
         .values_list("patient_id", "infused_at", "infusion_number", "weight_kg")
     ):
@@ -566,7 +567,7 @@ def outcomes_recompute_patients(
     visits: dict[int, list] = defaultdict(list)
     whole, earlier = [], []  # visits whose values are all read; earlier ones, of which only what later ones need
     for row in (
-        Visit.objects.filter(patient_id__in=list(start_of), outcome=VisitOutcome.COMPLETED)
+        Visit.objects.filter(patient_id__any=list(start_of), outcome=VisitOutcome.COMPLETED)
         .order_by()
         .values_list("pk", "patient_id", "code", "actual_date")
     ):
@@ -579,13 +580,13 @@ def outcomes_recompute_patients(
             earlier.append(visit_id)
     values: dict[int, dict[str, Decimal]] = defaultdict(dict)
     for visit_id, code, value in (
-        Result.objects.filter(Q(visit_id__in=whole) | Q(visit_id__in=earlier, code__in=outcomes.EARLIER_VISIT_CODES))
+        Result.objects.filter(Q(visit_id__any=whole) | Q(visit_id__any=earlier, code__any=outcomes.EARLIER_VISIT_CODES))
         .order_by()
         .values_list("visit_id", "code", "value")
     ):
         values[visit_id][code] = value
     prednisone: dict[int, list] = defaultdict(list)
-    for med in ConcomitantMedication.objects.filter(patient_id__in=ids, drug=Drug.PREDNISONE).order_by():
+    for med in ConcomitantMedication.objects.filter(patient_id__any=ids, drug=Drug.PREDNISONE).order_by():
         prednisone[med.patient_id].append(med)
     definitions = _outcome_definitions_of({p.study_id for p in patients.values()})
     computed, keep, now = [], set(), timezone.now()
@@ -640,11 +641,11 @@ def outcomes_recompute_patients(
     # Outcomes of visits no longer completed (or of a patient no longer transplanted) go.
     stale = [
         pk
-        for pk, visit_id in ComputedOutcome.objects.filter(visit__patient_id__in=ids).values_list("pk", "visit_id")
+        for pk, visit_id in ComputedOutcome.objects.filter(visit__patient_id__any=ids).values_list("pk", "visit_id")
         if visit_id not in keep
     ]
     if stale:
-        ComputedOutcome.objects.filter(pk__in=stale).delete()
+        ComputedOutcome.objects.filter(pk__any=stale).delete()
     computed.sort(key=lambda row: row[0])  # rows locked in one order by every writer
     return upsert_values(
         ComputedOutcome,

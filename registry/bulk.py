@@ -24,6 +24,15 @@ def _copy_pays(objs) -> bool:
     return connection.vendor == "postgresql" and len(objs) >= COPY_FROM
 
 
+def without_jit() -> None:
+    """For the rest of the transaction, no JIT compilation on PostgreSQL. A bulk write's lookups of thousands
+    of ids are estimated above `jit_above_cost` and compiling them takes longer than running them (a
+    400-visit batch at 100,000 patients: 366 ms of JIT for a 45 ms read of its patients' results)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+
+
 def _quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
