@@ -24,7 +24,7 @@ from followup.states import site_today
 from patients.constants import DoseUnit, Drug, Frequency, PatientStatus
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import local_date, patient_record_death
-from registry.audit import bulk_create_audited, history_bulk_create, history_values
+from registry.audit import bulk_create_audited, history_of_rows
 from registry.bulk import insert_values, update_rows, upsert_values, without_jit
 from registry.models import OutcomeSettings, VisitDefinition
 from registry.services import ensure_can_write
@@ -278,16 +278,14 @@ def _store_recordings(recordings: list[_Recording]) -> None:
     """Write checked recordings in a fixed number of statements, whatever their number: the visits, their new,
     changed and removed results, and a history row for each (with the reason for a correction)."""
     now = timezone.now()
-    visits = []
-    for recording in recordings:
-        recording.visit.updated_at = now
-        if recording.reason:
-            recording.visit._change_reason = recording.reason
-        visits.append(recording.visit)
+    visits = [recording.visit for recording in recordings]
+    for visit in visits:
+        visit.updated_at = now
     update_rows(Visit, visits, VISIT_RECORD_FIELDS)
-    history_bulk_create(Visit, visits, update=True, date=now)
+    history_of_rows(Visit, [v.pk for v in visits], reasons=[r.reason for r in recordings], update=True, date=now)
 
-    new, reasons, changed = [], [], []  # new results as rows of NEW_RESULT_FIELDS (no instance is built)
+    new, reasons = [], []  # new results as rows of NEW_RESULT_FIELDS (no instance is built)
+    changed, changed_reasons = [], []
     for recording in recordings:
         existing = recording.existing
         for code in sorted(recording.remove & existing.keys()):
@@ -304,19 +302,11 @@ def _store_recordings(recordings: list[_Recording]) -> None:
                 continue
             row.value, row.entered_value, row.entered_unit, row.derived = canonical, entered, unit, derived
             row.updated_at = now
-            if recording.reason:
-                row._change_reason = recording.reason
             changed.append(row)
-    keys = insert_values(Result, NEW_RESULT_FIELDS, new, keys=True)
-    history_values(
-        Result,
-        ("id", *NEW_RESULT_FIELDS),
-        [(pk, *row) for pk, row in zip(keys, new, strict=True)],
-        reasons=reasons,
-        date=now,
-    )
+            changed_reasons.append(recording.reason)
+    history_of_rows(Result, insert_values(Result, NEW_RESULT_FIELDS, new, keys=True), reasons=reasons, date=now)
     update_rows(Result, changed, RESULT_VALUE_FIELDS)
-    history_bulk_create(Result, changed, update=True, date=now)
+    history_of_rows(Result, [r.pk for r in changed], reasons=changed_reasons, update=True, date=now)
 
 
 @transaction.atomic

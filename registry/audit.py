@@ -224,6 +224,38 @@ def history_values(
     )
 
 
+def history_of_rows(model, pks: list, *, reasons: list[str], update: bool = False, date=None) -> None:
+    """History rows of rows as they now are in the database, named by primary key (one reason each). On
+    PostgreSQL they are copied inside the database by one INSERT ... SELECT: nothing travels back and forth."""
+    from django.db import connection
+    from django.utils import timezone
+
+    if not pks:
+        return
+    if connection.vendor != "postgresql":
+        tracked = _tracked_names(model)
+        found = {row[0]: row for row in model._base_manager.filter(pk__in=pks).values_list("pk", *tracked)}
+        rows = [found[pk][1:] for pk in pks]
+        history_values(model, tracked, rows, reasons=reasons, update=update, date=date)
+        return
+    history = _history_model(model)
+    quote = connection.ops.quote_name
+    attrs = _history_attrs()
+    stamps = ["history_date", "history_type", *attrs]
+    live = [field.column for field in history.tracked_fields]
+    names = [history._meta.get_field(name).column for name in stamps]
+    names += ["history_change_reason", *(history._meta.get_field(f.name).column for f in history.tracked_fields)]
+    values = ", ".join(["%s"] * len(stamps))
+    pk = quote(model._meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(history._meta.db_table)} ({', '.join(quote(n) for n in names)}) "
+            f"SELECT {values}, r.reason, {', '.join(f't.{quote(c)}' for c in live)} "
+            f"FROM unnest(%s::bigint[], %s::text[]) AS r(id, reason) JOIN {quote(model._meta.db_table)} t ON t.{pk} = r.id",
+            [date or timezone.now(), "~" if update else "+", *attrs.values(), list(pks), list(reasons)],
+        )
+
+
 def _history_model(model):
     from simple_history.utils import get_history_model_for_model
 

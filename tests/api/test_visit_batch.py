@@ -33,7 +33,7 @@ pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/visits/record-batch/"
 # Queries of a batch of 1, 50 and 100 visits on PostgreSQL, without and with outcomes to write.
-PINNED_BATCH_QUERIES = {"BL": [22, 22, 22], "M1": [24, 25, 25]}
+PINNED_BATCH_QUERIES = {"BL": [22, 24, 24], "M1": [24, 27, 27]}
 M1 = dt.date(2025, 4, 2)
 
 
@@ -236,8 +236,8 @@ def test_the_number_of_queries_does_not_grow_with_the_batch(site_a):
 
     subjects = [p.subject_code for p in patients]
     bl = dt.date(2025, 3, 3)
-    # One visit (Django's bulk statements), then 50 and 100 (COPY): baselines first (no outcome), then
-    # month 1 (an outcome per visit).
+    # One visit (INSERT statements), then 50 and 100 (COPY, which is not captured as a query; the history rows
+    # then come by INSERT ... SELECT, which is): baselines first (no outcome), then month 1 (an outcome per visit).
     counts = {
         "BL": [queries(subjects[:1], "BL", bl, "a"), queries(subjects[1:51], "BL", bl, "b")],
         "M1": [queries(subjects[:1], "M1", M1, "c"), queries(subjects[1:51], "M1", M1, "d")],
@@ -259,8 +259,9 @@ def test_a_batch_is_attributed_to_the_keys_site_only(world):
 
 
 # Queries of recording one visit through POST /visits/record/ (key, idempotency, lookup, lock, writes and
-# their history, outcomes, answer), without and with an outcome to write.
-PINNED_RECORD_QUERIES = {"BL": 20, "M1": 22}
+# their history, outcomes, answer), without and with an outcome to write. On SQLite the history rows are
+# written from the rows read back (PostgreSQL copies them by INSERT ... SELECT).
+PINNED_RECORD_QUERIES = {"postgresql": {"BL": 20, "M1": 22}, "sqlite": {"BL": 22, "M1": 24}}
 
 
 def test_recording_one_visit_takes_a_pinned_number_of_queries(batch):
@@ -273,4 +274,4 @@ def test_recording_one_visit_takes_a_pinned_number_of_queries(batch):
             response = call(client, "POST", "/api/v1/visits/record/", body, **{"Idempotency-Key": code})
         assert response.status_code == 200, response.content
         counts[code] = len(captured.captured_queries)
-    assert counts == PINNED_RECORD_QUERIES
+    assert counts == PINNED_RECORD_QUERIES[connection.vendor]

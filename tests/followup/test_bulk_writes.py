@@ -10,7 +10,7 @@ import pytest
 from django.db import transaction
 
 from followup.models import ComputedOutcome, Result, Visit
-from registry.audit import Door, audit_context, history_bulk_create, history_values
+from registry.audit import Door, audit_context, history_bulk_create, history_of_rows, history_values
 from registry.bulk import COPY_FROM, insert_rows, insert_values, update_rows, upsert_rows
 from tests.followup.clinical_setup import make_clinical
 
@@ -154,3 +154,36 @@ def test_upsert_rows_with_compare_leaves_unchanged_rows_and_their_stamps_alone(c
     after = dict(ComputedOutcome.objects.values_list("visit_id", "computed_at"))
     assert [v for v in visits if after[v] != stamps[v]] == [visits[0]]
     assert ComputedOutcome.objects.get(visit_id=visits[0]).sledai == Decimal("9.00")
+
+
+@pytest.mark.parametrize("count", SIZES)
+def test_history_of_rows_copies_each_row_as_it_is_in_the_database(count):
+    rows = insert_rows(Result, new_results(count))
+    Result.objects.filter(pk=rows[0].pk).update(value=Decimal("42"))  # the database's value, not the instance's
+    moment = dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.UTC)
+    reasons = ["re-read from the lab report"] + [""] * (count - 1)
+    with audit_context(door=Door.API, actor="api-key:test"), transaction.atomic():
+        history_of_rows(Result, [row.pk for row in rows], reasons=reasons, update=True, date=moment)
+    history = {h.id: h for h in Result.history.all()}
+    live = {r.pk: r for r in Result.objects.all()}
+    assert set(history) == set(live)
+    for pk, row in live.items():
+        h = history[pk]
+        assert (h.visit_id, h.code, h.value, h.entered_value, h.entered_unit, h.derived, h.updated_at) == (
+            row.visit_id,
+            row.code,
+            row.value,
+            row.entered_value,
+            row.entered_unit,
+            row.derived,
+            row.updated_at,
+        )
+        assert (h.history_type, h.history_door, h.history_actor, h.history_date) == (
+            "~",
+            Door.API,
+            "api-key:test",
+            moment,
+        )
+    assert history[rows[0].pk].value == Decimal("42")
+    assert history[rows[0].pk].history_change_reason == "re-read from the lab report"
+    assert history[rows[1].pk].history_change_reason == ""
