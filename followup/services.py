@@ -26,7 +26,7 @@ from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import local_date, patient_record_death
 from registry.audit import bulk_create_audited, history_of_rows
 from registry.bulk import insert_values, update_rows, upsert_values, without_jit
-from registry.models import OutcomeSettings, VisitDefinition
+from registry.models import OutcomeSettings, Site, VisitDefinition
 from registry.services import ensure_can_write
 
 # Schedule ----------------------------------------------------------------------------------------------
@@ -173,6 +173,7 @@ class _Recording:
     remove: set[str]
     reason: str
     since: dt.date | None  # outcomes from this date on may change (None: all of the patient's, a baseline)
+    correction: bool  # of a visit already recorded, missed or not required (which may have had an outcome)
 
 
 VISIT_RECORD_FIELDS = ["actual_date", "deviation_reason", "outcome", "outcome_reason", "sledai_items", "updated_at"]
@@ -258,7 +259,13 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
     visit.actual_date, visit.deviation_reason = actual_date, deviation_reason
     visit.outcome, visit.outcome_reason = VisitOutcome.COMPLETED, ""
     return _Recording(
-        visit=visit, existing=dict(existing), converted=converted, remove=remove, reason=reason, since=since
+        visit=visit,
+        existing=dict(existing),
+        converted=converted,
+        remove=remove,
+        reason=reason,
+        since=since,
+        correction=correcting,
     )
 
 
@@ -364,7 +371,12 @@ def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
     existing = {r.code: r for r in Result.objects.filter(visit=visit).order_by()}
     recordings = [_check_recording(visit, existing, entry)]
     _store_recordings(recordings)
-    outcomes_recompute_patients([visit.patient_id], since=_outcomes_since(recordings), known=[visit.patient])
+    outcomes_recompute_patients(
+        [visit.patient_id],
+        since=_outcomes_since(recordings),
+        known=[visit.patient],
+        prune=recordings[0].correction,
+    )
     return visit
 
 
@@ -400,17 +412,23 @@ def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[st
         patient__subject_code__any=subjects,
         code__any=sorted({code for _, code, _ in entries}),
     ).values_list("pk", "patient__subject_code", "code")
-    visits = {
-        (v.patient.subject_code, v.code): v
-        for v in _locking_visits()
+    # The batch's patients and their one site are read once, not joined to every visit.
+    site = Site.objects.get(pk=site_id)
+    patients = {
+        p.pk: p
+        for p in Patient.objects.filter(site_id=site_id, study__code=study_code, subject_code__any=subjects).order_by()
+    }
+    for patient in patients.values():
+        patient.site = site
+    known = {patient.subject_code for patient in patients.values()}
+    visits = {}
+    for visit in (
+        Visit.objects.select_for_update(of=("self",))
         .filter(pk__any=[pk for pk, subject, code in candidates if (subject, code) in wanted])
         .order_by("pk")
-    }
-    known = set(
-        Patient.objects.filter(site_id=site_id, study__code=study_code, subject_code__any=subjects).values_list(
-            "subject_code", flat=True
-        )
-    )
+    ):
+        visit.patient = patients[visit.patient_id]
+        visits[visit.patient.subject_code, visit.code] = visit
     existing: dict[int, dict[str, Result]] = {v.pk: {} for v in visits.values()}
     for row in Result.objects.filter(visit_id__any=list(existing)).order_by():
         existing[row.visit_id][row.code] = row
@@ -436,6 +454,7 @@ def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[st
             {r.visit.patient_id for r in recordings},
             since=_outcomes_since(recordings),
             known=[r.visit.patient for r in recordings],
+            prune=any(r.correction for r in recordings),
         )
     return [r.visit for r in recordings]
 
@@ -518,7 +537,11 @@ _OUTCOME_ROW = ["visit_id", *ComputedOutcome.COMPUTED_FIELDS, "computed_at"]
 
 @transaction.atomic(savepoint=False)  # part of its caller's transaction, or one of its own
 def outcomes_recompute_patients(
-    patient_ids: Iterable[int], *, since: dict[int, dt.date | None] | None = None, known: Iterable[Patient] = ()
+    patient_ids: Iterable[int],
+    *,
+    since: dict[int, dt.date | None] | None = None,
+    known: Iterable[Patient] = (),
+    prune: bool = True,
 ) -> int:
     """Recompute the outcomes of every post-transplant visit of these patients, in a fixed number of queries
     whatever their number. Only outcomes that differ from the stored ones are written (so an unchanged
@@ -528,7 +551,9 @@ def outcomes_recompute_patients(
     `since` (from a recording) names, per patient, the date from which outcomes can have changed: only those
     are compared and written, the earlier ones depending only on the baseline and on earlier visits. A date
     on or before day 0 (a baseline value), None or a patient left out means every outcome. `known`: patients
-    already loaded with their site, not read again."""
+    already loaded with their site, not read again. `prune=False` leaves the outcomes of visits no longer
+    completed alone: a first recording of visits, which only completes them, cannot leave one behind (a
+    correction can: a visit moved to before day 0 has no outcome any more)."""
     ids = sorted(set(patient_ids))
     if not ids:
         return 0
@@ -629,7 +654,7 @@ def outcomes_recompute_patients(
                 )
             )
     # Outcomes of visits no longer completed (or of a patient no longer transplanted) go.
-    stale = [
+    stale = prune and [
         pk
         for pk, visit_id in ComputedOutcome.objects.filter(visit__patient_id__any=ids).values_list("pk", "visit_id")
         if visit_id not in keep

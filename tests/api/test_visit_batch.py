@@ -261,7 +261,7 @@ def test_a_batch_is_attributed_to_the_keys_site_only(world):
 # Queries of recording one visit through POST /visits/record/ (key, idempotency, lookup, lock, writes and
 # their history, outcomes, answer), without and with an outcome to write. On SQLite the history rows are
 # written from the rows read back (PostgreSQL copies them by INSERT ... SELECT).
-PINNED_RECORD_QUERIES = {"postgresql": {"BL": 20, "M1": 22}, "sqlite": {"BL": 22, "M1": 24}}
+PINNED_RECORD_QUERIES = {"postgresql": {"BL": 19, "M1": 21}, "sqlite": {"BL": 21, "M1": 23}}
 
 
 def test_recording_one_visit_takes_a_pinned_number_of_queries(batch):

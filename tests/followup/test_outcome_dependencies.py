@@ -92,3 +92,27 @@ def test_recording_a_visit_rewrites_no_earlier_outcome_and_a_full_recompute_find
     visit_record(visit=visits["BL"], actual_date=DAY_ZERO, results={"SLEDAI2K": 6}, reason="Total re-scored from notes")
     assert ComputedOutcome.objects.get(visit__code="M3").sledai_change == Decimal("-2")
     assert outcomes_recompute_patients([clinical.patient.pk]) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["one", "batch"])
+def test_a_visit_corrected_to_before_day_zero_loses_its_outcome(path):
+    from followup.services import VisitEntry, visits_record_batch
+
+    clinical = make_clinical()
+    visits = {v.code: v for v in Visit.objects.filter(patient=clinical.patient)}
+    visit_record(visit=visits["BL"], actual_date=DAY_ZERO, results={"SLEDAI2K": 12})
+    visit_record(visit=visits["D7"], actual_date=DAY_ZERO + dt.timedelta(days=7), results={"SLEDAI2K": 8})
+    assert ComputedOutcome.objects.filter(visit=visits["D7"]).exists()
+    before = DAY_ZERO - dt.timedelta(days=1)  # the visit was in fact the day before the infusion
+    entry = VisitEntry(before, {"SLEDAI2K": 8}, deviation_reason="seen before the infusion", reason="date corrected")
+    if path == "one":
+        visit_record(visit=visits["D7"], **vars(entry))
+    else:
+        visits_record_batch(
+            site_id=clinical.site.pk,
+            study_code=clinical.study.code,
+            entries=[(clinical.patient.subject_code, "D7", entry)],
+        )
+    assert not ComputedOutcome.objects.filter(visit=visits["D7"]).exists()
+    assert outcomes_recompute_patients([clinical.patient.pk]) == 0
