@@ -427,8 +427,10 @@ def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[st
         .filter(pk__any=[pk for pk, subject, code in candidates if (subject, code) in wanted])
         .order_by("pk")
     ):
-        visit.patient = patients[visit.patient_id]
-        visits[visit.patient.subject_code, visit.code] = visit
+        patient = patients.get(visit.patient_id)  # None: moved since it was read (the visit is then unknown)
+        if patient is not None:
+            visit.patient = patient
+            visits[patient.subject_code, visit.code] = visit
     existing: dict[int, dict[str, Result]] = {v.pk: {} for v in visits.values()}
     for row in Result.objects.filter(visit_id__any=list(existing)).order_by():
         existing[row.visit_id][row.code] = row

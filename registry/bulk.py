@@ -67,9 +67,11 @@ _NATIVE = {
 
 
 def _rows(objs, fields, *, add: bool, with_pk: bool = False):
+    """Rows of the instances' values for COPY: for new rows (`add`) as `save` would write them (auto_now
+    fields stamped), for existing rows as the instances hold them."""
     preparers = list(zip(fields, _preparers(fields), strict=True))
     for obj in objs:
-        values = [field.pre_save(obj, add) for field, _ in preparers]
+        values = [field.pre_save(obj, add) if add else getattr(obj, field.attname) for field, _ in preparers]
         row = [prepare(v) if prepare else v for (_, prepare), v in zip(preparers, values, strict=True)]
         yield (obj.pk, *row) if with_pk else tuple(row)
 

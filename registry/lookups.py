@@ -8,7 +8,7 @@ other databases get the `IN (...)` of `__in`.
 from __future__ import annotations
 
 from django.core.exceptions import EmptyResultSet
-from django.db.models import Field, ForeignObject, Lookup
+from django.db.models import CharField, ForeignObject, IntegerField, Lookup
 
 
 class AnyOf(Lookup):
@@ -28,5 +28,7 @@ class AnyOf(Lookup):
         return f"{lhs} IN ({', '.join(['%s'] * len(values))})", [*params, *values]
 
 
-Field.register_lookup(AnyOf)
-ForeignObject.register_lookup(AnyOf)  # a relation keeps its own lookups (`visit_id__any`, `visit__any`)
+# Keys and codes: integers (every AutoField among them), text, and relations, which keep their own lookups
+# (`visit_id__any`, `visit__any`). Not on every field: a JSON field's `__any` stays the key "any".
+for field_class in (IntegerField, CharField, ForeignObject):
+    field_class.register_lookup(AnyOf)

@@ -1,8 +1,10 @@
 """Request bodies: JSON only, and JSON whose strings are text."""
 
+import codecs
 import io
 import re
 
+from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 
@@ -33,7 +35,10 @@ class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         body = stream.read()
         data = super().parse(io.BytesIO(body), media_type, parser_context)
-        # A surrogate can only come from an escape (UTF-8 has no encoding for one): without one, no walk.
-        if _SURROGATE_ESCAPE.search(body) and _lone_surrogate(data) is not None:
+        # In UTF-8 (or ASCII) a surrogate can only come from an escape, which the bytes show: without one, no
+        # walk. Another charset (UTF-16: two bytes a character) is always walked.
+        encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
+        escaped = codecs.lookup(encoding).name not in ("utf-8", "ascii") or _SURROGATE_ESCAPE.search(body)
+        if escaped and _lone_surrogate(data) is not None:
             raise exceptions.ParseError("JSON parse error - a string holds an unpaired UTF-16 surrogate escape.")
         return data

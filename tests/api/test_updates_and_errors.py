@@ -401,6 +401,14 @@ def test_body_with_an_unpaired_surrogate_escape_is_a_problem_and_writes_nothing(
     body = '{"study": "' + SHARED_STUDY + '", "subject_code": "A-\\udc1c", "sex": "F"}'
     response = client.post("/api/v1/patients/", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="sur")
     assert "surrogate" in assert_problem(response, 400)["detail"]
+    # The same body in UTF-16, where the escape's bytes are not those of UTF-8.
+    response = client.post(
+        "/api/v1/patients/",
+        body.encode("utf-16"),
+        content_type="application/json; charset=utf-16",
+        HTTP_IDEMPOTENCY_KEY="sur-16",
+    )
+    assert "surrogate" in assert_problem(response, 400)["detail"]
     assert changed_tables(before, row_snapshot()) == {}
 
 

@@ -116,3 +116,35 @@ def test_a_visit_corrected_to_before_day_zero_loses_its_outcome(path):
         )
     assert not ComputedOutcome.objects.filter(visit=visits["D7"]).exists()
     assert outcomes_recompute_patients([clinical.patient.pk]) == 0
+
+
+@pytest.mark.django_db
+def test_corrections_recompute_from_their_date_exactly_as_a_full_recompute_would():
+    """Remission, then a flare that is a relapse; corrections that undo the remission and move a visit
+    earlier: after each, the outcomes stored from the correction's date on are what a full recompute gives."""
+    clinical = make_clinical()
+    visits = {v.code: v for v in Visit.objects.filter(patient=clinical.patient)}
+    day = {code: DAY_ZERO + dt.timedelta(days=n) for code, n in (("BL", 0), ("D7", 7), ("M1", 30), ("M3", 91))}
+    for code, sledai in (("BL", 12), ("D7", 2), ("M1", 6), ("M3", 6)):
+        visit_record(visit=visits[code], actual_date=day[code], results={"SLEDAI2K": sledai, "PRED": 5})
+
+    def outcome(code):
+        return ComputedOutcome.objects.get(visit=visits[code])
+
+    assert (outcome("D7").remission, outcome("M1").flare, outcome("M1").relapse) == ("complete", "mild_moderate", True)
+    # D7 re-scored: no remission, so the flare at M1 is gone and no relapse can follow.
+    visit_record(
+        visit=visits["D7"], actual_date=day["D7"], results={"SLEDAI2K": 11, "PRED": 5}, reason="Re-scored from notes"
+    )
+    assert (outcome("D7").remission, outcome("M1").flare, outcome("M1").relapse) == ("none", "none", False)
+    assert outcomes_recompute_patients([clinical.patient.pk]) == 0
+    # M3 was in fact seen before M1, with a severe flare (SLEDAI-2K above 12): the order of the visits changes.
+    visit_record(
+        visit=visits["M3"],
+        actual_date=DAY_ZERO + dt.timedelta(days=17),
+        results={"SLEDAI2K": 14, "PRED": 5},
+        deviation_reason="seen early",
+        reason="date corrected",
+    )
+    assert (outcome("M3").flare, outcome("M1").flare, outcome("M1").sledai_change) == ("severe", "none", -6)
+    assert outcomes_recompute_patients([clinical.patient.pk]) == 0
