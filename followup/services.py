@@ -655,14 +655,11 @@ def outcomes_recompute_patients(
                     now,
                 )
             )
-    # Outcomes of visits no longer completed (or of a patient no longer transplanted) go.
-    stale = prune and [
-        pk
-        for pk, visit_id in ComputedOutcome.objects.filter(visit__patient_id__any=ids).values_list("pk", "visit_id")
-        if visit_id not in keep
-    ]
-    if stale:
-        ComputedOutcome.objects.filter(pk__any=stale).delete()
+    if prune:  # outcomes of visits no longer completed (or of a patient no longer transplanted) go
+        stored = ComputedOutcome.objects.filter(visit__patient_id__any=ids).values_list("pk", "visit_id")
+        stale = [pk for pk, visit_id in stored if visit_id not in keep]
+        if stale:
+            ComputedOutcome.objects.filter(pk__any=stale).delete()
     computed.sort(key=lambda row: row[0])  # rows locked in one order by every writer
     return upsert_values(
         ComputedOutcome,

@@ -4,7 +4,7 @@ On PostgreSQL, from `COPY_FROM` rows up, the rows travel by COPY (psycopg 3), se
 Django's bulk statements for thousands of rows (those quote every array element of `INSERT ... SELECT *
 FROM UNNEST` in Python); below that, and on other databases, Django's `bulk_create` and `bulk_update` (or,
 for rows given as tuples, a plain `INSERT ... VALUES`) do the same work. No signal is sent: the callers write
-the audit-history rows themselves (`registry.audit.history_bulk_create`, `history_values`).
+the audit-history rows themselves (`registry.audit.history_of_rows`, `history_bulk_create`).
 """
 
 from __future__ import annotations
@@ -66,6 +66,20 @@ _NATIVE = {
 }
 
 
+def _fields_named(meta, names) -> list:
+    """The model's fields by name or attribute name (`visit` or `visit_id`)."""
+    by_name = {f.attname: f for f in meta.concrete_fields} | {f.name: f for f in meta.concrete_fields}
+    return [by_name[name] for name in names]
+
+
+def _prepared(rows: list[tuple], fields) -> list[tuple]:
+    """Tuples of Python values made ready for the database, field by field (`_preparers`)."""
+    preparers = _preparers(fields)
+    if not any(preparers):
+        return rows
+    return [tuple(p(v) if p else v for p, v in zip(preparers, row, strict=True)) for row in rows]
+
+
 def _rows(objs, fields, *, add: bool, with_pk: bool = False):
     """Rows of the instances' values for COPY: for new rows (`add`) as `save` would write them (auto_now
     fields stamped), for existing rows as the instances hold them."""
@@ -123,11 +137,8 @@ def insert_values(model, field_names: list[str], rows: list[tuple], *, keys: boo
     if not rows:
         return [] if keys else None
     meta = model._meta
-    by_name = {f.attname: f for f in meta.concrete_fields} | {f.name: f for f in meta.concrete_fields}
-    fields = [by_name[name] for name in field_names]
-    preparers = _preparers(fields)
-    if any(preparers):
-        rows = [tuple(p(v) if p else v for p, v in zip(preparers, row, strict=True)) for row in rows]
+    fields = _fields_named(meta, field_names)
+    rows = _prepared(rows, fields)
     columns = [f.column for f in fields]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         if not _copy_pays(rows):
@@ -228,11 +239,8 @@ def upsert_values(
             )
         return len(objs)
     # A new row gets every field given; an existing one only the `field_names`.
-    by_name = {f.attname: f for f in meta.concrete_fields}
-    fields = [by_name[name] for name in names]
-    preparers = _preparers(fields)
-    if any(preparers):
-        rows = (tuple(p(v) if p else v for p, v in zip(preparers, row, strict=True)) for row in rows)
+    fields = _fields_named(meta, names)
+    rows = _prepared(rows, fields)
     columns = [f.column for f in fields]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         scratch = _scratch_table(cursor, model, columns)
