@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Container
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -181,17 +182,51 @@ def flare(*, sledai, previous_sledai, prednisone, weight_kg, d: OutcomeDefinitio
 EARLIER_VISIT_CODES = ("SLEDAI2K", "PRED", "WEIGHT")
 
 
+# What an outcome takes from the visits before its own; everything else in it comes from the visit's own
+# values, the baseline and the definitions.
+CHAIN_FIELDS = ("flare", "relapse")
+
+
+def _visit_outcome(point, baseline, baseline_text, d, in_remission, flared, relapse) -> VisitOutcomeData:
+    """A visit's whole outcome: what comes from its own values and the baseline, with its remission, flare and
+    relapse."""
+    sledai, base_sledai = point.values.get("SLEDAI2K"), baseline.get("SLEDAI2K")
+    out = VisitOutcomeData(
+        visit_id=point.visit_id,
+        changes=change_from_baseline(point.values, baseline, baseline_text),
+        sledai=sledai,
+        remission=in_remission,
+        flare=flared,
+        relapse=relapse,
+    )
+    if sledai is not None and base_sledai is not None:
+        out.sledai_change = sledai - base_sledai
+    out.sri4, out.sri4_note = sri4(
+        sledai=sledai, base_sledai=base_sledai, pga=point.values.get("PGA"), base_pga=baseline.get("PGA"), d=d
+    )
+    if sledai is not None and sledai <= d.cr_sledai_max and point.prednisone_mg is None:
+        out.notes.append("prednisone not known: complete remission not assessable")
+    out.renal_response = renal_response(values=point.values, baseline=baseline, d=d)
+    return out
+
+
 def compute_outcomes(
-    points: list[VisitPoint], d: OutcomeDefinitions | None = None, *, since: dt.date | None = None
+    points: list[VisitPoint],
+    d: OutcomeDefinitions | None = None,
+    *,
+    since: dt.date | None = None,
+    chain: Container[int] = frozenset(),
 ) -> list[VisitOutcomeData]:
     """Outcomes for every post-transplant visit (day > 0), in date order; with `since`, only those of the
     visits on or after that date (the earlier visits are still read, for `EARLIER_VISIT_CODES`: a flare or
-    relapse depends on them)."""
+    relapse depends on them). Of the visits in `chain` (by id; their own values and the baseline unchanged)
+    only the `CHAIN_FIELDS` are wanted, and their points need hold only `EARLIER_VISIT_CODES`: the other
+    fields of their outcomes are left empty."""
     d = d or OutcomeDefinitions()
     points = sorted(points, key=lambda p: (p.date, p.visit_id))
     baseline = baseline_values(points)
     baseline_text = {code: plain(value) for code, value in baseline.items()}
-    base_sledai, base_pga = baseline.get("SLEDAI2K"), baseline.get("PGA")
+    base_sledai = baseline.get("SLEDAI2K")
     results: list[VisitOutcomeData] = []
     previous_sledai = None
     in_remission_since_relapse = False
@@ -201,34 +236,27 @@ def compute_outcomes(
             previous_sledai = sledai if sledai is not None else previous_sledai
             continue
         wanted = since is None or point.date >= since
-        out = VisitOutcomeData(visit_id=point.visit_id)
-        if wanted:
-            out.changes = change_from_baseline(point.values, baseline, baseline_text)
-        out.sledai = sledai
-        if sledai is not None and base_sledai is not None:
-            out.sledai_change = sledai - base_sledai
-        out.sri4, out.sri4_note = sri4(
-            sledai=sledai, base_sledai=base_sledai, pga=point.values.get("PGA"), base_pga=base_pga, d=d
-        )
-        out.remission = remission(sledai=sledai, base_sledai=base_sledai, prednisone=point.prednisone_mg, d=d)
-        if sledai is not None and sledai <= d.cr_sledai_max and point.prednisone_mg is None:
-            out.notes.append("prednisone not known: complete remission not assessable")
-        out.renal_response = renal_response(values=point.values, baseline=baseline, d=d)
-        out.flare = flare(
+        whole = wanted and point.visit_id not in chain
+        # The remission (the state a relapse follows) and the flare: from the values a chain point holds.
+        in_remission = remission(sledai=sledai, base_sledai=base_sledai, prednisone=point.prednisone_mg, d=d)
+        flared = flare(
             sledai=sledai,
             previous_sledai=previous_sledai,
             prednisone=point.prednisone_mg,
             weight_kg=point.weight_kg,
             d=d,
         )
-        if out.flare is not None:
-            out.relapse = out.flare != FLARE_NONE and in_remission_since_relapse
-            if out.relapse:
+        relapse = None
+        if flared is not None:
+            relapse = flared != FLARE_NONE and in_remission_since_relapse
+            if relapse:
                 in_remission_since_relapse = False
-        if out.remission in (REMISSION_COMPLETE, REMISSION_PARTIAL):
+        if in_remission in (REMISSION_COMPLETE, REMISSION_PARTIAL):
             in_remission_since_relapse = True
         if sledai is not None:
             previous_sledai = sledai
-        if wanted:
-            results.append(out)
+        if whole:
+            results.append(_visit_outcome(point, baseline, baseline_text, d, in_remission, flared, relapse))
+        elif wanted:
+            results.append(VisitOutcomeData(visit_id=point.visit_id, flare=flared, relapse=relapse))
     return results

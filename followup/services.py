@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -376,6 +376,7 @@ def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
         since=_outcomes_since(recordings),
         known=[visit.patient],
         prune=recordings[0].correction,
+        recorded=[visit.pk],
     )
     return visit
 
@@ -457,6 +458,7 @@ def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[st
             since=_outcomes_since(recordings),
             known=[r.visit.patient for r in recordings],
             prune=any(r.correction for r in recordings),
+            recorded=[r.visit.pk for r in recordings],
         )
     return [r.visit for r in recordings]
 
@@ -544,6 +546,7 @@ def outcomes_recompute_patients(
     since: dict[int, dt.date | None] | None = None,
     known: Iterable[Patient] = (),
     prune: bool = True,
+    recorded: Collection[int] | None = None,
 ) -> int:
     """Recompute the outcomes of every post-transplant visit of these patients, in a fixed number of queries
     whatever their number. Only outcomes that differ from the stored ones are written (so an unchanged
@@ -555,11 +558,18 @@ def outcomes_recompute_patients(
     on or before day 0 (a baseline value), None or a patient left out means every outcome. `known`: patients
     already loaded with their site, not read again. `prune=False` leaves the outcomes of visits no longer
     completed alone: a first recording of visits, which only completes them, cannot leave one behind (a
-    correction can: a visit moved to before day 0 has no outcome any more)."""
+    correction can: a visit moved to before day 0 has no outcome any more).
+
+    `recorded` (with `since`): the visits whose own values or date changed. Of another visit from `since` on
+    only the flare and relapse can change (`outcomes.CHAIN_FIELDS`: they follow the visits before it; the
+    rest of an outcome comes from the visit's own values and the baseline), so only those are computed, from
+    its `EARLIER_VISIT_CODES`, and written. A patient with such a visit whose stored outcome is missing or
+    was computed under other definitions is recomputed whole from `since`."""
     ids = sorted(set(patient_ids))
     if not ids:
         return 0
     wanted = set(ids)
+    recorded = None if recorded is None else set(recorded)
     patients = {p.pk: p for p in known if p.pk in wanted and Patient.site.is_cached(p)}
     if len(patients) < len(ids):
         patients |= {p.pk: p for p in Patient.objects.filter(pk__any=ids).select_related("site").order_by()}
@@ -583,6 +593,7 @@ def outcomes_recompute_patients(
         changed_from[patient_id] = None if from_date is None or from_date <= start else from_date
     visits: dict[int, list] = defaultdict(list)
     whole, earlier = [], []  # visits whose values are all read; earlier ones, of which only what later ones need
+    chain: set[int] = set()  # visits from `since` on of which only the flare and relapse can change
     for row in (
         Visit.objects.filter(patient_id__any=list(start_of), outcome=VisitOutcome.COMPLETED)
         .order_by()
@@ -591,10 +602,15 @@ def outcomes_recompute_patients(
         visit_id, patient_id, code, actual_date = row
         visits[patient_id].append(row)
         from_date = changed_from[patient_id]
-        if from_date is None or actual_date >= from_date or actual_date <= start_of[patient_id] or code == "BL":
+        if from_date is None or actual_date <= start_of[patient_id] or code == "BL":
+            whole.append(visit_id)
+        elif actual_date < from_date:
+            earlier.append(visit_id)
+        elif recorded is None or visit_id in recorded:
             whole.append(visit_id)
         else:
             earlier.append(visit_id)
+            chain.add(visit_id)
     values: dict[int, dict[str, Decimal]] = defaultdict(dict)
     for visit_id, code, value in (
         Result.objects.filter(Q(visit_id__any=whole) | Q(visit_id__any=earlier, code__any=outcomes.EARLIER_VISIT_CODES))
@@ -607,6 +623,7 @@ def outcomes_recompute_patients(
         prednisone[med.patient_id].append(med)
     definitions = _outcome_definitions_of({p.study_id for p in patients.values()})
     computed, keep, now = [], set(), timezone.now()
+    chained: list[tuple[int, int, str, bool | None]] = []  # (patient, visit, flare, relapse)
     for patient_id, start in start_of.items():
         patient = patients[patient_id]
         site = patient.site
@@ -636,7 +653,10 @@ def outcomes_recompute_patients(
         in_force_dict = in_force.as_dict()
         keep.update(point.visit_id for point in points if point.day > 0)  # each has an outcome
         # The outcomes before `changed_from` stay as stored: they depend only on the baseline and earlier visits.
-        for out in outcomes.compute_outcomes(points, in_force, since=changed_from[patient_id]):
+        for out in outcomes.compute_outcomes(points, in_force, since=changed_from[patient_id], chain=chain):
+            if out.visit_id in chain:
+                chained.append((patient_id, out.visit_id, out.flare or "", out.relapse))
+                continue
             computed.append(
                 (
                     out.visit_id,
@@ -661,7 +681,7 @@ def outcomes_recompute_patients(
         if stale:
             ComputedOutcome.objects.filter(pk__any=stale).delete()
     computed.sort(key=lambda row: row[0])  # rows locked in one order by every writer
-    return upsert_values(
+    written = upsert_values(
         ComputedOutcome,
         _OUTCOME_ROW,
         computed,
@@ -669,6 +689,39 @@ def outcomes_recompute_patients(
         field_names=[*ComputedOutcome.COMPUTED_FIELDS, "computed_at"],
         compare=list(ComputedOutcome.COMPUTED_FIELDS),
     )
+    if not chained:
+        return written
+    in_force_of = {patient_id: definitions[patients[patient_id].study_id].as_dict() for patient_id, *_ in chained}
+    redo, written_chain = _store_chain_outcomes(chained, in_force_of, now)
+    if redo:
+        written += outcomes_recompute_patients(
+            redo, since={p: changed_from[p] for p in redo}, known=patients.values(), prune=prune
+        )
+    return written + written_chain
+
+
+def _store_chain_outcomes(
+    chained: list[tuple[int, int, str, bool | None]], in_force_of: dict[int, dict], now
+) -> tuple[set[int], int]:
+    """Write the flare and relapse of these visits' stored outcomes where they changed. Returns the patients
+    of which such a visit has no stored outcome, or one computed by another algorithm or under other
+    definitions (to be recomputed whole), and the number of outcomes written."""
+    stored = {
+        visit_id: row
+        for visit_id, *row in ComputedOutcome.objects.filter(visit_id__any=[v for _, v, _, _ in chained])
+        .order_by()
+        .values_list("visit_id", "pk", "flare", "relapse", "algorithm_version", "definitions")
+    }
+    redo, changed = set(), []
+    for patient_id, visit_id, flare, relapse in chained:
+        row = stored.get(visit_id)
+        if row is None or row[3] != outcomes.ALGORITHM_VERSION or row[4] != in_force_of[patient_id]:
+            redo.add(patient_id)
+        elif (row[1], row[2]) != (flare, relapse):
+            changed.append(ComputedOutcome(pk=row[0], flare=flare, relapse=relapse, computed_at=now))
+    changed.sort(key=lambda outcome: outcome.pk)  # rows locked in one order by every writer
+    update_rows(ComputedOutcome, changed, ["flare", "relapse", "computed_at"])
+    return redo, len(changed)
 
 
 def _outcome_definitions_of(study_ids: Iterable[int]) -> dict[int, outcomes.OutcomeDefinitions]:

@@ -148,3 +148,99 @@ def test_corrections_recompute_from_their_date_exactly_as_a_full_recompute_would
     )
     assert (outcome("M3").flare, outcome("M1").flare, outcome("M1").sledai_change) == ("severe", "none", -6)
     assert outcomes_recompute_patients([clinical.patient.pk]) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(course=courses, changed=values, prednisone=st.integers(0, 40).map(Decimal), data=st.data())
+def test_changing_a_visit_changes_no_more_of_another_visit_s_outcome_than_its_flare_and_relapse(
+    course, changed, prednisone, data
+):
+    points = points_of(course)
+    at = data.draw(st.integers(1, len(points) - 1), label="changed visit")  # not the baseline
+    before = {out.visit_id: out for out in o.compute_outcomes(points)}
+    points[at] = dataclasses.replace(points[at], values=changed, prednisone_mg=prednisone)
+    after = {out.visit_id: out for out in o.compute_outcomes(points)}
+    unchained = dict.fromkeys(o.CHAIN_FIELDS)
+    for visit_id in set(after) - {points[at].visit_id}:
+        assert dataclasses.replace(after[visit_id], **unchained) == dataclasses.replace(before[visit_id], **unchained)
+
+
+@settings(max_examples=200, deadline=None)
+@given(course=courses, data=st.data())
+def test_chain_visits_get_the_flare_and_relapse_of_the_full_computation_from_their_earlier_values(course, data):
+    points = points_of(course)
+    since = points[data.draw(st.integers(1, len(points) - 1), label="since visit")].date
+    later = [p.visit_id for p in points if p.date >= since]
+    chain = set(data.draw(st.lists(st.sampled_from(later), unique=True), label="chain visits"))
+    trimmed = [
+        dataclasses.replace(point, values={k: v for k, v in point.values.items() if k in o.EARLIER_VISIT_CODES})
+        if point.visit_id in chain or (point.day > 0 and point.date < since)
+        else point
+        for point in points
+    ]
+    full = o.compute_outcomes(points, since=since)
+    got = o.compute_outcomes(trimmed, since=since, chain=chain)
+    assert [out.visit_id for out in got] == [out.visit_id for out in full]
+    for mine, whole in zip(got, full, strict=True):
+        if mine.visit_id in chain:
+            assert mine == o.VisitOutcomeData(visit_id=whole.visit_id, flare=whole.flare, relapse=whole.relapse)
+        else:
+            assert mine == whole
+
+
+def _late_recording_setup():
+    """BL, D7 in remission and M3 with a flare after it (a relapse) recorded; M1, between them, still open."""
+    clinical = make_clinical()
+    visits = {v.code: v for v in Visit.objects.filter(patient=clinical.patient)}
+    day = {code: DAY_ZERO + dt.timedelta(days=n) for code, n in (("BL", 0), ("D7", 7), ("M1", 30), ("M3", 91))}
+    for code, sledai in (("BL", 12), ("D7", 2), ("M3", 6)):
+        visit_record(visit=visits[code], actual_date=day[code], results={"SLEDAI2K": sledai, "PRED": 5, "PGA": 1})
+    m3 = ComputedOutcome.objects.get(visit=visits["M3"])
+    assert (m3.flare, m3.relapse) == (o.FLARE_MILD_MODERATE, True)
+    return clinical, visits, day
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["one", "batch"])
+def test_a_visit_recorded_late_rewrites_only_the_flare_and_relapse_of_the_visits_after_it(path):
+    from followup.services import VisitEntry, visits_record_batch
+
+    clinical, visits, day = _late_recording_setup()
+    before = ComputedOutcome.objects.get(visit=visits["M3"])
+    entry = VisitEntry(day["M1"], {"SLEDAI2K": 10, "PRED": 5, "PGA": 1})
+    if path == "one":
+        visit_record(visit=visits["M1"], **vars(entry))
+    else:
+        visits_record_batch(
+            site_id=clinical.site.pk,
+            study_code=clinical.study.code,
+            entries=[(clinical.patient.subject_code, "M1", entry)],
+        )
+    m1, m3 = (ComputedOutcome.objects.get(visit=visits[code]) for code in ("M1", "M3"))
+    assert (m1.flare, m1.relapse) == (o.FLARE_MILD_MODERATE, True)  # 2 -> 10 after the remission at D7
+    assert (m3.flare, m3.relapse) == (o.FLARE_NONE, False)  # 10 -> 6: no flare any more
+    assert m3.computed_at > before.computed_at
+    assert (m3.changes, m3.sledai_change, m3.remission) == (before.changes, before.sledai_change, before.remission)
+    assert outcomes_recompute_patients([clinical.patient.pk]) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("stale", ["missing", "other definitions"])
+def test_a_later_visit_whose_stored_outcome_cannot_be_trusted_is_recomputed_whole(stale):
+    from registry.models import OutcomeSettings
+
+    clinical, visits, day = _late_recording_setup()
+    if stale == "missing":
+        ComputedOutcome.objects.filter(visit=visits["M3"]).delete()
+    else:  # a flare now needs a rise of 5: M3's stored outcome was computed under a rise of 3
+        OutcomeSettings.objects.filter(study=clinical.study).update(flare_rise_min=5)
+    visit_record(visit=visits["M1"], actual_date=day["M1"], results={"SLEDAI2K": 3, "PRED": 5, "PGA": 1})
+    m3 = ComputedOutcome.objects.get(visit=visits["M3"])
+    assert m3.flare == (o.FLARE_NONE if stale == "other definitions" else o.FLARE_MILD_MODERATE)  # 3 -> 6
+    assert m3.changes["SLEDAI2K"]["absolute"] == "-6"
+    if stale == "missing":
+        assert outcomes_recompute_patients([clinical.patient.pk]) == 0
+    else:  # M3 now under the definitions in force; D7, before M1, keeps those it was computed under
+        assert m3.definitions["flare_rise_min"] == "5.00"
+        assert ComputedOutcome.objects.get(visit=visits["D7"]).definitions["flare_rise_min"] == "3.00"
+        assert outcomes_recompute_patients([clinical.patient.pk]) == 1  # D7 only
