@@ -292,12 +292,17 @@ def workload_ingest_prepare(count: int, batch: int) -> dict:
     rows = list(
         Visit.objects.filter(patient__study=study, outcome="open", window_start__lte=today)
         .exclude(patient__status__in=INACTIVE_STATUSES)
-        .order_by("patient__site_id", "id")
-        .values_list("id", "patient__site_id", "patient__subject_code", "code", "window_end")
+        .order_by("patient__site_id", "patient_id", "id")
+        .values_list("id", "patient__site_id", "patient__subject_code", "code", "window_end", "patient_id")
     )
-    count = min(count, len(rows) // 2)
-    # Every other visit to each side, so that both sides hold the same mix of sites and visits.
-    api_rows, copy_rows = rows[0::2][:count], rows[1::2][:count]
+    # Every other patient of each site to each side, so that both sides hold the same mix of sites and visits,
+    # and no patient on both: the baseline completes visits without computing their outcomes (a state the
+    # registry never leaves a visit in), which the API's recordings of the same patient would have to repair.
+    order = {patient_id: n for n, patient_id in enumerate(dict.fromkeys(row[5] for row in rows))}
+    api_rows = [row[:5] for row in rows if order[row[5]] % 2 == 0]
+    copy_rows = [row[:5] for row in rows if order[row[5]] % 2 == 1]
+    count = min(count, len(api_rows), len(copy_rows))
+    api_rows, copy_rows = api_rows[:count], copy_rows[:count]
 
     requests = []
     results = {code: {"value": value} for code, value in WRITE_RESULTS.items()}
