@@ -280,6 +280,13 @@ def _reminders_sweep_set_based(now: dt.datetime, report: SweepReport) -> None:
                    d.send_after, 0, '', '', %s
             FROM due d JOIN rec r ON r.site_id = d.site_id
              AND r.kind = CASE WHEN d.stage = 'escalated' THEN %s ELSE %s END
+            -- Most of a day's due items are in the ledger already (an escalated visit stays due day after
+            -- day): an anti-join leaves them out, cheaper than trying each and having the unique key refuse it.
+            WHERE NOT EXISTS (
+                SELECT 1 FROM followup_notification n
+                WHERE n.kind = r.kind AND n.object_id = d.visit_id AND n.stage = d.stage
+                  AND n.recipient_email = r.email
+            )
             ON CONFLICT DO NOTHING
             RETURNING 1
         )
