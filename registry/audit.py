@@ -87,7 +87,10 @@ class AuditedHistory(models.Model):
 
 
 def audit_history(**kwargs) -> HistoricalRecords:
-    """The history descriptor for a clinical model (user kept by id, so removing a user rewrites nothing)."""
+    """The history descriptor for a clinical model (user kept by id, so removing a user rewrites nothing).
+    A history row is looked up by the object (`id`, its foreign keys), the date and the user, never by its copy
+    of `updated_at`, so that column is not indexed there: one index fewer to write for every change."""
+    kwargs.setdefault("no_db_index", ["updated_at"])
     return HistoricalRecords(
         bases=[AuditedHistory],
         history_user_id_field=models.IntegerField(null=True, blank=True, db_index=True),
