@@ -592,7 +592,8 @@ def outcomes_recompute_patients(
         from_date = (since or {}).get(patient_id)
         changed_from[patient_id] = None if from_date is None or from_date <= start else from_date
     visits: dict[int, list] = defaultdict(list)
-    whole, earlier = [], []  # visits whose values are all read; earlier ones, of which only what later ones need
+    # Visits whose values are all read; the others (earlier visits, chain visits): only EARLIER_VISIT_CODES.
+    whole, earlier = [], []
     chain: set[int] = set()  # visits from `since` on of which only the flare and relapse can change
     for row in (
         Visit.objects.filter(patient_id__any=list(start_of), outcome=VisitOutcome.COMPLETED)
