@@ -161,8 +161,17 @@ def _request_hash(request) -> str:
     return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
 
 
+class _AsciiJSONRenderer(JSONRenderer):
+    # A stored answer is ASCII: a text column refuses some characters a refusal may echo (NUL).
+    ensure_ascii = True
+
+
 def idempotent(handler):
-    """Run a POST handler at most once per (API key, Idempotency-Key)."""
+    """Run a POST handler at most once per (API key, Idempotency-Key).
+
+    The key is claimed first, in a transaction of its own, so that a concurrent duplicate sees it and is told
+    to retry. The handler's work and the answer kept for replays then commit together: a failure between
+    them cannot leave the work done and the claim open, which a retry would take over and do again."""
 
     def wrapper(self, request, *args, **kwargs):
         key = request.headers.get("Idempotency-Key")
@@ -179,27 +188,41 @@ def idempotent(handler):
         record, replay = _claim_idempotency(request.auth, key, digest)
         if replay is not None:
             return replay
+        kept = False
         try:
-            response = handler(self, request, *args, **kwargs)
-        except Exception as exc:
-            response = exception_handler(exc, {"request": request, "view": self})
-            if response is None or response.status_code >= 500:
-                IdempotencyRecord.objects.filter(pk=record.pk).delete()
-                raise
+            with transaction.atomic():
+                try:
+                    response = handler(self, request, *args, **kwargs)
+                except Exception as exc:
+                    response = exception_handler(exc, {"request": request, "view": self})
+                    if response is None:
+                        raise
+                if response.status_code >= 500:
+                    transaction.set_rollback(True)
+                elif not transaction.get_connection().needs_rollback:
+                    _keep_answer(record, response)
+                    kept = True
+        except BaseException:
+            IdempotencyRecord.objects.filter(pk=record.pk).delete()
+            raise
         if response.status_code >= 500:
             IdempotencyRecord.objects.filter(pk=record.pk).delete()
-            return response
-        IdempotencyRecord.objects.filter(pk=record.pk).update(
-            completed=True,
-            response_status=response.status_code,
-            response_body=json.dumps(json.loads(JSONRenderer().render(response.data)), ensure_ascii=True),
-            response_headers={k: response[k] for k in ("Location", "ETag") if k in response},
-        )
+        elif not kept:  # the work failed and was rolled back; its refusal is the answer
+            _keep_answer(record, response)
         return response
 
     wrapper.__name__ = handler.__name__
     wrapper.__doc__ = handler.__doc__
     return wrapper
+
+
+def _keep_answer(record: IdempotencyRecord, response) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        completed=True,
+        response_status=response.status_code,
+        response_body=_AsciiJSONRenderer().render(response.data).decode(),
+        response_headers={k: response[k] for k in ("Location", "ETag") if k in response},
+    )
 
 
 def _claim_idempotency(api_key: ApiKey, key: str, digest: str):

@@ -191,6 +191,33 @@ def test_post_without_a_key_twice_creates_two_adverse_events(world):
     assert AdverseEvent.objects.count() == before + 2
 
 
+def test_a_failure_while_keeping_the_answer_undoes_the_work_and_a_retry_writes_once(world, monkeypatch):
+    """The work and the answer kept for replays commit together: if keeping the answer fails, the adverse
+    event is not left behind for the retry to write a second time."""
+    import registry.api.base as api_base
+
+    keep = api_base._keep_answer
+    failures = []
+
+    def keep_failing_once(record, response):
+        if not failures:
+            failures.append(record.pk)
+            raise RuntimeError("the answer could not be kept")
+        keep(record, response)
+
+    monkeypatch.setattr(api_base, "_keep_answer", keep_failing_once)
+    client = client_for(world.keys["a_rw"])
+    payload = adverse_event_payload(SHARED_STUDY, SUBJECT_A, term="Kept with its answer")
+    before = AdverseEvent.objects.count()
+    failed = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": "keep-fails"})
+    left = (AdverseEvent.objects.count() - before, IdempotencyRecord.objects.filter(key="keep-fails").count())
+    assert (failed.status_code, *left) == (500, 0, 0), "(status, events written, idempotency records left)"
+    retry = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": "keep-fails"})
+    replay = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": "keep-fails"})
+    assert (retry.status_code, replay.status_code, replay.json() == retry.json()) == (201, 201, True)
+    assert AdverseEvent.objects.count() - before == 1
+
+
 def test_overlong_idempotency_key_is_refused(world):
     response = call(
         client_for(world.keys["a_rw"]),
