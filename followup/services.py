@@ -175,6 +175,15 @@ class _Recording:
     since: dt.date | None  # outcomes from this date on may change (None: all of the patient's, a baseline)
     correction: bool  # of a visit already recorded, missed or not required (which may have had an outcome)
 
+    def results_stored(self) -> dict[str, tuple[Decimal, Decimal | None, str, bool]]:
+        """Once stored: the visit's results by code, as (value, entered value, entered unit, derived)."""
+        kept = {
+            code: (row.value, row.entered_value, row.entered_unit, row.derived)
+            for code, row in self.existing.items()
+            if code not in self.remove
+        }
+        return {**kept, **self.converted}
+
 
 VISIT_RECORD_FIELDS = ["actual_date", "deviation_reason", "outcome", "outcome_reason", "sledai_items", "updated_at"]
 RESULT_VALUE_FIELDS = ["value", "entered_value", "entered_unit", "derived", "updated_at"]
@@ -378,6 +387,7 @@ def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
         prune=recordings[0].correction,
         recorded=[visit.pk],
     )
+    visit.results_stored = recordings[0].results_stored()
     return visit
 
 

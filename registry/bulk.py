@@ -220,12 +220,12 @@ def upsert_values(
     model, names: list[str], rows: list[tuple], *, unique: str, field_names: list[str], compare: list[str] | None = None
 ) -> int:
     """`upsert_rows` for rows given as tuples of the fields `names` (attribute names; every field a new row
-    needs, `unique` among them) and with no instance built on PostgreSQL from `COPY_FROM` rows up."""
+    needs, `unique` among them), with no instance built on PostgreSQL (`COPY` from `COPY_FROM` rows up)."""
     if not rows:
         return 0
     meta = model._meta
     key = meta.get_field(unique)
-    if not _copy_pays(rows):
+    if connection.vendor != "postgresql":
         objs = [model(**dict(zip(names, row, strict=True))) for row in rows]
         if compare:
             stored = model._default_manager.filter(**{f"{unique}__in": [getattr(o, key.attname) for o in objs]})
@@ -241,27 +241,40 @@ def upsert_values(
                 objs, update_conflicts=True, unique_fields=[unique], update_fields=field_names
             )
         return len(objs)
-    # A new row gets every field given; an existing one only the `field_names`.
+    # A new row gets every field given; an existing one only the `field_names`, and with `compare` only where
+    # they differ: one statement, no stored row read into Python. Rows are locked in the order of the unique
+    # field by every writer, so two writers cannot deadlock.
     fields = _fields_named(meta, names)
-    rows = _prepared(rows, fields)
+    at = fields.index(key)
+    rows = sorted(_prepared(rows, fields), key=lambda row: row[at])
     columns = [f.column for f in fields]
+    listed = ", ".join(_quote(c) for c in columns)
+    updated = [_quote(meta.get_field(name).column) for name in field_names]
+    upsert = f" ON CONFLICT ({_quote(key.column)}) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in updated)
+    if compare:
+        compared = [_quote(meta.get_field(name).column) for name in compare]
+        upsert += (
+            f" WHERE ({', '.join(f't.{c}' for c in compared)}) "
+            f"IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in compared)})"
+        )
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        if not _copy_pays(rows):
+            one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+            written = 0
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                chunk = rows[start : start + _INSERT_CHUNK]
+                cursor.execute(
+                    f"INSERT INTO {_quote(meta.db_table)} AS t ({listed}) VALUES {', '.join([one] * len(chunk))}"
+                    + upsert,
+                    [value for row in chunk for value in row],
+                )
+                written += cursor.rowcount
+            return written
         scratch = _scratch_table(cursor, model, columns)
         _copy(cursor, scratch, columns, rows)
-        listed = ", ".join(_quote(c) for c in columns)
-        updated = [_quote(meta.get_field(name).column) for name in field_names]
-        assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in updated)
-        unless = ""
-        if compare:
-            compared = [_quote(meta.get_field(name).column) for name in compare]
-            unless = (
-                f" WHERE ({', '.join(f't.{c}' for c in compared)}) "
-                f"IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in compared)})"
-            )
         cursor.execute(
             f"INSERT INTO {_quote(meta.db_table)} AS t ({listed}) SELECT {listed} FROM {_quote(scratch)} "
-            f"ORDER BY {_quote(key.column)} "  # rows locked in one order by every writer: no deadlock between two
-            f"ON CONFLICT ({_quote(key.column)}) DO UPDATE SET {assignments}{unless}"
+            f"ORDER BY {_quote(key.column)}{upsert}"
         )
         written = cursor.rowcount
         cursor.execute(f"DROP TABLE {_quote(scratch)}")

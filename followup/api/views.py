@@ -145,10 +145,13 @@ class VisitViewSet(PartnerViewSet):
         return self._recorded(visit)
 
     def _recorded(self, visit):
-        # The visit as `visit_record` stored it (its fields are the row's), with its results read back: its
-        # state is "completed" whatever the day.
+        # The visit as `visit_record` stored it (its fields are the row's) and the results it stored (not read
+        # back): its state is "completed" whatever the day.
         visit.state = c.VisitState.COMPLETED
-        visit.result_rows = list(Result.objects.filter(visit=visit).order_by("code").values(*RESULT_ROW_FIELDS))
+        visit.result_rows = [
+            dict(zip(RESULT_ROW_FIELDS, (code, *visit.results_stored[code]), strict=True))
+            for code in sorted(visit.results_stored)
+        ]
         return self.respond(visit, VisitSerializer)
 
     @extend_schema(

@@ -178,6 +178,32 @@ def test_correcting_a_recorded_visit_needs_if_match_and_is_attributed_to_the_key
     assert world.a.rw_key.prefix in row.history_actor and world.a.site.code in row.history_actor
 
 
+def test_the_answer_to_a_recording_is_the_visit_as_a_get_then_reads_it(world):
+    """The answer's results are the ones just written (not read back): through a first recording (a unit to
+    convert, items, eGFR computed) and a correction that keeps, changes, adds and removes results."""
+    client = client_for(world.keys["a_rw"])
+    first = visit_record_by_key_payload(
+        SHARED_STUDY,
+        SUBJECT_A,
+        results={"CREAT": {"value": 0.88, "unit": "mg/dL"}, "PLT": {"value": 230}, "C3": {"value": 0.9125}},
+        sledai_items=["rash", "alopecia"],
+    )
+    recorded = call(client, "POST", "/api/v1/visits/record/", first)
+    assert recorded.status_code == 200, recorded.content
+    url = f"/api/v1/visits/{recorded.json()['id']}/"
+    assert recorded.json() == call(client, "GET", url).json()
+    correction = {
+        "actual_date": first["actual_date"],
+        "results": {"PLT": {"value": 180}, "ALB": {"value": 35.5}},
+        "remove": ["C3"],
+        "reason": "Lab re-issued the report",
+    }
+    corrected = call(client, "POST", f"{url}record/", correction, **{"If-Match": recorded["ETag"]})
+    assert corrected.status_code == 200, corrected.content
+    assert corrected.json() == call(client, "GET", url).json()
+    assert [r["code"] for r in corrected.json()["results"]] == ["ALB", "CREAT", "EGFR", "PLT", "SLEDAI2K"]
+
+
 def test_writes_through_the_api_are_attributed_to_the_api_door(world):
     response = call(
         client_for(world.keys["a_rw"]),
