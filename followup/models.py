@@ -293,8 +293,10 @@ class Notification(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # The visit and the stage lead: the sweep looks each due item up by them (`NOT EXISTS`); with the
+            # kind first, each lookup read the index from its start (10,000 patients: 0.19 s against 0.02 s).
             models.UniqueConstraint(
-                fields=["kind", "object_id", "stage", "recipient_email"], name="notification_unique_key"
+                fields=["object_id", "stage", "kind", "recipient_email"], name="notification_unique_key"
             ),
         ]
         indexes = [
