@@ -21,10 +21,11 @@ from followup.constants import ExportState
 from followup.models import ExportJob
 from patients.api.views import valid
 from registry.api.base import IDEMPOTENCY_HEADER, PartnerViewSet, idempotent, problem
+from registry.api.serializers import ModelSerializer
 from registry.models import Site, Study
 
 
-class ExportJobSerializer(serializers.ModelSerializer):
+class ExportJobSerializer(ModelSerializer):
     study = serializers.SlugRelatedField(slug_field="code", read_only=True)
     sites = serializers.SerializerMethodField()
     manifest = serializers.SerializerMethodField()

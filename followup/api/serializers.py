@@ -10,9 +10,10 @@ from rest_framework.settings import api_settings
 from followup import constants as c
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
+from registry.api.serializers import ModelSerializer
 
 
-class ResultSerializer(serializers.ModelSerializer):
+class ResultSerializer(ModelSerializer):
     unit = serializers.SerializerMethodField()
     visit_code = serializers.CharField(source="visit.code", read_only=True)
     subject_code = serializers.CharField(source="visit.patient.subject_code", read_only=True)
@@ -61,7 +62,7 @@ def _decimal(field: serializers.DecimalField, value):
 RESULT_ROW_FIELDS = ("code", "value", "entered_value", "entered_unit", "derived")
 
 
-class VisitResultSerializer(serializers.ModelSerializer):
+class VisitResultSerializer(ModelSerializer):
     unit = serializers.SerializerMethodField()
 
     class Meta:
@@ -88,7 +89,7 @@ class VisitResultSerializer(serializers.ModelSerializer):
         }
 
 
-class OutcomeSerializer(serializers.ModelSerializer):
+class OutcomeSerializer(ModelSerializer):
     visit_code = serializers.CharField(source="visit.code", read_only=True)
     subject_code = serializers.CharField(source="visit.patient.subject_code", read_only=True)
 
@@ -97,7 +98,7 @@ class OutcomeSerializer(serializers.ModelSerializer):
         fields = ["id", "subject_code", "visit_code", *ComputedOutcome.COMPUTED_FIELDS, "computed_at"]
 
 
-class VisitSerializer(serializers.ModelSerializer):
+class VisitSerializer(ModelSerializer):
     study = serializers.CharField(source="patient.study.code", read_only=True)
     subject_code = serializers.CharField(source="patient.subject_code", read_only=True)
     state = serializers.ChoiceField(choices=c.VisitState.choices, read_only=True)
@@ -265,7 +266,7 @@ AE_FIELDS = [
 ]
 
 
-class AdverseEventSerializer(serializers.ModelSerializer):
+class AdverseEventSerializer(ModelSerializer):
     study = serializers.CharField(source="patient.study.code", read_only=True)
     subject_code = serializers.CharField(source="patient.subject_code", read_only=True)
     infusion_number = serializers.IntegerField(source="transplant.infusion_number", read_only=True, allow_null=True)
@@ -290,7 +291,7 @@ class AdverseEventSerializer(serializers.ModelSerializer):
         ]
 
 
-class AdverseEventCreateSerializer(serializers.ModelSerializer):
+class AdverseEventCreateSerializer(ModelSerializer):
     study = serializers.CharField(max_length=30)
     subject_code = serializers.CharField(max_length=40)
     infusion_number = serializers.IntegerField(
@@ -302,7 +303,7 @@ class AdverseEventCreateSerializer(serializers.ModelSerializer):
         fields = ["study", "subject_code", "infusion_number", *AE_FIELDS]
 
 
-class AdverseEventUpdateSerializer(serializers.ModelSerializer):
+class AdverseEventUpdateSerializer(ModelSerializer):
     reason = serializers.CharField(max_length=2000)
 
     class Meta:

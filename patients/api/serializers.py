@@ -2,13 +2,13 @@ from rest_framework import serializers
 
 from patients import constants as c
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
-from registry.api.serializers import OffsetDateTimeField
+from registry.api.serializers import ModelSerializer, OffsetDateTimeField
 from registry.constants import Sex
 
 # Output ------------------------------------------------------------------------------------------------
 
 
-class PatientSerializer(serializers.ModelSerializer):
+class PatientSerializer(ModelSerializer):
     study = serializers.SlugRelatedField(slug_field="code", read_only=True)
     site = serializers.SlugRelatedField(slug_field="code", read_only=True)
     refractory_to = serializers.ListField(child=serializers.ChoiceField(choices=c.Drug.choices))
@@ -35,7 +35,7 @@ class PatientSerializer(serializers.ModelSerializer):
         ]
 
 
-class TransplantSerializer(serializers.ModelSerializer):
+class TransplantSerializer(ModelSerializer):
     study = serializers.CharField(source="patient.study.code", read_only=True)
     subject_code = serializers.CharField(source="patient.subject_code", read_only=True)
     lot_number = serializers.CharField(source="lot.lot_number", read_only=True)
@@ -60,7 +60,7 @@ class TransplantSerializer(serializers.ModelSerializer):
         ]
 
 
-class MedicationSerializer(serializers.ModelSerializer):
+class MedicationSerializer(ModelSerializer):
     study = serializers.CharField(source="patient.study.code", read_only=True)
     subject_code = serializers.CharField(source="patient.subject_code", read_only=True)
 
