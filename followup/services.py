@@ -26,7 +26,7 @@ from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import local_date, patient_record_death
 from registry.audit import bulk_create_audited, history_of_rows
 from registry.bulk import insert_values, update_rows, upsert_values, without_jit
-from registry.models import OutcomeSettings, Site, VisitDefinition
+from registry.models import OutcomeSettings, Site, Study, VisitDefinition
 from registry.services import ensure_can_write
 
 # Schedule ----------------------------------------------------------------------------------------------
@@ -372,8 +372,11 @@ def visit_record_by_key(
 
 
 def _locking_visits():
-    # Only the visit's row is locked: two writers at one site do not queue on the site's (or study's) row.
-    return Visit.objects.select_for_update(of=("self",)).select_related("patient__site", "patient__study")
+    # Only the visit's row is locked: two writers at one site do not queue on the site's (or study's) row. The
+    # study's outcome definitions come along, for the outcomes (`_outcome_definitions_of`).
+    return Visit.objects.select_for_update(of=("self",)).select_related(
+        "patient__site", "patient__study__outcome_settings"
+    )
 
 
 def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
@@ -632,7 +635,10 @@ def outcomes_recompute_patients(
     prednisone: dict[int, list] = defaultdict(list)
     for med in ConcomitantMedication.objects.filter(patient_id__any=ids, drug=Drug.PREDNISONE).order_by():
         prednisone[med.patient_id].append(med)
-    definitions = _outcome_definitions_of({p.study_id for p in patients.values()})
+    definitions = _outcome_definitions_of(
+        {p.study_id for p in patients.values()},
+        known=[p.study for p in patients.values() if Patient.study.is_cached(p)],
+    )
     computed, keep, now = [], set(), timezone.now()
     chained: list[tuple[int, int, str, bool | None]] = []  # (patient, visit, flare, relapse)
     for patient_id, start in start_of.items():
@@ -735,13 +741,25 @@ def _store_chain_outcomes(
     return redo, len(changed)
 
 
-def _outcome_definitions_of(study_ids: Iterable[int]) -> dict[int, outcomes.OutcomeDefinitions]:
+def _outcome_definitions_of(
+    study_ids: Iterable[int], known: Iterable[Study] = ()
+) -> dict[int, outcomes.OutcomeDefinitions]:
+    """Each study's outcome definitions (the defaults where it has no settings). `known`: studies read with
+    their settings (`select_related`), not read again."""
     names = [f.name for f in outcomes.dataclasses.fields(outcomes.OutcomeDefinitions)]
-    found = {
-        row.study_id: outcomes.OutcomeDefinitions(**{name: getattr(row, name) for name in names})
-        for row in OutcomeSettings.objects.filter(study_id__in=list(study_ids))
+    wanted = set(study_ids)
+    rows: dict[int, OutcomeSettings | None] = {}
+    for study in known:
+        if study.pk in wanted and Study.outcome_settings.is_cached(study):
+            rows[study.pk] = getattr(study, "outcome_settings", None)  # None: read, and there is none
+    if len(rows) < len(wanted):
+        rows |= {row.study_id: row for row in OutcomeSettings.objects.filter(study_id__in=list(wanted - set(rows)))}
+    return {
+        study_id: outcomes.OutcomeDefinitions(**{name: getattr(row, name) for name in names})
+        if (row := rows.get(study_id)) is not None
+        else outcomes.OutcomeDefinitions()
+        for study_id in wanted
     }
-    return {study_id: found.get(study_id, outcomes.OutcomeDefinitions()) for study_id in study_ids}
 
 
 # Adverse events ----------------------------------------------------------------------------------------

@@ -529,3 +529,22 @@ def test_changing_the_study_definitions_and_recomputing_changes_result_and_store
     assert m1.remission == "complete"  # SLEDAI 4 <= 4 with prednisone 5 <= 10
     assert D(m1.definitions["cr_sledai_max"]) == D("4")
     assert D(computed(clinical, "M3").definitions["cr_sledai_max"]) == D("4")
+
+
+@pytest.mark.parametrize("settings", ["changed", "none"])
+def test_a_recording_computes_under_the_study_definitions_read_with_the_visit(clinical, settings):
+    """The definitions come with the visit's lookup (its study's settings, joined): a change made before the
+    recording is used, and a study without settings gets the defaults."""
+    settings_row = OutcomeSettings.objects.get(study=clinical.study)
+    if settings == "changed":
+        settings_row.cr_sledai_max = D("4")
+        settings_row.save()
+    else:
+        settings_row.delete()
+    record_course(clinical)
+    m1 = computed(clinical, "M1")
+    expected = D("4") if settings == "changed" else DEFAULTS.cr_sledai_max
+    assert (D(m1.definitions["cr_sledai_max"]), m1.remission) == (
+        expected,
+        "complete" if settings == "changed" else "partial",
+    )
