@@ -355,19 +355,16 @@ def visit_record_by_key(
 ) -> Visit:
     """`visit_record` for the visit named by study, subject code and visit code at one site (a partner's
     natural key); a patient or visit not at that site is refused as unknown."""
-    visit = (
-        _locking_visits()
-        .filter(
+    try:  # `get`, not `first`: no ordering (a visit's default order joins its patient's study to sort)
+        visit = _locking_visits().get(
             patient__site_id=site_id,
             patient__study__code=study_code,
             patient__subject_code=subject_code,
             code=visit_code,
         )
-        .first()
-    )
-    if visit is None:
+    except Visit.DoesNotExist:
         known = Patient.objects.filter(site_id=site_id, study__code=study_code, subject_code=subject_code).exists()
-        raise ValidationError(_unknown_visit(study_code, subject_code, visit_code, patient_known=known))
+        raise ValidationError(_unknown_visit(study_code, subject_code, visit_code, patient_known=known)) from None
     return _record_locked(visit, entry)
 
 
