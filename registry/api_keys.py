@@ -55,8 +55,11 @@ def api_key_verify(raw: str) -> ApiKey | None:
     parts = raw.split("_")
     if len(parts) < 3 or parts[0] != "msct":
         return None
-    key = ApiKey.objects.select_related("site").filter(prefix=parts[1]).first()
-    if key is None or not hmac.compare_digest(key.hashed_key, _digest(raw)):
+    try:
+        key = ApiKey.objects.select_related("site").get(prefix=parts[1])  # the prefix is unique
+    except ApiKey.DoesNotExist:
+        return None
+    if not hmac.compare_digest(key.hashed_key, _digest(raw)):
         return None
     now = timezone.now()
     if key.revoked_at is not None or key.expires_at <= now:
