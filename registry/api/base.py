@@ -205,10 +205,16 @@ def idempotent(handler):
         except BaseException:
             IdempotencyRecord.objects.filter(pk=record.pk).delete()
             raise
-        if response.status_code >= 500:
-            IdempotencyRecord.objects.filter(pk=record.pk).delete()
-        elif not kept:  # the work failed and was rolled back; its refusal is the answer
+        if kept:
+            return response
+        if 400 <= response.status_code < 500:  # the work failed and was rolled back; its refusal is the answer
             _keep_answer(record, response)
+            return response
+        # A server error, or a success whose work was rolled back (an error swallowed on the way): nothing is
+        # kept, so a retry runs afresh, and a success that stored nothing is not reported as one.
+        IdempotencyRecord.objects.filter(pk=record.pk).delete()
+        if response.status_code < 400:
+            return problem(500, "The request could not be completed; nothing was stored.", kind="error")
         return response
 
     wrapper.__name__ = handler.__name__

@@ -218,6 +218,32 @@ def test_a_failure_while_keeping_the_answer_undoes_the_work_and_a_retry_writes_o
     assert AdverseEvent.objects.count() - before == 1
 
 
+def test_a_success_whose_work_was_rolled_back_is_answered_as_an_error_and_not_kept(world, monkeypatch):
+    """A handler that swallowed a database error answers success for work its transaction will not keep:
+    the answer is a 500, nothing is kept for the key, and a retry does the work."""
+    from django.db import transaction
+
+    import followup.services
+
+    record = followup.services.ae_record
+
+    def record_then_lose_the_transaction(**fields):
+        event = record(**fields)
+        transaction.set_rollback(True)  # as an error caught and swallowed would leave it
+        return event
+
+    monkeypatch.setattr(followup.services, "ae_record", record_then_lose_the_transaction)
+    client = client_for(world.keys["a_rw"])
+    payload = adverse_event_payload(SHARED_STUDY, SUBJECT_A, term="Lost with its transaction")
+    before = AdverseEvent.objects.count()
+    lost = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": "lost-work"})
+    left = (AdverseEvent.objects.count() - before, IdempotencyRecord.objects.filter(key="lost-work").count())
+    assert (lost.status_code, *left) == (500, 0, 0), "(status, events written, idempotency records left)"
+    monkeypatch.setattr(followup.services, "ae_record", record)
+    retry = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": "lost-work"})
+    assert (retry.status_code, AdverseEvent.objects.count() - before) == (201, 1)
+
+
 def test_overlong_idempotency_key_is_refused(world):
     response = call(
         client_for(world.keys["a_rw"]),
