@@ -191,6 +191,18 @@ def test_post_without_a_key_twice_creates_two_adverse_events(world):
     assert AdverseEvent.objects.count() == before + 2
 
 
+def _post_failing_on_the_server(world, key: str):
+    """POST an adverse event under `key` that fails on the server: it must answer 500 and leave neither an
+    event nor a record for the key. Returns the client, the payload and the number of events before."""
+    client = client_for(world.keys["a_rw"])
+    payload = adverse_event_payload(SHARED_STUDY, SUBJECT_A, term=f"Failed under {key}")
+    before = AdverseEvent.objects.count()
+    failed = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": key})
+    left = (AdverseEvent.objects.count() - before, IdempotencyRecord.objects.filter(key=key).count())
+    assert (failed.status_code, *left) == (500, 0, 0), "(status, events written, idempotency records left)"
+    return client, payload, before
+
+
 def test_a_failure_while_keeping_the_answer_undoes_the_work_and_a_retry_writes_once(world, monkeypatch):
     """The work and the answer kept for replays commit together: if keeping the answer fails, the adverse
     event is not left behind for the retry to write a second time."""
@@ -206,12 +218,7 @@ def test_a_failure_while_keeping_the_answer_undoes_the_work_and_a_retry_writes_o
         keep(record, response)
 
     monkeypatch.setattr(api_base, "_keep_answer", keep_failing_once)
-    client = client_for(world.keys["a_rw"])
-    payload = adverse_event_payload(SHARED_STUDY, SUBJECT_A, term="Kept with its answer")
-    before = AdverseEvent.objects.count()
-    failed = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": "keep-fails"})
-    left = (AdverseEvent.objects.count() - before, IdempotencyRecord.objects.filter(key="keep-fails").count())
-    assert (failed.status_code, *left) == (500, 0, 0), "(status, events written, idempotency records left)"
+    client, payload, before = _post_failing_on_the_server(world, "keep-fails")
     retry = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": "keep-fails"})
     replay = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": "keep-fails"})
     assert (retry.status_code, replay.status_code, replay.json() == retry.json()) == (201, 201, True)
@@ -233,12 +240,7 @@ def test_a_success_whose_work_was_rolled_back_is_answered_as_an_error_and_not_ke
         return event
 
     monkeypatch.setattr(followup.services, "ae_record", record_then_lose_the_transaction)
-    client = client_for(world.keys["a_rw"])
-    payload = adverse_event_payload(SHARED_STUDY, SUBJECT_A, term="Lost with its transaction")
-    before = AdverseEvent.objects.count()
-    lost = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": "lost-work"})
-    left = (AdverseEvent.objects.count() - before, IdempotencyRecord.objects.filter(key="lost-work").count())
-    assert (lost.status_code, *left) == (500, 0, 0), "(status, events written, idempotency records left)"
+    client, payload, before = _post_failing_on_the_server(world, "lost-work")
     monkeypatch.setattr(followup.services, "ae_record", record)
     retry = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": "lost-work"})
     assert (retry.status_code, AdverseEvent.objects.count() - before) == (201, 1)
