@@ -142,7 +142,8 @@ def insert_values(model, field_names: list[str], rows: list[tuple], *, keys: boo
     columns = [f.column for f in fields]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         if not _copy_pays(rows):
-            return _insert_statements(cursor, meta, columns, rows, keys=keys)
+            inserted = _insert_statements(cursor, meta, columns, rows, keys=keys)
+            return inserted if keys else None
         pks = None
         if keys:
             pks = _draw_keys(cursor, meta, len(rows))
@@ -151,21 +152,26 @@ def insert_values(model, field_names: list[str], rows: list[tuple], *, keys: boo
     return pks
 
 
-def _insert_statements(cursor, meta, columns: list[str], rows: list[tuple], *, keys: bool) -> list | None:
-    """INSERT ... VALUES of prepared rows, `_INSERT_CHUNK` rows a statement (RETURNING the keys, in order)."""
+def _insert_statements(cursor, meta, columns: list[str], rows: list[tuple], *, keys: bool = False, upsert: str = ""):
+    """INSERT ... VALUES of prepared rows, `_INSERT_CHUNK` rows a statement. With `keys`, the rows' keys, in
+    order (RETURNING); with an `upsert` clause (`ON CONFLICT ...`, the table named `t` in it), the number of rows
+    written."""
     names = ", ".join(_quote(c) for c in columns)
     one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    target = _quote(meta.db_table) + (" AS t" if upsert else "")
     returning = f" RETURNING {_quote(meta.pk.column)}" if keys else ""
     pks: list = []
+    written = 0
     for start in range(0, len(rows), _INSERT_CHUNK):
         chunk = rows[start : start + _INSERT_CHUNK]
         cursor.execute(
-            f"INSERT INTO {_quote(meta.db_table)} ({names}) VALUES {', '.join([one] * len(chunk))}{returning}",
+            f"INSERT INTO {target} ({names}) VALUES {', '.join([one] * len(chunk))}{upsert}{returning}",
             [value for row in chunk for value in row],
         )
         if keys:
             pks += [pk for (pk,) in cursor.fetchall()]
-    return pks if keys else None
+        written += cursor.rowcount
+    return pks if keys else written
 
 
 def _draw_keys(cursor, meta, count: int) -> list:
@@ -259,17 +265,7 @@ def upsert_values(
         )
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         if not _copy_pays(rows):
-            one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-            written = 0
-            for start in range(0, len(rows), _INSERT_CHUNK):
-                chunk = rows[start : start + _INSERT_CHUNK]
-                cursor.execute(
-                    f"INSERT INTO {_quote(meta.db_table)} AS t ({listed}) VALUES {', '.join([one] * len(chunk))}"
-                    + upsert,
-                    [value for row in chunk for value in row],
-                )
-                written += cursor.rowcount
-            return written
+            return _insert_statements(cursor, meta, columns, rows, upsert=upsert)
         scratch = _scratch_table(cursor, model, columns)
         _copy(cursor, scratch, columns, rows)
         cursor.execute(
