@@ -349,7 +349,7 @@ def visit_record(
     return _record_locked(visit, VisitEntry(actual_date, results, sledai_items, deviation_reason, remove, reason))
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # see `visits_record_batch`
 def visit_record_by_key(
     *, site_id: int, study_code: str, subject_code: str, visit_code: str, entry: VisitEntry
 ) -> Visit:
@@ -397,11 +397,15 @@ def _unknown_visit(study_code: str, subject: str, code: str, *, patient_known: b
     return {"visit_code": f"Patient {subject} has no visit {code}."}
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[str, str, VisitEntry]]) -> list[Visit]:
     """Record many visits of one study at one site, each named by (subject code, visit code): all are stored,
     or none. The rules are `visit_record`'s, visit by visit; the reads and writes are a fixed number of
-    statements for the whole batch. Errors are named `visits.<index>.<field>` (the index in `entries`)."""
+    statements for the whole batch. Errors are named `visits.<index>.<field>` (the index in `entries`).
+
+    Like `visit_record_by_key`, a part of its caller's transaction (the idempotent POST's, which keeps the
+    answer with the work) or one of its own, with no savepoint: a refusal leaves the caller's transaction to
+    be rolled back, and the caller keeps the refusal after it (`registry.api.base.idempotent`)."""
     if len(entries) > c.MAX_BATCH_VISITS:
         raise ValidationError(
             {"visits": f"At most {c.MAX_BATCH_VISITS} visits in one batch; send the rest in another."}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from contextlib import nullcontext
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
@@ -232,8 +233,11 @@ def _keep_answer(record: IdempotencyRecord, response) -> None:
 
 
 def _claim_idempotency(api_key: ApiKey, key: str, digest: str):
+    # Outside a transaction the claim is one INSERT, committed as it runs; inside a caller's, a savepoint keeps
+    # a duplicate's IntegrityError from breaking it.
+    within = transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext()
     try:
-        with transaction.atomic():
+        with within:
             return IdempotencyRecord.objects.create(api_key=api_key, key=key, request_hash=digest), None
     except IntegrityError:
         pass

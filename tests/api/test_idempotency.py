@@ -27,6 +27,7 @@ from tests.api.conftest import (
     patient_payload,
     row_snapshot,
     transplant_payload,
+    visit_batch_payload,
     visit_record_by_key_payload,
 )
 from tests.api.routes import ROUTES, Route
@@ -83,6 +84,40 @@ def test_replayed_refusal_is_the_same_problem(world):
     assert second["Idempotent-Replayed"] == "true"
     assert second.json() == first.json()
     assert_problem(second, 400)
+
+
+# Refused by the recording's rules, after the visit was looked up and locked: one by its visit, one by a value.
+REFUSED_RECORDINGS = {
+    "record": (
+        "/api/v1/visits/record/",
+        lambda: visit_record_by_key_payload(SHARED_STUDY, SUBJECT_A, visit_code="M99"),
+        "visit_code",
+    ),
+    "record-batch": (
+        "/api/v1/visits/record-batch/",
+        lambda: visit_batch_payload(SHARED_STUDY, SUBJECT_A, results={"PLT": {"value": 230, "unit": "furlongs"}}),
+        "visits.0.PLT",
+    ),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("name", list(REFUSED_RECORDINGS))
+def test_a_refused_recording_outside_any_transaction_writes_nothing_and_its_refusal_is_replayed(world, name):
+    """As a server runs it (no test transaction around): the recording's refusal rolls back the work of the
+    request, its answer is kept for the key all the same, and a retry replays it."""
+    url, payload, field = REFUSED_RECORDINGS[name]
+    client = client_for(world.keys["a_rw"])
+    before = row_snapshot()
+    first = call(client, "POST", url, payload(), **{"Idempotency-Key": f"refused-{name}"})
+    assert_problem(first, 400)
+    assert field in field_errors(first.json()), first.json()
+    assert changed_tables(before, row_snapshot()) == {}
+    record = IdempotencyRecord.objects.get(key=f"refused-{name}")
+    assert (record.completed, record.response_status) == (True, 400)
+    second = call(client, "POST", url, payload(), **{"Idempotency-Key": f"refused-{name}"})
+    assert second["Idempotent-Replayed"] == "true"
+    assert second.json() == first.json()
 
 
 @pytest.mark.parametrize("odd", ["\x00", "\u0000\u007f\u00c6 <b>", "\U0001f600"])
