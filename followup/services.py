@@ -350,30 +350,29 @@ def visit_record(
 
 
 @transaction.atomic(savepoint=False)  # see `visits_record_batch`
-def visit_record_by_key(
-    *, site_id: int, study_code: str, subject_code: str, visit_code: str, entry: VisitEntry
-) -> Visit:
+def visit_record_by_key(*, site: Site, study_code: str, subject_code: str, visit_code: str, entry: VisitEntry) -> Visit:
     """`visit_record` for the visit named by study, subject code and visit code at one site (a partner's
-    natural key); a patient or visit not at that site is refused as unknown."""
+    natural key); a patient or visit not at that site is refused as unknown. `site`: the caller's, as loaded
+    (it is not read again)."""
     try:  # `get`, not `first`: no ordering (a visit's default order joins its patient's study to sort)
-        visit = _locking_visits().get(
-            patient__site_id=site_id,
+        visit = _locking_visits(with_site=False).get(
+            patient__site_id=site.pk,
             patient__study__code=study_code,
             patient__subject_code=subject_code,
             code=visit_code,
         )
     except Visit.DoesNotExist:
-        known = Patient.objects.filter(site_id=site_id, study__code=study_code, subject_code=subject_code).exists()
+        known = Patient.objects.filter(site_id=site.pk, study__code=study_code, subject_code=subject_code).exists()
         raise ValidationError(_unknown_visit(study_code, subject_code, visit_code, patient_known=known)) from None
+    visit.patient.site = site
     return _record_locked(visit, entry)
 
 
-def _locking_visits():
+def _locking_visits(*, with_site: bool = True):
     # Only the visit's row is locked: two writers at one site do not queue on the site's (or study's) row. The
     # study's outcome definitions come along, for the outcomes (`_outcome_definitions_of`).
-    return Visit.objects.select_for_update(of=("self",)).select_related(
-        "patient__site", "patient__study__outcome_settings"
-    )
+    related = ["patient__study__outcome_settings", *(["patient__site"] if with_site else [])]
+    return Visit.objects.select_for_update(of=("self",)).select_related(*related)
 
 
 def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
@@ -398,7 +397,7 @@ def _unknown_visit(study_code: str, subject: str, code: str, *, patient_known: b
 
 
 @transaction.atomic(savepoint=False)
-def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[str, str, VisitEntry]]) -> list[Visit]:
+def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str, str, VisitEntry]]) -> list[Visit]:
     """Record many visits of one study at one site, each named by (subject code, visit code): all are stored,
     or none. The rules are `visit_record`'s, visit by visit; the reads and writes are a fixed number of
     statements for the whole batch. Errors are named `visits.<index>.<field>` (the index in `entries`).
@@ -422,16 +421,15 @@ def visits_record_batch(*, site_id: int, study_code: str, entries: list[tuple[st
     subjects = sorted({subject for subject, _, _ in entries})
     wanted = set(first_at)
     candidates = Visit.objects.filter(
-        patient__site_id=site_id,
+        patient__site_id=site.pk,
         patient__study__code=study_code,
         patient__subject_code__any=subjects,
         code__any=sorted({code for _, code, _ in entries}),
     ).values_list("pk", "patient__subject_code", "code")
-    # The batch's patients and their one site are read once, not joined to every visit.
-    site = Site.objects.get(pk=site_id)
+    # The batch's patients are read once, not joined to every visit; their one site is the caller's.
     patients = {
         p.pk: p
-        for p in Patient.objects.filter(site_id=site_id, study__code=study_code, subject_code__any=subjects).order_by()
+        for p in Patient.objects.filter(site_id=site.pk, study__code=study_code, subject_code__any=subjects).order_by()
     }
     for patient in patients.values():
         patient.site = site

@@ -136,7 +136,7 @@ class VisitViewSet(PartnerViewSet):
         """Record a visit named by study, subject code and visit code (an upsert of its results)."""
         fields = valid(VisitRecordByKeySerializer, request)
         visit = services.visit_record_by_key(
-            site_id=self.site_id,
+            site=request.auth.site,
             study_code=fields["study"],
             subject_code=fields["subject_code"],
             visit_code=fields["visit_code"],
@@ -166,7 +166,7 @@ class VisitViewSet(PartnerViewSet):
         """Record many visits of one study at once (all or nothing), each as `visits/record/` would."""
         fields = valid(VisitRecordBatchSerializer, request)
         entries = [(item["subject_code"], item["visit_code"], self._entry(item)) for item in fields["visits"]]
-        visits = services.visits_record_batch(site_id=self.site_id, study_code=fields["study"], entries=entries)
+        visits = services.visits_record_batch(site=request.auth.site, study_code=fields["study"], entries=entries)
         body = {
             "study": fields["study"],
             "recorded": len(visits),

@@ -110,7 +110,7 @@ def test_a_visit_corrected_to_before_day_zero_loses_its_outcome(path):
         visit_record(visit=visits["D7"], **vars(entry))
     else:
         visits_record_batch(
-            site_id=clinical.site.pk,
+            site=clinical.site,
             study_code=clinical.study.code,
             entries=[(clinical.patient.subject_code, "D7", entry)],
         )
@@ -212,7 +212,7 @@ def test_a_visit_recorded_late_rewrites_only_the_flare_and_relapse_of_the_visits
         visit_record(visit=visits["M1"], **vars(entry))
     else:
         visits_record_batch(
-            site_id=clinical.site.pk,
+            site=clinical.site,
             study_code=clinical.study.code,
             entries=[(clinical.patient.subject_code, "M1", entry)],
         )
