@@ -135,6 +135,48 @@ class Gunicorn:
         self.process.wait(timeout=30)
 
 
+class CpuMeter:
+    """CPU seconds spent by the gunicorn workers and by the PostgreSQL server's processes (those that exited
+    included: they are added to the postmaster's children's time when it reaps them), read from /proc. Only
+    where PostgreSQL runs on this machine and /proc can be read; elsewhere `sample` answers None."""
+
+    _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, gunicorn_pid: int, db: str):
+        self.gunicorn_pid = gunicorn_pid
+        self.postmaster_pid = None
+        with psycopg.connect(database_url(db), autocommit=True) as conn:
+            row = conn.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'").fetchone()
+        if row and self._stat(row[0]) is not None:
+            self.postmaster_pid = self._stat(row[0])[1]
+
+    @staticmethod
+    def _stat(pid: int) -> list[int] | None:
+        # (state, ppid, ..., utime, stime, cutime, cstime) as integers from field 4 on; None when unreadable.
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return [0, *(int(f) for f in fields[1:15])]
+
+    def _tree(self, root: int) -> float:
+        """CPU ticks of `root` (its reaped children's included) and of its living children."""
+        own = self._stat(root)
+        ticks = sum(own[11:15]) if own else 0
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                stat = self._stat(int(name))
+                if stat and stat[1] == root:
+                    ticks += stat[11] + stat[12]
+        return ticks
+
+    def sample(self) -> tuple[float, float] | None:
+        if self.postmaster_pid is None:
+            return None
+        return self._tree(self.gunicorn_pid) / self._TICK, self._tree(self.postmaster_pid) / self._TICK
+
+
 def _request(conn, method: str, path: str, body=None, headers=None) -> tuple[int, bytes]:
     data = None if body is None else json.dumps(body).encode()
     conn.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
@@ -142,8 +184,11 @@ def _request(conn, method: str, path: str, body=None, headers=None) -> tuple[int
     return response.status, response.read()
 
 
-def load(port: int, requests: list[tuple[str, str, dict | None, dict]], threads: int = 2) -> dict:
-    """Send the requests from `threads` keep-alive connections; throughput and latency percentiles."""
+def load(
+    port: int, requests: list[tuple[str, str, dict | None, dict]], threads: int = 2, cpu: CpuMeter | None = None
+) -> dict:
+    """Send the requests from `threads` keep-alive connections; throughput and latency percentiles, and with a
+    `cpu` meter the CPU time per request of the web server and of PostgreSQL."""
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -164,6 +209,7 @@ def load(port: int, requests: list[tuple[str, str, dict | None, dict]], threads:
                 if status >= 300:
                     failures.append(f"{status} {path}: {content[:300]!r}")
 
+    before = cpu.sample() if cpu else None
     started = time.perf_counter()
     pool = [threading.Thread(target=worker) for _ in range(threads)]
     for thread in pool:
@@ -174,12 +220,17 @@ def load(port: int, requests: list[tuple[str, str, dict | None, dict]], threads:
     if failures:
         raise SystemExit(f"{len(failures)} requests failed, e.g. {failures[0]}")
     ordered = sorted(latencies)
-    return {
+    out = {
         "requests": len(latencies),
         "per_s": round(len(latencies) / wall, 1),
         "p50_ms": round(statistics.median(ordered) * 1000, 1),
         "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 1),
     }
+    after = cpu.sample() if cpu else None
+    if before and after:
+        web, db = ((a - b) / len(latencies) * 1000 for a, b in zip(after, before, strict=True))
+        out["cpu_ms_per_request"] = {"web": round(web, 1), "postgres": round(db, 1)}
+    return out
 
 
 def write_requests(prep: dict, side: str) -> list:
@@ -247,7 +298,7 @@ def http_workloads(db: str) -> dict:
     count = int(ENV.get("BENCH_REQUESTS", "200"))
     prep = workload("prepare", db, count + 10)
     out = {}
-    with Gunicorn(db, port):
+    with Gunicorn(db, port) as server:
         api_key = {"Authorization": f"Api-Key {prep['key']}"}
         # 4. Reads: a page of 100 visits with results.
         reads = int(ENV.get("BENCH_READS", "200"))
@@ -268,8 +319,9 @@ def http_workloads(db: str) -> dict:
         api_requests, bare_requests = write_requests(prep, "api"), write_requests(prep, "bare")
         load(port, api_requests[:5])
         load(port, bare_requests[:5])
-        api_w = load(port, api_requests[5 : 5 + count])
-        bare_w = load(port, bare_requests[5 : 5 + count])
+        cpu = CpuMeter(server.process.pid, db)
+        api_w = load(port, api_requests[5 : 5 + count], cpu=cpu)
+        bare_w = load(port, bare_requests[5 : 5 + count], cpu=cpu)
         ratio = round(api_w["per_s"] / bare_w["per_s"], 3)
         out["1_partner_write"] = {
             "api": api_w,
