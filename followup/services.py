@@ -349,7 +349,7 @@ def visit_record(
     return _record_locked(visit, VisitEntry(actual_date, results, sledai_items, deviation_reason, remove, reason))
 
 
-@transaction.atomic(savepoint=False)  # see `visits_record_batch`
+@transaction.atomic
 def visit_record_by_key(*, site: Site, study_code: str, subject_code: str, visit_code: str, entry: VisitEntry) -> Visit:
     """`visit_record` for the visit named by study, subject code and visit code at one site (a partner's
     natural key); a patient or visit not at that site is refused as unknown. `site`: the caller's, as loaded
@@ -396,15 +396,11 @@ def _unknown_visit(study_code: str, subject: str, code: str, *, patient_known: b
     return {"visit_code": f"Patient {subject} has no visit {code}."}
 
 
-@transaction.atomic(savepoint=False)
+@transaction.atomic
 def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str, str, VisitEntry]]) -> list[Visit]:
     """Record many visits of one study at one site, each named by (subject code, visit code): all are stored,
     or none. The rules are `visit_record`'s, visit by visit; the reads and writes are a fixed number of
-    statements for the whole batch. Errors are named `visits.<index>.<field>` (the index in `entries`).
-
-    Like `visit_record_by_key`, a part of its caller's transaction (the idempotent POST's, which keeps the
-    answer with the work) or one of its own, with no savepoint: a refusal leaves the caller's transaction to
-    be rolled back, and the caller keeps the refusal after it (`registry.api.base.idempotent`)."""
+    statements for the whole batch. Errors are named `visits.<index>.<field>` (the index in `entries`)."""
     if len(entries) > c.MAX_BATCH_VISITS:
         raise ValidationError(
             {"visits": f"At most {c.MAX_BATCH_VISITS} visits in one batch; send the rest in another."}
