@@ -89,9 +89,14 @@ DATABASES = {
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the web server and the Celery worker read while the other writes.
+    # WAL lets the web server and the Celery worker read while the other writes. A transaction takes the write
+    # lock as it begins (IMMEDIATE), waiting up to `timeout` seconds for another writer to finish: one begun
+    # as a reader (SQLite's default) that then writes after another writer has committed fails at once with
+    # "database is locked", whatever the timeout.
     DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].update({"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"})
+    DATABASES["default"]["OPTIONS"].update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
