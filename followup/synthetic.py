@@ -18,7 +18,8 @@ written for the bulk rows, and no concomitant-medication rows (prednisone is the
 Subjects are codes only (site code and number); there are no names or record numbers anywhere.
 
 Deterministic: for a given --seed, --today and size, the same rows (ids apart, which follow the database's
-sequences). Patient n's values come from `random.Random(f"{seed}:{n}")`.
+sequences). Patient n's values come from `random.Random(f"{seed}:{n}")`. On PostgreSQL (outside a transaction)
+the chunks of patients are generated and copied by one process per core, each chunk with its own block of ids.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ DEFAULT_SEED = 2010
 STUDY_CODE = "MSCT-SLE-SYN"
 FOLLOW_UP_SPAN_DAYS = 6 * 365  # first infusions spread over the last six years
 PATIENTS_PER_LOT = 200
-CHUNK = 2000  # patients per transaction
+CHUNK = 1000  # patients per transaction (and per task of a worker process)
 
 SITE_ZONES = (
     ("CN", "Asia/Shanghai"),
@@ -875,33 +876,67 @@ class CohortGenerator:
 # The whole cohort --------------------------------------------------------------------------------------
 
 
-def _generate_overlapped(generator: CohortGenerator, patients: int, progress) -> None:
-    """Generate chunk n+1 while a second thread (its own connection) copies chunk n: PostgreSQL and Python
-    then work on the two cores at once."""
-    from concurrent.futures import ThreadPoolExecutor
+def _chunks(patients: int) -> list[tuple[int, int, int]]:
+    """(index, first patient, last patient) of each chunk of `CHUNK` patients."""
+    return [(i, first, min(first + CHUNK - 1, patients)) for i, first in enumerate(range(1, patients + 1, CHUNK))]
 
-    def write(rows: dict[str, list[tuple]]) -> dict[str, int]:
-        try:
-            with transaction.atomic():
-                for name in WRITE_ORDER:
-                    generator.writer.write(name, rows[name])
-            return {name: len(rows[name]) for name in WRITE_ORDER}
-        finally:
-            connection.close()
 
-    pending = None
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        for number in range(1, patients + 1):
-            generator.patient(number)
-            if number % CHUNK == 0 or number == patients:
-                if pending is not None:
-                    generator.counts.update(pending.result())
-                rows, generator.rows = generator.rows, {name: [] for name in TABLES}
-                pending = pool.submit(write, rows)
+@dataclass
+class IdBlocks:
+    """The ids reserved for the cohort: from `starts`, a block of `per_chunk` ids per table for each chunk."""
+
+    starts: dict[str, int]
+    per_chunk: dict[str, int]
+
+
+def _generate_chunk(generator: CohortGenerator, blocks: IdBlocks, index: int, first: int, last: int) -> None:
+    """Generate the rows of patients `first` to `last` with the ids of chunk `index`'s block: a chunk's rows
+    are the same whichever process makes them and in whatever order the chunks are made."""
+    generator.ids.next = {name: start + index * blocks.per_chunk[name] for name, start in blocks.starts.items()}
+    for number in range(first, last + 1):
+        generator.patient(number)
+
+
+_worker: tuple[CohortGenerator, IdBlocks] | None = None  # set before the workers fork
+
+
+def _copy_chunk(index: int, first: int, last: int) -> Counter:
+    """In a worker process: generate one chunk and copy it, in one transaction on the worker's connection.
+    Returns the chunk's counts (rows written, visits by state)."""
+    generator, blocks = _worker
+    generator.counts = Counter()
+    try:
+        _generate_chunk(generator, blocks, index, first, last)
+        generator.flush()
+        return generator.counts
+    finally:
+        connection.close()
+
+
+def _generate_parallel(generator: CohortGenerator, blocks: IdBlocks, patients: int, progress) -> None:
+    """Chunks generated and copied by one process per core (at least two, so that PostgreSQL copies one chunk
+    while Python generates the next): the generation is Python, one core per process."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from django.db import connections
+
+    global _worker
+    chunks = _chunks(patients)
+    workers = min(len(chunks), max(2, os.cpu_count() or 1))
+    connections.close_all()  # a forked process must not share the parent's connection
+    _worker = (generator, blocks)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            pending = {pool.submit(_copy_chunk, *chunk): chunk for chunk in chunks}
+            for done in as_completed(pending):
+                generator.counts.update(done.result())
                 if progress:
-                    progress(number % CHUNK or CHUNK)
-        if pending is not None:
-            generator.counts.update(pending.result())
+                    _, first, last = pending[done]
+                    progress(last - first + 1)
+    finally:
+        _worker = None
 
 
 def upper_bounds(patients: int, n_definitions: int) -> dict[str, int]:
@@ -938,25 +973,24 @@ def seed_synthetic(
         patients=patients, sites=sites or default_sites(patients), seed=seed, today=today, study_code=study_code
     )
     writer = BulkWriter()
-    ids = Ids(writer.reserve_ids(upper_bounds(patients, len(ref.definitions))))
-    generator = CohortGenerator(ref=ref, seed=seed, today=today, writer=writer, ids=ids, now=now)
-    # Dropping indexes and copying from a second connection need a connection outside any transaction (not
-    # in a test's, for instance); otherwise the rows go in chunk by chunk on this connection.
+    # A block of ids per chunk of patients, so that the chunks can be made in any order, by any process.
+    chunks = _chunks(patients)
+    per_chunk = upper_bounds(min(CHUNK, patients), len(ref.definitions))
+    blocks = IdBlocks(writer.reserve_ids({name: n * len(chunks) for name, n in per_chunk.items()}), per_chunk)
+    generator = CohortGenerator(ref=ref, seed=seed, today=today, writer=writer, ids=Ids({}), now=now)
+    # Dropping indexes and copying from other processes need a connection outside any transaction (not in a
+    # test's, for instance); otherwise the rows go in chunk by chunk on this connection.
     fast = writer.postgres and not connection.in_atomic_block
     restore = writer.drop_secondary_constraints(WRITE_ORDER) if fast else []
     try:
         if fast:
-            _generate_overlapped(generator, patients, progress)
+            _generate_parallel(generator, blocks, patients, progress)
         else:
-            for number in range(1, patients + 1):
-                generator.patient(number)
-                if number % CHUNK == 0:
-                    generator.flush()
-                    if progress:
-                        progress(CHUNK)
-            generator.flush()
-            if progress and patients % CHUNK:
-                progress(patients % CHUNK)
+            for index, first, last in chunks:
+                _generate_chunk(generator, blocks, index, first, last)
+                generator.flush()
+                if progress:
+                    progress(last - first + 1)
     finally:
         writer.restore(restore)
     if writer.postgres:

@@ -7,6 +7,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 from django.db.models import Count, Q
 
 from followup import synthetic
@@ -124,6 +125,71 @@ def test_deterministic_for_a_seed(frozen_now):
     seed("SYN-C", seed=12)
     assert snapshot("SYN-A") == snapshot("SYN-B")
     assert snapshot("SYN-A") != snapshot("SYN-C")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_worker_processes_write_what_one_transaction_writes(frozen_now, monkeypatch):
+    """On PostgreSQL outside a transaction, chunks of patients are generated and copied by worker processes,
+    each on its own connection with its own block of ids, while indexes are dropped; inside a transaction they
+    go in chunk by chunk on the caller's connection. Both write the same rows, and the constraints and indexes
+    dropped are back."""
+    monkeypatch.setattr(synthetic, "CHUNK", 7)  # 30 patients: five chunks, made by the workers in any order
+    indexes_before = _index_names()
+    assert not connection.in_atomic_block
+    seed("SYN-A", seed=11)
+    with transaction.atomic():
+        seed("SYN-B", seed=11)
+    assert snapshot("SYN-A") == snapshot("SYN-B")
+    assert derived("SYN-A") == derived("SYN-B")
+    assert len(snapshot("SYN-A")[2]) > 200
+    assert _index_names() == indexes_before
+    # The ids of each study's rows: blocks per chunk of patients, never shared between the two studies.
+    ids = {
+        code: set(Result.objects.filter(visit__patient__study__code=f"SYN-{code}").values_list("pk", flat=True))
+        for code in "AB"
+    }
+    assert not ids["A"] & ids["B"]
+
+
+def derived(study_code: str) -> tuple:
+    """The computed outcomes, adverse events and infusions of a study, by subject."""
+    outcomes = list(
+        ComputedOutcome.objects.filter(visit__patient__study__code=study_code)
+        .order_by("visit__patient__subject_code", "visit__code")
+        .values_list(
+            "visit__patient__subject_code",
+            "visit__code",
+            "sledai",
+            "sledai_change",
+            "sri4",
+            "remission",
+            "renal_response",
+            "flare",
+            "relapse",
+            "changes",
+            "notes",
+        )
+    )
+    events = list(
+        AdverseEvent.objects.filter(patient__study__code=study_code)
+        .order_by("patient__subject_code", "onset_date", "term")
+        .values_list("patient__subject_code", "term", "category", "onset_date", "resolution_date", "serious_death")
+    )
+    infusions = list(
+        TransplantEvent.objects.filter(patient__study__code=study_code)
+        .order_by("patient__subject_code", "infusion_number")
+        .values_list("patient__subject_code", "infusion_number", "infused_at", "weight_kg")
+    )
+    return outcomes, events, infusions
+
+
+def _index_names() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+        indexes = {name for (name,) in cursor.fetchall()}
+        cursor.execute("SELECT conname FROM pg_constraint WHERE connamespace = current_schema()::regnamespace")
+        return indexes | {name for (name,) in cursor.fetchall()}
 
 
 def test_refuses_an_existing_study(frozen_now):
