@@ -144,6 +144,11 @@ def test_worker_processes_write_what_one_transaction_writes(frozen_now, monkeypa
     assert derived("SYN-A") == derived("SYN-B")
     assert len(snapshot("SYN-A")[2]) > 200
     assert _index_names() == indexes_before
+    # Copied in patient order: the table holds the rows in the order of their ids, as one writer leaves them.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM followup_result ORDER BY ctid")
+        stored = [pk for (pk,) in cursor.fetchall()]
+    assert stored == sorted(stored)
     # The ids of each study's rows: blocks per chunk of patients, never shared between the two studies.
     ids = {
         code: set(Result.objects.filter(visit__patient__study__code=f"SYN-{code}").values_list("pk", flat=True))
