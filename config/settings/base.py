@@ -88,6 +88,8 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'registry.sqlite3'}"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# A connection kept between requests (`?conn_max_age=60` in DATABASE_URL) is checked before it is reused.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server and the Celery worker read while the other writes. A transaction takes the write
     # lock as it begins (IMMEDIATE), waiting up to `timeout` seconds for another writer to finish: one begun
