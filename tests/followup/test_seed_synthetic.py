@@ -162,19 +162,7 @@ def derived(study_code: str) -> tuple:
     outcomes = list(
         ComputedOutcome.objects.filter(visit__patient__study__code=study_code)
         .order_by("visit__patient__subject_code", "visit__code")
-        .values_list(
-            "visit__patient__subject_code",
-            "visit__code",
-            "sledai",
-            "sledai_change",
-            "sri4",
-            "remission",
-            "renal_response",
-            "flare",
-            "relapse",
-            "changes",
-            "notes",
-        )
+        .values_list("visit__patient__subject_code", "visit__code", *ComputedOutcome.COMPUTED_FIELDS)
     )
     events = list(
         AdverseEvent.objects.filter(patient__study__code=study_code)
