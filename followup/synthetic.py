@@ -898,31 +898,41 @@ def _generate_chunk(generator: CohortGenerator, blocks: IdBlocks, index: int, fi
         generator.patient(number)
 
 
-# Set before the workers fork: the generator and the ids, and the index of the next chunk to copy.
+# Set before the workers fork: the generator and the ids, and the index of the next chunk to copy (or
+# _FAILED once a chunk has failed).
 _worker: tuple[CohortGenerator, IdBlocks] | None = None
 _turn = None
+_FAILED = -1
 
 
-def _copy_chunk(index: int, first: int, last: int) -> Counter:
+def _copy_chunk(index: int, first: int, last: int) -> Counter | None:
     """In a worker process: generate one chunk, then, once the chunks before it are in, copy it in one
     transaction on the worker's connection. Copied in patient order, the tables hold their rows in the order
-    one writer leaves them, whatever the number of workers. Returns the chunk's counts."""
+    one writer leaves them, whatever the number of workers. Returns the chunk's counts, or None if an earlier
+    chunk failed (this one is then not copied, and that chunk's error stops the seeding)."""
     generator, blocks = _worker
     condition, turn = _turn
     generator.counts = Counter()
     try:
         _generate_chunk(generator, blocks, index, first, last)
         with condition:
-            condition.wait_for(lambda: turn.value == index)
-        try:
-            generator.flush()
-        finally:  # the next chunk's turn comes even if this one failed (its error stops the seeding)
-            with condition:
-                turn.value += 1
-                condition.notify_all()
-        return generator.counts
+            condition.wait_for(lambda: turn.value in (index, _FAILED))
+            if turn.value == _FAILED:
+                return None
+        generator.flush()
+    except BaseException:
+        with condition:
+            turn.value = _FAILED
+            condition.notify_all()
+        raise
+    else:
+        with condition:
+            if turn.value == index:
+                turn.value = index + 1
+            condition.notify_all()
     finally:
         connection.close()
+    return generator.counts
 
 
 def _generate_parallel(generator: CohortGenerator, blocks: IdBlocks, patients: int, progress) -> None:
@@ -944,7 +954,10 @@ def _generate_parallel(generator: CohortGenerator, blocks: IdBlocks, patients: i
     try:
         pending = {pool.submit(_copy_chunk, *chunk): chunk for chunk in chunks}
         for done in as_completed(pending):
-            generator.counts.update(done.result())
+            counts = done.result()
+            if counts is None:
+                continue
+            generator.counts.update(counts)
             if progress:
                 _, first, last = pending[done]
                 progress(last - first + 1)

@@ -157,6 +157,26 @@ def test_worker_processes_write_what_one_transaction_writes(frozen_now, monkeypa
     assert not ids["A"] & ids["B"]
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_that_fails_stops_the_workers_and_the_indexes_come_back(frozen_now, monkeypatch):
+    monkeypatch.setattr(synthetic, "CHUNK", 7)
+    generate = synthetic.CohortGenerator.patient
+
+    def patient(self, number):
+        if number == 10:  # in the second of five chunks
+            raise RuntimeError("patient 10 could not be made")
+        return generate(self, number)
+
+    monkeypatch.setattr(synthetic.CohortGenerator, "patient", patient)
+    indexes_before = _index_names()
+    with pytest.raises(RuntimeError, match="patient 10 could not be made"):
+        seed("SYN-A")
+    assert _index_names() == indexes_before
+    # At most the first chunk went in: none after the failed one was copied.
+    assert Patient.objects.filter(study__code="SYN-A").count() in (0, 7)
+
+
 def derived(study_code: str) -> tuple:
     """The computed outcomes, adverse events and infusions of a study, by subject."""
     outcomes = list(
