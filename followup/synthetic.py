@@ -896,6 +896,9 @@ def _generate_chunk(generator: CohortGenerator, blocks: IdBlocks, index: int, fi
     generator.ids.next = {name: start + index * blocks.per_chunk[name] for name, start in blocks.starts.items()}
     for number in range(first, last + 1):
         generator.patient(number)
+    for name, start in blocks.starts.items():  # a chunk never takes the next chunk's ids
+        if generator.ids.next[name] > start + (index + 1) * blocks.per_chunk[name]:
+            raise RuntimeError(f"Chunk {index} took more {name} ids than `upper_bounds` reserves for it.")
 
 
 # Set before the workers fork: the generator and the ids, and the index of the next chunk to copy (or
@@ -947,7 +950,7 @@ def _generate_parallel(generator: CohortGenerator, blocks: IdBlocks, patients: i
     global _worker, _turn
     context = multiprocessing.get_context("fork")
     chunks = _chunks(patients)
-    workers = min(len(chunks), (os.cpu_count() or 1) + 1)
+    workers = min(len(chunks), len(os.sched_getaffinity(0)) + 1, 9)
     connections.close_all()  # a forked process must not share the parent's connection
     _worker, _turn = (generator, blocks), (context.Condition(), context.Value("i", 0))
     pool = ProcessPoolExecutor(workers, mp_context=context)
@@ -961,7 +964,11 @@ def _generate_parallel(generator: CohortGenerator, blocks: IdBlocks, patients: i
             if progress:
                 _, first, last = pending[done]
                 progress(last - first + 1)
-    except BaseException:
+    except BaseException:  # a chunk failed, or the parent was stopped: no worker copies another chunk
+        condition, turn = _turn
+        with condition:
+            turn.value = _FAILED
+            condition.notify_all()
         pool.shutdown(cancel_futures=True)
         raise
     finally:

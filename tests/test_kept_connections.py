@@ -27,8 +27,12 @@ def test_a_kept_connection_whose_backend_ended_is_replaced_before_use():
         first = _backend_pid(connection)
         close_old_connections()  # it ends: the connection is kept
         assert _backend_pid(connection) == first
-        with connections.create_connection("default").cursor() as other:
-            other.execute("SELECT pg_terminate_backend(%s)", [first])
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+        finally:
+            other.close()
         close_old_connections()  # the next request starts
         second = _backend_pid(connection)  # without the health check: OperationalError (server closed)
         assert second != first

@@ -135,11 +135,17 @@ def test_worker_processes_write_what_one_transaction_writes(frozen_now, monkeypa
     go in chunk by chunk on the caller's connection. Both write the same rows, and the constraints and indexes
     dropped are back."""
     monkeypatch.setattr(synthetic, "CHUNK", 7)  # 30 patients: five chunks, made by the workers in any order
+    parallel = []
+    generate_parallel = synthetic._generate_parallel
+    monkeypatch.setattr(synthetic, "_generate_parallel", lambda *a: parallel.append(1) or generate_parallel(*a))
     indexes_before = _index_names()
     assert not connection.in_atomic_block
-    seed("SYN-A", seed=11)
+    summary_a = seed("SYN-A", seed=11)
+    assert parallel == [1]
     with transaction.atomic():
-        seed("SYN-B", seed=11)
+        summary_b = seed("SYN-B", seed=11)
+    assert parallel == [1]
+    assert _counts(summary_a) == _counts(summary_b)
     assert snapshot("SYN-A") == snapshot("SYN-B")
     assert derived("SYN-A") == derived("SYN-B")
     assert len(snapshot("SYN-A")[2]) > 200
@@ -175,6 +181,11 @@ def test_a_chunk_that_fails_stops_the_workers_and_the_indexes_come_back(frozen_n
     assert _index_names() == indexes_before
     # At most the first chunk went in: none after the failed one was copied.
     assert Patient.objects.filter(study__code="SYN-A").count() in (0, 7)
+
+
+def _counts(summary: str) -> str:
+    """The counts of a seeding's summary line, without its study code and time."""
+    return summary.split(" s. ", 1)[1]
 
 
 def derived(study_code: str) -> tuple:
