@@ -908,11 +908,21 @@ _turn = None
 _FAILED = -1
 
 
+def _set_turn(value: int, *, if_now: int | None = None) -> None:
+    """Give the turn to chunk `value` (or _FAILED), and wake the workers waiting for theirs. With `if_now`, only
+    if the turn is still that chunk's (a failure meanwhile stays)."""
+    condition, turn = _turn
+    with condition:
+        if if_now is None or turn.value == if_now:
+            turn.value = value
+        condition.notify_all()
+
+
 def _copy_chunk(index: int, first: int, last: int) -> Counter | None:
     """In a worker process: generate one chunk, then, once the chunks before it are in, copy it in one
     transaction on the worker's connection. Copied in patient order, the tables hold their rows in the order
-    one writer leaves them, whatever the number of workers. Returns the chunk's counts, or None if an earlier
-    chunk failed (this one is then not copied, and that chunk's error stops the seeding)."""
+    one writer leaves them, whatever the number of workers. Returns the chunk's counts, or None once a chunk
+    has failed (this one is then not copied; the parent, given that chunk's error, ends every turn)."""
     generator, blocks = _worker
     condition, turn = _turn
     generator.counts = Counter()
@@ -923,18 +933,9 @@ def _copy_chunk(index: int, first: int, last: int) -> Counter | None:
             if turn.value == _FAILED:
                 return None
         generator.flush()
-    except BaseException:
-        with condition:
-            turn.value = _FAILED
-            condition.notify_all()
-        raise
-    else:
-        with condition:
-            if turn.value == index:
-                turn.value = index + 1
-            condition.notify_all()
     finally:
         connection.close()
+    _set_turn(index + 1, if_now=index)
     return generator.counts
 
 
@@ -965,14 +966,10 @@ def _generate_parallel(generator: CohortGenerator, blocks: IdBlocks, patients: i
                 _, first, last = pending[done]
                 progress(last - first + 1)
     except BaseException:  # a chunk failed, or the parent was stopped: no worker copies another chunk
-        condition, turn = _turn
-        with condition:
-            turn.value = _FAILED
-            condition.notify_all()
-        pool.shutdown(cancel_futures=True)
+        _set_turn(_FAILED)
         raise
     finally:
-        pool.shutdown()
+        pool.shutdown(cancel_futures=True)  # after a success every chunk is done: nothing to cancel
         _worker = _turn = None
 
 
