@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from core.api.problems import not_found
 from followup.api.exports import ExportViewSet
 from followup.api.views import (
     AdverseEventViewSet,
@@ -13,7 +14,6 @@ from followup.api.views import (
     VisitViewSet,
 )
 from patients.api.views import MedicationViewSet, PatientViewSet, TransplantViewSet
-from registry.api.base import not_found
 from registry.api.views import LotViewSet, SiteViewSet, StudyViewSet
 
 router = SimpleRouter()

@@ -44,8 +44,7 @@ from followup.models import AdverseEvent, ComputedOutcome, ExportJob, Result, Vi
 from patients import constants as pc
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from registry import constants as rc
-from registry.models import ApiKey, Site, Study, StudySite
-from registry.scoping import user_site_ids
+from registry.models import ApiKey, Site, Study, StudySite, user_site_ids
 
 logger = logging.getLogger(__name__)
 

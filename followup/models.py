@@ -6,15 +6,14 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from core.audit import audit_history
 from followup import constants as c
 from followup.catalogue import RESULT_CODE_CHOICES
 from followup.computations import plain
 from followup.constants import VisitOutcome
 from followup.states import VisitQuerySet, visit_state
 from patients.models import Patient, TransplantEvent
-from registry.audit import audit_history
-from registry.models import CellProduct, Site, Study, TimeStampedModel, VisitDefinition
-from registry.scoping import SiteScopedQuerySet
+from registry.models import CellProduct, Site, SiteScopedQuerySet, Study, TimeStampedModel, VisitDefinition
 
 
 class Visit(TimeStampedModel):

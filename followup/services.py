@@ -14,6 +14,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.audit import bulk_create_audited, history_of_rows
+from core.bulk import insert_values, update_rows, upsert_values, without_jit
 from followup import constants as c
 from followup import outcomes
 from followup.catalogue import ANALYTES
@@ -24,8 +26,6 @@ from followup.states import site_today
 from patients.constants import DoseUnit, Drug, Frequency, PatientStatus
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import local_date, patient_record_death
-from registry.audit import bulk_create_audited, history_of_rows
-from registry.bulk import insert_values, update_rows, upsert_values, without_jit
 from registry.models import OutcomeSettings, Site, Study, VisitDefinition
 from registry.services import ensure_can_write
 

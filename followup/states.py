@@ -17,7 +17,7 @@ from django.db.models import Case, CharField, DateField, Value, When
 from django.utils import timezone
 
 from followup.constants import VisitOutcome, VisitState
-from registry.scoping import SiteScopedQuerySet
+from registry.models import SiteScopedQuerySet
 
 
 def site_today(site, now: dt.datetime | None = None) -> dt.date:

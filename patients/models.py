@@ -6,11 +6,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from core.audit import audit_history
 from patients import constants as c
-from registry.audit import audit_history
 from registry.constants import Sex
-from registry.models import CODE_VALIDATOR, CellProduct, Site, Study, TimeStampedModel
-from registry.scoping import SiteScopedQuerySet
+from registry.models import CODE_VALIDATOR, CellProduct, Site, SiteScopedQuerySet, Study, TimeStampedModel
 
 
 def plausible_range(low, high, unit: str) -> list:

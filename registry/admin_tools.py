@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from registry.scoping import user_site_ids
+from registry.models import user_site_ids
 
 
 def _site_id_of(obj) -> int | None:

@@ -25,8 +25,8 @@ from registry.models import (
     Study,
     StudySite,
     VisitDefinition,
+    user_can_write_site,
 )
-from registry.scoping import user_can_write_site
 
 
 def ensure_can_write(actor, site: Site | int, *, field: str = "site") -> None:

@@ -8,9 +8,9 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import translation
 
+from core.i18n import model_label_texts
 from followup.models import NotificationPreference
 from registry import services as rs
-from registry.i18n import model_label_texts
 
 CATALOGUE = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "core",
     "registry",
     "patients",
     "followup",
@@ -49,7 +50,7 @@ MIDDLEWARE = [
     "followup.language.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "registry.audit.AuditDoorMiddleware",
+    "core.audit.AuditDoorMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -155,8 +156,8 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["registry.api.parsers.StrictJSONParser"],
-    "EXCEPTION_HANDLER": "registry.api.base.exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.StrictJSONParser"],
+    "EXCEPTION_HANDLER": "core.api.problems.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="600/minute")},
     "COERCE_DECIMAL_TO_STRING": False,
     "UNAUTHENTICATED_USER": None,
@@ -178,7 +179,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "registry.api.schema.add_problem_responses",
+        "core.api.schema.add_problem_responses",
     ],
     "ENUM_NAME_OVERRIDES": {
         "VisitOutcomeEnum": "followup.constants.VisitOutcome",

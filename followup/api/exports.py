@@ -16,12 +16,13 @@ from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 
+from core.api.idempotency import IDEMPOTENCY_HEADER, idempotent
+from core.api.problems import problem
+from core.api.serializers import ModelSerializer, valid
 from followup import exports
 from followup.constants import ExportState
 from followup.models import ExportJob
-from patients.api.views import valid
-from registry.api.base import IDEMPOTENCY_HEADER, PartnerViewSet, idempotent, problem
-from registry.api.serializers import ModelSerializer
+from registry.api.base import PartnerViewSet
 from registry.models import Site, Study
 
 

@@ -7,10 +7,10 @@ from rest_framework import serializers
 from rest_framework.fields import SkipField, empty
 from rest_framework.settings import api_settings
 
+from core.api.serializers import ModelSerializer
 from followup import constants as c
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
-from registry.api.serializers import ModelSerializer
 
 
 class ResultSerializer(ModelSerializer):

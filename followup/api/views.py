@@ -7,6 +7,10 @@ from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from core.api.etags import IF_MATCH_CORRECTION_HEADER, IF_MATCH_HEADER, check_if_match
+from core.api.filters import UpdatedSinceFilter
+from core.api.idempotency import IDEMPOTENCY_HEADER, idempotent
+from core.api.serializers import valid
 from followup import constants as c
 from followup import services
 from followup.api.serializers import (
@@ -27,15 +31,8 @@ from followup.api.serializers import (
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 from followup.report_views import parse_filter
 from followup.reports import cohort_report
-from patients.api.views import SubjectFilter, UpdatedSinceFilter, resolve_patient, valid
-from registry.api.base import (
-    IDEMPOTENCY_HEADER,
-    IF_MATCH_CORRECTION_HEADER,
-    IF_MATCH_HEADER,
-    PartnerViewSet,
-    check_if_match,
-    idempotent,
-)
+from patients.api.views import SubjectFilter, resolve_patient
+from registry.api.base import PartnerViewSet
 from registry.constants import TissueSource
 from registry.models import Study
 

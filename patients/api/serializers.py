@@ -1,8 +1,8 @@
 from rest_framework import serializers
 
+from core.api.serializers import ModelSerializer, OffsetDateTimeField
 from patients import constants as c
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
-from registry.api.serializers import ModelSerializer, OffsetDateTimeField
 from registry.constants import Sex
 
 # Output ------------------------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
-import datetime as dt
-
-from django import forms
 from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
-from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 
+from core.api.etags import IF_MATCH_HEADER, check_if_match
+from core.api.filters import UpdatedSinceFilter
+from core.api.idempotency import IDEMPOTENCY_HEADER, idempotent
+from core.api.serializers import valid
 from patients import services
 from patients.api.serializers import (
     MedicationCreateSerializer,
@@ -21,14 +21,8 @@ from patients.api.serializers import (
     TransplantSerializer,
 )
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
-from registry.api.base import IDEMPOTENCY_HEADER, IF_MATCH_HEADER, PartnerViewSet, check_if_match, idempotent
+from registry.api.base import PartnerViewSet
 from registry.models import CellProduct, Study
-
-
-def valid(serializer_class, request, **kwargs) -> dict:
-    serializer = serializer_class(data=request.data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 def resolve_patient(site_id: int, study_code: str, subject_code: str) -> Patient:
@@ -42,33 +36,6 @@ def resolve_patient(site_id: int, study_code: str, subject_code: str) -> Patient
     if patient is None:
         raise ValidationError({"subject_code": f"No patient {subject_code} of study {study_code} at your site."})
     return patient
-
-
-class InstantField(IsoDateTimeField):
-    """An ISO 8601 instant, held in UTC: offsets beyond the real ones (-12:00 to +14:00) are refused, and so is
-    an instant that falls outside the calendar once in UTC."""
-
-    def to_python(self, value):
-        instant = super().to_python(value)
-        if instant is None:
-            return None
-        offset = instant.utcoffset()
-        if offset is not None and abs(offset) > dt.timedelta(hours=14):
-            raise forms.ValidationError("A UTC offset lies between -12:00 and +14:00.", code="invalid")
-        try:
-            return instant.astimezone(dt.UTC)
-        except OverflowError:
-            raise forms.ValidationError("The instant is out of range.", code="invalid") from None
-
-
-class InstantFilter(filters.IsoDateTimeFilter):
-    field_class = InstantField
-
-
-class UpdatedSinceFilter(filters.FilterSet):
-    updated_since = InstantFilter(
-        field_name="updated_at", lookup_expr="gte", help_text="Only objects changed at or after this instant."
-    )
 
 
 class PatientFilter(UpdatedSinceFilter):

@@ -1,40 +1,8 @@
-import copy
-
-from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
+from core.api.serializers import ModelSerializer
 from registry.constants import RELEASE_TEST_FIELDS
 from registry.models import CellProduct, OutcomeSettings, Site, Study, VisitDefinition
-
-
-class ModelSerializer(serializers.ModelSerializer):
-    """REST framework's ModelSerializer, with its fields worked out from the model once per class: DRF maps every
-    model field afresh for each serializer it makes (about 1.5 ms for a visit, on every answer). Each serializer
-    gets its own copies, as DRF gives it copies of the declared fields."""
-
-    def get_fields(self):
-        cls = type(self)
-        built = cls.__dict__.get("_fields_built")
-        if built is None:
-            built = super().get_fields()
-            cls._fields_built = built
-        return copy.deepcopy(built)
-
-
-class OffsetDateTimeField(serializers.DateTimeField):
-    """An ISO 8601 date-time that must carry its UTC offset: a bare local time is ambiguous across sites, so it
-    is refused rather than read in some default zone."""
-
-    default_error_messages = {
-        "naive": "A date-time without a time zone is ambiguous: give its UTC offset (e.g. 2026-03-01T09:30:00+08:00).",
-    }
-
-    def to_internal_value(self, value):
-        if isinstance(value, str):
-            parsed = parse_datetime(value.strip())
-            if parsed is not None and parsed.tzinfo is None:
-                self.fail("naive")
-        return super().to_internal_value(value)
 
 
 class VisitDefinitionSerializer(ModelSerializer):

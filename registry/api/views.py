@@ -4,14 +4,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.exceptions import PermissionDenied
 
+from core.api.etags import IF_MATCH_HEADER, check_if_match
+from core.api.idempotency import IDEMPOTENCY_HEADER, idempotent
 from registry import services
-from registry.api.base import (
-    IDEMPOTENCY_HEADER,
-    IF_MATCH_HEADER,
-    PartnerViewSet,
-    check_if_match,
-    idempotent,
-)
+from registry.api.base import PartnerViewSet
 from registry.api.serializers import (
     LotSerializer,
     LotUpdateSerializer,

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from registry.api.base import etag_of
+from core.api.etags import etag_of
 from tests.api.conftest import (
     SHARED_STUDY,
     World,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.api.etags import etag_of
 from followup.models import AdverseEvent, ComputedOutcome, ExportJob, Result, Visit
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
-from registry.api.base import etag_of
 from registry.models import CellProduct, Site, Study
 from tests.api.conftest import (
     B_ONLY_STUDY,

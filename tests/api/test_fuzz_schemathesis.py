@@ -193,7 +193,7 @@ def _resource(path: str) -> str:
 
 
 def _current_etag(world: World, resource: str, path_parameters: dict) -> str | None:
-    from registry.api.base import etag_of
+    from core.api.etags import etag_of
 
     model = world.models.get(resource)
     if model is None:

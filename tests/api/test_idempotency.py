@@ -241,18 +241,18 @@ def _post_failing_on_the_server(world, key: str):
 def test_a_failure_while_keeping_the_answer_undoes_the_work_and_a_retry_writes_once(world, monkeypatch):
     """The work and the answer kept for replays commit together: if keeping the answer fails, the adverse
     event is not left behind for the retry to write a second time."""
-    import registry.api.base as api_base
+    import core.api.idempotency as idempotency
 
-    keep = api_base._keep_answer
+    keep = idempotency._keep_answer
     failures = []
 
-    def keep_failing_once(record, response):
+    def keep_failing_once(records, record, response):
         if not failures:
             failures.append(record.pk)
             raise RuntimeError("the answer could not be kept")
-        keep(record, response)
+        keep(records, record, response)
 
-    monkeypatch.setattr(api_base, "_keep_answer", keep_failing_once)
+    monkeypatch.setattr(idempotency, "_keep_answer", keep_failing_once)
     client, payload, before = _post_failing_on_the_server(world, "keep-fails")
     retry = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": "keep-fails"})
     replay = call(client, "POST", "/api/v1/adverse-events/", payload, **{"Idempotency-Key": "keep-fails"})

@@ -8,8 +8,9 @@ import datetime as dt
 import pytest
 from rest_framework.settings import api_settings
 
+from core.api.etags import etag_of
 from followup.services import visit_record
-from registry.api.base import ApiKeyThrottle, etag_of
+from registry.api.base import ApiKeyThrottle
 from tests.api.conftest import (
     LOT_A,
     SHARED_STUDY,
@@ -392,8 +393,8 @@ def test_codes_with_dots_are_found(world):
 
 def test_an_error_escaping_a_view_leaves_no_audit_attribution_behind(world, monkeypatch):
     """The key's audit context ends with the request, even when the view raises something unexpected."""
+    from core.audit import Door, current_audit_context
     from patients.api.views import PatientViewSet
-    from registry.audit import Door, current_audit_context
 
     def boom(self, request, *args, **kwargs):
         raise RuntimeError("unexpected")

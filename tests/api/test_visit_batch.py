@@ -10,11 +10,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core.audit import Door
 from followup import constants as c
 from followup.models import ComputedOutcome, Result, Visit
 from followup.services import outcomes_recompute_patients, visit_record
 from registry.api_keys import api_key_issue
-from registry.audit import Door
 from registry.models import ApiKeyScope
 from tests.api.conftest import (
     SHARED_STUDY,

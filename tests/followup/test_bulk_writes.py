@@ -1,4 +1,4 @@
-"""`registry.bulk`: the set-based writes of visit recording, below and above COPY_FROM rows (Django's bulk
+"""`core.bulk`: the set-based writes of visit recording, below and above COPY_FROM rows (Django's bulk
 statements, and COPY on PostgreSQL), and the history rows written beside them."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 
+from core.audit import Door, audit_context, history_bulk_create, history_of_rows, history_values
+from core.bulk import COPY_FROM, insert_rows, insert_values, update_rows, upsert_rows
 from followup.models import ComputedOutcome, Result, Visit
-from registry.audit import Door, audit_context, history_bulk_create, history_of_rows, history_values
-from registry.bulk import COPY_FROM, insert_rows, insert_values, update_rows, upsert_rows
 from tests.followup.clinical_setup import make_clinical
 
 pytestmark = pytest.mark.django_db

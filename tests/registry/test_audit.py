@@ -12,9 +12,9 @@ from django.db import DatabaseError, connection, transaction
 from django.http import HttpResponse
 from django.test import RequestFactory
 
+from core.audit import AuditDoorMiddleware, Door, audit_context, current_audit_context, history_tables
 from patients.models import Patient, TransplantEvent
 from patients.services import patient_update, patient_withdraw, transplant_record
-from registry.audit import AuditDoorMiddleware, Door, audit_context, current_audit_context, history_tables
 from tests.patients.factories import PatientFactory
 from tests.registry.factories import CellProductFactory
 

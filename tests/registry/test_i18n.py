@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.utils import translation
 from django.utils.text import capfirst
 
-from registry.i18n import OUR_APPS, translate_model_labels
+from core.i18n import OUR_APPS, translate_model_labels
 
 MESSAGES = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES"
 OUR_MODELS = [model for label in OUR_APPS for model in apps.get_app_config(label).get_models()]

@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
+from core.audit import audit_context
 from followup import demo
-from registry.audit import audit_context
 
 
 class _BarStream:

@@ -10,9 +10,9 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from core.audit import audit_context
 from followup import synthetic
 from followup.management.commands.seed_demo import _BarStream
-from registry.audit import audit_context
 
 
 class Command(BaseCommand):

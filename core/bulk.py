@@ -4,7 +4,7 @@ On PostgreSQL, from `COPY_FROM` rows up, the rows travel by COPY (psycopg 3), se
 Django's bulk statements for thousands of rows (those quote every array element of `INSERT ... SELECT *
 FROM UNNEST` in Python); below that, and on other databases, Django's `bulk_create` and `bulk_update` (or,
 for rows given as tuples, a plain `INSERT ... VALUES`) do the same work. No signal is sent: the callers write
-the audit-history rows themselves (`registry.audit.history_of_rows`, `history_bulk_create`).
+the audit-history rows themselves (`core.audit.history_of_rows`, `history_bulk_create`).
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ def _stamp_history_row(sender, history_instance, **kwargs):
         history_instance.history_user_id = ctx.user_id
 
 
-pre_create_historical_record.connect(_stamp_history_row, dispatch_uid="registry.audit.stamp")
+pre_create_historical_record.connect(_stamp_history_row, dispatch_uid="core.audit.stamp")
 
 
 class AuditDoorMiddleware:
@@ -177,7 +177,7 @@ def _history_attrs() -> dict:
 
 def bulk_create_audited(model, objs: list, *, reason: str = "") -> list:
     """`bulk_create` that also writes the history rows, stamped like any other change."""
-    from registry.bulk import insert_rows
+    from core.bulk import insert_rows
 
     insert_rows(model, objs)
     history_bulk_create(model, objs, reason=reason)
@@ -209,7 +209,7 @@ def history_values(
     order of `field_names`, the primary key among them), with one reason per row."""
     from django.utils import timezone
 
-    from registry.bulk import insert_values
+    from core.bulk import insert_values
 
     if not rows:
         return

@@ -1,0 +1,43 @@
+"""Serializer building blocks the API's apps share, and reading a request body through a serializer."""
+
+import copy
+
+from django.utils.dateparse import parse_datetime
+from rest_framework import serializers
+
+
+def valid(serializer_class, request, **kwargs) -> dict:
+    """The request body, validated by `serializer_class` (a 400 naming each field otherwise)."""
+    serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    """REST framework's ModelSerializer, with its fields worked out from the model once per class: DRF maps every
+    model field afresh for each serializer it makes (about 1.5 ms for a visit, on every answer). Each serializer
+    gets its own copies, as DRF gives it copies of the declared fields."""
+
+    def get_fields(self):
+        cls = type(self)
+        built = cls.__dict__.get("_fields_built")
+        if built is None:
+            built = super().get_fields()
+            cls._fields_built = built
+        return copy.deepcopy(built)
+
+
+class OffsetDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 date-time that must carry its UTC offset: a bare local time is ambiguous across sites, so it
+    is refused rather than read in some default zone."""
+
+    default_error_messages = {
+        "naive": "A date-time without a time zone is ambiguous: give its UTC offset (e.g. 2026-03-01T09:30:00+08:00).",
+    }
+
+    def to_internal_value(self, value):
+        if isinstance(value, str):
+            parsed = parse_datetime(value.strip())
+            if parsed is not None and parsed.tzinfo is None:
+                self.fail("naive")
+        return super().to_internal_value(value)
