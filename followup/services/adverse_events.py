@@ -1,0 +1,121 @@
+"""Adverse events and the expedited-reporting clock (docs/clinical-rules.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from followup import constants as c
+from followup.models import AdverseEvent
+from followup.states import site_today
+from patients.constants import PatientStatus
+from patients.models import Patient
+from patients.services import local_date, patient_record_death
+from registry.services import ensure_can_write
+
+# Adverse events ----------------------------------------------------------------------------------------
+
+
+def ae_due_dates(ae: AdverseEvent) -> tuple[dt.date | None, dt.date | None]:
+    """Expedited-report due dates of a SUSAR, counted in calendar days from awareness (day 0)."""
+    if not ae.is_susar:
+        return None, None
+    if ae.fatal_or_life_threatening:
+        initial = ae.aware_date + dt.timedelta(days=c.FATAL_INITIAL_REPORT_DAYS)
+        return initial, initial + dt.timedelta(days=c.FATAL_COMPLETE_REPORT_EXTRA_DAYS)
+    return ae.aware_date + dt.timedelta(days=c.OTHER_REPORT_DAYS), None
+
+
+def _check_ae(ae: AdverseEvent) -> None:
+    errors: dict[str, str] = {}
+    patient = ae.patient
+    today = site_today(patient.site)
+    for name in (
+        "onset_date",
+        "aware_date",
+        "resolution_date",
+        "initial_report_submitted_on",
+        "complete_report_submitted_on",
+    ):
+        value = getattr(ae, name)
+        if value and value > today:
+            errors[name] = "This date cannot be in the future."
+    if ae.transplant_id:
+        if ae.transplant.patient_id != patient.pk:
+            errors["transplant"] = "This infusion belongs to another patient."
+        elif ae.onset_date and ae.onset_date < local_date(ae.transplant.infused_at, patient.site):
+            errors["onset_date"] = "An infusion-related event cannot start before the infusion."
+    elif ae.category == c.AECategory.INFUSION_REACTION:
+        errors["transplant"] = "Link the infusion for an infusion reaction."
+    if ae.grade == c.CTCAEGrade.DEATH:
+        if not ae.serious_death:
+            errors["serious_death"] = "A grade 5 event results in death: tick the seriousness criterion 'death'."
+        if ae.outcome != c.AEOutcome.FATAL:
+            errors["outcome"] = "A grade 5 event has the outcome 'fatal'."
+        if not ae.resolution_date:
+            errors["resolution_date"] = "Give the date of death as the resolution date of a grade 5 event."
+    elif ae.serious_death or ae.outcome == c.AEOutcome.FATAL:
+        errors["grade"] = "An event that resulted in death is CTCAE grade 5."
+    for name in ("initial_report_submitted_on", "complete_report_submitted_on"):
+        value = getattr(ae, name)
+        if value and ae.aware_date and value < ae.aware_date:
+            errors[name] = "A report cannot be submitted before the site became aware of the event."
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
+    """Record or update an adverse event; computes the reporting clock; grade 5 records the death."""
+    ensure_can_write(actor, ae.patient.site_id, field="patient")
+    if ae.pk and not reason.strip():
+        raise ValidationError({"reason": "Give a reason for changing an adverse event."})
+    ae.full_clean(exclude=["initial_report_due", "complete_report_due"])
+    _check_ae(ae)
+    ae.initial_report_due, ae.complete_report_due = ae_due_dates(ae)
+    if reason:
+        ae._change_reason = reason
+    ae.save()
+    patient = Patient.objects.get(pk=ae.patient_id)
+    if ae.grade == c.CTCAEGrade.DEATH and patient.status != PatientStatus.DECEASED:
+        patient_record_death(patient=patient, on_date=ae.resolution_date, cause=ae.term, actor=actor)
+    return ae
+
+
+def ae_record(*, patient: Patient, actor=None, **fields) -> AdverseEvent:
+    return ae_save(ae=AdverseEvent(patient=patient, **fields), actor=actor)
+
+
+@transaction.atomic
+def ae_record_submission(*, ae: AdverseEvent, report: str, on_date: dt.date, actor=None) -> AdverseEvent:
+    """Record that the initial or complete expedited report was submitted."""
+    ae = AdverseEvent.objects.select_for_update().select_related("patient__site").get(pk=ae.pk)
+    field = {"initial": "initial_report_submitted_on", "complete": "complete_report_submitted_on"}.get(report)
+    if field is None:
+        raise ValidationError({"report": "Say which report was submitted: 'initial' or 'complete'."})
+    if report == "complete" and ae.complete_report_due is None:
+        raise ValidationError({"report": "This event has no separate complete report due."})
+    setattr(ae, field, on_date)
+    return ae_save(ae=ae, actor=actor, reason=f"{report} report submitted on {on_date.isoformat()}")
+
+
+def ae_report_clock(ae: AdverseEvent, today: dt.date | None = None) -> list[dict]:
+    """The state of each expedited report: due date, submitted or not, days left (negative when late)."""
+    today = today or site_today(ae.patient.site)
+    clock = []
+    for name, due, submitted in (
+        ("initial", ae.initial_report_due, ae.initial_report_submitted_on),
+        ("complete", ae.complete_report_due, ae.complete_report_submitted_on),
+    ):
+        if due is None:
+            continue
+        if submitted:
+            state = "submitted on time" if submitted <= due else "submitted late"
+        else:
+            state = "overdue" if today > due else "due"
+        clock.append(
+            {"report": name, "due": due, "submitted_on": submitted, "state": state, "days_left": (due - today).days}
+        )
+    return clock

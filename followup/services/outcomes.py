@@ -1,0 +1,265 @@
+"""Computed outcomes (SLEDAI-2K, remission, flare, renal response) stored per visit: loaded from the
+database, computed by `followup.outcomes` (no database access there) and written back as one upsert."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from core.bulk import update_rows, upsert_values
+from followup import outcomes
+from followup.constants import VisitOutcome
+from followup.models import ComputedOutcome, Result, Visit
+from patients.constants import DoseUnit, Drug, Frequency
+from patients.models import ConcomitantMedication, Patient, TransplantEvent
+from patients.services import local_date
+from registry.models import OutcomeSettings, Study
+
+# Outcomes ----------------------------------------------------------------------------------------------
+
+
+def outcome_definitions_for(study_id: int) -> outcomes.OutcomeDefinitions:
+    return _outcome_definitions_of([study_id])[study_id]
+
+
+_DOSES_PER_DAY = {Frequency.DAILY: 1, Frequency.BID: 2, Frequency.TID: 3}
+
+
+def _prednisone_from_medications(medications, on_date: dt.date) -> Decimal | None:
+    """Daily prednisone (mg/day) from the medication list, or None when it cannot be told."""
+    if not medications:
+        return None
+    total = Decimal(0)
+    for med in medications:
+        if med.start_date > on_date or (med.stop_date and med.stop_date < on_date):
+            continue
+        if med.unit != DoseUnit.MG or med.frequency not in _DOSES_PER_DAY:
+            return None
+        total += med.dose * _DOSES_PER_DAY[med.frequency]
+    return total
+
+
+def outcomes_recompute(*, patient: Patient) -> list[ComputedOutcome]:
+    """Recompute and store the outcomes of every post-transplant visit of a patient."""
+    outcomes_recompute_patients([patient.pk])
+    return list(ComputedOutcome.objects.filter(visit__patient=patient).order_by("visit__actual_date", "visit_id"))
+
+
+# The fields of an outcome row as `outcomes_recompute_patients` builds it.
+_OUTCOME_ROW = ["visit_id", *ComputedOutcome.COMPUTED_FIELDS, "computed_at"]
+
+
+@transaction.atomic(savepoint=False)  # part of its caller's transaction, or one of its own
+def outcomes_recompute_patients(
+    patient_ids: Iterable[int],
+    *,
+    since: dict[int, dt.date | None] | None = None,
+    known: Iterable[Patient] = (),
+    prune: bool = True,
+    recorded: Collection[int] | None = None,
+) -> int:
+    """Recompute the outcomes of every post-transplant visit of these patients, in a fixed number of queries
+    whatever their number. Only outcomes that differ from the stored ones are written (so an unchanged
+    outcome keeps its `computed_at` and ETag); outcomes of visits no longer completed are deleted. Returns the
+    number of outcomes written.
+
+    `since` (from a recording) names, per patient, the date from which outcomes can have changed: only those
+    are compared and written, the earlier ones depending only on the baseline and on earlier visits. A date
+    on or before day 0 (a baseline value), None or a patient left out means every outcome. `known`: patients
+    already loaded with their site, not read again. `prune=False` leaves the outcomes of visits no longer
+    completed alone: a first recording of visits, which only completes them, cannot leave one behind (a
+    correction can: a visit moved to before day 0 has no outcome any more).
+
+    `recorded` (with `since`): the visits whose own values or date changed. Of another visit from `since` on
+    only the flare and relapse can change (`outcomes.CHAIN_FIELDS`: they follow the visits before it; the
+    rest of an outcome comes from the visit's own values and the baseline), so only those are computed, from
+    its `EARLIER_VISIT_CODES`, and written. A patient with such a visit whose stored outcome is missing or
+    was computed under other definitions is recomputed whole from `since`."""
+    ids = sorted(set(patient_ids))
+    if not ids:
+        return 0
+    wanted = set(ids)
+    recorded = None if recorded is None else set(recorded)
+    patients = {p.pk: p for p in known if p.pk in wanted and Patient.site.is_cached(p)}
+    if len(patients) < len(ids):
+        patients |= {p.pk: p for p in Patient.objects.filter(pk__any=ids).select_related("site").order_by()}
+    infusions: dict[int, list] = defaultdict(list)
+    for row in (
+        TransplantEvent.objects.filter(patient_id__any=ids)
+        .order_by("patient_id", "infused_at")
+        .values_list("patient_id", "infused_at", "infusion_number", "weight_kg")
+    ):
+        infusions[row[0]].append(row[1:])
+    # Day 0 of each transplanted patient, and the date from which its outcomes are computed (None: all).
+    start_of: dict[int, dt.date] = {}
+    changed_from: dict[int, dt.date | None] = {}
+    for patient_id in ids:
+        patient = patients.get(patient_id)
+        first = next((t for t in infusions[patient_id] if t[1] == 1), None)
+        if patient is None or first is None:
+            continue
+        start_of[patient_id] = start = local_date(first[0], patient.site)
+        from_date = (since or {}).get(patient_id)
+        changed_from[patient_id] = None if from_date is None or from_date <= start else from_date
+    visits: dict[int, list] = defaultdict(list)
+    # Visits whose values are all read; the others (earlier visits, chain visits): only EARLIER_VISIT_CODES.
+    whole, earlier = [], []
+    chain: set[int] = set()  # visits from `since` on of which only the flare and relapse can change
+    for row in (
+        Visit.objects.filter(patient_id__any=list(start_of), outcome=VisitOutcome.COMPLETED)
+        .order_by()
+        .values_list("pk", "patient_id", "code", "actual_date")
+    ):
+        visit_id, patient_id, code, actual_date = row
+        visits[patient_id].append(row)
+        from_date = changed_from[patient_id]
+        if from_date is None or actual_date <= start_of[patient_id] or code == "BL":
+            whole.append(visit_id)
+        elif actual_date < from_date:
+            earlier.append(visit_id)
+        elif recorded is None or visit_id in recorded:
+            whole.append(visit_id)
+        else:
+            earlier.append(visit_id)
+            chain.add(visit_id)
+    values: dict[int, dict[str, Decimal]] = defaultdict(dict)
+    for visit_id, code, value in (
+        Result.objects.filter(Q(visit_id__any=whole) | Q(visit_id__any=earlier, code__any=outcomes.EARLIER_VISIT_CODES))
+        .order_by()
+        .values_list("visit_id", "code", "value")
+    ):
+        values[visit_id][code] = value
+    prednisone: dict[int, list] = defaultdict(list)
+    for med in ConcomitantMedication.objects.filter(patient_id__any=ids, drug=Drug.PREDNISONE).order_by():
+        prednisone[med.patient_id].append(med)
+    definitions = _outcome_definitions_of(
+        {p.study_id for p in patients.values()},
+        known=[p.study for p in patients.values() if Patient.study.is_cached(p)],
+    )
+    computed, keep, now = [], set(), timezone.now()
+    chained: list[tuple[int, int, str, bool | None]] = []  # (patient, visit, flare, relapse)
+    for patient_id, start in start_of.items():
+        patient = patients[patient_id]
+        site = patient.site
+        infused_on = [(local_date(t[0], site), t[2]) for t in infusions[patient_id]]
+        points = []
+        for visit_id, _, code, actual_date in visits[patient_id]:
+            visit_values = values[visit_id]
+            weight = visit_values.get("WEIGHT")
+            if weight is None:
+                earlier = [w for on, w in infused_on if on <= actual_date]
+                weight = earlier[-1] if earlier else None
+            dose = visit_values.get("PRED")
+            if dose is None:
+                dose = _prednisone_from_medications(prednisone[patient_id], actual_date)
+            points.append(
+                outcomes.VisitPoint(
+                    visit_id=visit_id,
+                    date=actual_date,
+                    day=(actual_date - start).days,
+                    is_baseline_visit=code == "BL",
+                    values=visit_values,
+                    prednisone_mg=dose,
+                    weight_kg=weight,
+                )
+            )
+        in_force = definitions[patient.study_id]
+        in_force_dict = in_force.as_dict()
+        keep.update(point.visit_id for point in points if point.day > 0)  # each has an outcome
+        # The outcomes before `changed_from` stay as stored: they depend only on the baseline and earlier visits.
+        for out in outcomes.compute_outcomes(points, in_force, since=changed_from[patient_id], chain=chain):
+            if out.visit_id in chain:
+                chained.append((patient_id, out.visit_id, out.flare or "", out.relapse))
+                continue
+            computed.append(
+                (
+                    out.visit_id,
+                    outcomes.ALGORITHM_VERSION,
+                    in_force_dict,
+                    out.sledai,
+                    out.sledai_change,
+                    out.sri4,
+                    out.sri4_note,
+                    out.remission or "",
+                    out.renal_response or "",
+                    out.flare or "",
+                    out.relapse,
+                    out.changes,
+                    out.notes,
+                    now,
+                )
+            )
+    if prune:  # outcomes of visits no longer completed (or of a patient no longer transplanted) go
+        stored = ComputedOutcome.objects.filter(visit__patient_id__any=ids).values_list("pk", "visit_id")
+        stale = [pk for pk, visit_id in stored if visit_id not in keep]
+        if stale:
+            ComputedOutcome.objects.filter(pk__any=stale).delete()
+    computed.sort(key=lambda row: row[0])  # rows locked in one order by every writer
+    written = upsert_values(
+        ComputedOutcome,
+        _OUTCOME_ROW,
+        computed,
+        unique="visit",
+        field_names=[*ComputedOutcome.COMPUTED_FIELDS, "computed_at"],
+        compare=list(ComputedOutcome.COMPUTED_FIELDS),
+    )
+    if not chained:
+        return written
+    in_force_of = {patient_id: definitions[patients[patient_id].study_id].as_dict() for patient_id, *_ in chained}
+    redo, written_chain = _store_chain_outcomes(chained, in_force_of, now)
+    if redo:
+        written += outcomes_recompute_patients(
+            redo, since={p: changed_from[p] for p in redo}, known=patients.values(), prune=prune
+        )
+    return written + written_chain
+
+
+def _store_chain_outcomes(
+    chained: list[tuple[int, int, str, bool | None]], in_force_of: dict[int, dict], now
+) -> tuple[set[int], int]:
+    """Write the flare and relapse of these visits' stored outcomes where they changed. Returns the patients
+    of which such a visit has no stored outcome, or one computed by another algorithm or under other
+    definitions (to be recomputed whole), and the number of outcomes written."""
+    stored = {
+        visit_id: row
+        for visit_id, *row in ComputedOutcome.objects.filter(visit_id__any=[v for _, v, _, _ in chained])
+        .order_by()
+        .values_list("visit_id", "pk", "flare", "relapse", "algorithm_version", "definitions")
+    }
+    redo, changed = set(), []
+    for patient_id, visit_id, flare, relapse in chained:
+        row = stored.get(visit_id)
+        if row is None or row[3] != outcomes.ALGORITHM_VERSION or row[4] != in_force_of[patient_id]:
+            redo.add(patient_id)
+        elif (row[1], row[2]) != (flare, relapse):
+            changed.append(ComputedOutcome(pk=row[0], flare=flare, relapse=relapse, computed_at=now))
+    changed.sort(key=lambda outcome: outcome.pk)  # rows locked in one order by every writer
+    update_rows(ComputedOutcome, changed, ["flare", "relapse", "computed_at"])
+    return redo, len(changed)
+
+
+def _outcome_definitions_of(
+    study_ids: Iterable[int], known: Iterable[Study] = ()
+) -> dict[int, outcomes.OutcomeDefinitions]:
+    """Each study's outcome definitions (the defaults where it has no settings). `known`: studies read with
+    their settings (`select_related`), not read again."""
+    names = [f.name for f in outcomes.dataclasses.fields(outcomes.OutcomeDefinitions)]
+    wanted = set(study_ids)
+    rows: dict[int, OutcomeSettings | None] = {}
+    for study in known:
+        if study.pk in wanted and Study.outcome_settings.is_cached(study):
+            rows[study.pk] = getattr(study, "outcome_settings", None)  # None: read, and there is none
+    if len(rows) < len(wanted):
+        rows |= {row.study_id: row for row in OutcomeSettings.objects.filter(study_id__in=list(wanted - set(rows)))}
+    return {
+        study_id: outcomes.OutcomeDefinitions(**{name: getattr(row, name) for name in names})
+        if (row := rows.get(study_id)) is not None
+        else outcomes.OutcomeDefinitions()
+        for study_id in wanted
+    }

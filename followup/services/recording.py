@@ -1,0 +1,440 @@
+"""Recording visits and their results, from every door: one visit (admin, API), a visit by its natural key
+(API), a batch of visits (API, all or nothing), an unscheduled visit, a missed visit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from core.audit import history_of_rows
+from core.bulk import insert_values, update_rows, without_jit
+from followup import constants as c
+from followup.catalogue import ANALYTES
+from followup.computations import egfr_ckd_epi_2021, plain, sledai_total, to_canonical
+from followup.constants import VisitOutcome
+from followup.models import Result, Visit
+from followup.services.outcomes import outcomes_recompute_patients
+from followup.states import site_today
+from patients.constants import PatientStatus
+from patients.models import Patient
+from registry.models import Site
+from registry.services import ensure_can_write
+
+# Recording visits --------------------------------------------------------------------------------------
+
+ResultsInput = Mapping[str, object]
+
+
+def _parse_results(results: ResultsInput | None) -> dict[str, tuple[object, str | None]]:
+    """Accept {code: value}, {code: (value, unit)} or {code: {"value": v, "unit": u}}."""
+    parsed: dict[str, tuple[object, str | None]] = {}
+    for code, entry in (results or {}).items():
+        if isinstance(entry, Mapping):
+            parsed[code] = (entry.get("value"), entry.get("unit"))
+        elif isinstance(entry, tuple | list):
+            parsed[code] = (entry[0], entry[1] if len(entry) > 1 else None)
+        else:
+            parsed[code] = (entry, None)
+    return parsed
+
+
+def _check_visit_date(visit: Visit, actual_date: dt.date | None, deviation_reason: str) -> None:
+    patient = visit.patient
+    if actual_date is None:
+        raise ValidationError({"actual_date": "Give the date the visit took place."})
+    if actual_date > site_today(patient.site):
+        raise ValidationError({"actual_date": "The visit date cannot be in the future."})
+    if (
+        patient.status in {PatientStatus.DECEASED, PatientStatus.WITHDRAWN}
+        and patient.status_date
+        and actual_date > patient.status_date
+    ):
+        raise ValidationError(
+            {
+                "actual_date": f"Patient {patient.subject_code} is {patient.get_status_display().lower()} since "
+                f"{patient.status_date.isoformat()}; a visit after that cannot be recorded."
+            }
+        )
+    outside = not (visit.window_start <= actual_date <= visit.window_end)
+    if outside and not deviation_reason.strip():
+        raise ValidationError(
+            {
+                "actual_date": f"{actual_date.isoformat()} is outside the window of visit {visit.code} "
+                f"({visit.window_start.isoformat()} to {visit.window_end.isoformat()}); "
+                "give a deviation reason to record it anyway."
+            },
+            code="window",
+        )
+
+
+def _age_at(patient: Patient, on_date: dt.date) -> int:
+    # Only the birth year is kept (pseudonymity), so the age is the difference of years.
+    return on_date.year - patient.birth_year
+
+
+@dataclass
+class VisitEntry:
+    """What is submitted for one visit: its date, results and SLEDAI-2K items, and why (for a correction)."""
+
+    actual_date: dt.date | None
+    results: ResultsInput | None = None
+    sledai_items: Iterable[str] | None = None
+    deviation_reason: str = ""
+    remove: Iterable[str] = ()
+    reason: str = ""
+
+
+@dataclass
+class _Recording:
+    """A checked entry, ready to store: the visit (its fields set), its stored results and the new values."""
+
+    visit: Visit
+    existing: dict[str, Result]
+    converted: dict[str, tuple[Decimal, Decimal | None, str, bool]]
+    remove: set[str]
+    reason: str
+    since: dt.date | None  # outcomes from this date on may change (None: all of the patient's, a baseline)
+    correction: bool  # of a visit already recorded, missed or not required (which may have had an outcome)
+
+    def results_stored(self) -> dict[str, tuple[Decimal, Decimal | None, str, bool]]:
+        """Once stored: the visit's results by code, as (value, entered value, entered unit, derived)."""
+        kept = {
+            code: (row.value, row.entered_value, row.entered_unit, row.derived)
+            for code, row in self.existing.items()
+            if code not in self.remove
+        }
+        return {**kept, **self.converted}
+
+
+VISIT_RECORD_FIELDS = ["actual_date", "deviation_reason", "outcome", "outcome_reason", "sledai_items", "updated_at"]
+RESULT_VALUE_FIELDS = ["value", "entered_value", "entered_unit", "derived", "updated_at"]
+NEW_RESULT_FIELDS = ("created_at", "updated_at", "visit_id", "code", *RESULT_VALUE_FIELDS[:4])
+
+
+def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntry) -> _Recording:
+    """Every rule of recording one visit, without touching the database: the visit's fields are set, the
+    results converted; a ValidationError names each field at fault."""
+    patient = visit.patient
+    reason = entry.reason or ""
+    correcting = visit.outcome != VisitOutcome.OPEN
+    if correcting and not reason.strip():
+        raise ValidationError(
+            {
+                "reason": f"Visit {visit.code} is already {visit.get_outcome_display().lower()}; "
+                "give a reason for the correction."
+            }
+        )
+    actual_date, deviation_reason = entry.actual_date, entry.deviation_reason or ""
+    _check_visit_date(visit, actual_date, deviation_reason)
+
+    errors: dict[str, list[str]] = {}
+    converted: dict[str, tuple[Decimal, Decimal | None, str, bool]] = {}
+    for code, (value, unit) in _parse_results(entry.results).items():
+        try:
+            canonical = to_canonical(code, value, unit)
+        except ValidationError as exc:
+            for key, messages in exc.message_dict.items():
+                errors.setdefault(key, []).extend(messages)
+            continue
+        converted[code] = (canonical, Decimal(str(value)), unit or ANALYTES[code].unit, False)
+
+    items = None if entry.sledai_items is None else sorted(set(entry.sledai_items))
+    if items is not None:
+        try:
+            total = Decimal(sledai_total(items))
+        except ValidationError as exc:
+            errors.setdefault("sledai_items", []).extend(exc.message_dict["sledai_items"])
+        else:
+            if "SLEDAI2K" in converted and converted["SLEDAI2K"][0] != total:
+                errors.setdefault("SLEDAI2K", []).append(
+                    f"SLEDAI2K: the submitted total {plain(converted['SLEDAI2K'][1])} disagrees with the "
+                    f"items recorded, which sum to {total}."
+                )
+            converted["SLEDAI2K"] = (total, total, "points", True)
+
+    remove = set(entry.remove or ())
+    unknown_removals = [code for code in entry.remove or () if code not in existing]
+    if unknown_removals:
+        errors.setdefault("remove", []).append(f"No result {', '.join(unknown_removals)} to remove at this visit.")
+    if remove and not reason.strip():
+        errors.setdefault("reason", []).append("Give a reason for removing a result.")
+
+    # eGFR from creatinine (this submission's, or the one already stored and not being removed).
+    creatinine = converted.get("CREAT", (None,))[0]
+    if creatinine is None and "CREAT" not in remove and "CREAT" in existing:
+        creatinine = existing["CREAT"].value
+    if creatinine is not None and "CREAT" not in errors:
+        egfr = egfr_ckd_epi_2021(creatinine_umol_l=creatinine, age=_age_at(patient, actual_date), sex=patient.sex)
+        submitted = converted.get("EGFR")
+        if submitted and not submitted[3] and abs(submitted[0] - egfr) > 1:
+            errors.setdefault("EGFR", []).append(
+                f"EGFR: the submitted {plain(submitted[1])} disagrees with {egfr} computed from creatinine "
+                "by CKD-EPI 2021; leave eGFR out and the registry computes it."
+            )
+        converted["EGFR"] = (egfr, None, "computed", True)
+    if errors:
+        raise ValidationError(errors)
+
+    if "CREAT" in remove and "CREAT" not in converted:
+        remove.add("EGFR")  # the eGFR computed from the creatinine goes with it
+    if items is not None:
+        visit.sledai_items = items
+    elif "SLEDAI2K" in converted:
+        visit.sledai_items = None  # total only
+    elif "SLEDAI2K" in remove:
+        visit.sledai_items = None  # no items without their total
+    # An outcome depends on the baseline and on the visits up to its own (`outcomes.compute_outcomes`): a
+    # visit moved or changed on a date can change the outcomes from that date on, a baseline visit all.
+    since = None if visit.code == "BL" else min(d for d in (visit.actual_date, actual_date) if d is not None)
+    visit.actual_date, visit.deviation_reason = actual_date, deviation_reason
+    visit.outcome, visit.outcome_reason = VisitOutcome.COMPLETED, ""
+    return _Recording(
+        visit=visit,
+        existing=dict(existing),
+        converted=converted,
+        remove=remove,
+        reason=reason,
+        since=since,
+        correction=correcting,
+    )
+
+
+def _outcomes_since(recordings: list[_Recording]) -> dict[int, dt.date | None]:
+    """Per patient, the date from which the recordings can have changed outcomes (None: every outcome)."""
+    since: dict[int, dt.date | None] = {}
+    for recording in recordings:
+        patient_id, date = recording.visit.patient_id, recording.since
+        if patient_id not in since:
+            since[patient_id] = date
+        elif since[patient_id] is not None:
+            since[patient_id] = None if date is None else min(since[patient_id], date)
+    return since
+
+
+def _store_recordings(recordings: list[_Recording]) -> None:
+    """Write checked recordings in a fixed number of statements, whatever their number: the visits, their new,
+    changed and removed results, and a history row for each (with the reason for a correction)."""
+    now = timezone.now()
+    visits = [recording.visit for recording in recordings]
+    for visit in visits:
+        visit.updated_at = now
+    update_rows(Visit, visits, VISIT_RECORD_FIELDS)
+    history_of_rows(Visit, [v.pk for v in visits], reasons=[r.reason for r in recordings], update=True, date=now)
+
+    new, reasons = [], []  # new results as rows of NEW_RESULT_FIELDS (no instance is built)
+    changed, changed_reasons = [], []
+    for recording in recordings:
+        existing = recording.existing
+        for code in sorted(recording.remove & existing.keys()):
+            row = existing.pop(code)
+            row._change_reason = recording.reason
+            row.delete()
+        for code, (canonical, entered, unit, derived) in recording.converted.items():
+            row = existing.get(code)
+            if row is None:
+                new.append((now, now, recording.visit.pk, code, canonical, entered, unit, derived))
+                reasons.append(recording.reason)
+                continue
+            if (row.value, row.entered_value, row.entered_unit, row.derived) == (canonical, entered, unit, derived):
+                continue
+            row.value, row.entered_value, row.entered_unit, row.derived = canonical, entered, unit, derived
+            row.updated_at = now
+            changed.append(row)
+            changed_reasons.append(recording.reason)
+    history_of_rows(Result, insert_values(Result, NEW_RESULT_FIELDS, new, keys=True), reasons=reasons, date=now)
+    update_rows(Result, changed, RESULT_VALUE_FIELDS)
+    history_of_rows(Result, [r.pk for r in changed], reasons=changed_reasons, update=True, date=now)
+
+
+@transaction.atomic
+def visit_record(
+    *,
+    visit: Visit,
+    actual_date: dt.date,
+    results: ResultsInput | None = None,
+    sledai_items: Iterable[str] | None = None,
+    deviation_reason: str = "",
+    remove: Iterable[str] = (),
+    reason: str = "",
+    actor=None,
+) -> Visit:
+    """Record (or correct) a visit's date and results together: all are stored, or none.
+
+    Results are converted to canonical units; a value in an unknown unit or out of range is refused. SLEDAI-2K
+    items, when given, make the total; a submitted total that disagrees is refused; a total alone is kept
+    as "total only". eGFR is computed from creatinine. A visit already recorded, missed or not required can
+    be corrected only with a reason. Outcomes of the patient are recomputed.
+    """
+    visit = _locking_visits().get(pk=visit.pk)
+    ensure_can_write(actor, visit.patient.site_id, field="visit")
+    return _record_locked(visit, VisitEntry(actual_date, results, sledai_items, deviation_reason, remove, reason))
+
+
+@transaction.atomic
+def visit_record_by_key(*, site: Site, study_code: str, subject_code: str, visit_code: str, entry: VisitEntry) -> Visit:
+    """`visit_record` for the visit named by study, subject code and visit code at one site (a partner's
+    natural key); a patient or visit not at that site is refused as unknown. `site`: the caller's, as loaded
+    (it is not read again)."""
+    try:  # `get`, not `first`: no ordering (a visit's default order joins its patient's study to sort)
+        visit = _locking_visits(with_site=False).get(
+            patient__site_id=site.pk,
+            patient__study__code=study_code,
+            patient__subject_code=subject_code,
+            code=visit_code,
+        )
+    except Visit.DoesNotExist:
+        known = Patient.objects.filter(site_id=site.pk, study__code=study_code, subject_code=subject_code).exists()
+        raise ValidationError(_unknown_visit(study_code, subject_code, visit_code, patient_known=known)) from None
+    visit.patient.site = site
+    return _record_locked(visit, entry)
+
+
+def _locking_visits(*, with_site: bool = True):
+    # Only the visit's row is locked: two writers at one site do not queue on the site's (or study's) row. The
+    # study's outcome definitions come along, for the outcomes (`_outcome_definitions_of`).
+    related = ["patient__study__outcome_settings", *(["patient__site"] if with_site else [])]
+    return Visit.objects.select_for_update(of=("self",)).select_related(*related)
+
+
+def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
+    existing = {r.code: r for r in Result.objects.filter(visit=visit).order_by()}
+    recordings = [_check_recording(visit, existing, entry)]
+    _store_recordings(recordings)
+    outcomes_recompute_patients(
+        [visit.patient_id],
+        since=_outcomes_since(recordings),
+        known=[visit.patient],
+        prune=recordings[0].correction,
+        recorded=[visit.pk],
+    )
+    visit.results_stored = recordings[0].results_stored()
+    return visit
+
+
+def _unknown_visit(study_code: str, subject: str, code: str, *, patient_known: bool) -> dict[str, str]:
+    if not patient_known:
+        return {"subject_code": f"No patient {subject} of study {study_code} at your site."}
+    return {"visit_code": f"Patient {subject} has no visit {code}."}
+
+
+@transaction.atomic
+def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str, str, VisitEntry]]) -> list[Visit]:
+    """Record many visits of one study at one site, each named by (subject code, visit code): all are stored,
+    or none. The rules are `visit_record`'s, visit by visit; the reads and writes are a fixed number of
+    statements for the whole batch. Errors are named `visits.<index>.<field>` (the index in `entries`)."""
+    if len(entries) > c.MAX_BATCH_VISITS:
+        raise ValidationError(
+            {"visits": f"At most {c.MAX_BATCH_VISITS} visits in one batch; send the rest in another."}
+        )
+    without_jit()
+    errors: dict[str, list[str]] = {}
+    first_at: dict[tuple[str, str], int] = {}
+    for index, (subject, code, _) in enumerate(entries):
+        if (subject, code) in first_at:
+            errors.setdefault(f"visits.{index}.visit_code", []).append(
+                f"Visit {code} of {subject} is already at visits.{first_at[subject, code]} of this batch; send it once."
+            )
+        first_at.setdefault((subject, code), index)
+    subjects = sorted({subject for subject, _, _ in entries})
+    wanted = set(first_at)
+    candidates = Visit.objects.filter(
+        patient__site_id=site.pk,
+        patient__study__code=study_code,
+        patient__subject_code__any=subjects,
+        code__any=sorted({code for _, code, _ in entries}),
+    ).values_list("pk", "patient__subject_code", "code")
+    # The batch's patients are read once, not joined to every visit; their one site is the caller's.
+    patients = {
+        p.pk: p
+        for p in Patient.objects.filter(site_id=site.pk, study__code=study_code, subject_code__any=subjects).order_by()
+    }
+    for patient in patients.values():
+        patient.site = site
+    known = {patient.subject_code for patient in patients.values()}
+    visits = {}
+    for visit in (
+        Visit.objects.select_for_update(of=("self",))
+        .filter(pk__any=[pk for pk, subject, code in candidates if (subject, code) in wanted])
+        .order_by("pk")
+    ):
+        patient = patients.get(visit.patient_id)  # None: moved since it was read (the visit is then unknown)
+        if patient is not None:
+            visit.patient = patient
+            visits[patient.subject_code, visit.code] = visit
+    existing: dict[int, dict[str, Result]] = {v.pk: {} for v in visits.values()}
+    for row in Result.objects.filter(visit_id__any=list(existing)).order_by():
+        existing[row.visit_id][row.code] = row
+    recordings = []
+    for index, (subject, code, entry) in enumerate(entries):
+        visit = visits.get((subject, code))
+        if visit is None:
+            for field, text in _unknown_visit(study_code, subject, code, patient_known=subject in known).items():
+                errors.setdefault(f"visits.{index}.{field}", []).append(text)
+            continue
+        if first_at[subject, code] != index:
+            continue
+        try:
+            recordings.append(_check_recording(visit, existing[visit.pk], entry))
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                errors.setdefault(f"visits.{index}.{field}", []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+    if recordings:
+        _store_recordings(recordings)
+        outcomes_recompute_patients(
+            {r.visit.patient_id for r in recordings},
+            since=_outcomes_since(recordings),
+            known=[r.visit.patient for r in recordings],
+            prune=any(r.correction for r in recordings),
+            recorded=[r.visit.pk for r in recordings],
+        )
+    return [r.visit for r in recordings]
+
+
+@transaction.atomic
+def visit_record_unscheduled(
+    *,
+    patient: Patient,
+    actual_date: dt.date,
+    results: ResultsInput | None = None,
+    sledai_items: Iterable[str] | None = None,
+    label: str = "Unscheduled visit",
+    actor=None,
+) -> Visit:
+    """Add an unscheduled visit (codes U01, U02, ...) and record it."""
+    patient = Patient.objects.select_for_update().get(pk=patient.pk)
+    ensure_can_write(actor, patient.site_id, field="patient")
+    number = patient.visits.filter(definition__isnull=True).count() + 1
+    visit = Visit.objects.create(
+        patient=patient,
+        code=f"U{number:02d}",
+        label=label,
+        target_date=actual_date,
+        window_start=actual_date,
+        window_end=actual_date,
+    )
+    return visit_record(visit=visit, actual_date=actual_date, results=results, sledai_items=sledai_items, actor=actor)
+
+
+@transaction.atomic
+def visit_mark_missed(*, visit: Visit, reason: str, actor=None) -> Visit:
+    """Confirm that an open visit did not take place."""
+    visit = Visit.objects.select_for_update().select_related("patient").get(pk=visit.pk)
+    ensure_can_write(actor, visit.patient.site_id, field="visit")
+    if not reason.strip():
+        raise ValidationError({"outcome_reason": "Give the reason the visit was missed."})
+    if visit.outcome != VisitOutcome.OPEN:
+        raise ValidationError(
+            {"outcome": f"Visit {visit.code} is {visit.get_outcome_display().lower()}, not open; correct it instead."}
+        )
+    visit.outcome, visit.outcome_reason = VisitOutcome.MISSED, reason
+    visit._change_reason = reason
+    visit.save(update_fields=["outcome", "outcome_reason", "updated_at"])
+    return visit
