@@ -43,7 +43,7 @@ def best_of(n: int, fn) -> float:
 
 
 def synthetic_study():
-    from followup.synthetic import STUDY_CODE
+    from devdata.synthetic import STUDY_CODE
     from registry.models import Study
 
     return Study.objects.get(code=STUDY_CODE)
@@ -56,7 +56,7 @@ def due_set_sql(now: dt.datetime) -> int:
     """The visits that get a reminder today and their stage, in one query (the baseline of the sweep)."""
     from django.db import connection
 
-    from followup.notifications import _site_today
+    from notifications.ledger import _site_today
     from patients.constants import INACTIVE_STATUSES
     from registry.models import ReminderPolicy, Site
 
@@ -93,8 +93,8 @@ def due_set_sql(now: dt.datetime) -> int:
 def workload_sweep() -> dict:
     from django.utils import timezone
 
-    from followup.models import Notification
-    from followup.notifications import reminders_sweep
+    from notifications.ledger import reminders_sweep
+    from notifications.models import Notification
 
     now = timezone.now()
     rss_before = peak_mb()
@@ -190,7 +190,7 @@ COHORT_CTE = """
 def report_sql(study_id: int) -> None:
     from django.db import connection
 
-    from followup.reports import TIME_POINT_CODES
+    from reporting.cohort import TIME_POINT_CODES
 
     with connection.cursor() as cursor:
         for statement in REPORT_SQL:
@@ -199,8 +199,8 @@ def report_sql(study_id: int) -> None:
 
 
 def workload_report() -> dict:
-    from followup.reports import cohort_report
     from registry.models import Site
+    from reporting.cohort import cohort_report
 
     study = synthetic_study()
     site_ids = list(Site.objects.values_list("pk", flat=True))

@@ -5,16 +5,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from core.api.problems import not_found
-from followup.api.exports import ExportViewSet
-from followup.api.views import (
-    AdverseEventViewSet,
-    CohortReportViewSet,
-    OutcomeViewSet,
-    ResultViewSet,
-    VisitViewSet,
-)
+from followup.api.views import AdverseEventViewSet, OutcomeViewSet, ResultViewSet, VisitViewSet
 from patients.api.views import MedicationViewSet, PatientViewSet, TransplantViewSet
 from registry.api.views import LotViewSet, SiteViewSet, StudyViewSet
+from reporting.api.exports import ExportViewSet
+from reporting.api.reports import CohortReportViewSet
 
 router = SimpleRouter()
 router.register("studies", StudyViewSet, basename="study")

@@ -8,9 +8,9 @@ from celery.schedules import crontab
 
 BEAT_SCHEDULE: dict[str, dict] = {
     # Reminders and safety checks: decide what is due (ledger rows), then send what is due.
-    "sweep-reminders": {"task": "followup.tasks.sweep_reminders", "schedule": crontab(minute="*/15")},
-    "run-safety-checks": {"task": "followup.tasks.run_safety_checks", "schedule": crontab(minute="7,37")},
-    "send-notifications": {"task": "followup.tasks.send_notifications", "schedule": crontab(minute="*/5")},
+    "sweep-reminders": {"task": "notifications.tasks.sweep_reminders", "schedule": crontab(minute="*/15")},
+    "run-safety-checks": {"task": "notifications.tasks.run_safety_checks", "schedule": crontab(minute="7,37")},
+    "send-notifications": {"task": "notifications.tasks.send_notifications", "schedule": crontab(minute="*/5")},
     # Exports whose task was lost (broker down when requested) or whose worker died are queued again.
-    "resume-exports": {"task": "followup.tasks.resume_exports", "schedule": crontab(minute="*/10")},
+    "resume-exports": {"task": "reporting.tasks.resume_exports", "schedule": crontab(minute="*/10")},
 }

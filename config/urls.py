@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import include, path
 
-from followup.language import set_language
+from config.language import set_language
 
 
 def healthz(request):

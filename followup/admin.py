@@ -1,12 +1,10 @@
 import json
 
 from django import forms
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpResponse, JsonResponse
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -14,28 +12,12 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from followup import (
-    admin_exports,  # noqa: F401 (registers the export jobs page)
-    notifications,
-    safety,
-    services,
-)
+from followup import safety, services
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
+from followup.charts import patient_charts
 from followup.computations import plain
 from followup.constants import AECategory, CTCAEGrade, Relatedness, VisitState
-from followup.models import (
-    AdverseEvent,
-    CohortReport,
-    ComputedOutcome,
-    LotLookback,
-    Notification,
-    NotificationPreference,
-    Result,
-    SafetySignal,
-    Visit,
-)
-from followup.report_views import parse_filter, render_csv, render_html
-from followup.reports import COMPARISON_LABELS, CohortFilter, cohort_report, patient_charts
+from followup.models import AdverseEvent, ComputedOutcome, LotLookback, Result, SafetySignal, Visit
 from followup.selectors import lot_lookback
 from patients.admin import PatientAdmin
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
@@ -48,7 +30,6 @@ from registry.admin_tools import (
     export_csv_action,
 )
 from registry.constants import TissueSource
-from registry.models import Site
 
 ENTERED_ANALYTES = [a for a in ANALYTES.values() if not a.computed and a.code != "SLEDAI2K"]
 
@@ -456,48 +437,6 @@ class LotLookbackAdmin(ScopedAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-@admin.register(Notification)
-class NotificationAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    """The ledger: every e-mail item, its state and its error; failed or cancelled items can be resent."""
-
-    list_display = [
-        "created_at",
-        "kind",
-        "object_id",
-        "stage",
-        "recipient_email",
-        "site",
-        "state",
-        "attempts",
-        "send_after",
-        "sent_at",
-        "last_error",
-    ]
-    list_filter = ["state", "kind", "site"]
-    search_fields = ["recipient_email", "stage"]
-    list_select_related = ["site"]
-    actions = ["resend"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    @admin.action(description="Resend the selected failed or cancelled items (if they still apply)")
-    def resend(self, request, queryset):
-        done, refused = 0, []
-        for row in queryset:
-            try:
-                notifications.notification_resend(notification=row, actor=request.user)
-                done += 1
-            except ValidationError as exc:
-                refused.append(f"{row.key}: {'; '.join(exc.messages)}")
-        self.message_user(request, f"{done} item(s) queued again.")
-        for line in refused:
-            self.message_user(request, line, level=messages.WARNING)
-
-
 class SignalReviewForm(ServiceModelForm):
     decision = forms.ChoiceField(
         choices=[("", "—"), ("dismiss", "Dismiss (or answer the malignancy question)"), ("accept", "Accept as an AE")],
@@ -563,90 +502,6 @@ class SafetySignalAdmin(ScopedAdmin):
                 signal=instance, actor=request.user, description=cleaned_data.get("review_reason", ""), **fields
             )
         raise ValidationError({"decision": "Choose to dismiss the signal or accept it as an adverse event."})
-
-
-@admin.register(NotificationPreference)
-class NotificationPreferenceAdmin(admin.ModelAdmin):
-    """Everyone edits their own e-mail preferences; superusers see all."""
-
-    list_display = ["user", "language", "digest", "paused_until", "unsubscribed"]
-
-    def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        return qs if request.user.is_superuser else qs.filter(user=request.user)
-
-    def get_readonly_fields(self, request, obj=None):
-        return [] if request.user.is_superuser else ["user"]
-
-    def get_changeform_initial_data(self, request):
-        return {"user": request.user.pk}
-
-    def save_model(self, request, obj, form, change):
-        if not request.user.is_superuser:
-            obj.user = request.user
-        super().save_model(request, obj, form, change)
-
-    def has_module_permission(self, request):
-        return request.user.is_active and request.user.is_staff
-
-    def has_view_permission(self, request, obj=None):
-        return self.has_change_permission(request, obj)
-
-    def has_add_permission(self, request):
-        return self.has_module_permission(request)
-
-    def has_change_permission(self, request, obj=None):
-        return self.has_module_permission(request) and (
-            obj is None or request.user.is_superuser or obj.user_id == request.user.pk
-        )
-
-    def has_delete_permission(self, request, obj=None):
-        return self.has_change_permission(request, obj)
-
-
-@admin.register(CohortReport)
-class CohortReportAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    """The study list; opening a study shows its cohort report for the user's sites (HTML, CSV or JSON)."""
-
-    list_display = ["code", "registration_id", "title", "status"]
-    search_fields = ["code", "registration_id", "title"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        study = self.get_object(request, object_id)
-        if study is None or not self.has_view_permission(request, study):
-            raise PermissionDenied
-        site_ids = Site.objects.for_user(request.user).values_list("pk", flat=True)
-        errors, flt = {}, CohortFilter()
-        try:
-            flt = parse_filter(request.GET)
-        except ValidationError as exc:
-            errors = exc.message_dict
-        fmt = request.GET.get("format")
-        if fmt in ("json", "csv") and not errors:
-            report = cohort_report(study=study, site_ids=site_ids, flt=flt)
-            if fmt == "json":
-                return JsonResponse(report, json_dumps_params={"indent": 1})
-            response = HttpResponse(render_csv(report), content_type="text/csv")
-            response["Content-Disposition"] = f'attachment; filename="cohort-report-{study.code}.csv"'
-            return response
-        context = {
-            **self.admin_site.each_context(request),
-            "title": gettext("Cohort report: %(code)s") % {"code": study.code},
-            "opts": self.model._meta,
-            "flt": flt,
-            "errors": errors,
-            "sites": Site.objects.for_user(request.user).order_by("code"),
-            "cell_sources": TissueSource.choices,
-            "compare_choices": list(COMPARISON_LABELS.items()),
-            "report_html": "" if errors else render_html(study=study, site_ids=site_ids, flt=flt, standalone=False),
-        }
-        return TemplateResponse(request, "admin/followup/cohortreport/report.html", context)
 
 
 # The patient page: patients' own admin, with the follow-up picture added -----------------------------

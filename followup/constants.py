@@ -85,28 +85,6 @@ FATAL_COMPLETE_REPORT_EXTRA_DAYS = 8
 OTHER_REPORT_DAYS = 15
 
 
-class NotificationKind(models.TextChoices):
-    VISIT_REMINDER = "visit_reminder", "Visit reminder"
-    VISIT_ESCALATION = "visit_escalation", "Overdue visit escalated"
-    AE_REPORT = "ae_report", "Expedited safety report"
-    SAFETY_SIGNAL = "safety_signal", "Safety signal to review"
-
-
-class NotificationState(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENDING = "sending", "Sending (claimed)"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled (no longer applies)"
-
-
-class ReminderStage(models.TextChoices):
-    UPCOMING = "upcoming", "Window opens soon"
-    DUE = "due", "Window open"
-    CLOSING = "closing", "Window closes soon"
-    OVERDUE = "overdue", "Overdue"
-
-
 class SignalKind(models.TextChoices):
     CREATININE_RISE = "creatinine_rise", "Creatinine ≥ 1.5 × baseline (possible acute kidney injury)"
     THROMBOCYTOPENIA = "thrombocytopenia", "Platelets < 100 × 10^9/L"
@@ -121,13 +99,6 @@ class SignalStatus(models.TextChoices):
     ACCEPTED = "accepted", "Accepted as an adverse event"
     DISMISSED = "dismissed", "Dismissed"
     ANSWERED = "answered", "Answered (no malignancy)"
-
-
-class ExportState(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Ready to download"
-    FAILED = "failed", "Failed"
 
 
 # The most visits one batch recording takes (`visits_record_batch`, POST /api/v1/visits/record-batch/).

@@ -13,7 +13,7 @@ from followup.computations import plain
 from followup.constants import VisitOutcome
 from followup.states import VisitQuerySet, visit_state
 from patients.models import Patient, TransplantEvent
-from registry.models import CellProduct, Site, SiteScopedQuerySet, Study, TimeStampedModel, VisitDefinition
+from registry.models import CellProduct, SiteScopedQuerySet, TimeStampedModel, VisitDefinition
 
 
 class Visit(TimeStampedModel):
@@ -244,74 +244,6 @@ class LotLookback(CellProduct):
         verbose_name_plural = "lot look-back"
 
 
-class NotificationPreference(models.Model):
-    """How a person wants registry e-mail: language, a daily digest or one e-mail per item, pause, opt-out."""
-
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_pref")
-    language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
-    digest = models.BooleanField("one daily digest", default=True, help_text="Untick for one e-mail per item.")
-    paused_until = models.DateField(null=True, blank=True, help_text="No e-mail until this date (inclusive).")
-    unsubscribed = models.BooleanField(default=False)
-
-    def __str__(self) -> str:
-        return f"E-mail preferences of {self.user}"
-
-
-class Notification(models.Model):
-    """The ledger: one row per e-mail item, unique by (kind, object, stage, recipient), written before sending.
-
-    Sweeps insert rows set-wise and ignore rows that exist, so a second sweep, a retried task or a day
-    without any sweep never makes a second row. A sender claims due rows with a conditional UPDATE that
-    stamps its claim token, re-checks that each still applies, sends, and marks them sent; a claim left by
-    a worker that died is taken again once `claimed_at` is older than the claim timeout.
-    """
-
-    kind = models.CharField(max_length=20, choices=c.NotificationKind.choices)
-    object_id = models.BigIntegerField(help_text="The visit, adverse event or signal the item is about.")
-    stage = models.CharField(max_length=40)
-    recipient_email = models.EmailField()
-    recipient_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="notifications")
-    language = models.CharField(max_length=8, default="en")
-    digest = models.BooleanField(default=True)
-    state = models.CharField(max_length=10, choices=c.NotificationState.choices, default=c.NotificationState.PENDING)
-    send_after = models.DateTimeField(help_text="Not before the site's local sending hour.")
-    attempts = models.PositiveSmallIntegerField(default=0)
-    claim_token = models.UUIDField(null=True, blank=True, editable=False)
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    message_id = models.CharField(max_length=200, blank=True)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    objects = SiteScopedQuerySet.as_manager()
-    SITE_LOOKUP = "site"
-
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [
-            # The visit and the stage lead: the sweep looks each due item up by them (`NOT EXISTS`); with the
-            # kind first, each lookup read the index from its start (10,000 patients: 0.19 s against 0.02 s).
-            models.UniqueConstraint(
-                fields=["object_id", "stage", "kind", "recipient_email"], name="notification_unique_key"
-            ),
-        ]
-        indexes = [
-            models.Index(
-                fields=["send_after"], condition=Q(state__in=["pending", "sending"]), name="notification_open"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.stage} → {self.recipient_email}"
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}:{self.object_id}:{self.stage}:{self.recipient_email}"
-
-
 class SafetySignal(TimeStampedModel):
     """A finding for an investigator to review: accepted as an adverse event, or dismissed with a reason.
 
@@ -350,42 +282,3 @@ class SafetySignal(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.patient.subject_code}: {self.get_kind_display()}"
-
-
-class ExportJob(models.Model):
-    """A study export (tidy CSV, SDTM-style datasets, FHIR bundle) built in the background as one zip.
-
-    Scoped like everything else: the export holds only the sites in `site_ids` (the requester's sites, or
-    the API key's site), and pseudonymous codes only.
-    """
-
-    study = models.ForeignKey("registry.Study", on_delete=models.PROTECT, related_name="exports")
-    site_ids = models.JSONField(help_text="The sites whose data the export holds.")
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    requested_by_key = models.ForeignKey(
-        "registry.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    state = models.CharField(max_length=10, choices=c.ExportState.choices, default=c.ExportState.QUEUED)
-    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
-    file_path = models.CharField(max_length=500, blank=True)
-    manifest = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"Export of {self.study.code} ({self.get_state_display()})"
-
-
-class CohortReport(Study):
-    """A study seen through its cohort report (admin entry point; no table of its own)."""
-
-    class Meta:
-        proxy = True
-        verbose_name = "cohort report"
-        verbose_name_plural = "cohort reports"

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.utils import translation
 
 from core.i18n import model_label_texts
-from followup.models import NotificationPreference
+from notifications.models import NotificationPreference
 from registry import services as rs
 
 CATALOGUE = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"

@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "registry",
     "patients",
     "followup",
+    "notifications",
+    "reporting",
 ]
 
 MIDDLEWARE = [
@@ -47,7 +49,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
-    "followup.language.UserLanguageMiddleware",
+    "config.language.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.audit.AuditDoorMiddleware",

@@ -14,3 +14,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
+
+# The demo study and the synthetic cohort (seed_demo, seed_synthetic); not in production.
+INSTALLED_APPS = [*INSTALLED_APPS, "devdata"]  # noqa: F405

@@ -4,3 +4,6 @@ from .base import *  # noqa: F403
 from .base import env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
+
+# The demo study and the synthetic cohort (seed_demo, seed_synthetic); not in production.
+INSTALLED_APPS = [*INSTALLED_APPS, "devdata"]  # noqa: F405

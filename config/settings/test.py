@@ -8,3 +8,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# The demo study and the synthetic cohort (seed_demo, seed_synthetic); not in production.
+INSTALLED_APPS = [*INSTALLED_APPS, "devdata"]  # noqa: F405

@@ -29,12 +29,13 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from followup import services as followup_services
-from followup.constants import ExportState
-from followup.models import AdverseEvent, ComputedOutcome, ExportJob, Result, Visit
+from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import medication_record
 from registry.api_keys import api_key_issue, api_key_revoke
 from registry.models import ApiKey, ApiKeyScope, CellProduct, Site, Study
+from reporting.constants import ExportState
+from reporting.models import ExportJob
 from tests.conftest import FROZEN_NOW
 from tests.followup.clinical_setup import make_lot, make_patient, make_study, make_transplant
 
@@ -78,13 +79,13 @@ def call(client: APIClient, method: str, url: str, payload=None, **headers):
 
 
 def row_snapshot() -> dict[str, int]:
-    """Row counts of every table of the registry, patients and followup apps, history tables included.
+    """Row counts of every table of the registry, patients, followup, notifications and reporting apps, history tables included.
 
     An update leaves a history row, so an unchanged snapshot means nothing was created, changed or deleted.
     API keys (last use) and idempotency records (the API's own bookkeeping) are left out.
     """
     counts = {}
-    for app in ("registry", "patients", "followup"):
+    for app in ("registry", "patients", "followup", "notifications", "reporting"):
         for model in apps.get_app_config(app).get_models():
             if model._meta.label in ("registry.ApiKey", "registry.IdempotencyRecord", "registry.HistoricalApiKey"):
                 continue

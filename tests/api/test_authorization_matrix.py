@@ -11,9 +11,10 @@ from __future__ import annotations
 import pytest
 
 from core.api.etags import etag_of
-from followup.models import AdverseEvent, ComputedOutcome, ExportJob, Result, Visit
+from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from registry.models import CellProduct, Site, Study
+from reporting.models import ExportJob
 from tests.api.conftest import (
     B_ONLY_STUDY,
     LOT_A,

@@ -62,7 +62,7 @@ def dead_broker(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_broker_is_really_unreachable(dead_broker):
-    from followup.tasks import send_notifications
+    from notifications.tasks import send_notifications
 
     with pytest.raises(OperationalError):
         send_notifications.delay()

@@ -160,7 +160,7 @@ def test_worklist_per_site_table_is_legible(page, live, clinical, coordinator):
 
 def test_cohort_report_page(page, live, clinical, coordinator, artifacts):
     sign_in(page, live, coordinator.username)
-    response = page.goto(f"{live}/admin/followup/cohortreport/{clinical.study.pk}/change/")
+    response = page.goto(f"{live}/admin/reporting/cohortreport/{clinical.study.pk}/change/")
     assert response.status == 200
     content = page.locator("#content")
     assert f"Cohort report: {clinical.study.code}" in content.inner_text()

@@ -27,20 +27,21 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 from rest_framework.test import APIClient
 
-from followup import exports
 from followup import services as followup_services
-from followup.api.exports import ExportViewSet
-from followup.constants import ExportState
-from followup.models import ExportJob, Visit
+from followup.models import Visit
 from patients.models import Patient
 from patients.services import medication_record
 from registry.api_keys import api_key_issue
 from registry.models import ApiKey, ApiKeyScope, Site, Study
+from reporting import exports
+from reporting.api.exports import ExportViewSet
+from reporting.constants import ExportState
+from reporting.models import ExportJob
 from tests.conftest import FROZEN_NOW
 from tests.followup.clinical_setup import DAY_ZERO, make_lot, make_patient, make_study, make_transplant, make_user
 
 # The ExportJob admin registers itself on import; import it before admin.site.urls is read below.
-importlib.import_module("followup.admin_exports")
+importlib.import_module("reporting.admin")
 
 router = SimpleRouter()
 router.register("exports", ExportViewSet, basename="export")
@@ -490,7 +491,7 @@ def test_fhir_bundle_validates_and_observations_carry_loinc(world, export_a):
 
 
 def test_requesting_an_export_queues_the_task_after_commit(world, django_capture_on_commit_callbacks, monkeypatch):
-    from followup import tasks as export_tasks
+    from reporting import tasks as export_tasks
 
     ran = []
     monkeypatch.setattr(
@@ -509,7 +510,7 @@ def test_requesting_an_export_queues_the_task_after_commit(world, django_capture
 def test_a_job_the_broker_never_got_is_queued_again_and_built_once(world, monkeypatch):
     from kombu.exceptions import OperationalError
 
-    from followup import tasks as export_tasks
+    from reporting import tasks as export_tasks
 
     def broker_down(job_id):
         raise OperationalError("Error 111 connecting to the broker. Connection refused.")
@@ -582,16 +583,16 @@ def test_admin_lists_and_downloads_only_jobs_of_the_users_sites(client, world):
     job_b, _ = run_export(world, world.user_b)
 
     client.force_login(world.user_a)
-    listing = client.get("/admin/followup/exportjob/")
+    listing = client.get("/admin/reporting/exportjob/")
     assert listing.status_code == 200
     ids = list(listing.context["cl"].result_list.values_list("pk", flat=True))
     assert ids == [job_a.pk]
 
-    refused = client.get(f"/admin/followup/exportjob/{job_b.pk}/download/")
+    refused = client.get(f"/admin/reporting/exportjob/{job_b.pk}/download/")
     assert refused.status_code == 404
-    assert client.get(f"/admin/followup/exportjob/{job_b.pk}/change/").status_code == 302  # "doesn't exist"
+    assert client.get(f"/admin/reporting/exportjob/{job_b.pk}/change/").status_code == 302  # "doesn't exist"
 
-    response = client.get(f"/admin/followup/exportjob/{job_a.pk}/download/")
+    response = client.get(f"/admin/reporting/exportjob/{job_a.pk}/download/")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/zip"
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
@@ -600,10 +601,10 @@ def test_admin_lists_and_downloads_only_jobs_of_the_users_sites(client, world):
 
 def test_admin_export_a_study_creates_a_job_for_the_users_sites(client, world, django_capture_on_commit_callbacks):
     client.force_login(world.user_a)
-    assert client.get("/admin/followup/exportjob/add/").status_code == 200
+    assert client.get("/admin/reporting/exportjob/add/").status_code == 200
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = client.post("/admin/followup/exportjob/add/", {"study": world.study.pk, "_save": "Save"})
+        response = client.post("/admin/reporting/exportjob/add/", {"study": world.study.pk, "_save": "Save"})
     assert response.status_code == 302, response.content.decode()[:2000]
     job = ExportJob.objects.get()
     assert (job.site_ids, job.requested_by, job.state) == ([world.site_a.pk], world.user_a, ExportState.QUEUED)
@@ -613,7 +614,7 @@ def test_admin_export_a_study_creates_a_job_for_the_users_sites(client, world, d
 def test_admin_refuses_a_download_before_the_export_is_ready(client, world):
     job = exports.export_job_request(study=world.study, user=world.user_a)
     client.force_login(world.user_a)
-    assert client.get(f"/admin/followup/exportjob/{job.pk}/download/").status_code == 404
+    assert client.get(f"/admin/reporting/exportjob/{job.pk}/download/").status_code == 404
 
 
 # API ---------------------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from followup import constants as fc
-from followup.models import Notification, NotificationPreference, SafetySignal, Visit
-from followup.notifications import reminders_sweep
+from followup.models import SafetySignal, Visit
+from notifications.ledger import reminders_sweep
+from notifications.models import Notification, NotificationPreference
 from registry.constants import Role
 from tests.followup.clinical_setup import local_datetime, make_lot, make_patient, make_transplant, make_user
 
@@ -83,7 +84,7 @@ def client_a(client, coord_a):
 
 # Ledger ------------------------------------------------------------------------------------------------
 
-CHANGELIST = "admin:followup_notification_changelist"
+CHANGELIST = "admin:notifications_notification_changelist"
 
 
 @pytest.fixture
@@ -131,7 +132,7 @@ def test_ledger_filters_by_state_kind_and_site(client_a, ledger, site_a, site_b,
 
 def test_ledger_cannot_be_edited_from_the_admin(client_a, ledger):
     response = client_a.post(
-        reverse("admin:followup_notification_change", args=[ledger["a_failed"].pk]), {"state": "sent"}
+        reverse("admin:notifications_notification_change", args=[ledger["a_failed"].pk]), {"state": "sent"}
     )
 
     assert response.status_code in (302, 403)
@@ -307,11 +308,11 @@ def preferences(coord_a, coord_b):
 
 
 def preference_url(pref) -> str:
-    return reverse("admin:followup_notificationpreference_change", args=[pref.pk])
+    return reverse("admin:notifications_notificationpreference_change", args=[pref.pk])
 
 
 def test_preference_list_shows_only_the_users_own_row(client_a, preferences):
-    response = client_a.get(reverse("admin:followup_notificationpreference_changelist"))
+    response = client_a.get(reverse("admin:notifications_notificationpreference_changelist"))
 
     assert listed(response) == {preferences[0].pk}
 
@@ -350,7 +351,7 @@ def test_user_cannot_open_or_edit_someone_elses_preferences(client_a, preference
 
 def test_user_adds_preferences_for_themselves_only(client_a, coord_a, coord_b):
     response = client_a.post(
-        reverse("admin:followup_notificationpreference_add"),
+        reverse("admin:notifications_notificationpreference_add"),
         {"user": str(coord_b.pk), "language": "zh-hans", "digest": "on", "_save": "Save"},
     )
 

@@ -25,8 +25,10 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.management import call_command
 
 from followup import constants as fc
-from followup.models import AdverseEvent, Notification, NotificationPreference, Visit
-from followup.notifications import (
+from followup.models import AdverseEvent, Visit
+from followup.services import ae_record, ae_record_submission, ae_save, visit_record
+from notifications import constants as nc
+from notifications.ledger import (
     MAX_ATTEMPTS,
     backoff,
     claim,
@@ -37,7 +39,7 @@ from followup.notifications import (
     send_after,
     visit_stage,
 )
-from followup.services import ae_record, ae_record_submission, ae_save, visit_record
+from notifications.models import Notification, NotificationPreference
 from patients.services import patient_record_death, patient_withdraw
 from registry.constants import Role
 from registry.models import Membership, ReminderPolicy, Site, Study
@@ -604,7 +606,7 @@ def test_superseded_stage_is_cancelled_and_the_new_stage_sent(a1, coord):
 
 def _claimed(row: Notification, at: dt.datetime) -> None:
     Notification.objects.filter(pk=row.pk).update(
-        state=fc.NotificationState.SENDING, claim_token=uuid.uuid4(), claimed_at=at, attempts=1
+        state=nc.NotificationState.SENDING, claim_token=uuid.uuid4(), claimed_at=at, attempts=1
     )
 
 

@@ -47,13 +47,14 @@ from rest_framework.test import APIClient
 from scipy import stats
 
 from followup import constants as fc
-from followup.reports import AT_RISK_DAYS, CohortFilter, _km, charts, cohort_report, paired_change, rate, summarise
 from followup.services import ae_record, visit_record
 from patients.services import patient_record_death
 from registry import constants as rc
 from registry.api_keys import api_key_issue
 from registry.models import CellProduct, Donor, Site, Study
 from registry.services import donor_save, lot_save
+from reporting.charts import charts
+from reporting.cohort import AT_RISK_DAYS, CohortFilter, _km, cohort_report, paired_change, rate, summarise
 from tests.followup.clinical_setup import (
     DAY_ZERO,
     DIAGNOSIS,
@@ -785,7 +786,7 @@ def test_a_report_for_site_a_never_counts_site_b(cohort):
 
 
 def admin_url(study: Study) -> str:
-    return f"/admin/followup/cohortreport/{study.pk}/change/"
+    return f"/admin/reporting/cohortreport/{study.pk}/change/"
 
 
 def test_admin_report_for_a_coordinator_of_a(client, cohort):
@@ -1136,7 +1137,7 @@ def test_machine_formats_do_not_change_with_the_language(client, cohort, languag
 
 
 def test_filter_sentence_of_each_narrowing():
-    from followup.report_views import filter_sentence
+    from reporting.rendering import filter_sentence
 
     assert filter_sentence(CohortFilter(infusions="double", enrolled_to=dt.date(2025, 1, 20))) == (
         "Filter: double infusion; enrolled up to 2025-01-20. Groups compared by cell source."
@@ -1173,17 +1174,19 @@ def test_chart_legends_name_the_groups(cohort):
 @pytest.fixture
 def x_ranges(monkeypatch):
     """The x-axis range of every chart drawn, by its y-axis label or title."""
-    from followup import reports
+    from followup import charts as patient_figures
+    from reporting import charts as cohort_figures
 
     drawn = {}
-    to_svg = reports._svg
+    to_svg = patient_figures._svg
 
     def capture(fig, plt):
         ax = fig.axes[0]
         drawn[ax.get_title() or ax.get_ylabel() or "survival"] = ax.get_xlim()
         return to_svg(fig, plt)
 
-    monkeypatch.setattr(reports, "_svg", capture)
+    monkeypatch.setattr(patient_figures, "_svg", capture)
+    monkeypatch.setattr(cohort_figures, "_svg", capture)
     return drawn
 
 
@@ -1206,7 +1209,7 @@ def test_cohort_charts_reach_the_last_time_point(cohort, x_ranges):
 
 
 def test_patient_charts_of_a_single_visit_span_day_0_to_month_3(frozen_now, x_ranges):
-    from followup.reports import patient_charts
+    from followup.charts import patient_charts
 
     clinical = make_clinical()
     visit_record(visit=clinical.visit("BL"), actual_date=BL, sledai_items=["rash"], results={"C3": "0.6"})

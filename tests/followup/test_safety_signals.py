@@ -19,10 +19,11 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
 from followup import constants as fc
-from followup.models import AdverseEvent, Notification, SafetySignal
-from followup.notifications import notifications_send_due, signals_notify_sweep
+from followup.models import AdverseEvent, SafetySignal
 from followup.safety import safety_sweep, signal_accept, signal_dismiss
 from followup.services import ae_record, visit_record
+from notifications.ledger import notifications_send_due, signals_notify_sweep
+from notifications.models import Notification
 from patients.services import patient_record_death, patient_withdraw
 from registry.constants import Role
 from tests.followup.clinical_setup import make_clinical, make_site, make_user

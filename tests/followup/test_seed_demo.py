@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.db import transaction
 from django.db.models import Count
 
-from followup.demo import FAILED_LOT_NUMBER, STUDY_CODE, plan_course, plan_visit
+from devdata.demo import FAILED_LOT_NUMBER, STUDY_CODE, plan_course, plan_visit
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 from patients.constants import PatientStatus
 from patients.models import Patient, TransplantEvent

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.models import Count, Q
 
-from followup import synthetic
+from devdata import synthetic
 from followup.constants import VisitState
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 from followup.states import visit_state
@@ -232,8 +232,8 @@ def test_refuses_an_existing_study(frozen_now):
 def test_set_based_sweep_inserts_what_the_python_stages_plan(frozen_now):
     """On PostgreSQL the sweep is one INSERT ... SELECT; it must insert exactly the rows that the visit-by-visit
     rules (`visit_stage`, `members`, used by a dry run) plan, at every stage."""
-    from followup.models import Notification
-    from followup.notifications import reminders_sweep
+    from notifications.ledger import reminders_sweep
+    from notifications.models import Notification
 
     call_command("seed_synthetic", patients=80, seed=3, today=TODAY, quiet=True, stdout=StringIO())
     stages = set()

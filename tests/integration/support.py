@@ -524,7 +524,7 @@ class Clinic:
 
     def expected_keys(self, today_offset_shift: int = 0, patients: Iterable | None = None) -> set[str]:
         """The ledger keys that apply on "today" (+ shift days), from the hand-made table of stages."""
-        from followup.constants import NotificationKind
+        from notifications.constants import NotificationKind
 
         keys = set()
         for patient in patients if patients is not None else self.patients:
@@ -539,7 +539,7 @@ class Clinic:
         return keys
 
     def keys_of(self, visit, stage: str) -> set[str]:
-        from followup.constants import NotificationKind
+        from notifications.constants import NotificationKind
 
         if stage == "escalated":
             kind, people = NotificationKind.VISIT_ESCALATION, self.investigators
@@ -551,7 +551,7 @@ class Clinic:
 def _person(username: str, email: str, site, role: str, digest: bool) -> Person:
     from django.contrib.auth import get_user_model
 
-    from followup.models import NotificationPreference
+    from notifications.models import NotificationPreference
     from registry.services import membership_grant
 
     user = get_user_model().objects.create_user(
@@ -669,6 +669,6 @@ def build_clinic(
 
 
 def ledger_states() -> Counter:
-    from followup.models import Notification
+    from notifications.models import Notification
 
     return Counter(Notification.objects.values_list("state", flat=True))

@@ -29,7 +29,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from followup import constants as c
-from followup.models import Notification
+from notifications import constants as nc
+from notifications.models import Notification
 from tests.integration.support import (
     WAIT,
     Worker,
@@ -53,8 +54,8 @@ pytestmark = pytest.mark.postgres
 # Worker processes and threads read what the test wrote: committed data (a transactional test).
 committed = pytest.mark.django_db(transaction=True)
 
-SEND = "followup.tasks.send_notifications"
-SWEEP = "followup.tasks.sweep_reminders"
+SEND = "notifications.tasks.send_notifications"
+SWEEP = "notifications.tasks.sweep_reminders"
 CLAIM_TIMEOUT = 3  # seconds, for the workers (NOTIFICATION_CLAIM_TIMEOUT)
 
 
@@ -69,7 +70,7 @@ def expected_emails(keys: set[str]) -> int:
         per_recipient.setdefault(key.rsplit(":", 1)[1], []).append(key)
     total = 0
     for email, items in per_recipient.items():
-        digest_items = [k for k in items if "-digest@" in email and not k.startswith(c.NotificationKind.AE_REPORT)]
+        digest_items = [k for k in items if "-digest@" in email and not k.startswith(nc.NotificationKind.AE_REPORT)]
         total += (1 if digest_items else 0) + len(items) - len(digest_items)
     return total
 
@@ -79,7 +80,7 @@ def wait_sent(timeout: float = WAIT) -> None:
     wait_until(
         lambda: (
             not Notification.objects.filter(
-                state__in=[c.NotificationState.PENDING, c.NotificationState.SENDING]
+                state__in=[nc.NotificationState.PENDING, nc.NotificationState.SENDING]
             ).exists()
         ),
         timeout=timeout,
@@ -93,7 +94,7 @@ def wait_sent(timeout: float = WAIT) -> None:
 @committed
 def test_two_beats_at_the_same_moment_send_every_due_key_once():
     """Two threads, released together, each run the sweep then the sender (what two beats would queue)."""
-    from followup.notifications import notifications_send_due, reminders_sweep
+    from notifications.ledger import notifications_send_due, reminders_sweep
 
     started = time.monotonic()
     with smtp_server(delay=0.005) as (mailbox, port), smtp_settings(port):
@@ -137,7 +138,7 @@ def test_two_beats_at_the_same_moment_send_every_due_key_once():
     )
     figures.assert_exactly_once()
     assert figures.emails == expected_emails(expected)
-    assert ledger_states() == {c.NotificationState.SENT: len(expected)}
+    assert ledger_states() == {nc.NotificationState.SENT: len(expected)}
 
 
 @committed
@@ -149,7 +150,7 @@ def test_a_sweep_overlapping_another_reports_only_the_rows_it_inserted():
     """
     from django.db import transaction
 
-    from followup.notifications import reminders_sweep
+    from notifications.ledger import reminders_sweep
 
     clinic = build_clinic(day_zero_offsets=[30, 16], coordinators=[True], investigators=[])
     expected = clinic.expected_keys()
@@ -236,7 +237,7 @@ def test_two_workers_running_the_sweep_task_at_once_send_every_due_key_once(tmp_
     assert sum(ran.values()) == 2, ran
     figures.assert_exactly_once()
     assert figures.emails == expected_emails(expected)
-    assert ledger_states() == {c.NotificationState.SENT: len(expected)}
+    assert ledger_states() == {nc.NotificationState.SENT: len(expected)}
 
 
 # 2. A worker killed in the middle of a batch ----------------------------------------------------------------
@@ -245,7 +246,7 @@ def test_two_workers_running_the_sweep_task_at_once_send_every_due_key_once(tmp_
 @pytest.mark.redis
 @committed
 def test_worker_killed_mid_batch_then_a_new_worker_sends_the_rest_once(tmp_path):
-    from followup.notifications import reminders_sweep
+    from notifications.ledger import reminders_sweep
 
     started = time.monotonic()
     with (
@@ -271,8 +272,8 @@ def test_worker_killed_mid_batch_then_a_new_worker_sends_the_rest_once(tmp_path)
         )
         first.kill()
         accepted_at_kill = mailbox.count()
-        in_flight = Notification.objects.filter(state=c.NotificationState.SENDING).count()
-        pending_at_kill = Notification.objects.filter(state=c.NotificationState.PENDING).count()
+        in_flight = Notification.objects.filter(state=nc.NotificationState.SENDING).count()
+        pending_at_kill = Notification.objects.filter(state=nc.NotificationState.PENDING).count()
         wait_until(lambda: not mailbox.busy(), timeout=10, what="the server to notice the killed client")
         assert 0 < accepted_at_kill < expected_emails(expected)
 
@@ -302,7 +303,7 @@ def test_worker_killed_mid_batch_then_a_new_worker_sends_the_rest_once(tmp_path)
     assert in_flight > 0, "the kill should leave claimed rows behind"
     figures.assert_exactly_once()
     assert figures.emails == expected_emails(expected)
-    assert ledger_states() == {c.NotificationState.SENT: len(expected)}
+    assert ledger_states() == {nc.NotificationState.SENT: len(expected)}
 
 
 # 3. A task delivered twice ------------------------------------------------------------------------------------
@@ -312,7 +313,7 @@ def test_worker_killed_mid_batch_then_a_new_worker_sends_the_rest_once(tmp_path)
 @committed
 def test_same_send_task_delivered_twice_to_two_workers_sends_each_key_once(tmp_path):
     """The same task message (same id) published twice, as a broker redelivery would, to two workers."""
-    from followup.notifications import reminders_sweep
+    from notifications.ledger import reminders_sweep
 
     started = time.monotonic()
     with (
@@ -349,7 +350,7 @@ def test_same_send_task_delivered_twice_to_two_workers_sends_each_key_once(tmp_p
     )
     figures.assert_exactly_once()
     assert figures.emails == expected_emails(expected)
-    assert ledger_states() == {c.NotificationState.SENT: len(expected)}
+    assert ledger_states() == {nc.NotificationState.SENT: len(expected)}
 
 
 @pytest.mark.redis
@@ -360,7 +361,7 @@ def test_task_redelivered_by_redis_after_its_worker_died_sends_each_key_once(tmp
     The workers run with a 4-second visibility timeout (`worker_settings`), so the redelivery comes within
     the test instead of after an hour.
     """
-    from followup.notifications import reminders_sweep
+    from notifications.ledger import reminders_sweep
 
     started = time.monotonic()
     with (
@@ -390,14 +391,14 @@ def test_task_redelivered_by_redis_after_its_worker_died_sends_each_key_once(tmp
         )
         first.kill()
         accepted_at_kill = mailbox.count()
-        in_flight = Notification.objects.filter(state=c.NotificationState.SENDING).count()
+        in_flight = Notification.objects.filter(state=nc.NotificationState.SENDING).count()
 
         second = Worker("heir", env, tmp_path).start()
         workers.append(second)
         second.wait_ready()
         wait_until(lambda: second.received(task_id) >= 1, what="Redis to redeliver the unacknowledged task")
         wait_until(lambda: f"[{task_id}] succeeded" in second.text(), what="the redelivered task to finish")
-        left_after_redelivery = Notification.objects.exclude(state=c.NotificationState.SENT).count()
+        left_after_redelivery = Notification.objects.exclude(state=nc.NotificationState.SENT).count()
         if left_after_redelivery:
             # The dead worker's claim was younger than the claim timeout when the task came back: the next
             # beat takes it.
@@ -419,7 +420,7 @@ def test_task_redelivered_by_redis_after_its_worker_died_sends_each_key_once(tmp
     )
     figures.assert_exactly_once()
     assert figures.emails == expected_emails(expected)
-    assert ledger_states() == {c.NotificationState.SENT: len(expected)}
+    assert ledger_states() == {nc.NotificationState.SENT: len(expected)}
 
 
 # 4. Redis down while visits are recorded ---------------------------------------------------------------------
@@ -468,7 +469,7 @@ def test_redis_down_while_visits_are_recorded_then_the_sweep_catches_up_once(tmp
         wait_for_keys(mailbox, expected)
         wait_sent()
         recorded_rows = Notification.objects.filter(
-            kind=c.NotificationKind.VISIT_REMINDER, object_id__in=[v.pk for v in month_1]
+            kind=nc.NotificationKind.VISIT_REMINDER, object_id__in=[v.pk for v in month_1]
         ).count()
 
     figures = tally(mailbox, expected)
@@ -485,7 +486,7 @@ def test_redis_down_while_visits_are_recorded_then_the_sweep_catches_up_once(tmp
     assert recorded_rows == 0
     figures.assert_exactly_once()
     assert figures.emails == expected_emails(expected)
-    assert ledger_states() == {c.NotificationState.SENT: len(expected)}
+    assert ledger_states() == {nc.NotificationState.SENT: len(expected)}
 
 
 # 5. A day without any beat run ------------------------------------------------------------------------------
@@ -503,8 +504,8 @@ def test_a_day_without_any_beat_run_makes_no_catch_up_flood():
     import time_machine
 
     from followup import constants as fc
-    from followup.notifications import notifications_send_due, reminders_sweep, safety_reports_sweep
     from followup.services import ae_record
+    from notifications.ledger import notifications_send_due, reminders_sweep, safety_reports_sweep
 
     day_d = dt.date(2026, 3, 2)
     moment_d = dt.datetime.combine(day_d, dt.time(9, 0), tzinfo=dt.UTC)  # 17:00 in Shanghai, after 08:00
@@ -540,7 +541,9 @@ def test_a_day_without_any_beat_run_makes_no_catch_up_flood():
         safety_people = [p.email for p in clinic.investigators] + ["safety@faults.example", "pv-each@sponsor.example"]
 
         def ae_keys(day: dt.date) -> set[str]:
-            return {f"{c.NotificationKind.AE_REPORT}:{ae.pk}:initial-late-{day.isoformat()}:{e}" for e in safety_people}
+            return {
+                f"{nc.NotificationKind.AE_REPORT}:{ae.pk}:initial-late-{day.isoformat()}:{e}" for e in safety_people
+            }
 
         def run_day(moment: dt.datetime) -> tuple[int, int]:
             traveller.move_to(moment)
@@ -583,7 +586,7 @@ def test_a_day_without_any_beat_run_makes_no_catch_up_flood():
     overdue_2 = clinic.keys_of(clinic.visit(clinic.patients[1], "D7"), "overdue-2")
     assert overdue_2 <= new_on_d2
     assert all(figures_count == 1 for figures_count in (mailbox.key_counts()[k] for k in overdue_2))
-    assert ledger_states() == {c.NotificationState.SENT: len(expected)}
+    assert ledger_states() == {nc.NotificationState.SENT: len(expected)}
 
 
 # 6. A visit recorded between the sweep and the send ------------------------------------------------------
@@ -591,9 +594,9 @@ def test_a_day_without_any_beat_run_makes_no_catch_up_flood():
 
 @pytest.mark.django_db
 def test_visit_recorded_between_sweep_and_send_gets_no_reminder():
-    from followup.notifications import notifications_send_due, reminders_sweep
     from followup.services import visit_record
     from followup.states import site_today
+    from notifications.ledger import notifications_send_due, reminders_sweep
     from patients.services import patient_withdraw
 
     started = time.monotonic()
@@ -616,7 +619,7 @@ def test_visit_recorded_between_sweep_and_send_gets_no_reminder():
     withdrawn_keys = clinic.expected_keys(patients=[withdrawn])
     expected = all_keys - recorded_keys - withdrawn_keys
     figures = tally(mailbox, expected)
-    cancelled = {row.key: row.last_error for row in Notification.objects.filter(state=c.NotificationState.CANCELLED)}
+    cancelled = {row.key: row.last_error for row in Notification.objects.filter(state=nc.NotificationState.CANCELLED)}
     report(
         figures.line(
             "6 visit recorded between sweep and send",
@@ -631,6 +634,6 @@ def test_visit_recorded_between_sweep_and_send_gets_no_reminder():
     assert all(cancelled[key] == "the visit is no longer open" for key in recorded_keys), cancelled
     assert all(cancelled[key] for key in withdrawn_keys), "every cancelled row says why"
     assert ledger_states() == {
-        c.NotificationState.SENT: len(expected),
-        c.NotificationState.CANCELLED: len(recorded_keys | withdrawn_keys),
+        nc.NotificationState.SENT: len(expected),
+        nc.NotificationState.CANCELLED: len(recorded_keys | withdrawn_keys),
     }

@@ -1,0 +1,29 @@
+from django.core.management.base import BaseCommand
+
+from followup import safety
+from notifications import ledger
+
+
+class Command(BaseCommand):
+    help = "Raise new safety signals, queue expedited-report warnings, and send what is due (as Celery beat does)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Show what would be raised and sent; change nothing."
+        )
+
+    def handle(self, *args, dry_run=False, **options):
+        signals = safety.safety_sweep(dry_run=dry_run)
+        reports = ledger.safety_reports_sweep(dry_run=dry_run)
+        notices = ledger.signals_notify_sweep(dry_run=dry_run)
+        verb = "would raise" if dry_run else "raised"
+        self.stdout.write(f"{verb} {signals.raised} new signal(s) of {signals.findings} finding(s)")
+        if dry_run:
+            for row in reports.rows + notices.rows:
+                self.stdout.write(f"  would queue {row.key}")
+            return
+        sent = ledger.notifications_send_due()
+        self.stdout.write(
+            f"safety notices queued: {reports.inserted + notices.inserted}; e-mails sent: {sent.emails}; "
+            f"cancelled: {sent.cancelled}; to retry: {sent.retried}; failed: {sent.failed}"
+        )

@@ -1,0 +1,229 @@
+"""Reporting in the admin. Study exports: request one for your sites, follow its progress, download the zip.
+
+The list shows the jobs whose every site is one of the user's sites; the download view checks the same
+before it serves a file. Jobs are never edited: the add page ("Export a study") asks for the study only,
+and `reporting.exports.export_job_request` creates the job for the user's sites and queues it on commit.
+
+The cohort report's page (a study opened from the list) is here too.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
+
+from registry.admin_tools import SiteScopedAdminMixin
+from registry.constants import TissueSource
+from registry.models import Site, Study
+from reporting import exports
+from reporting.cohort import COMPARISON_LABELS, CohortFilter, cohort_report
+from reporting.constants import ExportState
+from reporting.models import CohortReport, ExportJob
+from reporting.rendering import parse_filter, render_csv, render_html
+
+_local = threading.local()
+
+
+class ExportRequestForm(forms.ModelForm):
+    """Choose the study; the export holds your sites of that study."""
+
+    request = None  # set by ExportJobAdmin.get_form
+
+    class Meta:
+        model = ExportJob
+        fields = ["study"]
+        help_texts = {"study": "The export holds the data of your sites in this study, with pseudonymous codes only."}
+
+    def _post_clean(self):
+        super()._post_clean()
+        if self.errors:
+            return
+        try:
+            self.instance = exports.export_job_request(study=self.cleaned_data["study"], user=self.request.user)
+        except ValidationError as exc:
+            self.add_error("study" if "study" in getattr(exc, "error_dict", {}) else None, exc.messages)
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
+    form = ExportRequestForm
+    list_display = ["id", "study", "sites", "state", "progress_percent", "requested", "created_at", "download"]
+    list_filter = ["state"]
+    list_select_related = ["study", "requested_by", "requested_by_key"]
+    search_fields = ["study__code"]
+    readonly_fields = [
+        "study",
+        "sites",
+        "state",
+        "progress_percent",
+        "requested",
+        "created_at",
+        "updated_at",
+        "error",
+        "files",
+        "download",
+    ]
+
+    # Scoping and permissions ----------------------------------------------------------------------------
+
+    def get_queryset(self, request):
+        return exports.export_jobs_for_user(request.user).select_related("study", "requested_by", "requested_by_key")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "study":
+            kwargs["queryset"] = Study.objects.for_user(request.user)
+        return super(SiteScopedAdminMixin, self).formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_view_permission(self, request, obj=None):
+        if not self._is_member(request):
+            return False
+        return obj is None or exports.export_job_visible_to(obj, request.user)
+
+    def has_add_permission(self, request):
+        # Exporting reads data the member already reads; any role of a site may export its data.
+        return self._is_member(request)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    # Pages ---------------------------------------------------------------------------------------------
+
+    def get_fields(self, request, obj=None):
+        return ["study"] if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"request": request})
+
+    def add_view(self, request, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "title": "Export a study"}
+        return super().add_view(request, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        pass  # the form's validation created the job through the service
+
+    def changelist_view(self, request, extra_context=None):
+        # Site codes for the "sites" column, read once per list rather than once per row.
+        _local.site_codes = dict(Site.objects.values_list("pk", "code"))
+        extra_context = {**(extra_context or {}), "title": "Study exports"}
+        return super().changelist_view(request, extra_context)
+
+    def get_urls(self):
+        download = path(
+            "<path:object_id>/download/",
+            self.admin_site.admin_view(self.download_view),
+            name="reporting_exportjob_download",
+        )
+        return [download, *super().get_urls()]
+
+    def download_view(self, request, object_id):
+        """The finished zip of a job whose every site is one of the user's sites; anything else is 404."""
+        job = self.get_object(request, object_id)
+        if job is None or not self.has_view_permission(request, job):
+            raise Http404("No such export.")
+        path_ = exports.export_file(job)
+        if path_ is None:
+            raise Http404("This export is not ready to download.")
+        return FileResponse(
+            path_.open("rb"),
+            as_attachment=True,
+            filename=f"{job.study.code}-export-{job.pk}.zip",
+            content_type="application/zip",
+        )
+
+    # Columns ---------------------------------------------------------------------------------------------
+
+    @admin.display(description="sites")
+    def sites(self, obj):
+        codes = getattr(_local, "site_codes", None) or {}
+        missing = [pk for pk in obj.site_ids if pk not in codes]
+        if missing:
+            codes = {**codes, **dict(Site.objects.filter(pk__in=missing).values_list("pk", "code"))}
+        return ", ".join(codes.get(pk, str(pk)) for pk in obj.site_ids)
+
+    @admin.display(description="progress")
+    def progress_percent(self, obj):
+        return f"{obj.progress}%"
+
+    @admin.display(description="requested by")
+    def requested(self, obj):
+        if obj.requested_by_key_id:
+            return f"API key {obj.requested_by_key.prefix}…"
+        return obj.requested_by or "—"
+
+    @admin.display(description="download")
+    def download(self, obj):
+        if obj.state != ExportState.DONE:
+            return "—"
+        url = reverse(f"{self.admin_site.name}:reporting_exportjob_download", args=[obj.pk])
+        return format_html('<a href="{}">Download zip</a>', url)
+
+    @admin.display(description="files")
+    def files(self, obj):
+        rows = (obj.manifest or {}).get("files") or []
+        if not rows:
+            return "—"
+        return format_html(
+            "<table><tr><th>file</th><th>rows</th><th>SHA-256</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                ((r.get("name"), r.get("rows"), r.get("sha256")) for r in rows),
+            ),
+        )
+
+
+@admin.register(CohortReport)
+class CohortReportAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
+    """The study list; opening a study shows its cohort report for the user's sites (HTML, CSV or JSON)."""
+
+    list_display = ["code", "registration_id", "title", "status"]
+    search_fields = ["code", "registration_id", "title"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        study = self.get_object(request, object_id)
+        if study is None or not self.has_view_permission(request, study):
+            raise PermissionDenied
+        site_ids = Site.objects.for_user(request.user).values_list("pk", flat=True)
+        errors, flt = {}, CohortFilter()
+        try:
+            flt = parse_filter(request.GET)
+        except ValidationError as exc:
+            errors = exc.message_dict
+        fmt = request.GET.get("format")
+        if fmt in ("json", "csv") and not errors:
+            report = cohort_report(study=study, site_ids=site_ids, flt=flt)
+            if fmt == "json":
+                return JsonResponse(report, json_dumps_params={"indent": 1})
+            response = HttpResponse(render_csv(report), content_type="text/csv")
+            response["Content-Disposition"] = f'attachment; filename="cohort-report-{study.code}.csv"'
+            return response
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("Cohort report: %(code)s") % {"code": study.code},
+            "opts": self.model._meta,
+            "flt": flt,
+            "errors": errors,
+            "sites": Site.objects.for_user(request.user).order_by("code"),
+            "cell_sources": TissueSource.choices,
+            "compare_choices": list(COMPARISON_LABELS.items()),
+            "report_html": "" if errors else render_html(study=study, site_ids=site_ids, flt=flt, standalone=False),
+        }
+        return TemplateResponse(request, "admin/reporting/cohortreport/report.html", context)
