@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_TEST = "tests/registry/test_audit.py::test_every_history_table_has_the_append_only_trigger"
+POSTGRES_TEST = "tests/core/test_audit.py::test_every_history_table_has_the_append_only_trigger"
 REDIS_TEST = "tests/test_services_rule.py::test_redis_answers_ping"
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Four threads, each 30 transactions that read a counter and write it back, as the registry's services do (a
 # visit read, then written). Prints the failures and the counter.
