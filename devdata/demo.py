@@ -2,10 +2,10 @@
 
 Everything is written by the same services the admin and the API use (study_create, lot_save,
 patient_enroll, transplant_record, visit_record, ae_record, ...), so every rule of the registry holds for
-the demo data too. Figures follow DOMAIN.md: SLEDAI-2K 12.2 +/- 3.3 at baseline falling to about 3 at
-12 months in responders (Liang 2010), proteinuria about 2.5 g/24h falling to under 1 g/24h, a few
-non-responders, relapses at 9 and 12 months (Wang 2014), herpes zoster and tuberculosis among the adverse
-events, one death judged unrelated, and one withdrawal.
+the demo data too. Figures follow docs/clinical-rules.md, "Demo data": SLEDAI-2K 12.2 +/- 3.3 at
+baseline falling to about 3 at 12 months in responders (Liang 2010), proteinuria about 2.5 g/24h falling
+to under 1 g/24h, a few non-responders, relapses at 9 and 12 months (Wang 2014), herpes zoster and
+tuberculosis among the adverse events, one death judged unrelated, and one withdrawal.
 
 Data are deterministic: reference data come from `random.Random(f"{seed}:reference")`, each patient's from
 `random.Random(f"{seed}:{subject_code}")`; every date is relative to "now" in the site's time zone.

@@ -1,4 +1,5 @@
-"""The results catalogue and the SLEDAI-2K items (DOMAIN.md), in code.
+"""The results catalogue and the SLEDAI-2K items in code (docs/clinical-rules.md, "Results catalogue" and
+"SLEDAI-2K").
 
 Every result is stored in its canonical unit beside the value and unit as entered. A unit not listed for
 a code, or a value outside the plausible range once converted, is refused with a message that names the

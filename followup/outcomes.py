@@ -2,7 +2,8 @@
 
 No database access here: `followup.services.outcomes_recompute` loads a patient's visits into
 `VisitPoint`s, calls `compute_outcomes`, and stores one `VisitOutcome` per post-transplant visit with
-`ALGORITHM_VERSION` and the settings used. Definitions (DOMAIN.md defaults, editable per study):
+`ALGORITHM_VERSION` and the settings used. Definitions (defaults of docs/clinical-rules.md, "Outcomes",
+editable per study):
 
 - change from baseline: for every result, value minus baseline and the percent change; the baseline of a
   code is its value at the BL visit, or else its last value dated on or before day 0;
@@ -38,7 +39,7 @@ FLARE_NONE, FLARE_MILD_MODERATE, FLARE_SEVERE = "none", "mild_moderate", "severe
 
 @dataclass(frozen=True)
 class OutcomeDefinitions:
-    """The thresholds in force (per study); defaults are DOMAIN.md's."""
+    """The thresholds in force (per study); defaults as in docs/clinical-rules.md, "Outcomes"."""
 
     cr_sledai_max: Decimal = Decimal("3")
     cr_prednisone_max_mg: Decimal = Decimal("10")

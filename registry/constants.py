@@ -109,7 +109,8 @@ LOT_TEST_FIELDS = tuple(field for field, *_ in RELEASE_CRITERIA[10:])
 RELEASE_TEST_FIELDS = ISCT_TEST_FIELDS + LOT_TEST_FIELDS
 
 
-# Default follow-up template (DOMAIN.md): code, label, offset from day 0, window before, window after.
+# Default follow-up template (docs/clinical-rules.md, "Follow-up schedule"): code, label, offset from day 0,
+# window before, window after.
 DEFAULT_VISIT_TEMPLATE: tuple[tuple[str, str, int, int, int], ...] = (
     ("BL", "Baseline (before the first infusion)", 0, 14, 0),
     ("D7", "Day 7 (second infusion / early safety)", 7, 2, 2),

@@ -372,7 +372,8 @@ class VisitDefinition(models.Model):
 
 
 class OutcomeSettings(models.Model):
-    """A study's outcome definitions (DOMAIN.md defaults). Every computed outcome stores a copy of these."""
+    """A study's outcome definitions (defaults: docs/clinical-rules.md, "Outcomes"). Every computed outcome
+    stores a copy of these."""
 
     study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="outcome_settings")
     cr_sledai_max = models.DecimalField(
@@ -427,7 +428,8 @@ class OutcomeSettings(models.Model):
 
 
 class ReminderPolicy(models.Model):
-    """When a study's coordinators are reminded of visits and safety reports (DOMAIN.md defaults)."""
+    """When a study's coordinators are reminded of visits and safety reports (defaults: docs/clinical-rules.md,
+    "Reminders and safety checks")."""
 
     study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="reminder_policy")
     upcoming_days = models.PositiveSmallIntegerField("remind this many days before a window opens", default=7)

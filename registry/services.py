@@ -67,7 +67,8 @@ def study_create(
     install_default_template: bool = True,
     **fields,
 ) -> Study:
-    """Create a study with its sites and, unless told otherwise, DOMAIN.md's default follow-up template."""
+    """Create a study with its sites and, unless told otherwise, the default follow-up template
+    (docs/clinical-rules.md, "Follow-up schedule")."""
     study = save_validated(
         Study(
             code=code,
@@ -133,7 +134,8 @@ def visit_definition_save(*, definition: VisitDefinition) -> VisitDefinition:
 
 @transaction.atomic
 def schedule_install_default(*, study: Study) -> list[VisitDefinition]:
-    """Install DOMAIN.md's default template for a study that has none yet (idempotent)."""
+    """Install the default template (docs/clinical-rules.md, "Follow-up schedule") for a study that has none yet
+    (idempotent)."""
     if study.visit_definitions.exists():
         return list(study.visit_definitions.all())
     definitions = [

@@ -1,4 +1,4 @@
-"""Shared fixtures (the personas of STYLE.md) and the rule for tests that need real services.
+"""Shared fixtures (the personas of docs/architecture.md, "Tests") and the rule for tests needing real services.
 
 A test marked `postgres` needs PostgreSQL (DATABASE_URL), one marked `redis` needs Redis (REDIS_URL).
 Without the service such a test is skipped, unless REQUIRE_SERVICES=1 (as in CI), where it fails and

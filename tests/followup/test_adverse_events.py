@@ -1,5 +1,5 @@
-"""Adverse events (DOMAIN.md "Safety"): SUSAR detection, the expedited-reporting clock, grade 5 deaths,
-infusion reactions and site scoping."""
+"""Adverse events (docs/clinical-rules.md, "Adverse events"): SUSAR detection, the expedited-reporting
+clock, grade 5 deaths, infusion reactions and site scoping."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The results catalogue (DOMAIN.md "Results catalogue") and unit conversion.
+"""The results catalogue (docs/clinical-rules.md, "Results catalogue") and unit conversion.
 
 Each conversion is checked against a value worked out by hand; the property-based test checks that going
 to the canonical unit and back returns the entered value within the stored precision (4 decimal places of
@@ -19,7 +19,7 @@ from followup.computations import from_canonical, to_canonical
 
 D = Decimal
 
-# DOMAIN.md, transcribed: code -> (canonical unit, {accepted unit: factor to canonical}, low, high).
+# docs/clinical-rules.md, "Results catalogue": code -> (canonical unit, {other unit: factor to canonical}, low, high).
 DOMAIN_CATALOGUE = {
     "SLEDAI2K": ("points", {}, D("0"), D("105")),
     "PGA": ("0-3", {}, D("0"), D("3")),
@@ -48,7 +48,7 @@ def refusal(excinfo, code: str) -> str:
     return " ".join(messages[code])
 
 
-# The catalogue matches DOMAIN.md ------------------------------------------------------------------------
+# The catalogue matches docs/clinical-rules.md -----------------------------------------------------------
 
 
 def test_catalogue_holds_exactly_the_domain_codes():

@@ -1,4 +1,4 @@
-"""The outcomes engine (DOMAIN.md "Outcome definitions"): pure functions over hand-made visit lists, then
+"""The outcomes engine (docs/clinical-rules.md, "Outcomes"): pure functions over hand-made visit lists, then
 end to end through `visit_record` and `outcomes_recompute` with the study's stored definitions."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SLEDAI-2K (DOMAIN.md): the total from the items, and how `visit_record` keeps items and total together."""
+"""SLEDAI-2K (docs/clinical-rules.md, "SLEDAI-2K"): the total from the items; how `visit_record` keeps them together."""
 
 from __future__ import annotations
 

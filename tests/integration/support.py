@@ -476,8 +476,8 @@ PASSING_RELEASE_TESTS = {
 
 # The stage of each visit of the default template on day `offset` after day 0, with the default reminder
 # policy (upcoming 7 days before the window, closing 3 days before its end, overdue-N every 7 days after
-# it, escalated after the 4th). Worked out by hand from DOMAIN.md's template (BL -14/+0 around day 0, D7
-# +/-2 around day 7, M1 +/-7 around day 30, M3 from day 77): the tests' oracle, not the code's.
+# it, escalated after the 4th). Worked out by hand from docs/clinical-rules.md, "Follow-up schedule" (BL -14/+0
+# around day 0, D7 +/-2 around day 7, M1 +/-7 around day 30, M3 from day 77): the tests' oracle, not the code's.
 STAGES_ON_DAY: dict[int, dict[str, str]] = {
     4: {"BL": "overdue-1", "D7": "upcoming"},
     6: {"BL": "overdue-1", "D7": "closing"},

@@ -1,4 +1,4 @@
-"""Recording infusions: every rule of DOMAIN.md's transplant event, and nothing saved when one fails."""
+"""Recording infusions: every rule of docs/clinical-rules.md, "Transplant events", and nothing saved when one fails."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_lot_used_by_several_patients_answers_who_received_it(study, site_a, pat
     assert set(lot.transplants.values_list("patient__subject_code", flat=True)) == {"A-001", "A-002"}
 
 
-# Bad input (DOMAIN.md) -----------------------------------------------------------------------------------
+# Bad input (docs/clinical-rules.md, "Transplant events") -------------------------------------------------
 
 
 def test_transplant_before_consent_is_refused(patient, lot):

@@ -1,4 +1,4 @@
-"""The follow-up template of a study: the default from DOMAIN.md, and windows that must not overlap."""
+"""Follow-up templates: the default (docs/clinical-rules.md, "Follow-up schedule") and windows that must not overlap."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tests.helpers import refused
 
 pytestmark = pytest.mark.django_db
 
-# DOMAIN.md, "Follow-up schedule (default template)": code, offset (days), window before, window after.
+# docs/clinical-rules.md, "Follow-up schedule", transcribed: code, offset (days), window before, window after.
 DOMAIN_DEFAULT_TEMPLATE = [
     ("BL", 0, 14, 0),
     ("D7", 7, 2, 2),
