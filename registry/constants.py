@@ -83,7 +83,7 @@ class ReleaseStatus(models.TextChoices):
 
 
 # ISCT minimal criteria (Dominici 2006) plus common lot tests. Each criterion: field on CellProduct,
-# the rule, and how it reads in an error. A missing value fails the criterion as "not tested".
+# the rule, and how it reads in an error. A missing value is reported as "not tested" and keeps the lot pending.
 RELEASE_CRITERIA: tuple[tuple[str, str, object, str], ...] = (
     ("plastic_adherent", "eq", True, "plastic adherence must be shown"),
     ("cd105_pct", "ge", 95, "CD105 must be >= 95%"),
