@@ -214,13 +214,9 @@ def seed_reference(*, seed: int, patients: int, now: dt.datetime) -> tuple[DemoR
                 study_add_site(study=study, site=site, activated_on=today - _days(FIRST_PATIENT_DAYS_AGO + 60))
                 counts["study sites"] += 1
 
-        user_model = get_user_model()
         for username, site_code, role in STAFF:
-            user = user_model._default_manager.filter(username=username).first()
-            if user is None:
-                user = user_model._default_manager.create_user(
-                    username=username, email=f"{username}@example.org", password=None, is_staff=True
-                )
+            user, made = staff_user(username)
+            if made:
                 counts["users"] += 1
             if not Membership.objects.filter(user=user, site=sites[site_code], role=role).exists():
                 membership_grant(user=user, site=sites[site_code], role=role)
@@ -257,6 +253,16 @@ def seed_reference(*, seed: int, patients: int, now: dt.datetime) -> tuple[DemoR
             cd34_pct=Decimal("4.00"),  # fails the ISCT criterion CD34 <= 2%
         )
     return reference, counts
+
+
+def staff_user(username: str) -> tuple:
+    """The staff user `username` (an e-mail at example.org, no usable password), made if missing; and whether
+    it was made."""
+    manager = get_user_model()._default_manager
+    user = manager.filter(username=username).first()
+    if user is not None:
+        return user, False
+    return manager.create_user(username=username, email=f"{username}@example.org", password=None, is_staff=True), True
 
 
 def _release_tests(rng: random.Random) -> dict:
@@ -593,6 +599,42 @@ def seed_patient(*, reference: DemoReference, number: int, seed: int, now: dt.da
 
 
 def _seed_patient(*, reference, number, code, site, today, rng, counts) -> None:
+    """The patient, then its infusions, visits, medications and adverse events, drawn from `rng` in that order;
+    a patient due to withdraw by today withdraws last."""
+    patient, day0 = _enrol(reference=reference, number=number, code=code, site=site, today=today, rng=rng)
+    counts["patients"] += 1
+    codes = list(reference.study.visit_definitions.order_by("offset_days").values_list("code", flat=True))
+    course = plan_course(number=number, rng=rng, codes=codes, sex=patient.sex)
+    transplants = _seed_infusions(
+        patient=patient, reference=reference, number=number, day0=day0, course=course, rng=rng, counts=counts
+    )
+    exit_day = WITHDRAWAL.get(number) or (DEATH[number][1] if number in DEATH else None)
+    exit_date = day0 + _days(exit_day) if exit_day is not None else None
+    recorded = _seed_visits(
+        patient=patient,
+        number=number,
+        course=course,
+        transplants=transplants,
+        exit_date=exit_date,
+        today=today,
+        rng=rng,
+        counts=counts,
+    )
+    _seed_medications(patient=patient, recorded=recorded, exit_date=exit_date, rng=rng, counts=counts)
+    _seed_adverse_events(
+        patient=patient, number=number, day0=day0, transplant=transplants[0], today=today, rng=rng, counts=counts
+    )
+    if number in WITHDRAWAL and exit_date <= today:
+        patient_withdraw(
+            patient=patient,
+            on_date=exit_date,
+            reason="Withdrew consent for further follow-up (moved to another province).",
+        )
+        counts["withdrawals"] += 1
+
+
+def _enrol(*, reference, number, code, site, today, rng) -> tuple[Patient, dt.date]:
+    """Enrol the patient (its first infusion some months or years ago, by its number); returns it and day 0."""
     day0 = today - _days(days_since_first_infusion(number, rng))
     sex = rc.Sex.FEMALE if rng.random() < 0.9 else rc.Sex.MALE
     age = rng.randint(18, 55)
@@ -616,11 +658,12 @@ def _seed_patient(*, reference, number, code, site, today, rng, counts) -> None:
         refractory_to=refractory,
         refractory_notes="Active lupus despite at least 6 months of cyclophosphamide and glucocorticoids.",
     )
-    counts["patients"] += 1
+    return patient, day0
 
-    # Infusions: 1 x 10^6 cells/kg on day 0, and on day 7 for a double MSCT.
-    codes = list(reference.study.visit_definitions.order_by("offset_days").values_list("code", flat=True))
-    course = plan_course(number=number, rng=rng, codes=codes, sex=sex)
+
+def _seed_infusions(*, patient, reference, number, day0, course, rng, counts) -> list[TransplantEvent]:
+    """1 x 10^6 cells/kg on day 0, and on day 7 for a double MSCT, from a bone marrow or umbilical cord lot."""
+    site = patient.site
     weight = _dec(course.weight0, 1)
     infusion_days = [0, 7] if is_double(number) else [0]
     cells = int(weight * DOSE_CELLS_PER_KG) * len(infusion_days)
@@ -649,10 +692,13 @@ def _seed_patient(*, reference, number, code, site, today, rng, counts) -> None:
             )
         )
         counts["infusions"] += 1
+    return transplants
 
-    # Visits: every window closed by today is recorded, except the exceptions below.
-    exit_day = WITHDRAWAL.get(number) or (DEATH[number][1] if number in DEATH else None)
-    exit_date = day0 + _days(exit_day) if exit_day is not None else None
+
+def _seed_visits(*, patient, number, course, transplants, exit_date, today, rng, counts) -> list[tuple]:
+    """Every visit whose window closed by today (and before the patient left) is recorded, except a missed
+    one and, for some patients, the latest left overdue. Returns (date, prednisone) of each recorded visit."""
+    site = patient.site
     njdt_mg = site.code == "NJDT" and rng.random() < 0.4
     units = {
         "PROT24H": "mg/24h" if njdt_mg else "g/24h",
@@ -664,7 +710,7 @@ def _seed_patient(*, reference, number, code, site, today, rng, counts) -> None:
     left_open = {closed[-1].code} if number in OVERDUE and len(closed) > 2 else set()
     previous_items: list[str] = []
     recorded: list[tuple[dt.date, float]] = []
-    last_date = consent
+    consent = last_date = patient.consent_date
     for visit in closed:
         plan = plan_visit(code=visit.code, course=course, previous_items=previous_items, rng=rng, units=units)
         if visit.code in left_open:
@@ -684,18 +730,7 @@ def _seed_patient(*, reference, number, code, site, today, rng, counts) -> None:
             previous_items = plan.items
         recorded.append((on_date, course.prednisone[visit.code]))
     counts["results"] += Result.objects.filter(visit__patient=patient).count()
-
-    _seed_medications(patient=patient, recorded=recorded, exit_date=exit_date, rng=rng, counts=counts)
-    _seed_adverse_events(
-        patient=patient, number=number, day0=day0, transplant=transplants[0], today=today, rng=rng, counts=counts
-    )
-    if number in WITHDRAWAL and exit_date <= today:
-        patient_withdraw(
-            patient=patient,
-            on_date=exit_date,
-            reason="Withdrew consent for further follow-up (moved to another province).",
-        )
-        counts["withdrawals"] += 1
+    return recorded
 
 
 def _seed_medications(*, patient, recorded, exit_date, rng, counts) -> None:

@@ -36,10 +36,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import BooleanField
 
-from devdata.demo import NEGATIVE_SCREENING, _release_tests
+from devdata.demo import NEGATIVE_SCREENING, _release_tests, staff_user
 from followup import constants as c
 from followup import outcomes
 from followup.catalogue import ANALYTES, CANONICAL_PLACES, SLEDAI_ITEMS
@@ -92,106 +92,23 @@ DEATH_CAUSES = ("sepsis", "lupus nephritis progression", "pulmonary haemorrhage"
 # Where rows go -----------------------------------------------------------------------------------------
 
 
+def _columns(model) -> tuple[str, ...]:
+    """Every column of a model's table (by attribute name: `site_id`), in the model's order."""
+    return tuple(f.attname for f in model._meta.concrete_fields)
+
+
+# Each table's model and the columns of its rows, in order. The results (most of the rows) are built as tuples
+# in this order; the other rows by column name, every column of the model given (`CohortGenerator._add`).
 TABLES = {
-    "patient": (
-        Patient,
-        (
-            "id",
-            "study_id",
-            "site_id",
-            "subject_code",
-            "sex",
-            "birth_year",
-            "diagnosis_date",
-            "classification_criteria",
-            "refractory_to",
-            "refractory_notes",
-            "consent_date",
-            "status",
-            "status_date",
-            "status_reason",
-            "created_at",
-            "updated_at",
-        ),
-    ),
-    "transplant": (
-        TransplantEvent,
-        (
-            "id",
-            "patient_id",
-            "lot_id",
-            "infused_at",
-            "infusion_number",
-            "weight_kg",
-            "dose_cells_per_kg",
-            "total_cells",
-            "route",
-            "duration_minutes",
-            "premedication",
-            "conditioning",
-            "created_at",
-            "updated_at",
-        ),
-    ),
-    "visit": (
-        Visit,
-        (
-            "id",
-            "patient_id",
-            "definition_id",
-            "code",
-            "label",
-            "target_date",
-            "window_start",
-            "window_end",
-            "outcome",
-            "actual_date",
-            "outcome_reason",
-            "deviation_reason",
-            "sledai_items",
-            "created_at",
-            "updated_at",
-        ),
-    ),
+    "patient": (Patient, _columns(Patient)),
+    "transplant": (TransplantEvent, _columns(TransplantEvent)),
+    "visit": (Visit, _columns(Visit)),
     "result": (
         Result,
         ("id", "visit_id", "code", "value", "entered_value", "entered_unit", "derived", "created_at", "updated_at"),
     ),
-    "outcome": (
-        ComputedOutcome,
-        ("id", "visit_id", *ComputedOutcome.COMPUTED_FIELDS, "computed_at"),
-    ),
-    "ae": (
-        AdverseEvent,
-        (
-            "id",
-            "patient_id",
-            "transplant_id",
-            "term",
-            "category",
-            "onset_date",
-            "resolution_date",
-            "grade",
-            "serious_death",
-            "serious_life_threatening",
-            "serious_hospitalisation",
-            "serious_disability",
-            "serious_congenital_anomaly",
-            "serious_other_important",
-            "relatedness",
-            "expected",
-            "action_taken",
-            "outcome",
-            "aware_date",
-            "initial_report_due",
-            "complete_report_due",
-            "initial_report_submitted_on",
-            "complete_report_submitted_on",
-            "description",
-            "created_at",
-            "updated_at",
-        ),
-    ),
+    "outcome": (ComputedOutcome, _columns(ComputedOutcome)),
+    "ae": (AdverseEvent, _columns(AdverseEvent)),
 }
 WRITE_ORDER = ("patient", "transplant", "visit", "result", "outcome", "ae")
 
@@ -314,21 +231,7 @@ def seed_reference(*, patients: int, sites: int, seed: int, today: dt.date, stud
     """Sites, the study with its default template, two staff per site, donors and released lots (via services)."""
     rng = random.Random(f"{seed}:reference")
     with transaction.atomic():
-        site_rows = []
-        for number in range(1, sites + 1):
-            code = f"SYN{number:02d}"
-            site = Site.objects.filter(code=code).first()
-            if site is None:
-                country, zone = SITE_ZONES[(number - 1) % len(SITE_ZONES)]
-                site = site_create(
-                    code=code,
-                    name=f"Synthetic site {number:02d}",
-                    country=country,
-                    time_zone=zone,
-                    contact_email=f"msct-{code.lower()}@example.org",
-                    safety_email=f"msct-safety-{code.lower()}@example.org",
-                )
-            site_rows.append(site)
+        site_rows = [_site(number) for number in range(1, sites + 1)]
         study = study_create(
             code=study_code,
             registration_id=f"NCT{zlib.crc32(study_code.encode()) % 10**8:08d}",
@@ -339,59 +242,76 @@ def seed_reference(*, patients: int, sites: int, seed: int, today: dt.date, stud
             safety_contact_email="msct-safety-syn@example.org",
         )
         activated = today - dt.timedelta(days=FOLLOW_UP_SPAN_DAYS + 120)
-        user_model = get_user_model()
         for site in site_rows:
             study_add_site(study=study, site=site, activated_on=activated)
             for role in (rc.Role.COORDINATOR, rc.Role.INVESTIGATOR):
-                username = f"syn.{role}.{site.code.lower()}"
-                user = user_model._default_manager.filter(username=username).first()
-                if user is None:
-                    user = user_model._default_manager.create_user(
-                        username=username, email=f"{username}@example.org", password=None, is_staff=True
-                    )
+                user, _ = staff_user(f"syn.{role}.{site.code.lower()}")
                 membership_grant(user=user, site=site, role=role)
-
-        # One lot per PATIENTS_PER_LOT patients, made along the six years (each lasts three years).
-        n_lots = max(2, math.ceil(patients / PATIENTS_PER_LOT))
-        lots = []
-        start = today - dt.timedelta(days=FOLLOW_UP_SPAN_DAYS + 60)
-        for number in range(1, n_lots + 1):
-            cryopreserved = start + dt.timedelta(days=(number - 1) * FOLLOW_UP_SPAN_DAYS // n_lots)
-            bone_marrow = number % 5 == 0
-            source = rc.TissueSource.BONE_MARROW if bone_marrow else rc.TissueSource.UMBILICAL_CORD
-            donor = donor_save(
-                donor=Donor(
-                    study=study,
-                    site=site_rows[0],
-                    code=f"{study_code}-D{number:05d}",
-                    relation=rc.DonorRelation.RELATED if bone_marrow else rc.DonorRelation.UNRELATED,
-                    sex=rng.choice([rc.Sex.FEMALE, rc.Sex.MALE]),
-                    age_at_donation=rng.randint(19, 46) if bone_marrow else None,
-                    **NEGATIVE_SCREENING,
-                )
-            )
-            lot = lot_save(
-                lot=CellProduct(
-                    lot_number=f"{study_code}-L{number:05d}",
-                    study=study,
-                    site=site_rows[0],
-                    donor=donor,
-                    tissue_source=source,
-                    origin=rc.ProductOrigin.ALLOGENEIC,
-                    passage_number=rng.randint(3, 5),
-                    cryopreserved_on=cryopreserved,
-                    expires_on=cryopreserved + dt.timedelta(days=3 * 365),
-                    cells_per_unit=100_000_000,
-                    units=600,
-                    **_release_tests(rng),
-                )
-            )
-            lots.append((lot.pk, source, cryopreserved))
+        lots = _lots(rng, study=study, site=site_rows[0], patients=patients, today=today)
     definitions = list(VisitDefinition.objects.filter(study=study).order_by("offset_days"))
     ref = Reference(study=study, sites=site_rows, definitions=definitions, lots=lots)
     ref.outcome_definitions = outcome_definitions_for(study.pk)
     ref.definitions_json = json.dumps(ref.outcome_definitions.as_dict())
     return ref
+
+
+def _site(number: int) -> Site:
+    """Synthetic site `number`, made unless another cohort made it."""
+    code = f"SYN{number:02d}"
+    site = Site.objects.filter(code=code).first()
+    if site is not None:
+        return site
+    country, zone = SITE_ZONES[(number - 1) % len(SITE_ZONES)]
+    return site_create(
+        code=code,
+        name=f"Synthetic site {number:02d}",
+        country=country,
+        time_zone=zone,
+        contact_email=f"msct-{code.lower()}@example.org",
+        safety_email=f"msct-safety-{code.lower()}@example.org",
+    )
+
+
+def _lots(rng: random.Random, *, study: Study, site: Site, patients: int, today: dt.date) -> list[tuple]:
+    """One lot per PATIENTS_PER_LOT patients (every fifth from bone marrow, the others from umbilical cord), each
+    from its own donor, made along the six years (each lasts three years); (id, tissue source, cryopreserved
+    on) of each, by date."""
+    n_lots = max(2, math.ceil(patients / PATIENTS_PER_LOT))
+    lots = []
+    start = today - dt.timedelta(days=FOLLOW_UP_SPAN_DAYS + 60)
+    for number in range(1, n_lots + 1):
+        cryopreserved = start + dt.timedelta(days=(number - 1) * FOLLOW_UP_SPAN_DAYS // n_lots)
+        bone_marrow = number % 5 == 0
+        source = rc.TissueSource.BONE_MARROW if bone_marrow else rc.TissueSource.UMBILICAL_CORD
+        donor = donor_save(
+            donor=Donor(
+                study=study,
+                site=site,
+                code=f"{study.code}-D{number:05d}",
+                relation=rc.DonorRelation.RELATED if bone_marrow else rc.DonorRelation.UNRELATED,
+                sex=rng.choice([rc.Sex.FEMALE, rc.Sex.MALE]),
+                age_at_donation=rng.randint(19, 46) if bone_marrow else None,
+                **NEGATIVE_SCREENING,
+            )
+        )
+        lot = lot_save(
+            lot=CellProduct(
+                lot_number=f"{study.code}-L{number:05d}",
+                study=study,
+                site=site,
+                donor=donor,
+                tissue_source=source,
+                origin=rc.ProductOrigin.ALLOGENEIC,
+                passage_number=rng.randint(3, 5),
+                cryopreserved_on=cryopreserved,
+                expires_on=cryopreserved + dt.timedelta(days=3 * 365),
+                cells_per_unit=100_000_000,
+                units=600,
+                **_release_tests(rng),
+            )
+        )
+        lots.append((lot.pk, source, cryopreserved))
+    return lots
 
 
 # One patient -------------------------------------------------------------------------------------------
@@ -434,6 +354,108 @@ def _egfr(creatinine_umol_l: float, age: int, sex: str) -> float:
     return round(value * (1.012 if female else 1), 1)
 
 
+def _lab_items(values: dict[str, float]) -> set[str]:
+    """The SLEDAI-2K items the laboratory values show."""
+    labs = set()
+    if values["PROT24H"] > 0.5:
+        labs.add("proteinuria")
+    if values["C3"] < 0.9:
+        labs.add("low_complement")
+    if values["ADSDNA"] > 30:
+        labs.add("increased_dna_binding")
+    if values["PLT"] < 100:
+        labs.add("thrombocytopenia")
+    if values["WBC"] < 3:
+        labs.add("leukopenia")
+    return labs
+
+
+@dataclass
+class Subject:
+    """A synthetic patient as the rows after its own need it."""
+
+    id: int
+    site: Site
+    anchor: int  # 1-4: the first patients, who show every visit state even in a tiny cohort; 0: the others
+    days_ago: int  # since day 0
+    day0: dt.date
+    sex: str
+    age: int
+    status: str
+    status_date: dt.date | None
+    status_reason: str
+
+
+@dataclass
+class Course:
+    """A patient's disease course, drawn once: the weight (at the infusions), whether they respond, when they
+    relapse and the values at baseline; `relapsed` once the visit of the relapse is completed."""
+
+    weight: float
+    responder: bool
+    relapse_at: str | None
+    base_sledai: int
+    base_prot: float  # g/24h
+    base_creat: float  # umol/L
+    base_dsdna: float  # IU/mL
+    base_pred: int  # mg/day
+    relapsed: bool = False
+
+    @classmethod
+    def draw(cls, rng: random.Random, weight: float) -> Course:
+        """About four in five respond, and one in five of those relapses later."""
+        responder = rng.random() < 0.78
+        relapse_at = rng.choice(["M9", "M12", "M18", "M24"]) if responder and rng.random() < 0.2 else None
+        return cls(
+            weight=weight,
+            responder=responder,
+            relapse_at=relapse_at,
+            base_sledai=max(6, min(30, round(rng.gauss(12.2, 3.3)))),
+            base_prot=max(0.2, rng.gauss(2.5, 1.3)),
+            base_creat=rng.uniform(55, 110),
+            base_dsdna=rng.uniform(40, 400),
+            base_pred=rng.choice([30, 40, 50, 60]),
+        )
+
+    def activity(self, code: str) -> float:
+        """Disease activity at a completed visit relative to baseline (1.0 = as at baseline)."""
+        if self.relapsed:
+            return 0.75
+        if not self.responder:
+            return 1.0 if code in ("BL", "D7") else 0.85
+        return RESPONSE_PATH.get(code, LATE_ACTIVITY)
+
+    def values(self, rng: random.Random, activity: float) -> dict[str, float]:
+        """The values of a completed visit (canonical units) at this disease activity."""
+        g = rng.gauss
+        values: dict[str, float] = {}
+        values["PGA"] = max(0.0, min(3.0, 0.3 + 2.2 * activity + g(0, 0.2)))
+        values["PROT24H"] = max(0.02, self.base_prot * (0.2 + 0.8 * activity) * math.exp(g(0, 0.15)))
+        values["ALB"] = max(15.0, min(52.0, 40 - 10 * activity + g(0, 2.5)))
+        values["CREAT"] = max(45.0, min(400.0, self.base_creat * (1 + 0.15 * activity) + g(0, 6)))
+        values["BUN"] = max(1.0, min(30.0, 4.5 + 3 * activity + g(0, 0.8)))
+        values["C3"] = max(0.1, min(2.0, 1.0 - 0.45 * activity + g(0, 0.08)))
+        values["C4"] = max(0.02, min(0.6, 0.22 - 0.12 * activity + g(0, 0.03)))
+        values["ADSDNA"] = max(1.0, self.base_dsdna * activity + g(0, 8))
+        values["WBC"] = max(1.0, min(20.0, 6.0 - 2.0 * activity + g(0, 0.9)))
+        values["PLT"] = max(20.0, min(600.0, 230 - 70 * activity + g(0, 35)))
+        values["HGB"] = max(60.0, min(170.0, 128 - 18 * activity + g(0, 7)))
+        values["PRED"] = max(5.0, self.base_pred * activity if activity > 0.2 else rng.choice([5.0, 7.5, 10.0]))
+        values["WEIGHT"] = max(35.0, self.weight + g(0, 1.5))
+        return values
+
+
+@dataclass
+class ScheduledVisit:
+    """The outcome of one visit by today, with its date when completed."""
+
+    outcome: str = c.VisitOutcome.OPEN
+    actual: dt.date | None = None
+    reason: str = ""
+    deviation: str = ""
+    open_today: bool = False  # the visit's window is open today
+
+
 class CohortGenerator:
     """Generates the rows of one patient at a time (see the module docstring for what they look like)."""
 
@@ -446,6 +468,10 @@ class CohortGenerator:
         self.now_text = writer.timestamp(now)
         self.zones = {site.pk: zoneinfo.ZoneInfo(site.time_zone) for site in ref.sites}
         self.units = {code: next(iter(ANALYTES[code].conversions), None) for code in ALTERNATIVE_UNIT}
+        self.booleans = {  # the places of each table's boolean columns
+            name: [i for i, column in enumerate(columns) if isinstance(model._meta.get_field(column), BooleanField)]
+            for name, (model, columns) in TABLES.items()
+        }
 
     def flush(self) -> None:
         with transaction.atomic():
@@ -459,246 +485,207 @@ class CohortGenerator:
         return self.ts(min(moment, self.now))
 
     def patient(self, number: int) -> None:
+        """The rows of patient `number`, table by table. Every value comes from one generator, drawn in this
+        order: the patient, the infusions, the disease course, the visits with their results, the adverse
+        events."""
         rng = random.Random(f"{self.seed}:{number}")
-        ref, today = self.ref, self.today
+        subject = self._patient(rng, number)
+        transplant_ids, weight = self._transplants(rng, subject)
+        course = Course.draw(rng, weight)
+        points = self._visits(rng, subject, course)
+        self._outcomes(points)
+        self._adverse_events(rng, subject, self._events(rng, subject, transplant_ids))
+
+    def _patient(self, rng: random.Random, number: int) -> Subject:
+        ref = self.ref
         site = ref.sites[(number - 1) % len(ref.sites)]
-        # Anchors: the first patients show every visit state even in a tiny cohort.
         anchor = number if number <= 4 else 0
         days_ago = rng.randint(0, FOLLOW_UP_SPAN_DAYS)
         if anchor == 1:
             days_ago = 100  # the month-3 window (days 77-105) is open today
         elif anchor == 2:
-            days_ago = 400  # the month-12 window has closed recently: left overdue below
-        day0 = today - dt.timedelta(days=days_ago)
+            days_ago = 400  # the month-12 window has closed recently: left overdue (`_schedule`)
+        day0 = self.today - dt.timedelta(days=days_ago)
         sex = "F" if rng.random() < 0.9 else "M"
         age = max(14, min(70, int(rng.gauss(32, 10))))
         consent = day0 - dt.timedelta(days=rng.randint(20, 45))
         diagnosis = day0 - dt.timedelta(days=rng.randint(365, 12 * 365))
-        status, status_date, status_reason = pc.PatientStatus.ENROLLED, None, ""
+        status, status_date, status_reason = self._status(rng, anchor, day0, days_ago)
+        subject = Subject(
+            self.ids.take("patient"), site, anchor, days_ago, day0, sex, age, status, status_date, status_reason
+        )
+        created = self._stamp(consent, 9)
+        self._add(
+            "patient",
+            id=subject.id,
+            study_id=ref.study.pk,
+            site_id=site.pk,
+            subject_code=f"{site.code}-{number:06d}",
+            sex=sex,
+            birth_year=day0.year - age,
+            diagnosis_date=diagnosis,
+            classification_criteria=rng.choice(pc.ClassificationCriteria.values),
+            refractory_to='["cyclophosphamide", "prednisone"]',
+            refractory_notes="",
+            consent_date=consent,
+            status=status,
+            status_date=status_date,
+            status_reason=status_reason,
+            created_at=created,
+            updated_at=self._stamp(status_date, 11) if status_date else created,
+        )
+        return subject
+
+    def _status(self, rng: random.Random, anchor: int, day0: dt.date, days_ago: int) -> tuple[str, dt.date | None, str]:
+        """Withdrawn, lost to follow-up or deceased (a few), completed (the follow-up is over) or enrolled."""
         roll = rng.random()
         if anchor == 3 or (not anchor and roll < 0.03 and days_ago > 60):
-            status, status_reason = pc.PatientStatus.WITHDRAWN, "consent withdrawn"
-            status_date = day0 + dt.timedelta(days=rng.randint(30, max(31, days_ago)))
+            status, reason = pc.PatientStatus.WITHDRAWN, "consent withdrawn"
+            on_date = day0 + dt.timedelta(days=rng.randint(30, max(31, days_ago)))
         elif not anchor and roll < 0.045 and days_ago > 60:
-            status, status_reason = pc.PatientStatus.LOST, "no contact after repeated attempts"
-            status_date = day0 + dt.timedelta(days=rng.randint(60, max(61, days_ago)))
+            status, reason = pc.PatientStatus.LOST, "no contact after repeated attempts"
+            on_date = day0 + dt.timedelta(days=rng.randint(60, max(61, days_ago)))
         elif not anchor and roll < 0.07 and days_ago > 20:
-            status, status_reason = pc.PatientStatus.DECEASED, "death"
-            status_date = day0 + dt.timedelta(days=rng.randint(7, max(8, days_ago)))
-        elif days_ago > ref.definitions[-1].window_last_day:
-            status, status_reason = pc.PatientStatus.COMPLETED, "follow-up completed"
-            status_date = day0 + dt.timedelta(days=ref.definitions[-1].window_last_day)
-        if status_date is not None and status_date > today:
-            status_date = today
-        patient_id = self.ids.take("patient")
-        created = self._stamp(consent, 9)
-        self.rows["patient"].append(
-            (
-                patient_id,
-                ref.study.pk,
-                site.pk,
-                f"{site.code}-{number:06d}",
-                sex,
-                day0.year - age,
-                diagnosis,
-                rng.choice(pc.ClassificationCriteria.values),
-                '["cyclophosphamide", "prednisone"]',
-                "",
-                consent,
-                status,
-                status_date,
-                status_reason,
-                created,
-                self._stamp(status_date, 11) if status_date else created,
-            )
-        )
+            status, reason = pc.PatientStatus.DECEASED, "death"
+            on_date = day0 + dt.timedelta(days=rng.randint(7, max(8, days_ago)))
+        elif days_ago > self.ref.definitions[-1].window_last_day:
+            status, reason = pc.PatientStatus.COMPLETED, "follow-up completed"
+            on_date = day0 + dt.timedelta(days=self.ref.definitions[-1].window_last_day)
+        else:
+            return pc.PatientStatus.ENROLLED, None, ""
+        return status, min(on_date, self.today), reason
 
-        # Infusions: about a third receive a second on day 7 (double MSCT).
+    def _transplants(self, rng: random.Random, subject: Subject) -> tuple[list[int], float]:
+        """The infusions, from the lot made about when day 0 falls: about a third receive a second on day 7
+        (double MSCT). Returns their ids and the patient's weight."""
+        lots = self.ref.lots
         lot_index = min(
-            len(ref.lots) - 1, max(0, int((FOLLOW_UP_SPAN_DAYS - days_ago) / FOLLOW_UP_SPAN_DAYS * len(ref.lots)))
+            len(lots) - 1, max(0, int((FOLLOW_UP_SPAN_DAYS - subject.days_ago) / FOLLOW_UP_SPAN_DAYS * len(lots)))
         )
-        lot_id, _, _ = ref.lots[lot_index]
+        lot_id, _, _ = lots[lot_index]
         weight = round(rng.uniform(42, 78), 1)
-        infusions = 2 if rng.random() < 0.35 and days_ago >= 8 else 1
+        infusions = 2 if rng.random() < 0.35 and subject.days_ago >= 8 else 1
         transplant_ids = []
         local_hour = rng.randint(9, 11)
         for infusion in range(1, infusions + 1):
-            day = day0 + dt.timedelta(days=7 * (infusion - 1))
-            local = dt.datetime.combine(day, dt.time(local_hour), tzinfo=self.zones[site.pk])
-            transplant_id = self.ids.take("transplant")
-            transplant_ids.append(transplant_id)
+            day = subject.day0 + dt.timedelta(days=7 * (infusion - 1))
+            local = dt.datetime.combine(day, dt.time(local_hour), tzinfo=self.zones[subject.site.pk])
+            transplant_ids.append(self.ids.take("transplant"))
             stamp = self._stamp(day, 12)
-            self.rows["transplant"].append(
-                (
-                    transplant_id,
-                    patient_id,
-                    lot_id,
-                    self.ts(local.astimezone(dt.UTC)),
-                    infusion,
-                    f"{weight:.1f}",
-                    1_000_000,
-                    int(1_000_000 * weight),
-                    pc.Route.IV,
-                    rng.randint(30, 60),
-                    "promethazine 25 mg IM",
-                    "cyclophosphamide 1.0 g IV 24 h before" if infusion == 1 else "",
-                    stamp,
-                    stamp,
-                )
+            self._add(
+                "transplant",
+                id=transplant_ids[-1],
+                patient_id=subject.id,
+                lot_id=lot_id,
+                infused_at=self.ts(local.astimezone(dt.UTC)),
+                infusion_number=infusion,
+                weight_kg=f"{weight:.1f}",
+                dose_cells_per_kg=1_000_000,
+                total_cells=int(1_000_000 * weight),
+                route=pc.Route.IV,
+                duration_minutes=rng.randint(30, 60),
+                premedication="promethazine 25 mg IM",
+                conditioning="cyclophosphamide 1.0 g IV 24 h before" if infusion == 1 else "",
+                created_at=stamp,
+                updated_at=stamp,
             )
+        return transplant_ids, weight
 
-        # Disease course.
-        responder = rng.random() < 0.78
-        relapse_at = rng.choice(["M9", "M12", "M18", "M24"]) if responder and rng.random() < 0.2 else None
-        base_sledai = max(6, min(30, round(rng.gauss(12.2, 3.3))))
-        base_prot = max(0.2, rng.gauss(2.5, 1.3))
-        base_creat = rng.uniform(55, 110)
-        base_dsdna = rng.uniform(40, 400)
-        base_pred = rng.choice([30, 40, 50, 60])
-        relapsed = False
+    def _visits(self, rng: random.Random, subject: Subject, course: Course) -> list[outcomes.VisitPoint]:
+        """A visit per visit definition, with the results of the completed ones; returns the outcome inputs."""
         points = []
-        overdue_left = anchor == 2
         window_open_today = False
-
-        for definition in ref.definitions:
-            target = day0 + dt.timedelta(days=definition.offset_days)
+        for definition in self.ref.definitions:
+            target = subject.day0 + dt.timedelta(days=definition.offset_days)
             start = target - dt.timedelta(days=definition.window_before_days)
             end = target + dt.timedelta(days=definition.window_after_days)
             visit_id = self.ids.take("visit")
-            outcome, actual, reason, deviation, items = c.VisitOutcome.OPEN, None, "", "", None
-            inactive = status in pc.INACTIVE_STATUSES
-            if inactive and end >= status_date:
-                outcome = c.VisitOutcome.NOT_REQUIRED
-                reason = f"{pc.PatientStatus(status).label} on {status_date.isoformat()}: {status_reason}"
-            elif definition.code == "BL":
-                outcome, actual = c.VisitOutcome.COMPLETED, day0 - dt.timedelta(days=rng.randint(0, 7))
-            elif start > today:
-                pass  # scheduled
-            elif end >= today:  # the window is open today
-                window_open_today = True
-                if anchor != 1 and rng.random() < 0.4:
-                    actual = start + dt.timedelta(days=rng.randint(0, (today - start).days))
-                    outcome = c.VisitOutcome.COMPLETED
-            else:  # the window has closed
-                recent = (today - end).days <= 60
-                roll = rng.random()
-                if overdue_left and definition.code == "M12":
-                    overdue_left = False
-                elif roll < (0.12 if recent else 0.015):
-                    pass  # overdue
-                elif roll < (0.16 if recent else 0.055) or (anchor == 4 and definition.code == "M1"):
-                    outcome, reason = c.VisitOutcome.MISSED, "patient did not attend"
-                else:
-                    outcome = c.VisitOutcome.COMPLETED
-                    spread = max(1, min(definition.window_before_days, definition.window_after_days) // 2)
-                    actual = target + dt.timedelta(days=max(-spread, min(spread, round(rng.gauss(0, spread / 2)))))
-                    if rng.random() < 0.02:
-                        actual = end + dt.timedelta(days=rng.randint(1, 5))
-                        deviation = "patient travelling during the window"
-                    if actual > today:
-                        actual = today
-                    if status_date and actual > status_date:
-                        outcome, actual, deviation = c.VisitOutcome.MISSED, None, ""
-                        reason = "patient did not attend"
-            if outcome == c.VisitOutcome.COMPLETED and actual is not None and not (start <= actual <= end):
-                deviation = deviation or "visit outside its window"
-
-            created = self._stamp(min(day0, today), 12)
-            updated = created
-            if outcome == c.VisitOutcome.COMPLETED:
-                updated = self._stamp(actual + dt.timedelta(days=1), 10)
-                if relapse_at == definition.code:
-                    relapsed = True
-                activity = 1.0 if not responder else RESPONSE_PATH.get(definition.code, LATE_ACTIVITY)
-                if not responder:
-                    activity = 0.85 if definition.code not in ("BL", "D7") else 1.0
-                if relapsed:
-                    activity = 0.75
-                items, point = self._results(
-                    rng=rng,
-                    visit_id=visit_id,
-                    code=definition.code,
-                    activity=activity,
-                    age=age,
-                    sex=sex,
-                    weight=weight,
-                    base=(base_sledai, base_prot, base_creat, base_dsdna, base_pred),
-                    stamp=updated,
-                )
-                if point is not None:
-                    points.append(
-                        outcomes.VisitPoint(
-                            visit_id=visit_id,
-                            date=actual,
-                            day=(actual - day0).days,
-                            is_baseline_visit=definition.code == "BL",
-                            values=point[0],
-                            prednisone_mg=point[1],
-                            weight_kg=point[2],
-                        )
-                    )
-            elif outcome in (c.VisitOutcome.MISSED, c.VisitOutcome.NOT_REQUIRED) and status_date:
-                updated = self._stamp(max(status_date, day0), 11)
-            self.rows["visit"].append(
-                (
-                    visit_id,
-                    patient_id,
-                    definition.pk,
-                    definition.code,
-                    definition.label,
-                    target,
-                    start,
-                    end,
-                    outcome,
-                    actual,
-                    reason,
-                    deviation,
-                    None if items is None else json.dumps(items),
-                    created,
-                    updated,
-                )
+            visit = self._schedule(rng, subject, definition, target, start, end)
+            window_open_today = window_open_today or visit.open_today
+            created = updated = self._stamp(min(subject.day0, self.today), 12)
+            items = None
+            if visit.outcome == c.VisitOutcome.COMPLETED:
+                updated = self._stamp(visit.actual + dt.timedelta(days=1), 10)
+                if course.relapse_at == definition.code:
+                    course.relapsed = True
+                items, point = self._results(rng, visit_id, definition.code, visit.actual, subject, course, updated)
+                points.append(point)
+            elif visit.outcome in (c.VisitOutcome.MISSED, c.VisitOutcome.NOT_REQUIRED) and subject.status_date:
+                updated = self._stamp(max(subject.status_date, subject.day0), 11)
+            self._add(
+                "visit",
+                id=visit_id,
+                patient_id=subject.id,
+                definition_id=definition.pk,
+                code=definition.code,
+                label=definition.label,
+                target_date=target,
+                window_start=start,
+                window_end=end,
+                outcome=visit.outcome,
+                actual_date=visit.actual,
+                outcome_reason=visit.reason,
+                deviation_reason=visit.deviation,
+                sledai_items=None if items is None else json.dumps(items),
+                created_at=created,
+                updated_at=updated,
             )
-            self.counts[f"visits {outcome}"] += 1
+            self.counts[f"visits {visit.outcome}"] += 1
         if window_open_today:
             self.counts["patients with a window open today"] += 1
-        self._outcomes(points)
-        self._adverse_events(rng, patient_id, transplant_ids, day0, status, status_date, days_ago)
+        return points
 
-    def _results(self, *, rng, visit_id, code, activity, age, sex, weight, base, stamp):
-        """The results of one completed visit; returns its SLEDAI-2K items and the outcome inputs."""
-        base_sledai, base_prot, base_creat, base_dsdna, base_pred = base
-        g = rng.gauss
-        values: dict[str, float] = {}
-        values["PGA"] = max(0.0, min(3.0, 0.3 + 2.2 * activity + g(0, 0.2)))
-        values["PROT24H"] = max(0.02, base_prot * (0.2 + 0.8 * activity) * math.exp(g(0, 0.15)))
-        values["ALB"] = max(15.0, min(52.0, 40 - 10 * activity + g(0, 2.5)))
-        values["CREAT"] = max(45.0, min(400.0, base_creat * (1 + 0.15 * activity) + g(0, 6)))
-        values["BUN"] = max(1.0, min(30.0, 4.5 + 3 * activity + g(0, 0.8)))
-        values["C3"] = max(0.1, min(2.0, 1.0 - 0.45 * activity + g(0, 0.08)))
-        values["C4"] = max(0.02, min(0.6, 0.22 - 0.12 * activity + g(0, 0.03)))
-        values["ADSDNA"] = max(1.0, base_dsdna * activity + g(0, 8))
-        values["WBC"] = max(1.0, min(20.0, 6.0 - 2.0 * activity + g(0, 0.9)))
-        values["PLT"] = max(20.0, min(600.0, 230 - 70 * activity + g(0, 35)))
-        values["HGB"] = max(60.0, min(170.0, 128 - 18 * activity + g(0, 7)))
-        values["PRED"] = max(5.0, base_pred * activity if activity > 0.2 else rng.choice([5.0, 7.5, 10.0]))
-        values["WEIGHT"] = max(35.0, weight + g(0, 1.5))
+    def _schedule(self, rng, subject: Subject, definition, target, start, end) -> ScheduledVisit:
+        """Where a visit stands today: not required after the patient left, completed (the baseline always;
+        most visits whose window has closed, some whose window is open), missed, or open (scheduled, due or
+        overdue by the dates). Anchor 1 leaves its open window open, anchor 2 its month-12 visit overdue,
+        anchor 4 misses its month-1 visit."""
+        today, status_date = self.today, subject.status_date
+        visit = ScheduledVisit()
+        if subject.status in pc.INACTIVE_STATUSES and end >= status_date:
+            visit.outcome = c.VisitOutcome.NOT_REQUIRED
+            label = pc.PatientStatus(subject.status).label
+            visit.reason = f"{label} on {status_date.isoformat()}: {subject.status_reason}"
+        elif definition.code == "BL":
+            visit.outcome, visit.actual = c.VisitOutcome.COMPLETED, subject.day0 - dt.timedelta(days=rng.randint(0, 7))
+        elif start > today:
+            pass  # scheduled
+        elif end >= today:  # the window is open today
+            visit.open_today = True
+            if subject.anchor != 1 and rng.random() < 0.4:
+                visit.actual = start + dt.timedelta(days=rng.randint(0, (today - start).days))
+                visit.outcome = c.VisitOutcome.COMPLETED
+        else:  # the window has closed
+            recent = (today - end).days <= 60
+            roll = rng.random()
+            if roll < (0.12 if recent else 0.015) or (subject.anchor == 2 and definition.code == "M12"):
+                pass  # overdue
+            elif roll < (0.16 if recent else 0.055) or (subject.anchor == 4 and definition.code == "M1"):
+                visit.outcome, visit.reason = c.VisitOutcome.MISSED, "patient did not attend"
+            else:
+                visit.outcome = c.VisitOutcome.COMPLETED
+                spread = max(1, min(definition.window_before_days, definition.window_after_days) // 2)
+                visit.actual = target + dt.timedelta(days=max(-spread, min(spread, round(rng.gauss(0, spread / 2)))))
+                if rng.random() < 0.02:
+                    visit.actual = end + dt.timedelta(days=rng.randint(1, 5))
+                    visit.deviation = "patient travelling during the window"
+                visit.actual = min(visit.actual, today)
+                if status_date and visit.actual > status_date:
+                    visit.outcome, visit.actual, visit.deviation = c.VisitOutcome.MISSED, None, ""
+                    visit.reason = "patient did not attend"
+        if visit.outcome == c.VisitOutcome.COMPLETED and not (start <= visit.actual <= end):
+            visit.deviation = visit.deviation or "visit outside its window"
+        return visit
+
+    def _results(self, rng, visit_id: int, code: str, on_date: dt.date, subject: Subject, course: Course, stamp: str):
+        """The results of one completed visit; returns its SLEDAI-2K items and the visit as the outcomes read it."""
+        activity = course.activity(code)
+        values = course.values(rng, activity)
         codes = SAFETY_CODES if code == "D7" else ALL_CODES
-        items = None
-        sledai = None
+        items = sledai = None
         if "SLEDAI2K" in codes:
-            labs = set()
-            if values["PROT24H"] > 0.5:
-                labs.add("proteinuria")
-            if values["C3"] < 0.9:
-                labs.add("low_complement")
-            if values["ADSDNA"] > 30:
-                labs.add("increased_dna_binding")
-            if values["PLT"] < 100:
-                labs.add("thrombocytopenia")
-            if values["WBC"] < 3:
-                labs.add("leukopenia")
-            target = max(0, min(40, round(base_sledai * activity + g(0, 1.2))))
-            items = _sledai_items(target, rng, labs)
+            target = max(0, min(40, round(course.base_sledai * activity + rng.gauss(0, 1.2))))
+            items = _sledai_items(target, rng, _lab_items(values))
             sledai = sum(SLEDAI_ITEMS[item].weight for item in items)
         rows = self.rows["result"]
         derived_true, derived_false = self.b(True), self.b(False)
@@ -711,7 +698,7 @@ class CohortGenerator:
                 point_values["SLEDAI2K"] = Decimal(sledai)
                 continue
             if result_code == "EGFR":
-                text = f"{_egfr(values['CREAT_STORED'], age, sex):.1f}"
+                text = f"{_egfr(values['CREAT_STORED'], subject.age, subject.sex):.1f}"
                 rows.append((take("result"), visit_id, "EGFR", text, None, "computed", derived_true, stamp, stamp))
                 point_values["EGFR"] = Decimal(text)
                 continue
@@ -733,44 +720,53 @@ class CohortGenerator:
             rows.append(
                 (take("result"), visit_id, result_code, value_text, entered_text, unit, derived_false, stamp, stamp)
             )
-        prednisone = Decimal(f"{values['PRED']:.1f}")
-        return items, (point_values, prednisone, Decimal(f"{values['WEIGHT']:.1f}"))
+        point = outcomes.VisitPoint(
+            visit_id=visit_id,
+            date=on_date,
+            day=(on_date - subject.day0).days,
+            is_baseline_visit=code == "BL",
+            values=point_values,
+            prednisone_mg=Decimal(f"{values['PRED']:.1f}"),
+            weight_kg=Decimal(f"{values['WEIGHT']:.1f}"),
+        )
+        return items, point
 
     def _outcomes(self, points: list[outcomes.VisitPoint]) -> None:
         if not points:
             return
         for out in outcomes.compute_outcomes(points, self.ref.outcome_definitions):
-            self.rows["outcome"].append(
-                (
-                    self.ids.take("outcome"),
-                    out.visit_id,
-                    outcomes.ALGORITHM_VERSION,
-                    self.ref.definitions_json,
-                    None if out.sledai is None else str(out.sledai),
-                    None if out.sledai_change is None else str(out.sledai_change),
-                    self.b(out.sri4),
-                    out.sri4_note,
-                    out.remission or "",
-                    out.renal_response or "",
-                    out.flare or "",
-                    self.b(out.relapse),
-                    json.dumps(out.changes),
-                    json.dumps(out.notes),
-                    self.now_text,
-                )
+            self._add(
+                "outcome",
+                id=self.ids.take("outcome"),
+                visit_id=out.visit_id,
+                algorithm_version=outcomes.ALGORITHM_VERSION,
+                definitions=self.ref.definitions_json,
+                sledai=None if out.sledai is None else str(out.sledai),
+                sledai_change=None if out.sledai_change is None else str(out.sledai_change),
+                sri4=out.sri4,
+                sri4_note=out.sri4_note,
+                remission=out.remission or "",
+                renal_response=out.renal_response or "",
+                flare=out.flare or "",
+                relapse=out.relapse,
+                changes=json.dumps(out.changes),
+                notes=json.dumps(out.notes),
+                computed_at=self.now_text,
             )
 
-    def _adverse_events(self, rng, patient_id, transplant_ids, day0, status, status_date, days_ago) -> None:
-        today = self.today
+    def _events(self, rng: random.Random, subject: Subject, transplant_ids: list[int]) -> list[AdverseEvent]:
+        """A few adverse events: a fever after the infusion, an infection, a leukopenia, and the death of a
+        patient who died."""
+        today, day0, days_ago = self.today, subject.day0, subject.days_ago
         events = []
         if rng.random() < 0.08:
             events.append(
-                dict(
+                AdverseEvent(
                     transplant_id=transplant_ids[0],
                     term="transient fever after infusion",
                     category=c.AECategory.INFUSION_REACTION,
-                    onset=day0,
-                    resolution=min(today, day0 + dt.timedelta(days=1)),
+                    onset_date=day0,
+                    resolution_date=min(today, day0 + dt.timedelta(days=1)),
                     grade=1,
                     relatedness=c.Relatedness.PROBABLE,
                     expected=True,
@@ -782,40 +778,42 @@ class CohortGenerator:
             grade = rng.choice([2, 2, 3])
             serious = grade == 3 and rng.random() < 0.5
             possible = serious and rng.random() < 0.1
+            recovered = (today - onset).days > 40
             events.append(
-                dict(
+                AdverseEvent(
                     term=rng.choice(INFECTIONS),
                     category=c.AECategory.INFECTION,
-                    onset=onset,
-                    resolution=onset + dt.timedelta(days=rng.randint(7, 30)) if (today - onset).days > 40 else None,
+                    onset_date=onset,
+                    resolution_date=onset + dt.timedelta(days=rng.randint(7, 30)) if recovered else None,
                     grade=grade,
                     serious_hospitalisation=serious,
                     relatedness=c.Relatedness.POSSIBLE if possible else c.Relatedness.UNLIKELY,
                     expected=False,
-                    outcome=c.AEOutcome.RECOVERED if (today - onset).days > 40 else c.AEOutcome.RECOVERING,
+                    outcome=c.AEOutcome.RECOVERED if recovered else c.AEOutcome.RECOVERING,
                 )
             )
         if days_ago > 40 and rng.random() < 0.03:
             onset = day0 + dt.timedelta(days=rng.randint(10, days_ago))
+            recovered = (today - onset).days > 20
             events.append(
-                dict(
+                AdverseEvent(
                     term="leukopenia",
                     category=c.AECategory.CYTOPENIA,
-                    onset=onset,
-                    resolution=onset + dt.timedelta(days=14) if (today - onset).days > 20 else None,
+                    onset_date=onset,
+                    resolution_date=onset + dt.timedelta(days=14) if recovered else None,
                     grade=2,
                     relatedness=c.Relatedness.UNLIKELY,
                     expected=True,
-                    outcome=c.AEOutcome.RECOVERED if (today - onset).days > 20 else c.AEOutcome.NOT_RECOVERED,
+                    outcome=c.AEOutcome.RECOVERED if recovered else c.AEOutcome.NOT_RECOVERED,
                 )
             )
-        if status == pc.PatientStatus.DECEASED:
+        if subject.status == pc.PatientStatus.DECEASED:
             events.append(
-                dict(
+                AdverseEvent(
                     term=rng.choice(DEATH_CAUSES),
                     category=c.AECategory.DEATH,
-                    onset=max(day0, status_date - dt.timedelta(days=rng.randint(0, 10))),
-                    resolution=status_date,
+                    onset_date=max(day0, subject.status_date - dt.timedelta(days=rng.randint(0, 10))),
+                    resolution_date=subject.status_date,
                     grade=5,
                     serious_death=True,
                     relatedness=c.Relatedness.UNRELATED,
@@ -823,55 +821,31 @@ class CohortGenerator:
                     outcome=c.AEOutcome.FATAL,
                 )
             )
-        for event in events:
-            onset = min(event["onset"], today)
-            aware = min(today, onset + dt.timedelta(days=rng.randint(0, 2)))
-            ae = AdverseEvent(
-                grade=event["grade"],
-                serious_death=event.get("serious_death", False),
-                serious_hospitalisation=event.get("serious_hospitalisation", False),
-                relatedness=event["relatedness"],
-                expected=event["expected"],
-                aware_date=aware,
-            )
-            initial_due, complete_due = ae_due_dates(ae)
-            initial_on = complete_on = None
-            if initial_due and (today - aware).days > 3:
-                initial_on = min(today, aware + dt.timedelta(days=rng.randint(1, 12)))
-            if complete_due and initial_on and (today - aware).days > 14:
-                complete_on = min(today, aware + dt.timedelta(days=rng.randint(8, 15)))
-            stamp = self._stamp(aware, 15)
-            b = self.b
-            self.rows["ae"].append(
-                (
-                    self.ids.take("ae"),
-                    patient_id,
-                    event.get("transplant_id"),
-                    event["term"],
-                    event["category"],
-                    onset,
-                    event["resolution"],
-                    event["grade"],
-                    b(event.get("serious_death", False)),
-                    b(False),
-                    b(event.get("serious_hospitalisation", False)),
-                    b(False),
-                    b(False),
-                    b(False),
-                    event["relatedness"],
-                    b(event["expected"]),
-                    c.AEAction.TREATMENT_GIVEN if event["grade"] >= 2 else c.AEAction.NONE,
-                    event["outcome"],
-                    aware,
-                    initial_due,
-                    complete_due,
-                    initial_on,
-                    complete_on,
-                    "",
-                    stamp,
-                    stamp,
-                )
-            )
+        return events
+
+    def _adverse_events(self, rng: random.Random, subject: Subject, events: list[AdverseEvent]) -> None:
+        """The adverse events, reported (when their clock of `ae_due_dates` runs) a few days after awareness."""
+        today = self.today
+        for ae in events:
+            ae.id, ae.patient_id = self.ids.take("ae"), subject.id
+            ae.onset_date = min(ae.onset_date, today)
+            ae.aware_date = aware = min(today, ae.onset_date + dt.timedelta(days=rng.randint(0, 2)))
+            ae.action_taken = c.AEAction.TREATMENT_GIVEN if ae.grade >= 2 else c.AEAction.NONE
+            ae.initial_report_due, ae.complete_report_due = ae_due_dates(ae)
+            if ae.initial_report_due and (today - aware).days > 3:
+                ae.initial_report_submitted_on = min(today, aware + dt.timedelta(days=rng.randint(1, 12)))
+            if ae.complete_report_due and ae.initial_report_submitted_on and (today - aware).days > 14:
+                ae.complete_report_submitted_on = min(today, aware + dt.timedelta(days=rng.randint(8, 15)))
+            ae.created_at = ae.updated_at = self._stamp(aware, 15)
+            self._add("ae", **vars(ae))
+
+    def _add(self, name: str, **values) -> None:
+        """Add a row to table `name` from its values by column (an instance's attributes will do), every column
+        of TABLES[name] given; booleans as the writer takes them."""
+        row = [values[column] for column in TABLES[name][1]]
+        for index in self.booleans[name]:
+            row[index] = self.b(row[index])
+        self.rows[name].append(tuple(row))
 
 
 # The whole cohort --------------------------------------------------------------------------------------

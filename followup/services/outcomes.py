@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import transaction
@@ -81,14 +82,85 @@ def outcomes_recompute_patients(
     rest of an outcome comes from the visit's own values and the baseline), so only those are computed, from
     its `EARLIER_VISIT_CODES`, and written. A patient with such a visit whose stored outcome is missing or
     was computed under other definitions is recomputed whole from `since`."""
-    ids = sorted(set(patient_ids))
-    if not ids:
+    scope = RecomputeScope.of(patient_ids, since=since, prune=prune, recorded=recorded)
+    if not scope.patient_ids:
         return 0
-    wanted = set(ids)
-    recorded = None if recorded is None else set(recorded)
-    patients = {p.pk: p for p in known if p.pk in wanted and Patient.site.is_cached(p)}
-    if len(patients) < len(ids):
-        patients |= {p.pk: p for p in Patient.objects.filter(pk__any=ids).select_related("site").order_by()}
+    return _recompute(scope, known)
+
+
+@dataclass(frozen=True)
+class RecomputeScope:
+    """What one recomputation covers (see `outcomes_recompute_patients`): the patients; per patient the date
+    from which its outcomes can have changed (`since`; a patient left out or None: every outcome); the visits
+    whose own values or date changed (`recorded`; None: every visit from `since` on is computed whole, else
+    the others only for their flare and relapse); whether the outcomes of visits no longer completed go
+    (`prune`)."""
+
+    patient_ids: tuple[int, ...]  # sorted, each once
+    since: Mapping[int, dt.date | None] = field(default_factory=dict)
+    recorded: frozenset[int] | None = None
+    prune: bool = True
+
+    @classmethod
+    def of(
+        cls,
+        patient_ids: Iterable[int],
+        *,
+        since: Mapping[int, dt.date | None] | None = None,
+        prune: bool = True,
+        recorded: Collection[int] | None = None,
+    ) -> RecomputeScope:
+        return cls(
+            patient_ids=tuple(sorted(set(patient_ids))),
+            since=dict(since or {}),
+            recorded=None if recorded is None else frozenset(recorded),
+            prune=prune,
+        )
+
+    def changed_from(self, patient_id: int, day0: dt.date) -> dt.date | None:
+        """The date from which this patient's outcomes are computed; None: all of them (no date, or a date on
+        or before day 0, a baseline value, given)."""
+        from_date = self.since.get(patient_id)
+        return None if from_date is None or from_date <= day0 else from_date
+
+
+@dataclass
+class _OutcomeInputs:
+    """What the outcomes of a scope's patients are computed from, read in a fixed number of queries."""
+
+    patients: dict[int, Patient]  # with their site
+    infusions: dict[int, list]  # per patient: (infused_at, infusion_number, weight_kg), in order
+    start_of: dict[int, dt.date]  # day 0 of each transplanted patient (the others have no outcome)
+    changed_from: dict[int, dt.date | None]  # per transplanted patient: `RecomputeScope.changed_from`
+    visits: dict[int, list]  # per patient: (visit id, patient id, code, actual date) of its completed visits
+    chain: set[int]  # visits from `since` on of which only the flare and relapse can change
+    values: dict[int, dict[str, Decimal]]  # per visit: its results (of a chain or earlier visit, some only)
+    prednisone: dict[int, list]  # per patient: its prednisone medications
+    definitions: dict[int, outcomes.OutcomeDefinitions]  # per study
+
+
+@dataclass
+class _ComputedRows:
+    """The outcomes computed for a scope, to be stored."""
+
+    rows: list[tuple] = field(default_factory=list)  # whole outcomes, in the fields of `_OUTCOME_ROW`
+    keep: set[int] = field(default_factory=set)  # the visits that have an outcome
+    chained: list[tuple[int, int, str, bool | None]] = field(default_factory=list)  # (patient, visit, flare, relapse)
+    now: dt.datetime = field(default_factory=timezone.now)
+
+
+def _recompute(scope: RecomputeScope, known: Iterable[Patient]) -> int:
+    """Load, compute and store the outcomes of a scope; returns the number of outcomes written."""
+    inputs = _load_outcome_inputs(scope, known)
+    return _store_outcomes(scope, inputs, _compute_outcomes(scope, inputs))
+
+
+# Load ----------------------------------------------------------------------------------------------------
+
+
+def _load_outcome_inputs(scope: RecomputeScope, known: Iterable[Patient]) -> _OutcomeInputs:
+    ids = scope.patient_ids
+    patients = _load_patients(ids, known)
     infusions: dict[int, list] = defaultdict(list)
     for row in (
         TransplantEvent.objects.filter(patient_id__any=ids)
@@ -96,7 +168,6 @@ def outcomes_recompute_patients(
         .values_list("patient_id", "infused_at", "infusion_number", "weight_kg")
     ):
         infusions[row[0]].append(row[1:])
-    # Day 0 of each transplanted patient, and the date from which its outcomes are computed (None: all).
     start_of: dict[int, dt.date] = {}
     changed_from: dict[int, dt.date | None] = {}
     for patient_id in ids:
@@ -105,29 +176,8 @@ def outcomes_recompute_patients(
         if patient is None or first is None:
             continue
         start_of[patient_id] = start = local_date(first[0], patient.site)
-        from_date = (since or {}).get(patient_id)
-        changed_from[patient_id] = None if from_date is None or from_date <= start else from_date
-    visits: dict[int, list] = defaultdict(list)
-    # Visits whose values are all read; the others (earlier visits, chain visits): only EARLIER_VISIT_CODES.
-    whole, earlier = [], []
-    chain: set[int] = set()  # visits from `since` on of which only the flare and relapse can change
-    for row in (
-        Visit.objects.filter(patient_id__any=list(start_of), outcome=VisitOutcome.COMPLETED)
-        .order_by()
-        .values_list("pk", "patient_id", "code", "actual_date")
-    ):
-        visit_id, patient_id, code, actual_date = row
-        visits[patient_id].append(row)
-        from_date = changed_from[patient_id]
-        if from_date is None or actual_date <= start_of[patient_id] or code == "BL":
-            whole.append(visit_id)
-        elif actual_date < from_date:
-            earlier.append(visit_id)
-        elif recorded is None or visit_id in recorded:
-            whole.append(visit_id)
-        else:
-            earlier.append(visit_id)
-            chain.add(visit_id)
+        changed_from[patient_id] = scope.changed_from(patient_id, start)
+    visits, whole, earlier, chain = _load_visits(scope, start_of, changed_from)
     values: dict[int, dict[str, Decimal]] = defaultdict(dict)
     for visit_id, code, value in (
         Result.objects.filter(Q(visit_id__any=whole) | Q(visit_id__any=earlier, code__any=outcomes.EARLIER_VISIT_CODES))
@@ -142,81 +192,150 @@ def outcomes_recompute_patients(
         {p.study_id for p in patients.values()},
         known=[p.study for p in patients.values() if Patient.study.is_cached(p)],
     )
-    computed, keep, now = [], set(), timezone.now()
-    chained: list[tuple[int, int, str, bool | None]] = []  # (patient, visit, flare, relapse)
-    for patient_id, start in start_of.items():
-        patient = patients[patient_id]
-        site = patient.site
-        infused_on = [(local_date(t[0], site), t[2]) for t in infusions[patient_id]]
-        points = []
-        for visit_id, _, code, actual_date in visits[patient_id]:
-            visit_values = values[visit_id]
-            weight = visit_values.get("WEIGHT")
-            if weight is None:
-                earlier = [w for on, w in infused_on if on <= actual_date]
-                weight = earlier[-1] if earlier else None
-            dose = visit_values.get("PRED")
-            if dose is None:
-                dose = _prednisone_from_medications(prednisone[patient_id], actual_date)
-            points.append(
-                outcomes.VisitPoint(
-                    visit_id=visit_id,
-                    date=actual_date,
-                    day=(actual_date - start).days,
-                    is_baseline_visit=code == "BL",
-                    values=visit_values,
-                    prednisone_mg=dose,
-                    weight_kg=weight,
-                )
-            )
-        in_force = definitions[patient.study_id]
+    return _OutcomeInputs(patients, infusions, start_of, changed_from, visits, chain, values, prednisone, definitions)
+
+
+def _load_patients(ids: tuple[int, ...], known: Iterable[Patient]) -> dict[int, Patient]:
+    """The patients with their site: those `known` with it, the others read."""
+    wanted = set(ids)
+    patients = {p.pk: p for p in known if p.pk in wanted and Patient.site.is_cached(p)}
+    if len(patients) < len(ids):
+        patients |= {p.pk: p for p in Patient.objects.filter(pk__any=ids).select_related("site").order_by()}
+    return patients
+
+
+def _load_visits(
+    scope: RecomputeScope, start_of: dict[int, dt.date], changed_from: dict[int, dt.date | None]
+) -> tuple[dict[int, list], list[int], list[int], set[int]]:
+    """The completed visits of the transplanted patients, per patient; the visits whose values are all read;
+    the others (earlier visits, chain visits), of which only `EARLIER_VISIT_CODES` are; and the chain visits."""
+    visits: dict[int, list] = defaultdict(list)
+    whole, earlier = [], []
+    chain: set[int] = set()
+    for row in (
+        Visit.objects.filter(patient_id__any=list(start_of), outcome=VisitOutcome.COMPLETED)
+        .order_by()
+        .values_list("pk", "patient_id", "code", "actual_date")
+    ):
+        visit_id, patient_id, code, actual_date = row
+        visits[patient_id].append(row)
+        from_date = changed_from[patient_id]
+        if from_date is None or actual_date <= start_of[patient_id] or code == "BL":
+            whole.append(visit_id)
+        elif actual_date < from_date:
+            earlier.append(visit_id)
+        elif scope.recorded is None or visit_id in scope.recorded:
+            whole.append(visit_id)
+        else:
+            earlier.append(visit_id)
+            chain.add(visit_id)
+    return visits, whole, earlier, chain
+
+
+# Compute -------------------------------------------------------------------------------------------------
+
+
+def _compute_outcomes(scope: RecomputeScope, inputs: _OutcomeInputs) -> _ComputedRows:
+    """The outcomes of each transplanted patient's visits from its `changed_from` on (the earlier ones stay as
+    stored: they depend only on the baseline and earlier visits): whole rows, and the flare and relapse of the
+    chain visits."""
+    computed = _ComputedRows()
+    for patient_id in inputs.start_of:
+        points = _visit_points(patient_id, inputs)
+        in_force = inputs.definitions[inputs.patients[patient_id].study_id]
         in_force_dict = in_force.as_dict()
-        keep.update(point.visit_id for point in points if point.day > 0)  # each has an outcome
-        # The outcomes before `changed_from` stay as stored: they depend only on the baseline and earlier visits.
-        for out in outcomes.compute_outcomes(points, in_force, since=changed_from[patient_id], chain=chain):
-            if out.visit_id in chain:
-                chained.append((patient_id, out.visit_id, out.flare or "", out.relapse))
-                continue
-            computed.append(
-                (
-                    out.visit_id,
-                    outcomes.ALGORITHM_VERSION,
-                    in_force_dict,
-                    out.sledai,
-                    out.sledai_change,
-                    out.sri4,
-                    out.sri4_note,
-                    out.remission or "",
-                    out.renal_response or "",
-                    out.flare or "",
-                    out.relapse,
-                    out.changes,
-                    out.notes,
-                    now,
-                )
+        computed.keep.update(point.visit_id for point in points if point.day > 0)  # each has an outcome
+        since = inputs.changed_from[patient_id]
+        for out in outcomes.compute_outcomes(points, in_force, since=since, chain=inputs.chain):
+            if out.visit_id in inputs.chain:
+                computed.chained.append((patient_id, out.visit_id, out.flare or "", out.relapse))
+            else:
+                computed.rows.append(_outcome_row(out, in_force_dict, computed.now))
+    return computed
+
+
+def _visit_points(patient_id: int, inputs: _OutcomeInputs) -> list[outcomes.VisitPoint]:
+    """A patient's completed visits as the outcomes engine reads them; the weight, when not measured at the
+    visit, is the one of the last infusion by then, and the prednisone dose, when not recorded, comes from
+    the medication list."""
+    start = inputs.start_of[patient_id]
+    site = inputs.patients[patient_id].site
+    infused_on = [(local_date(t[0], site), t[2]) for t in inputs.infusions[patient_id]]
+    points = []
+    for visit_id, _, code, actual_date in inputs.visits[patient_id]:
+        visit_values = inputs.values[visit_id]
+        weight = visit_values.get("WEIGHT")
+        if weight is None:
+            earlier = [w for on, w in infused_on if on <= actual_date]
+            weight = earlier[-1] if earlier else None
+        dose = visit_values.get("PRED")
+        if dose is None:
+            dose = _prednisone_from_medications(inputs.prednisone[patient_id], actual_date)
+        points.append(
+            outcomes.VisitPoint(
+                visit_id=visit_id,
+                date=actual_date,
+                day=(actual_date - start).days,
+                is_baseline_visit=code == "BL",
+                values=visit_values,
+                prednisone_mg=dose,
+                weight_kg=weight,
             )
-    if prune:  # outcomes of visits no longer completed (or of a patient no longer transplanted) go
-        stored = ComputedOutcome.objects.filter(visit__patient_id__any=ids).values_list("pk", "visit_id")
-        stale = [pk for pk, visit_id in stored if visit_id not in keep]
+        )
+    return points
+
+
+def _outcome_row(out: outcomes.VisitOutcomeData, in_force: dict[str, str], now: dt.datetime) -> tuple:
+    """An outcome in the fields of `_OUTCOME_ROW`."""
+    return (
+        out.visit_id,
+        outcomes.ALGORITHM_VERSION,
+        in_force,
+        out.sledai,
+        out.sledai_change,
+        out.sri4,
+        out.sri4_note,
+        out.remission or "",
+        out.renal_response or "",
+        out.flare or "",
+        out.relapse,
+        out.changes,
+        out.notes,
+        now,
+    )
+
+
+# Store ---------------------------------------------------------------------------------------------------
+
+
+def _store_outcomes(scope: RecomputeScope, inputs: _OutcomeInputs, computed: _ComputedRows) -> int:
+    """Delete the outcomes of visits no longer completed (with `prune`), write the whole outcomes that changed,
+    then the flare and relapse of the chain visits; a patient whose chain visit cannot be updated alone is
+    recomputed whole from its `changed_from`. Returns the number of outcomes written."""
+    if scope.prune:  # outcomes of visits no longer completed (or of a patient no longer transplanted) go
+        stored = ComputedOutcome.objects.filter(visit__patient_id__any=scope.patient_ids).values_list("pk", "visit_id")
+        stale = [pk for pk, visit_id in stored if visit_id not in computed.keep]
         if stale:
             ComputedOutcome.objects.filter(pk__any=stale).delete()
-    computed.sort(key=lambda row: row[0])  # rows locked in one order by every writer
+    computed.rows.sort(key=lambda row: row[0])  # rows locked in one order by every writer
     written = upsert_values(
         ComputedOutcome,
         _OUTCOME_ROW,
-        computed,
+        computed.rows,
         unique="visit",
         field_names=[*ComputedOutcome.COMPUTED_FIELDS, "computed_at"],
         compare=list(ComputedOutcome.COMPUTED_FIELDS),
     )
-    if not chained:
+    if not computed.chained:
         return written
-    in_force_of = {patient_id: definitions[patients[patient_id].study_id].as_dict() for patient_id, *_ in chained}
-    redo, written_chain = _store_chain_outcomes(chained, in_force_of, now)
+    in_force_of = {
+        patient_id: inputs.definitions[inputs.patients[patient_id].study_id].as_dict()
+        for patient_id, *_ in computed.chained
+    }
+    redo, written_chain = _store_chain_outcomes(computed.chained, in_force_of, computed.now)
     if redo:
-        written += outcomes_recompute_patients(
-            redo, since={p: changed_from[p] for p in redo}, known=patients.values(), prune=prune
-        )
+        redo_scope = RecomputeScope.of(redo, since={p: inputs.changed_from[p] for p in redo}, prune=scope.prune)
+        written += _recompute(redo_scope, inputs.patients.values())
     return written + written_chain
 
 
