@@ -218,6 +218,8 @@ def _reminders_sweep_set_based(now: dt.datetime, report: SweepReport) -> None:
     study's policy and each site's recipients (`members`, with their preferences) come from Python as
     small VALUES lists. The rows never travel to Python, so the time and memory of a sweep depend on the
     number of reminders due, not on the number of visits.
+
+    Long because most of it is one SQL statement, kept whole so that it reads as the query it is.
     """
     policies, default_policy = _policies(), ReminderPolicy()
     study_ids = list(Study.objects.values_list("pk", flat=True))

@@ -252,6 +252,9 @@ def _facts(patients, compare: str, visit_codes) -> CohortFacts:
 
     The results are never model instances: each chunk of rows is turned into index and value arrays and
     written into a patients x visits x codes array, so memory is bounded by that array, not by the rows.
+
+    Long because the query, the index maps and the array filling share their locals; split, each part would
+    take and hand back half a dozen arrays.
     """
     visit_codes = list(dict.fromkeys(["BL", *visit_codes, "M12"]))
     last_result = (

@@ -119,7 +119,9 @@ NEW_RESULT_FIELDS = ("created_at", "updated_at", "visit_id", "code", *RESULT_VAL
 
 def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntry) -> _Recording:
     """Every rule of recording one visit, without touching the database: the visit's fields are set, the
-    results converted; a ValidationError names each field at fault."""
+    results converted; a ValidationError names each field at fault.
+
+    Long because the rules follow the order a coordinator meets them on the form, each a few lines."""
     patient = visit.patient
     reason = entry.reason or ""
     correcting = visit.outcome != VisitOutcome.OPEN
