@@ -1,32 +1,5 @@
-"""The cohort report: a small cohort worked out by hand (`hand_cohort.py`; the statistics helpers are in
-`test_report_statistics.py`) end to end through the services, and who sees what.
-
-The cohort (study RPT-SLE, sites RPA and RPB; site RPC takes part only in another study). Everyone is
-infused on 2025-03-03 (day 0; clinical_setup's DAY_ZERO) and the visits are recorded on their target days:
-BL 2025-03-03, M3 2025-06-02 (day 91), M6 2025-09-01 (day 182).
-
-    site RPA
-    A-01  F 1990  consent 2025-01-15  umbilical cord, one infusion
-          BL SLEDAI 12 (arthritis 4, proteinuria 4, rash 2, low complement 2)  PROT24H 1.2  PRED 20
-          M3 SLEDAI  2 (low complement 2)                                      PROT24H 0.3  PRED 7.5
-          M6 SLEDAI  9 (arthritis 4, rash 2, low complement 2, fever 1)        PROT24H 0.8  PRED 15
-    A-02  F 1985  consent 2025-01-15  umbilical cord, two infusions (day 0 and day 7)
-          BL SLEDAI 16 (arthritis 4, urinary casts 4, proteinuria 4, haematuria 4) PROT24H 3.0 PRED 30
-          M3 SLEDAI  8 (proteinuria 4, haematuria 4)                               PROT24H 1.2 PRED 15
-          M6 SLEDAI  4 (proteinuria 4)                                             PROT24H 0.6 PRED 10
-    A-03  M 1995  consent 2025-02-01  bone marrow, one infusion
-          BL SLEDAI 10 (arthritis 4, rash 2, alopecia 2, low complement 2)  PROT24H 0.4  PRED 25
-          M3 SLEDAI 10 (the same items)                                     PROT24H 0.4  PRED 20
-          M6 SLEDAI  2 (rash 2)                                             PROT24H 0.2  PRED 5
-    A-04  F 1980  consent 2025-02-01  bone marrow, one infusion; died 2025-07-15 (day 134)
-          BL SLEDAI 14 (vasculitis 8, arthritis 4, rash 2)  PROT24H 2.0  PRED 40
-          M3 SLEDAI 12 (vasculitis 8, arthritis 4)          PROT24H 2.5  PRED 30
-    site RPB (same study: must never show in a report for RPA)
-    B-01  F 1992  umbilical cord; BL SLEDAI 20, M3 SLEDAI 0 (PRED 5); died 2025-08-01; one adverse event
-
-Adverse events at RPA: A-01 infection (grade 2, unrelated) and other (grade 1, unlikely); A-03 cytopenia
-(grade 3, hospitalised, unlikely). At RPB: B-01 infection (grade 2, unrelated).
-"""
+"""The cohort report end to end through the services, on the small cohort worked out by hand in
+`hand_cohort.py` (the statistics helpers are in `test_report_statistics.py`), and who sees what."""
 
 from __future__ import annotations
 
