@@ -44,33 +44,57 @@ def _parse_results(results: ResultsInput | None) -> dict[str, tuple[object, str 
     return parsed
 
 
-def _check_visit_date(visit: Visit, actual_date: dt.date | None, deviation_reason: str) -> None:
+INACTIVE_SINCE = {
+    PatientStatus.DECEASED: "died",
+    PatientStatus.WITHDRAWN: "withdrew",
+    PatientStatus.LOST: "was lost to follow-up",
+}
+
+
+def _visit_date_errors(visit: Visit, actual_date: dt.date | None, deviation_reason: str) -> list[str]:
+    """Every rule the visit's date breaks (docs/clinical-rules.md, "Follow-up schedule").
+
+    The time rules hold whatever the deviation reason: nothing in the future, before consent or after the
+    patient died, withdrew or was lost to follow-up; a baseline visit on or before day 0 and every later
+    scheduled visit after it. A deviation reason covers a date outside the visit's window only.
+    """
     patient = visit.patient
     if actual_date is None:
-        raise ValidationError({"actual_date": "Give the date the visit took place."})
+        return ["Give the date the visit took place."]
+    errors = []
     if actual_date > site_today(patient.site):
-        raise ValidationError({"actual_date": "The visit date cannot be in the future."})
-    if (
-        patient.status in {PatientStatus.DECEASED, PatientStatus.WITHDRAWN}
-        and patient.status_date
-        and actual_date > patient.status_date
-    ):
-        raise ValidationError(
-            {
-                "actual_date": f"Patient {patient.subject_code} is {patient.get_status_display().lower()} since "
-                f"{patient.status_date.isoformat()}; a visit after that cannot be recorded."
-            }
+        errors.append("The visit date cannot be in the future.")
+    if patient.consent_date and actual_date < patient.consent_date:
+        errors.append(
+            f"{actual_date.isoformat()} is before patient {patient.subject_code} consented "
+            f"({patient.consent_date.isoformat()}); nothing can be recorded before consent."
         )
+    if patient.status in INACTIVE_SINCE and patient.status_date and actual_date > patient.status_date:
+        errors.append(
+            f"Patient {patient.subject_code} {INACTIVE_SINCE[patient.status]} on {patient.status_date.isoformat()}; "
+            "a visit after that cannot be recorded."
+        )
+    definition = visit.definition if visit.definition_id else None
+    if definition is not None:
+        day_zero = visit.target_date - dt.timedelta(days=definition.offset_days)
+        if definition.offset_days == 0 and actual_date > day_zero:
+            errors.append(
+                f"A baseline visit is on or before day 0 ({day_zero.isoformat()}), the first infusion; "
+                f"{actual_date.isoformat()} is after it, whatever the deviation reason."
+            )
+        elif definition.offset_days > 0 and actual_date <= day_zero:
+            errors.append(
+                f"Visit {visit.code} follows the first infusion: it must be after day 0 ({day_zero.isoformat()}), "
+                "whatever the deviation reason."
+            )
     outside = not (visit.window_start <= actual_date <= visit.window_end)
-    if outside and not deviation_reason.strip():
-        raise ValidationError(
-            {
-                "actual_date": f"{actual_date.isoformat()} is outside the window of visit {visit.code} "
-                f"({visit.window_start.isoformat()} to {visit.window_end.isoformat()}); "
-                "give a deviation reason to record it anyway."
-            },
-            code="window",
+    if outside and not deviation_reason.strip() and not errors:
+        errors.append(
+            f"{actual_date.isoformat()} is outside the window of visit {visit.code} "
+            f"({visit.window_start.isoformat()} to {visit.window_end.isoformat()}); "
+            "give a deviation reason to record it anyway."
         )
+    return errors
 
 
 def _age_at(patient: Patient, on_date: dt.date) -> int:
@@ -125,17 +149,15 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
     patient = visit.patient
     reason = entry.reason or ""
     correcting = visit.outcome != VisitOutcome.OPEN
-    if correcting and not reason.strip():
-        raise ValidationError(
-            {
-                "reason": f"Visit {visit.code} is already {visit.get_outcome_display().lower()}; "
-                "give a reason for the correction."
-            }
-        )
-    actual_date, deviation_reason = entry.actual_date, entry.deviation_reason or ""
-    _check_visit_date(visit, actual_date, deviation_reason)
-
     errors: dict[str, list[str]] = {}
+    if correcting and not reason.strip():
+        errors["reason"] = [
+            f"Visit {visit.code} is already {visit.get_outcome_display().lower()}; give a reason for the correction."
+        ]
+    actual_date, deviation_reason = entry.actual_date, entry.deviation_reason or ""
+    date_errors = _visit_date_errors(visit, actual_date, deviation_reason)
+    if date_errors:
+        errors["actual_date"] = date_errors
     converted: dict[str, tuple[Decimal, Decimal | None, str, bool]] = {}
     for code, (value, unit) in _parse_results(entry.results).items():
         try:
@@ -171,7 +193,7 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
     creatinine = converted.get("CREAT", (None,))[0]
     if creatinine is None and "CREAT" not in remove and "CREAT" in existing:
         creatinine = existing["CREAT"].value
-    if creatinine is not None and "CREAT" not in errors:
+    if creatinine is not None and "CREAT" not in errors and not date_errors:
         egfr = egfr_ckd_epi_2021(creatinine_umol_l=creatinine, age=_age_at(patient, actual_date), sex=patient.sex)
         submitted = converted.get("EGFR")
         if submitted and not submitted[3] and abs(submitted[0] - egfr) > 1:
@@ -300,7 +322,7 @@ def visit_record_by_key(*, site: Site, study_code: str, subject_code: str, visit
 def _locking_visits(*, with_site: bool = True):
     # Only the visit's row is locked: two writers at one site do not queue on the site's (or study's) row. The
     # study's outcome definitions come along, for the outcomes (`_outcome_definitions_of`).
-    related = ["patient__study__outcome_settings", *(["patient__site"] if with_site else [])]
+    related = ["patient__study__outcome_settings", "definition", *(["patient__site"] if with_site else [])]
     return Visit.objects.select_for_update(of=("self",)).select_related(*related)
 
 
@@ -362,6 +384,7 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
     visits = {}
     for visit in (
         Visit.objects.select_for_update(of=("self",))
+        .select_related("definition")
         .filter(pk__any=[pk for pk, subject, code in candidates if (subject, code) in wanted])
         .order_by("pk")
     ):

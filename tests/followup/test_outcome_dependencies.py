@@ -11,6 +11,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,7 +97,8 @@ def test_recording_a_visit_rewrites_no_earlier_outcome_and_a_full_recompute_find
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["one", "batch"])
-def test_a_visit_corrected_to_before_day_zero_loses_its_outcome(path):
+def test_a_visit_corrected_to_before_day_zero_is_refused_and_keeps_its_outcome(path):
+    """A deviation reason covers a date outside the window, never a post-transplant visit before day 0."""
     from followup.services import VisitEntry, visits_record_batch
 
     clinical = make_clinical()
@@ -104,18 +106,22 @@ def test_a_visit_corrected_to_before_day_zero_loses_its_outcome(path):
     visit_record(visit=visits["BL"], actual_date=DAY_ZERO, results={"SLEDAI2K": 12})
     visit_record(visit=visits["D7"], actual_date=DAY_ZERO + dt.timedelta(days=7), results={"SLEDAI2K": 8})
     assert ComputedOutcome.objects.filter(visit=visits["D7"]).exists()
-    before = DAY_ZERO - dt.timedelta(days=1)  # the visit was in fact the day before the infusion
+    before = DAY_ZERO - dt.timedelta(days=1)
     entry = VisitEntry(before, {"SLEDAI2K": 8}, deviation_reason="seen before the infusion", reason="date corrected")
-    if path == "one":
-        visit_record(visit=visits["D7"], **vars(entry))
-    else:
-        visits_record_batch(
-            site=clinical.site,
-            study_code=clinical.study.code,
-            entries=[(clinical.patient.subject_code, "D7", entry)],
-        )
-    assert not ComputedOutcome.objects.filter(visit=visits["D7"]).exists()
-    assert outcomes_recompute_patients([clinical.patient.pk]) == 0
+    field = "actual_date" if path == "one" else "visits.0.actual_date"
+    with pytest.raises(ValidationError) as refused:
+        if path == "one":
+            visit_record(visit=visits["D7"], **vars(entry))
+        else:
+            visits_record_batch(
+                site=clinical.site,
+                study_code=clinical.study.code,
+                entries=[(clinical.patient.subject_code, "D7", entry)],
+            )
+    assert "after day 0 (2025-03-03)" in " ".join(refused.value.message_dict[field])
+    visits["D7"].refresh_from_db()
+    assert visits["D7"].actual_date == DAY_ZERO + dt.timedelta(days=7)
+    assert ComputedOutcome.objects.filter(visit=visits["D7"]).exists()
 
 
 @pytest.mark.django_db
