@@ -12,6 +12,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from core.forms import StrictDecimalField
 from followup import safety, services
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.charts import patient_charts
@@ -74,7 +75,7 @@ def _sledai_codes():
 def _analyte_fields() -> dict[str, forms.Field]:
     fields: dict[str, forms.Field] = {}
     for analyte in ENTERED_ANALYTES:
-        fields[f"{analyte.code}_value"] = forms.DecimalField(
+        fields[f"{analyte.code}_value"] = StrictDecimalField(
             required=False, label=format_lazy("{}: {}", analyte.code, _(analyte.label)), decimal_places=4, max_digits=14
         )
         fields[f"{analyte.code}_unit"] = forms.ChoiceField(
@@ -99,7 +100,7 @@ class VisitRecordFormBase(ServiceModelForm):
         ),
         label=_("SLEDAI-2K items present"),
     )
-    sledai_total_only = forms.DecimalField(
+    sledai_total_only = StrictDecimalField(
         required=False, min_value=0, max_value=105, label=_("SLEDAI-2K total (only when items were not assessed)")
     )
     missed_reason = forms.CharField(
@@ -107,6 +108,8 @@ class VisitRecordFormBase(ServiceModelForm):
         label=_("Missed: reason"),
         help_text=_("Fill in only to confirm the visit did not take place."),
     )
+
+    check_the_rest = True  # `visit_record` reloads the visit; the form's instance is never changed
 
     class Meta:
         model = Visit

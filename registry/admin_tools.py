@@ -44,28 +44,53 @@ class ServiceModelForm(forms.ModelForm):
         help_text=_("Required when changing recorded clinical data; kept in the audit trail."),
     )
     service_save = None  # set by ScopedAdmin.get_form
+    # When a field cannot be read, still run the service's checks on the rest (and keep nothing), so that
+    # every error shows in one pass. Only for forms whose service leaves the form's instance untouched.
+    check_the_rest = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            if isinstance(field, forms.DateField):
+                field.error_messages["invalid"] = _("Write the date year first: 2026-10-01 (or 2026/10/01).")
 
     def _post_clean(self):
         super()._post_clean()
-        if self.errors or self.service_save is None:
+        if self.service_save is None:
             return
         change = not self.instance._state.adding
+        if self.errors:
+            if self.check_the_rest:
+                self._check_the_rest(change)
+            return
         try:
             with transaction.atomic():
                 self.instance = self.service_save(self.instance, self.cleaned_data, change)
         except ValidationError as exc:
             self._add_service_errors(exc)
 
+    def _check_the_rest(self, change: bool) -> None:
+        unread = set(self.errors)
+        try:
+            with transaction.atomic():
+                self.service_save(self.instance, self.cleaned_data, change)
+                transaction.set_rollback(True)
+        except ValidationError as exc:
+            self._add_service_errors(exc, skip=unread)
+
     def service_error_field(self, key: str) -> str | None:
         """The form field beside which a service error keyed `key` is shown (None: at the top of the form)."""
         return key if key in self.fields else None
 
-    def _add_service_errors(self, exc: ValidationError) -> None:
+    def _add_service_errors(self, exc: ValidationError, skip: set[str] = frozenset()) -> None:
+        """Each service error at its field; `skip`: fields that already show why they could not be read."""
         if not hasattr(exc, "error_dict"):
             self.add_error(None, exc)
             return
         for key, errors in exc.error_dict.items():
             field = None if key == NON_FIELD_ERRORS else self.service_error_field(key)
+            if field in skip:
+                continue
             if field is not None or key == NON_FIELD_ERRORS:
                 self.add_error(field, errors)
                 continue
