@@ -157,7 +157,7 @@ class VisitRecordFormBase(ServiceModelForm):
             value = cleaned_data.get(f"{analyte.code}_value")
             if value is not None:
                 results[analyte.code] = (value, cleaned_data.get(f"{analyte.code}_unit") or analyte.unit)
-        if cleaned_data.get("sledai_total_only") is not None and not cleaned_data.get("sledai_items"):
+        if cleaned_data.get("sledai_total_only") is not None:  # beside ticked items, it must agree with them
             results["SLEDAI2K"] = (cleaned_data["sledai_total_only"], "points")
         return results
 

@@ -99,3 +99,12 @@ def test_the_rules_are_given_in_chinese(page, client, settings):
     assert "小数请用小数点" in errors["CREAT_value"]
     assert "不是数字" in errors["PLT_value"]
     assert "日期请按年-月-日填写" in errors["actual_date"]
+
+
+def test_ticked_items_with_a_different_total_are_refused_not_the_total_dropped(page):
+    _, errors = page(sledai_assessed="on", sledai_items=["arthritis", "rash"], sledai_total_only="10")
+    assert "disagrees with the items recorded, which sum to 6" in errors["sledai_total_only"]
+    assert nothing_stored(page.visit)
+    response, errors = page(sledai_assessed="on", sledai_items=["arthritis", "rash"], sledai_total_only="6")
+    assert errors == {} and response.status_code == 302
+    assert Result.objects.get(visit=page.visit, code="SLEDAI2K").value == 6
