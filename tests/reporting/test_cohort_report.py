@@ -2,7 +2,7 @@
 `test_report_statistics.py`) end to end through the services, and who sees what.
 
 The cohort (study RPT-SLE, sites RPA and RPB; site RPC takes part only in another study). Everyone is
-infused on 2025-03-03 (day 0; clinical_setup's DAY_ZERO) and the visits are recorded on their target days:
+infused on 2025-03-03 (day 0; DAY_ZERO of tests.factories) and the visits are recorded on their target days:
 BL 2025-03-03, M3 2025-06-02 (day 91), M6 2025-09-01 (day 182).
 
     site RPA
@@ -47,7 +47,7 @@ from registry.api_keys import api_key_issue
 from registry.models import Site
 from reporting.charts import charts
 from reporting.cohort import CohortFilter, cohort_report, rate
-from tests.followup.clinical_setup import (
+from tests.factories import (
     DAY_ZERO,
     DIAGNOSIS,
     make_clinical,
