@@ -88,41 +88,40 @@ def frozen_now():
 @pytest.fixture
 def site_a(db):
     """Site A, in Nanjing (Asia/Shanghai, UTC+8, no DST)."""
-    from registry.services import site_create
+    from tests.factories import make_site
 
-    return site_create(code="NJDT", name="Nanjing Drum Tower Hospital", country="CN", time_zone="Asia/Shanghai")
+    return make_site("NJDT", name="Nanjing Drum Tower Hospital", country="CN", time_zone="Asia/Shanghai")
 
 
 @pytest.fixture
 def site_b(db):
     """Site B, in London (Europe/London, with DST)."""
-    from registry.services import site_create
+    from tests.factories import make_site
 
-    return site_create(code="LDN", name="London Partner Hospital", country="GB", time_zone="Europe/London")
+    return make_site("LDN", name="London Partner Hospital", country="GB", time_zone="Europe/London")
 
 
 @pytest.fixture
 def study(site_a, site_b):
     """A study at both sites with the default follow-up template."""
     from registry import constants as rc
-    from registry.services import study_create
+    from tests.factories import make_study
 
-    return study_create(
+    return make_study(
+        site_a,
+        site_b,
         code="MSCT-SLE",
         registration_id="NCT01741857",
         title="Allogeneic MSC transplantation in refractory SLE",
         phase=rc.StudyPhase.PHASE_1_2,
         target_enrolment=40,
-        sites=[site_a, site_b],
     )
 
 
 def _member(django_user_model, username: str, site, role: str):
-    from registry.services import membership_grant
+    from tests.factories import make_user
 
-    user = django_user_model.objects.create_user(username=username, password="not-used-in-tests")
-    membership_grant(user=user, site=site, role=role)
-    return user
+    return make_user(username, site, role=role, staff=False)
 
 
 @pytest.fixture
@@ -155,7 +154,9 @@ def coordinator_b(django_user_model, site_b):
 
 @pytest.fixture
 def superuser(django_user_model):
-    return django_user_model.objects.create_superuser(username="admin", password="not-used-in-tests")
+    from tests.factories import make_superuser
+
+    return make_superuser("admin")
 
 
 @pytest.fixture(autouse=True)

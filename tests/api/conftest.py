@@ -6,7 +6,7 @@ Everything is made through the services, the way production data is. The clock i
 `tests.conftest.FROZEN_NOW` (2026-09-01 09:00 UTC) and keeps running from there: the services refuse
 dates in the future, and ETags follow `updated_at`, which must move when a row changes.
 
-Timeline (clinical_setup's defaults): consent 2025-01-15, first infusion 2025-03-03 (local), so the
+Timeline (the defaults of tests.factories): consent 2025-01-15, first infusion 2025-03-03 (local), so the
 visits of the default template are BL 2025-03-03, D7 2025-03-10, M1 2025-04-02, M3 2025-06-02 (window
 2025-05-19 to 2025-06-16), M6 2025-09-01, M9 2025-12-02, M12 2026-03-03 and yearly after. BL and M1 are
 recorded at both sites (so results and an M1 outcome exist); the others are open.
@@ -15,15 +15,11 @@ recorded at both sites (so results and an M1 outcome exist); the others are open
 from __future__ import annotations
 
 import datetime as dt
-import json
-import zipfile
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.apps import apps
-from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -34,10 +30,9 @@ from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import medication_record
 from registry.api_keys import api_key_issue, api_key_revoke
 from registry.models import ApiKey, ApiKeyScope, CellProduct, Site, Study
-from reporting.constants import ExportState
 from reporting.models import ExportJob
 from tests.conftest import FROZEN_NOW
-from tests.followup.clinical_setup import make_lot, make_patient, make_study, make_transplant
+from tests.factories import make_finished_export, make_lot, make_patient, make_study, make_transplant
 
 SHARED_STUDY = "MSCT-SLE"
 B_ONLY_STUDY = "B-ONLY"
@@ -184,7 +179,7 @@ def make_side(site: Site, study: Study, subject_code: str, lot_number: str) -> S
         aware_date=dt.date(2025, 5, 2),
     )
     key, raw = api_key_issue(site=site, name=f"{site.code} EHR", scope=ApiKeyScope.READ_WRITE)
-    export = finished_export(study, site, key)
+    export = make_finished_export(study, site, key)
     patient.refresh_from_db()
     return Side(
         site=site,
@@ -198,21 +193,6 @@ def make_side(site: Site, study: Study, subject_code: str, lot_number: str) -> S
         rw=raw,
         rw_key=key,
     )
-
-
-def finished_export(study: Study, site: Site, key: ApiKey) -> ExportJob:
-    """A done export job of the key's site with a small zip on disk (building a real one is tested elsewhere)."""
-    directory = Path(settings.EXPORT_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
-    job = ExportJob.objects.create(
-        study=study, site_ids=[site.pk], requested_by_key=key, state=ExportState.DONE, progress=100
-    )
-    path = directory / f"{job.pk}.zip"
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("manifest.json", json.dumps({"sites": [site.code], "files": []}))
-    ExportJob.objects.filter(pk=job.pk).update(file_path=str(path), manifest={"sites": [site.code], "files": []})
-    job.refresh_from_db()
-    return job
 
 
 def build_world(site_a: Site, site_b: Site, study: Study) -> World:

@@ -37,9 +37,10 @@ from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 
 from tests.conftest import FROZEN_NOW
-from tests.followup.clinical_setup import (
+from tests.factories import (
     PASSING_RELEASE_TESTS,
     make_clinical,
+    make_donor,
     make_lot,
     make_patient,
     make_site,
@@ -86,8 +87,7 @@ def _build_world() -> World:
     from patients.services import medication_record
     from registry import constants as rc
     from registry.api_keys import api_key_issue
-    from registry.models import ApiKeyScope, CellProduct, Donor
-    from registry.services import donor_save
+    from registry.models import ApiKeyScope, CellProduct
 
     home = make_clinical()
     site, study = home.site, home.study
@@ -135,16 +135,7 @@ def _build_world() -> World:
     make_patient(study, site, subject_code="SLE-WAIT")
     spare = make_lot(study, site, lot_number="UC-SPARE-01")
     patchable = make_lot(study, site, lot_number="UC-PATCH-01")  # PATCHed by the fuzzer; not used for infusions
-    donor_save(
-        donor=Donor(
-            study=study,
-            site=site,
-            code="DN-FUZZ",
-            relation=rc.DonorRelation.UNRELATED,
-            sex=rc.Sex.MALE,
-            age_at_donation=30,
-        )
-    )
+    make_donor(study, site, code="DN-FUZZ", sex=rc.Sex.MALE, age_at_donation=30)
     # Another site's patient: its objects must stay invisible to the key.
     away_site = make_site()
     away = make_clinical(site=away_site, study=make_study(away_site))

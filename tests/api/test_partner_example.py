@@ -23,7 +23,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from tests.followup.clinical_setup import PASSING_RELEASE_TESTS
+from tests.factories import make_donor, make_lot, make_site, make_study
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "examples" / "partner_client.py"
 STUDY = "MSCT-SLE-EX"
@@ -49,44 +49,25 @@ def partner(transactional_db):
     """A site in a study with the default follow-up template, a released lot, and a read-write key."""
     from registry import constants as rc
     from registry.api_keys import api_key_issue
-    from registry.models import ApiKeyScope, CellProduct, Donor
-    from registry.services import donor_save, lot_save, site_create, study_create
+    from registry.models import ApiKeyScope
 
     today = timezone.now().date()
-    site = site_create(code="EXH", name="Example Partner Hospital", country="CN", time_zone="Asia/Shanghai")
-    study = study_create(
+    site = make_site("EXH", name="Example Partner Hospital")
+    study = make_study(
+        site,
         code=STUDY,
         registration_id="NCT09999999",
         title="Allogeneic MSCT in refractory SLE (example client)",
-        phase=rc.StudyPhase.PHASE_1_2,
         target_enrolment=20,
-        sites=[site],
     )
-    donor = donor_save(
-        donor=Donor(
-            study=study,
-            site=site,
-            code="DN-EX-01",
-            relation=rc.DonorRelation.UNRELATED,
-            sex=rc.Sex.FEMALE,
-            age_at_donation=26,
-        )
-    )
-    lot = lot_save(
-        lot=CellProduct(
-            lot_number=LOT,
-            study=study,
-            site=site,
-            donor=donor,
-            tissue_source=rc.TissueSource.UMBILICAL_CORD,
-            origin=rc.ProductOrigin.ALLOGENEIC,
-            passage_number=4,
-            cryopreserved_on=today - dt.timedelta(days=400),
-            expires_on=today + dt.timedelta(days=700),
-            cells_per_unit=100_000_000,
-            units=10,
-            **PASSING_RELEASE_TESTS,
-        )
+    donor = make_donor(study, site, code="DN-EX-01", age_at_donation=26)
+    lot = make_lot(
+        study,
+        site,
+        lot_number=LOT,
+        donor=donor,
+        cryopreserved_on=today - dt.timedelta(days=400),
+        expires_on=today + dt.timedelta(days=700),
     )
     assert lot.release_status == rc.ReleaseStatus.RELEASED, lot.release_failures
     _, raw = api_key_issue(site=site, name="Example client", scope=ApiKeyScope.READ_WRITE)

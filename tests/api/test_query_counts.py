@@ -19,8 +19,8 @@ from followup.models import Visit
 from patients.services import medication_record
 from registry.api_keys import api_key_issue
 from registry.models import ApiKeyScope
-from tests.api.conftest import call, client_for, finished_export
-from tests.followup.clinical_setup import make_lot, make_patient, make_study, make_transplant
+from tests.api.conftest import call, client_for
+from tests.factories import make_finished_export, make_lot, make_patient, make_study, make_transplant
 
 pytestmark = pytest.mark.django_db
 
@@ -116,7 +116,7 @@ def solo(site_a, site_b, settings, tmp_path):
     add_patient(study_b, site_b, subject_code="SOLO-B-001")
     key, raw = api_key_issue(site=site_a, name="query counts", scope=ApiKeyScope.READ_WRITE)
     settings.EXPORT_DIR = tmp_path / "exports"
-    export = finished_export(study, site_a, key)
+    export = make_finished_export(study, site_a, key)
     client = client_for(raw)
     assert call(client, "GET", "/api/v1/sites/").status_code == 200  # warm-up
     return {"study": study, "site": site_a, "patient": patient, "client": client, "key": key, "export": export}
@@ -186,7 +186,7 @@ def test_query_counts_are_the_same_with_one_row_and_with_a_full_page(solo):
     for _ in range(PAGE - 1):
         add_patient(study, site)
         make_study(site)
-        finished_export(study, site, solo["key"])
+        make_finished_export(study, site, solo["key"])
     full = {name: count_queries(client, url) for name, url in LISTS.items()}
 
     # Site A has exactly one site; every other list now fills a page.

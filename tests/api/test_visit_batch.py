@@ -27,7 +27,7 @@ from tests.api.conftest import (
     row_snapshot,
     visit_batch_payload,
 )
-from tests.followup.clinical_setup import make_lot, make_patient, make_study, make_transplant
+from tests.factories import make_lot, make_patient, make_study, make_transplant
 
 pytestmark = pytest.mark.django_db
 

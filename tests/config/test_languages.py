@@ -5,12 +5,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.utils import translation
 
 from core.i18n import model_label_texts
 from notifications.models import NotificationPreference
-from registry import services as rs
+from tests.factories import make_site, make_user
 
 CATALOGUE = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 
@@ -47,9 +46,8 @@ def test_model_labels_follow_the_active_language():
 @pytest.mark.django_db
 def test_the_chosen_language_is_remembered_for_the_next_session(client, settings):
     settings.ALLOWED_HOSTS = ["testserver"]
-    site = rs.site_create(code="LANG", name="Lang", country="CN", time_zone="Asia/Shanghai")
-    user = User.objects.create_user("lang.coordinator", is_staff=True)
-    rs.membership_grant(user=user, site=site, role="coordinator")
+    site = make_site("LANG", name="Lang", country="CN", time_zone="Asia/Shanghai")
+    user = make_user("lang.coordinator", site, role="coordinator", password=None)
     client.force_login(user)
     response = client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/admin/"})
     assert response.status_code == 302
@@ -64,9 +62,8 @@ def test_the_chosen_language_is_remembered_for_the_next_session(client, settings
 @pytest.mark.django_db
 def test_english_is_the_default(client, settings):
     settings.ALLOWED_HOSTS = ["testserver"]
-    site = rs.site_create(code="LANG", name="Lang", country="CN", time_zone="Asia/Shanghai")
-    user = User.objects.create_user("lang.coordinator", is_staff=True)
-    rs.membership_grant(user=user, site=site, role="coordinator")
+    site = make_site("LANG", name="Lang", country="CN", time_zone="Asia/Shanghai")
+    user = make_user("lang.coordinator", site, role="coordinator", password=None)
     client.force_login(user)
     page = client.get("/admin/").content.decode()
     assert "Your sites today" in page and "工作清单" not in page

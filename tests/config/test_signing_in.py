@@ -8,12 +8,11 @@ import datetime as dt
 import pytest
 import time_machine
 from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 
 from registry import constants as rc
-from registry.services import membership_grant
-from tests.followup.clinical_setup import (
+from tests.factories import (
     make_site,
+    make_user,
 )
 
 pytestmark = pytest.mark.django_db
@@ -28,9 +27,7 @@ PASSWORD = "Correct-horse-battery-42"
 @pytest.fixture
 def person(db):
     site = make_site("SIGN")
-    user = get_user_model().objects.create_user(username="sign.coordinator", password=PASSWORD, is_staff=True)
-    membership_grant(user=user, site=site, role=rc.Role.COORDINATOR)
-    return user
+    return make_user("sign.coordinator", site, role=rc.Role.COORDINATOR, password=PASSWORD)
 
 
 def login(client, username: str, password: str, **extra):
@@ -87,8 +84,7 @@ def test_lockout_applies_to_the_username_from_another_address_and_to_the_address
     )
     assert is_lockout(response)
     # Another account from the locked address is refused too.
-    other = get_user_model().objects.create_user(username="sign.other", password=PASSWORD, is_staff=True)
-    membership_grant(user=other, site=person.memberships.first().site, role=rc.Role.COORDINATOR)
+    other = make_user("sign.other", person.memberships.first().site, role=rc.Role.COORDINATOR, password=PASSWORD)
     assert is_lockout(login(client, other.username, PASSWORD))
     reset()
     assert login(client, other.username, PASSWORD).status_code == 302

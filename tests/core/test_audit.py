@@ -15,8 +15,7 @@ from django.test import RequestFactory
 from core.audit import AuditDoorMiddleware, Door, audit_context, current_audit_context, history_tables
 from patients.models import Patient, TransplantEvent
 from patients.services import patient_update, patient_withdraw, transplant_record
-from tests.patients.factories import PatientFactory
-from tests.registry.factories import CellProductFactory
+from tests.factories import CellProductFactory, PatientFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
 

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from followup.models import Visit
-from tests.followup.clinical_setup import make_clinical
+from tests.factories import make_clinical
 
 pytestmark = pytest.mark.django_db
 

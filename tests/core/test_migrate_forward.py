@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from tests.followup.clinical_setup import make_clinical, make_user
+from tests.factories import make_clinical, make_user
 
 BEFORE = [
     ("registry", "0008_history_updated_at_not_indexed"),

@@ -2,7 +2,7 @@
 SLEDAI-2K total, the computed outcomes, the patient's charts, a refused value, another site's coordinator
 kept out, and the Chinese interface. Screenshots of the pages go to test-artifacts/.
 
-The tests run on the real clock. The reference patient (tests.followup.clinical_setup defaults) was infused
+The tests run on the real clock. The reference patient (tests.factories defaults) was infused
 on 2025-03-03 in Nanjing, so M1 (window 2025-03-26..04-09) has been overdue ever since. The baseline is
 recorded before the browser opens: SLEDAI-2K 16, creatinine 70 µmol/L, proteinuria 3 g/24h, C3 0.5 g/L.
 """
@@ -12,14 +12,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from followup.constants import VisitOutcome
 from followup.models import Result, Visit
 from followup.services import visit_record
 from registry import constants as rc
-from registry.services import membership_grant
-from tests.followup.clinical_setup import DAY_ZERO, make_clinical, make_site, make_study
+from tests.factories import DAY_ZERO, make_clinical, make_site, make_study, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,9 +30,7 @@ SLEDAI_CHART_MARKERS = """() => {
 
 
 def person(username: str, site):
-    user = get_user_model().objects.create_user(username=username, password=PASSWORD, is_staff=True)
-    membership_grant(user=user, site=site, role=rc.Role.COORDINATOR)
-    return user
+    return make_user(username, site, role=rc.Role.COORDINATOR, password=PASSWORD)
 
 
 @pytest.fixture

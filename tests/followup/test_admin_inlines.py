@@ -16,7 +16,7 @@ from followup.admin import AdverseEventInline, MedicationInline, ResultInline
 from followup.services import ae_record, visit_record
 from patients.constants import DoseUnit, Drug, Frequency
 from patients.services import medication_record
-from tests.followup.clinical_setup import DAY_ZERO, make_clinical, make_site, make_user
+from tests.factories import DAY_ZERO, make_clinical, make_site, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from followup.constants import VisitOutcome
 from followup.models import AdverseEvent, Visit
 from followup.services import ae_record, ae_record_submission, ae_report_clock, ae_save
 from patients.constants import PatientStatus
-from tests.followup.clinical_setup import make_clinical, make_patient, make_site, make_transplant, make_user
+from tests.factories import make_clinical, make_patient, make_site, make_transplant, make_user
 
 pytestmark = pytest.mark.django_db
 

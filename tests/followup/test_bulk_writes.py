@@ -12,7 +12,7 @@ from django.db import transaction
 from core.audit import Door, audit_context, history_bulk_create, history_of_rows, history_values
 from core.bulk import COPY_FROM, insert_rows, insert_values, update_rows, upsert_rows
 from followup.models import ComputedOutcome, Result, Visit
-from tests.followup.clinical_setup import make_clinical
+from tests.factories import make_clinical
 
 pytestmark = pytest.mark.django_db
 

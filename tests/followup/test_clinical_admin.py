@@ -15,7 +15,7 @@ from followup.computations import plain
 from followup.constants import VisitOutcome
 from followup.models import Result, Visit
 from followup.services import visit_record
-from tests.followup.clinical_setup import make_clinical, make_patient, make_site, make_transplant, make_user
+from tests.factories import make_clinical, make_patient, make_site, make_transplant, make_user
 
 pytestmark = pytest.mark.django_db
 

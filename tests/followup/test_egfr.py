@@ -20,7 +20,7 @@ from followup.computations import egfr_ckd_epi_2021
 from followup.constants import VisitOutcome
 from followup.models import Result
 from followup.services import visit_record
-from tests.followup.clinical_setup import DAY_ZERO, make_clinical
+from tests.factories import DAY_ZERO, make_clinical
 
 D = Decimal
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from followup import outcomes as o
 from followup.models import ComputedOutcome, Visit
 from followup.services import outcomes_recompute_patients, visit_record
-from tests.followup.clinical_setup import DAY_ZERO, make_clinical
+from tests.factories import DAY_ZERO, make_clinical
 
 values = st.fixed_dictionaries(
     {

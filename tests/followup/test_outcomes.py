@@ -13,7 +13,7 @@ from followup.models import ComputedOutcome
 from followup.services import outcome_definitions_for, outcomes_recompute, visit_record, visit_record_unscheduled
 from patients.services import medication_record
 from registry.models import OutcomeSettings
-from tests.followup.clinical_setup import DAY_ZERO, make_clinical
+from tests.factories import DAY_ZERO, make_clinical
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,7 @@
 """Safety signals: lab findings and the yearly malignancy question, raised once, reviewed by a person, and
 announced once to the site's investigators.
 
-Reference patient (tests.followup.clinical_setup defaults): site in Nanjing (Asia/Shanghai), day 0
+Reference patient (tests.factories defaults): site in Nanjing (Asia/Shanghai), day 0
 2025-03-03, windows BL 02-17..03-03, M1 03-26..04-09, M3 05-19..06-16, M6 08-18..09-15. Visits are recorded
 with the wall clock at SETUP (2025-10-01, after all of them); sweeps and sends get an explicit `now`.
 """
@@ -26,7 +26,7 @@ from notifications.ledger import notifications_send_due, signals_notify_sweep
 from notifications.models import Notification
 from patients.services import patient_record_death, patient_withdraw
 from registry.constants import Role
-from tests.followup.clinical_setup import make_clinical, make_site, make_user
+from tests.factories import make_clinical, make_site, make_user
 from tests.helpers import row_counts
 
 pytestmark = pytest.mark.django_db

@@ -18,9 +18,8 @@ from patients.services import (
     transplant_correct,
     transplant_record,
 )
+from tests.factories import CellProductFactory, PatientFactory
 from tests.helpers import refused
-from tests.patients.factories import PatientFactory
-from tests.registry.factories import CellProductFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
 

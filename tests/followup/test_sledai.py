@@ -14,7 +14,7 @@ from followup.computations import sledai_total
 from followup.constants import VisitOutcome
 from followup.models import Result
 from followup.services import visit_record
-from tests.followup.clinical_setup import DAY_ZERO, make_clinical
+from tests.factories import DAY_ZERO, make_clinical
 
 WEIGHTS = {code: item.weight for code, item in SLEDAI_ITEMS.items()}
 

@@ -14,8 +14,7 @@ from followup.constants import VisitOutcome, VisitState
 from followup.models import Visit
 from followup.states import site_today, visit_state
 from patients.services import transplant_record
-from tests.patients.factories import PatientFactory
-from tests.registry.factories import CellProductFactory
+from tests.factories import CellProductFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from followup.models import Result, Visit
-from tests.followup.clinical_setup import DAY_ZERO, make_clinical, make_user
+from tests.factories import DAY_ZERO, make_clinical, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from followup.models import Result, Visit
 from followup.services import visit_mark_missed, visit_record, visit_record_unscheduled
 from followup.states import site_today
 from patients.services import patient_record_death
-from tests.followup.clinical_setup import (
+from tests.factories import (
     make_clinical,
     make_lot,
     make_patient,

@@ -16,7 +16,7 @@ from followup.models import Visit
 from followup.services import VisitEntry, visit_record, visits_record_batch
 from patients.constants import PatientStatus
 from patients.services import patient_change_status
-from tests.followup.clinical_setup import CONSENT, DAY_ZERO, make_clinical
+from tests.factories import CONSENT, DAY_ZERO, make_clinical
 
 pytestmark = pytest.mark.django_db
 

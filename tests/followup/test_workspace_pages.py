@@ -33,9 +33,8 @@ from followup.services import ae_record, visit_record
 from patients.models import Patient
 from registry import constants as rc
 from registry.models import CellProduct
-from registry.services import lot_save, membership_grant
-from tests.followup.clinical_setup import (
-    PASSING_RELEASE_TESTS,
+from registry.services import membership_grant
+from tests.factories import (
     make_lot,
     make_patient,
     make_site,
@@ -64,28 +63,12 @@ def clock():
 
 
 def lot_of(study, site, *, lot_number: str, tissue_source: str = rc.TissueSource.UMBILICAL_CORD) -> CellProduct:
-    """A released lot of `tissue_source` (make_lot always makes umbilical-cord lots)."""
+    """A released lot of `tissue_source`; a lot not from umbilical cord shares the donor of a cord lot made
+    beside it (`<lot_number>-TPL`)."""
     if tissue_source == rc.TissueSource.UMBILICAL_CORD:
         return make_lot(study, site, lot_number=lot_number)
     template = make_lot(study, site, lot_number=f"{lot_number}-TPL")
-    fields = {name: getattr(template, name) for name in PASSING_RELEASE_TESTS}
-    lot = CellProduct(
-        lot_number=lot_number,
-        study=study,
-        site=site,
-        donor=template.donor,
-        tissue_source=tissue_source,
-        origin=rc.ProductOrigin.ALLOGENEIC,
-        passage_number=4,
-        cryopreserved_on=D(2024, 11, 1),
-        expires_on=D(2026, 11, 1),
-        cells_per_unit=100_000_000,
-        units=10,
-        **fields,
-    )
-    lot = lot_save(lot=lot)
-    assert lot.release_status == rc.ReleaseStatus.RELEASED, lot.release_failures
-    return lot
+    return make_lot(study, site, lot_number=lot_number, donor=template.donor, tissue_source=tissue_source)
 
 
 def infused_patient(study, site, lot, subject_code: str, day_zero: dt.date) -> Patient:

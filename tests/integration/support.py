@@ -455,25 +455,6 @@ def run_action(env: dict, *args: str, timeout: float = WAIT) -> subprocess.Compl
 
 # A small registry, built through the services ------------------------------------------------------------
 
-# Release test results that meet every ISCT criterion.
-PASSING_RELEASE_TESTS = {
-    "plastic_adherent": True,
-    "cd105_pct": Decimal("98.5"),
-    "cd73_pct": Decimal("99.1"),
-    "cd90_pct": Decimal("97.8"),
-    "cd45_pct": Decimal("0.8"),
-    "cd34_pct": Decimal("0.5"),
-    "cd14_or_cd11b_pct": Decimal("1.1"),
-    "cd79a_or_cd19_pct": Decimal("0.4"),
-    "hla_dr_pct": Decimal("0.9"),
-    "trilineage_shown": True,
-    "viability_pct": Decimal("92.0"),
-    "sterility": "negative",
-    "mycoplasma": "negative",
-    "endotoxin_eu_per_ml": Decimal("0.120"),
-    "karyotype": "normal",
-}
-
 # The stage of each visit of the default template on day `offset` after day 0, with the default reminder
 # policy (upcoming 7 days before the window, closing 3 days before its end, overdue-N every 7 days after
 # it, escalated after the 4th). Worked out by hand from docs/clinical-rules.md, "Follow-up schedule" (BL -14/+0
@@ -549,15 +530,10 @@ class Clinic:
 
 
 def _person(username: str, email: str, site, role: str, digest: bool) -> Person:
-    from django.contrib.auth import get_user_model
-
     from notifications.models import NotificationPreference
-    from registry.services import membership_grant
+    from tests.factories import make_user
 
-    user = get_user_model().objects.create_user(
-        username=username, email=email, password="not-used-in-tests", is_staff=True
-    )
-    membership_grant(user=user, site=site, role=role)
+    user = make_user(username, site, role=role, email=email)
     if not digest:
         NotificationPreference.objects.create(user=user, digest=False)
     return Person(user=user, email=email, digest=digest)
@@ -583,25 +559,21 @@ def build_clinic(
     from django.utils import timezone
 
     from patients import constants as pc
-    from patients.services import patient_enroll, transplant_record
     from registry import constants as rc
     from registry.constants import Role
-    from registry.models import CellProduct, Donor
-    from registry.services import donor_save, lot_save, site_create, study_create
+    from tests.factories import make_donor, make_lot, make_patient, make_site, make_study, make_transplant
 
     time_zone = time_zone or midday_time_zone(timezone.now())
     zone = zoneinfo.ZoneInfo(time_zone)
     today = timezone.now().astimezone(zone).date()
-    site = site_create(
-        code="FAULTS", name="Fault-test Hospital", country="CN", time_zone=time_zone, safety_email=safety_email
-    )
-    study = study_create(
+    site = make_site("FAULTS", name="Fault-test Hospital", country="CN", time_zone=time_zone, safety_email=safety_email)
+    study = make_study(
+        site,
         code="MSCT-FAULTS",
         registration_id="NCT09999999",
         title="Allogeneic MSC transplantation in refractory SLE (fault tests)",
         phase=rc.StudyPhase.PHASE_1_2,
         target_enrolment=200,
-        sites=[site],
         **({"safety_contact_email": safety_contact_email} if safety_contact_email else {}),
     )
     if send_hour is not None:
@@ -622,32 +594,22 @@ def build_clinic(
     ]
 
     earliest = today - dt.timedelta(days=max(day_zero_offsets) + 30)
-    donor = donor_save(
-        donor=Donor(study=study, site=site, code="D0001", relation=rc.DonorRelation.UNRELATED, sex=rc.Sex.FEMALE,
-                    age_at_donation=28)
-    )  # fmt: skip
-    lot = lot_save(
-        lot=CellProduct(
-            lot_number="UC-FAULTS-0001",
-            study=study,
-            site=site,
-            donor=donor,
-            tissue_source=rc.TissueSource.UMBILICAL_CORD,
-            origin=rc.ProductOrigin.ALLOGENEIC,
-            passage_number=4,
-            cryopreserved_on=earliest - dt.timedelta(days=30),
-            expires_on=today + dt.timedelta(days=365),
-            cells_per_unit=100_000_000,
-            units=100,
-            **PASSING_RELEASE_TESTS,
-        )
+    donor = make_donor(study, site, code="D0001", age_at_donation=28)
+    lot = make_lot(
+        study,
+        site,
+        lot_number="UC-FAULTS-0001",
+        donor=donor,
+        cryopreserved_on=earliest - dt.timedelta(days=30),
+        expires_on=today + dt.timedelta(days=365),
+        units=100,
     )
     clinic = Clinic(site=site, study=study, coordinators=people_c, investigators=people_i)
     for number, offset in enumerate(day_zero_offsets, start=1):
         day_zero = today - dt.timedelta(days=offset)
-        patient = patient_enroll(
-            study=study,
-            site=site,
+        patient = make_patient(
+            study,
+            site,
             subject_code=f"F-{number:03d}",
             sex=rc.Sex.FEMALE,
             birth_year=1988,
@@ -656,13 +618,7 @@ def build_clinic(
             consent_date=day_zero - dt.timedelta(days=20),
             refractory_to=[pc.Drug.CYCLOPHOSPHAMIDE, pc.Drug.PREDNISONE],
         )
-        transplant_record(
-            patient=patient,
-            lot=lot,
-            infused_at=dt.datetime.combine(day_zero, dt.time(10, 0), tzinfo=zone),
-            weight_kg=Decimal("55.0"),
-            dose_cells_per_kg=1_000_000,
-        )
+        make_transplant(patient, lot, day=day_zero, weight_kg=Decimal("55.0"))
         clinic.patients.append(patient)
         clinic.day_zero_offset[patient.pk] = offset
     return clinic

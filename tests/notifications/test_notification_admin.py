@@ -17,7 +17,7 @@ from followup.models import SafetySignal, Visit
 from notifications.ledger import reminders_sweep
 from notifications.models import Notification, NotificationPreference
 from registry.constants import Role
-from tests.followup.clinical_setup import local_datetime, make_lot, make_patient, make_transplant, make_user
+from tests.factories import local_datetime, make_lot, make_patient, make_transplant, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -33,9 +33,7 @@ def clock(now: dt.datetime):
 
 
 def member(username: str, site, role: str = Role.COORDINATOR):
-    user = make_user(username, site, role=role)
-    user.email = f"{username}@registry.example"
-    user.save(update_fields=["email"])
+    user = make_user(username, site, role=role, email=f"{username}@registry.example")
     return user
 
 

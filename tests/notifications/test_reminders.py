@@ -42,7 +42,7 @@ from notifications.models import Notification, NotificationPreference
 from patients.services import patient_record_death, patient_withdraw
 from registry.constants import Role
 from registry.models import Membership, ReminderPolicy, Site, Study
-from tests.followup.clinical_setup import local_datetime, make_lot, make_patient, make_transplant, make_user
+from tests.factories import local_datetime, make_lot, make_patient, make_transplant, make_user
 from tests.helpers import row_counts
 
 pytestmark = pytest.mark.django_db
@@ -79,9 +79,7 @@ def send(now: dt.datetime):
 
 def member(username: str, site: Site, role: str, **preferences):
     """A staff user with an e-mail address and a role at `site` (and e-mail preferences when given)."""
-    user = make_user(username, site, role=role)
-    user.email = f"{username}@registry.example"
-    user.save(update_fields=["email"])
+    user = make_user(username, site, role=role, email=f"{username}@registry.example")
     if preferences:
         NotificationPreference.objects.create(user=user, **preferences)
     return user

@@ -11,9 +11,8 @@ from patients import constants as c
 from patients.models import Patient
 from patients.services import patient_enroll, patient_update
 from registry.constants import Sex
+from tests.factories import PatientFactory, StudyFactory
 from tests.helpers import refused
-from tests.patients.factories import PatientFactory
-from tests.registry.factories import StudyFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
 
@@ -86,7 +85,7 @@ def test_inactive_user_cannot_add_a_patient(study, site_a, coordinator_a, superu
 
 
 def test_site_outside_the_study_is_refused(study):
-    from tests.registry.factories import SiteFactory
+    from tests.factories import SiteFactory
 
     outsider = SiteFactory(code="ELSEWHERE")
 

@@ -10,7 +10,7 @@ from django.utils import translation
 
 from patients.constants import Drug
 from patients.models import Patient
-from tests.followup.clinical_setup import make_clinical, make_patient, make_user
+from tests.factories import make_clinical, make_patient, make_user
 
 pytestmark = pytest.mark.django_db
 

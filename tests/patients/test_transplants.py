@@ -13,9 +13,8 @@ from followup.models import Visit
 from patients.models import Patient, TransplantEvent
 from patients.services import patient_record_death, patient_update, patient_withdraw, transplant_record
 from registry import constants as rc
+from tests.factories import CellProductFactory, PatientFactory
 from tests.helpers import refused
-from tests.patients.factories import PatientFactory
-from tests.registry.factories import CellProductFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
 
@@ -156,7 +155,7 @@ def test_lot_expiry_is_judged_on_the_local_date(study, site_a, patient):
 
 
 def test_lot_of_another_study_is_refused(site_a, patient):
-    from tests.registry.factories import StudyFactory
+    from tests.factories import StudyFactory
 
     foreign = CellProductFactory(study=StudyFactory(code="OTHER", sites=[site_a]), site=site_a)
 

@@ -9,7 +9,7 @@ from django.test import RequestFactory
 
 from registry.admin import VisitDefinitionInline
 from registry.models import Study
-from tests.followup.clinical_setup import make_site, make_study, make_user
+from tests.factories import make_site, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import pytest
 from registry import constants as c
 from registry.models import CellProduct
 from registry.services import lot_evaluate_release, lot_save
-from tests.registry.factories import PASSING_RELEASE_TESTS, CellProductFactory
+from tests.factories import PASSING_RELEASE_TESTS, CellProductFactory
 
 pytestmark = pytest.mark.django_db
 

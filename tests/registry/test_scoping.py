@@ -13,8 +13,7 @@ from followup.models import Visit
 from patients.models import Patient, TransplantEvent
 from patients.services import transplant_record
 from registry.models import CellProduct, Donor, Site, Study
-from tests.patients.factories import PatientFactory
-from tests.registry.factories import CellProductFactory, StudyFactory
+from tests.factories import CellProductFactory, PatientFactory, StudyFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
 

@@ -1,7 +1,7 @@
 """The small cohort of the cohort report's tests, worked out by hand, and helpers to read its report.
 
 The cohort (study RPT-SLE, sites RPA and RPB; site RPC takes part only in another study). Everyone is
-infused on 2025-03-03 (day 0; clinical_setup's DAY_ZERO) and the visits are recorded on their target days:
+infused on 2025-03-03 (day 0; DAY_ZERO of tests.factories) and the visits are recorded on their target days:
 BL 2025-03-03, M3 2025-06-02 (day 91), M6 2025-09-01 (day 182).
 
     site RPA
@@ -38,12 +38,11 @@ from followup import constants as fc
 from followup.services import ae_record, visit_record
 from patients.services import patient_record_death
 from registry import constants as rc
-from registry.models import CellProduct, Donor, Site, Study
-from registry.services import donor_save, lot_save
+from registry.models import Site, Study
 from reporting.cohort import CohortFilter, cohort_report
-from tests.followup.clinical_setup import (
+from tests.factories import (
     DAY_ZERO,
-    PASSING_RELEASE_TESTS,
+    make_donor,
     make_lot,
     make_patient,
     make_site,
@@ -83,37 +82,6 @@ class Cohort:
     patients: dict
 
 
-def make_bone_marrow_lot(study: Study, site: Site, lot_number: str) -> CellProduct:
-    donor = donor_save(
-        donor=Donor(
-            study=study,
-            site=site,
-            code=f"DN-{lot_number}",
-            relation=rc.DonorRelation.UNRELATED,
-            sex=rc.Sex.MALE,
-            age_at_donation=31,
-        )
-    )
-    lot = lot_save(
-        lot=CellProduct(
-            lot_number=lot_number,
-            study=study,
-            site=site,
-            donor=donor,
-            tissue_source=rc.TissueSource.BONE_MARROW,
-            origin=rc.ProductOrigin.ALLOGENEIC,
-            passage_number=3,
-            cryopreserved_on=dt.date(2024, 11, 1),
-            expires_on=dt.date(2026, 11, 1),
-            cells_per_unit=100_000_000,
-            units=10,
-            **PASSING_RELEASE_TESTS,
-        )
-    )
-    assert lot.release_status == rc.ReleaseStatus.RELEASED, lot.release_failures
-    return lot
-
-
 def record(patient, code: str, on: dt.date, items: list[str], prot: str, pred: str):
     visit = patient.visits.get(code=code)
     return visit_record(
@@ -130,7 +98,15 @@ def build_cohort() -> Cohort:
     study = make_study(site_a, site_b, code=STUDY)
     other_study = make_study(site_c, code="RPT-OTHER")
     uc_a = make_lot(study, site_a, lot_number="UC-RPA-1")
-    bm_a = make_bone_marrow_lot(study, site_a, "BM-RPA-1")
+    bm_donor = make_donor(study, site_a, code="DN-BM-RPA-1", sex=rc.Sex.MALE, age_at_donation=31)
+    bm_a = make_lot(
+        study,
+        site_a,
+        lot_number="BM-RPA-1",
+        donor=bm_donor,
+        tissue_source=rc.TissueSource.BONE_MARROW,
+        passage_number=3,
+    )
     uc_b = make_lot(study, site_b, lot_number="UC-RPB-1")
 
     a1 = make_patient(study, site_a, subject_code="A-01", sex="F", birth_year=1990)

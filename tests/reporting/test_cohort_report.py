@@ -20,7 +20,7 @@ from registry.api_keys import api_key_issue
 from registry.models import Site
 from reporting.charts import charts
 from reporting.cohort import CohortFilter, cohort_report, rate
-from tests.followup.clinical_setup import (
+from tests.factories import (
     DAY_ZERO,
     DIAGNOSIS,
     make_clinical,

@@ -38,7 +38,7 @@ from reporting.api.exports import ExportViewSet
 from reporting.constants import ExportState
 from reporting.models import ExportJob
 from tests.conftest import FROZEN_NOW
-from tests.followup.clinical_setup import DAY_ZERO, make_lot, make_patient, make_study, make_transplant, make_user
+from tests.factories import DAY_ZERO, make_lot, make_patient, make_study, make_transplant, make_user
 
 # The ExportJob admin registers itself on import; import it before admin.site.urls is read below.
 importlib.import_module("reporting.admin")

@@ -13,7 +13,7 @@ from django.utils import translation
 from followup.services import visit_record
 from reporting.charts import charts
 from reporting.cohort import CohortFilter
-from tests.followup.clinical_setup import (
+from tests.factories import (
     make_clinical,
     make_user,
 )
