@@ -2,7 +2,7 @@
 schedule"): nothing before consent, in the future or after the patient died, withdrew or was lost to follow-up;
 a baseline visit on or before day 0, every later scheduled visit after it. And every error of a visit at once.
 
-Default timeline: consent 2025-01-15, day 0 2025-03-03 (tests/followup/clinical_setup.py)."""
+Default timeline: consent 2025-01-15, day 0 2025-03-03 (tests/factories.py)."""
 
 from __future__ import annotations
 
