@@ -218,3 +218,46 @@ def test_switching_the_language_selector_to_chinese(page, live, clinical, coordi
     with page.expect_navigation():
         page.select_option("#language-select", "en")
     assert "Worklist" in page.locator("#content").inner_text()
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_wrong_input_is_refused_at_each_field_in_one_pass(page, live, clinical, coordinator, artifacts, language):
+    """A decimal comma, text in a number field and a day-first date, typed as a coordinator would: each is
+    refused beside its field in one pass, the typed text kept, nothing stored."""
+    m3 = clinical.visit("M3")
+    sign_in(page, live, coordinator.username)
+    if language != "en":
+        with page.expect_navigation():
+            page.select_option("#language-select", language)
+    page.goto(f"{live}/admin/followup/visit/{m3.pk}/change/")
+    assert page.get_attribute("#id_CREAT_value", "type") == "text"
+    assert page.get_attribute("#id_CREAT_value", "inputmode") == "decimal"
+    page.fill("#id_actual_date", "02/06/2025")
+    page.fill("#id_CREAT_value", "68,5")
+    page.fill("#id_PLT_value", "abc")
+    page.fill("#id_ALB_value", "7")
+    page.select_option("#id_ALB_unit", "g/dL")  # 70 g/L, above 60: a rule of the service, not of the field
+    with page.expect_navigation():
+        page.click('input[name="_save"]')
+    page.screenshot(path=str(artifacts / f"visit-wrong-input-{language}.png"), full_page=True)
+    expected = {
+        "en": {
+            "actual_date": "year first: 2026-10-01",
+            "CREAT_value": "Use a point for decimals",
+            "PLT_value": "is not a number",
+            "ALB_value": "outside the plausible range",
+        },
+        "zh-hans": {
+            "actual_date": "日期请按年-月-日填写",
+            "CREAT_value": "小数请用小数点",
+            "PLT_value": "不是数字",
+            "ALB_value": "ALB",
+        },
+    }[language]
+    for field, words in expected.items():
+        row = page.locator(f".form-row.field-{field}")
+        assert words in row.locator(".errorlist").inner_text(), (field, row.inner_text())
+    assert page.input_value("#id_CREAT_value") == "68,5"
+    assert page.input_value("#id_PLT_value") == "abc"
+    assert Visit.objects.get(pk=m3.pk).outcome == VisitOutcome.OPEN
+    assert not Result.objects.filter(visit=m3).exists()
