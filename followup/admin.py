@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -321,6 +322,10 @@ class VisitAdmin(ScopedAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def response_post_save_change(self, request, obj):
+        """ "Save" takes the coordinator back to the worklist, where the next visit waits."""
+        return HttpResponseRedirect(reverse(f"{self.admin_site.name}:index"))
 
     def service_save(self, request, instance, cleaned_data, change):
         if cleaned_data.get("missed_reason") and not cleaned_data.get("actual_date"):

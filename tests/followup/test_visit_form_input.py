@@ -108,3 +108,8 @@ def test_ticked_items_with_a_different_total_are_refused_not_the_total_dropped(p
     response, errors = page(sledai_assessed="on", sledai_items=["arthritis", "rash"], sledai_total_only="6")
     assert errors == {} and response.status_code == 302
     assert Result.objects.get(visit=page.visit, code="SLEDAI2K").value == 6
+
+
+def test_save_returns_to_the_worklist(page):
+    response, errors = page(PLT_value="210")
+    assert errors == {} and response["Location"] == "/admin/"
