@@ -52,6 +52,24 @@ def synthetic_study():
 # 3. Reminder sweep -------------------------------------------------------------------------------------
 
 
+def table_names() -> dict[str, str]:
+    """The tables the baseline SQL reads, from the models (a moved model keeps its table, `Meta.db_table`)."""
+    from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
+    from patients.models import Patient, TransplantEvent
+    from registry.models import ReminderPolicy
+
+    models = {
+        "visit": Visit,
+        "result": Result,
+        "outcome": ComputedOutcome,
+        "ae": AdverseEvent,
+        "patient": Patient,
+        "transplant": TransplantEvent,
+        "policy": ReminderPolicy,
+    }
+    return {name: model._meta.db_table for name, model in models.items()}
+
+
 def due_set_sql(now: dt.datetime) -> int:
     """The visits that get a reminder today and their stage, in one query (the baseline of the sweep)."""
     from django.db import connection
@@ -61,6 +79,7 @@ def due_set_sql(now: dt.datetime) -> int:
     from registry.models import ReminderPolicy, Site
 
     sites = list(Site.objects.all())
+    tables = table_names()
     values = ", ".join(["(%s, %s::date)"] * len(sites))
     params: list = []
     for site in sites:
@@ -76,10 +95,10 @@ def due_set_sql(now: dt.datetime) -> int:
                          > COALESCE(rp.overdue_max_reminders, 4) THEN 'escalated'
                     ELSE 'overdue-' || ((s.today - v.window_end - 1) / COALESCE(rp.overdue_repeat_days, 7) + 1)
                END AS stage
-        FROM followup_visit v
-        JOIN patients_patient p ON p.id = v.patient_id
+        FROM {tables["visit"]} v
+        JOIN {tables["patient"]} p ON p.id = v.patient_id
         JOIN site_today s ON s.site_id = p.site_id
-        LEFT JOIN registry_reminderpolicy rp ON rp.study_id = p.study_id
+        LEFT JOIN {tables["policy"]} rp ON rp.study_id = p.study_id
         WHERE v.outcome = 'open' AND NOT (p.status = ANY(%s))
           AND v.window_start <= s.today + COALESCE(rp.upcoming_days, 7) AND v.window_start <= %s
     """
@@ -131,16 +150,16 @@ REPORT_SQL = [
     """
     SELECT v.code, r.code, count(*), avg(r.value), stddev_samp(r.value),
            percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY r.value)
-    FROM followup_result r JOIN followup_visit v ON v.id = r.visit_id JOIN cohort c ON c.id = v.patient_id
+    FROM {result} r JOIN {visit} v ON v.id = r.visit_id JOIN cohort c ON c.id = v.patient_id
     WHERE v.outcome = 'completed' AND r.code = ANY(%(codes)s)
     GROUP BY 1, 2
     """,
     # Change from baseline among patients with both values: n, mean and SD of the change.
     """
     SELECT v.code, r.code, count(*), avg(r.value - b.value), stddev_samp(r.value - b.value)
-    FROM followup_result r JOIN followup_visit v ON v.id = r.visit_id JOIN cohort c ON c.id = v.patient_id
-    JOIN (SELECT bv.patient_id, br.code, br.value FROM followup_result br
-          JOIN followup_visit bv ON bv.id = br.visit_id
+    FROM {result} r JOIN {visit} v ON v.id = r.visit_id JOIN cohort c ON c.id = v.patient_id
+    JOIN (SELECT bv.patient_id, br.code, br.value FROM {result} br
+          JOIN {visit} bv ON bv.id = br.visit_id
           WHERE bv.code = 'BL' AND bv.outcome = 'completed') b ON b.patient_id = v.patient_id AND b.code = r.code
     WHERE v.outcome = 'completed' AND v.code <> 'BL' AND r.code = ANY(%(codes)s)
     GROUP BY 1, 2
@@ -157,7 +176,7 @@ REPORT_SQL = [
            count(*) FILTER (WHERE o.remission = 'complete'), count(*) FILTER (WHERE o.remission = 'partial'),
            count(*) FILTER (WHERE o.remission <> ''), count(*) FILTER (WHERE o.renal_response = 'complete'),
            count(*) FILTER (WHERE o.flare IN ('mild_moderate', 'severe'))
-    FROM followup_computedoutcome o JOIN followup_visit v ON v.id = o.visit_id JOIN cohort c ON c.id = v.patient_id
+    FROM {outcome} o JOIN {visit} v ON v.id = o.visit_id JOIN cohort c ON c.id = v.patient_id
     GROUP BY 1
     """,
     # Survival: deaths and patients at risk at each landmark (last contact from the completed visits).
@@ -166,13 +185,13 @@ REPORT_SQL = [
            count(*) FILTER (WHERE l.last_contact - c.day_zero >= 182),
            count(*) FILTER (WHERE l.last_contact - c.day_zero >= 365),
            count(*) FILTER (WHERE l.last_contact - c.day_zero >= 730)
-    FROM cohort c JOIN (SELECT patient_id, max(actual_date) AS last_contact FROM followup_visit
+    FROM cohort c JOIN (SELECT patient_id, max(actual_date) AS last_contact FROM {visit}
                         WHERE outcome = 'completed' GROUP BY patient_id) l ON l.patient_id = c.id
     """,
     # Adverse events by category, grade and relatedness.
     """
     SELECT a.category, a.grade, a.relatedness, count(*), count(DISTINCT a.patient_id)
-    FROM followup_adverseevent a JOIN cohort c ON c.id = a.patient_id
+    FROM {ae} a JOIN cohort c ON c.id = a.patient_id
     GROUP BY GROUPING SETS ((a.category), (a.grade), (a.relatedness))
     """,
 ]
@@ -181,7 +200,7 @@ COHORT_CTE = """
     WITH cohort AS MATERIALIZED (
         SELECT p.id, p.sex, p.status, t.infused_at::date AS day_zero,
                extract(year FROM t.infused_at) - p.birth_year AS age, t.infused_at::date - p.diagnosis_date AS disease_days
-        FROM patients_patient p JOIN patients_transplantevent t ON t.patient_id = p.id AND t.infusion_number = 1
+        FROM {patient} p JOIN {transplant} t ON t.patient_id = p.id AND t.infusion_number = 1
         WHERE p.study_id = %(study)s
     )
 """
@@ -194,7 +213,8 @@ def report_sql(study_id: int) -> None:
 
     with connection.cursor() as cursor:
         for statement in REPORT_SQL:
-            cursor.execute(COHORT_CTE + statement, {"study": study_id, "codes": TIME_POINT_CODES})
+            sql = (COHORT_CTE + statement).format(**table_names())
+            cursor.execute(sql, {"study": study_id, "codes": TIME_POINT_CODES})
             cursor.fetchall()
 
 
@@ -331,13 +351,14 @@ def workload_ingest_prepare(count: int, batch: int) -> dict:
         with raw.copy("COPY bench_visit (id, actual_date) FROM STDIN") as copy:
             for visit_id, _, _, _, window_end in copy_rows:
                 copy.write_row((visit_id, min(today, window_end)))
+        tables = table_names()
         raw.execute(
-            "UPDATE followup_visit v SET outcome = 'completed', actual_date = b.actual_date, updated_at = %s "
+            f"UPDATE {tables['visit']} v SET outcome = 'completed', actual_date = b.actual_date, updated_at = %s "
             "FROM bench_visit b WHERE v.id = b.id",
             [stamp],
         )
         columns = "visit_id, code, value, entered_value, entered_unit, derived, created_at, updated_at"
-        with raw.copy(f"COPY followup_result ({columns}) FROM STDIN") as copy:
+        with raw.copy(f"COPY {tables['result']} ({columns}) FROM STDIN") as copy:
             for visit_id, *_ in copy_rows:
                 for code, value in WRITE_RESULTS.items():
                     copy.write_row((visit_id, code, value, value, "", False, stamp, stamp))
