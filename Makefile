@@ -9,7 +9,7 @@ VAR_DIR := $(or $(REGISTRY_VAR_DIR),var)
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint check clean bench
+.PHONY: venv run test test-fast lint check clean bench
 
 # The virtual environment; dependencies are reinstalled only when pyproject.toml changes.
 venv: $(STAMP)
@@ -37,6 +37,11 @@ run: venv
 # pytest's exit code; a run that collects no tests (exit code 5) fails too.
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The quick loop while working: every test but those marked `slow` (fuzzing, worker and server processes,
+# the browser, the seeding of synthetic cohorts, anything over about 2 s), on one worker per core.
+test-fast: venv
+	$(PY) -m pytest -m "not slow" -n auto $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_TEST = "tests/core/test_audit.py::test_every_history_table_has_the_append_only_trigger"
 REDIS_TEST = "tests/test_services_rule.py::test_redis_answers_ping"
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.redis
 def test_redis_answers_ping(settings):

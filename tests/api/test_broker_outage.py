@@ -24,6 +24,8 @@ from tests.api.conftest import (
 )
 from tests.api.routes import WRITES
 
+pytestmark = pytest.mark.slow
+
 DEAD_BROKER = "redis://127.0.0.1:1/0"
 
 

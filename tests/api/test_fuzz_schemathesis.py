@@ -48,7 +48,7 @@ from tests.factories import (
 )
 
 # Transactional, so that every request commits or fails on its own as it does in production.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 MIN_REQUESTS = 2000
 EXAMPLES_PER_MODE = int(os.environ.get("FUZZ_EXAMPLES", "35"))

@@ -105,6 +105,7 @@ def snapshot(patient) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_example_client_runs_end_to_end_and_again_without_duplicates(live_server, partner):
     from followup.models import ComputedOutcome, Visit
     from patients.models import Patient, TransplantEvent

@@ -175,6 +175,7 @@ def test_detail_query_count_is_pinned(solo, name, django_assert_num_queries):
     assert response.status_code == 200
 
 
+@pytest.mark.slow
 def test_query_counts_are_the_same_with_one_row_and_with_a_full_page(solo):
     client = solo["client"]
     small = {name: count_queries(client, url) for name, url in LISTS.items()}

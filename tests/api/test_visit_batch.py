@@ -219,6 +219,7 @@ def test_a_replayed_batch_answers_the_first_answer_and_writes_nothing(batch):
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_the_number_of_queries_does_not_grow_with_the_batch(site_a):
     # On PostgreSQL, from COPY_FROM rows up every table is written by COPY: the same statements for 50
     # visits as for 100. (SQLite splits bulk inserts by its limit of 999 parameters, so it is not pinned.)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.db import close_old_connections, connections
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def _backend_pid(connection) -> int:

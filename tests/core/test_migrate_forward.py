@@ -99,6 +99,7 @@ def _seed_with_the_old_models(apps, clinical, user) -> dict[str, int]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_database_of_the_old_layout_migrates_forward_with_every_row_kept():
     clinical = make_clinical()

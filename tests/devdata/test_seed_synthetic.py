@@ -18,7 +18,7 @@ from patients.constants import INACTIVE_STATUSES
 from patients.models import Patient, TransplantEvent
 from registry.models import Study, VisitDefinition
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 TODAY = dt.date(2026, 9, 1)
 PATIENTS = 30

@@ -19,7 +19,7 @@ from followup.services import visit_record
 from registry import constants as rc
 from tests.factories import DAY_ZERO, make_clinical, make_site, make_study, make_user
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 PASSWORD = "Browser-coordinator-2026"
 BASELINE_ITEMS = ["arthritis", "rash", "alopecia", "low_complement", "increased_dna_binding", "proteinuria"]  # 16

@@ -49,7 +49,7 @@ from tests.integration.support import (
     workers_cleanup,
 )
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 # Worker processes and threads read what the test wrote: committed data (a transactional test).
 committed = pytest.mark.django_db(transaction=True)

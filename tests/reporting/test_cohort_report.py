@@ -575,6 +575,7 @@ def test_admin_report_of_a_study_with_little_data_shows_no_none(client, frozen_n
     assert "None" not in text, text[text.index("None") - 200 : text.index("None") + 50]
 
 
+@pytest.mark.slow
 def test_report_of_the_cohort_shows_no_none(client, cohort):
     client.force_login(make_user("report_coord_none", cohort.site_a))
     for params in ({}, {"compare": "infusions"}, {"cell_source": "adipose"}):
