@@ -193,6 +193,8 @@ SPECTACULAR_SETTINGS = {
         "TestOutcomeEnum": "registry.constants.TestOutcome",
         "DrugEnum": "patients.constants.Drug",
         "ReleaseStatusEnum": "registry.constants.ReleaseStatus",
+        "RecordStatusEnum": "followup.constants.RecordStatus",
+        "NotDoneReasonEnum": "followup.constants.NotDoneReason",
     },
 }
 CACHES = {
