@@ -32,6 +32,7 @@ from followup.selectors import lot_lookback
 from patients.admin import PatientAdmin
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import day_zero
+from registry.admin import VisitDefinitionAdmin
 from registry.admin_tools import (
     ScopedAdmin,
     ScopedReadOnlyInlineMixin,
@@ -40,6 +41,7 @@ from registry.admin_tools import (
     export_csv_action,
 )
 from registry.constants import TissueSource
+from registry.models import VisitDefinition
 
 ENTERED_ANALYTES = [a for a in ANALYTES.values() if not a.computed and a.code != "SLEDAI2K"]
 
@@ -723,3 +725,32 @@ class PatientWorkspaceAdmin(PatientAdmin):
 
 admin.site.unregister(Patient)
 admin.site.register(Patient, PatientWorkspaceAdmin)
+
+
+class VisitDefinitionItemsForm(ServiceModelForm):
+    """A time point of the template, its required items chosen from the catalogue."""
+
+    required_items = forms.MultipleChoiceField(
+        choices=[(code, f"{code}: {analyte.label}") for code, analyte in ANALYTES.items() if not analyte.computed],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label=_("required items"),
+        help_text=_("Result codes that must be recorded, or said not done with a reason, to complete the visit."),
+    )
+
+    class Meta:
+        model = VisitDefinition
+        fields = "__all__"
+
+    def clean_required_items(self):
+        chosen = self.cleaned_data["required_items"]
+        return [code for code in ANALYTES if code in chosen]  # in the catalogue's order
+
+
+class VisitDefinitionItemsAdmin(VisitDefinitionAdmin):
+    form = VisitDefinitionItemsForm
+    list_display = [*VisitDefinitionAdmin.list_display, "required_items"]
+
+
+admin.site.unregister(VisitDefinition)
+admin.site.register(VisitDefinition, VisitDefinitionItemsAdmin)

@@ -4,6 +4,7 @@ first button; completing lists each required item missing beside its field; a re
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -88,3 +89,33 @@ def test_complete_with_a_reason_per_missing_item_completes(page):
         _save="Save correction", sledai_assessed="on", C4_not_done="not_available", reason="C3 re-run", **ALL_BUT_C4
     )
     assert errors == {} and page.visit.outcome == VisitOutcome.COMPLETED
+
+
+def test_a_study_edits_the_required_items_of_a_visit_from_the_catalogue(client):
+    from registry.models import VisitDefinition
+    from tests.factories import make_superuser
+
+    site = make_site()
+    study = make_study(site, required_items=True)
+    definition = VisitDefinition.objects.get(study=study, code="M6")
+    client.force_login(make_superuser("template_editor"))
+    url = f"/admin/registry/visitdefinition/{definition.pk}/change/"
+    html = client.get(url).content.decode()
+    checked = set(re.findall(r'name="required_items" value="(\w+)"[^>]*checked', html))
+    assert checked == {"SLEDAI2K", "PROT24H", "CREAT", "C3", "C4", "ADSDNA"}
+    fields = {
+        "study": study.pk,
+        "code": "M6",
+        "label": definition.label,
+        "offset_days": definition.offset_days,
+        "window_before_days": definition.window_before_days,
+        "window_after_days": definition.window_after_days,
+        "required_items": ["C3", "CREAT", "SLEDAI2K"],
+    }
+    response = client.post(url, fields)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    definition.refresh_from_db()
+    assert definition.required_items == ["SLEDAI2K", "CREAT", "C3"]  # in the catalogue's order
+    fields["required_items"] = ["NOPE"]
+    response = client.post(url, fields)
+    assert response.status_code == 200 and "NOPE is not one of the available choices" in response.content.decode()
