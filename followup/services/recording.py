@@ -11,6 +11,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from core.audit import history_of_rows
 from core.bulk import insert_values, update_rows, without_jit
@@ -276,10 +277,13 @@ def _completeness(visit, existing, entry, converted, remove, correcting, errors)
         was_complete = correcting and visit.outcome == VisitOutcome.COMPLETED
         held = [code for code in missing if code in existing] if was_complete else missing
         for code in held:
-            label = ANALYTES[code].label if code in ANALYTES else code
+            label = gettext(ANALYTES[code].label) if code in ANALYTES else code
             errors.setdefault(code, []).append(
-                f"{code} ({label}) is required to complete visit {visit.code}: record it, or give the reason it "
-                "was not done (not done, not available); or save the visit as in progress."
+                gettext(
+                    "%(code)s (%(label)s) is required to complete visit %(visit)s: record it, or give the reason "
+                    "it was not done (not done, not available); or save the visit as in progress."
+                )
+                % {"code": code, "label": label, "visit": visit.code}
             )
     return not_done, missing
 
