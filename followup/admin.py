@@ -2,10 +2,12 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -27,6 +29,7 @@ from followup.constants import (
     VisitOutcome,
     VisitState,
 )
+from followup.history import visit_history
 from followup.models import AdverseEvent, ComputedOutcome, LotLookback, Result, SafetySignal, Visit
 from followup.selectors import lot_lookback
 from patients.admin import PatientAdmin
@@ -367,6 +370,23 @@ class VisitAdmin(ScopedAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def history_view(self, request, object_id, extra_context=None):
+        """One history of the visit: its fields, its results and its SLEDAI-2K items, who, when, door, why."""
+        visit = self.get_object(request, unquote(object_id))
+        if visit is None or not self.has_view_or_change_permission(request, visit):
+            raise Http404
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("History: %(visit)s") % {"visit": visit},
+            "subtitle": None,
+            "opts": self.model._meta,
+            "object": visit,
+            "entries": visit_history(visit),
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/followup/visit/history.html", context)
 
     def response_post_save_change(self, request, obj):
         """Saving takes the coordinator back to the worklist, where the next visit waits; a visit left in

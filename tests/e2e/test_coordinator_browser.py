@@ -337,3 +337,9 @@ def test_enter_saves_in_progress_and_completing_asks_for_each_missing_item(page,
     assert bl.outcome == VisitOutcome.COMPLETED
     assert bl.not_done == {"ADSDNA": "not_available", "C4": "not_available", "PROT24H": "not_available"}
     assert in_progress.get_by_role("link", name=f"{clinical.patient.subject_code} – BL", exact=True).count() == 0
+
+    page.goto(f"{live}/admin/followup/visit/{bl.pk}/history/")
+    history = page.locator("#visit-history").inner_text()
+    page.screenshot(path=str(artifacts / f"visit-history-{language}.png"), full_page=True)
+    assert coordinator.username in history and "CREAT" in history and "C3" in history
+    assert words["state"] in history  # the outcome went from open to in progress, then to completed
