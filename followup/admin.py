@@ -478,6 +478,7 @@ class AdverseEventAdmin(ScopedAdmin):
         "relatedness",
         "expected",
         "onset_date",
+        "pre_treatment",
         "initial_report_due",
         "report_clock",
     ]
@@ -485,7 +486,7 @@ class AdverseEventAdmin(ScopedAdmin):
     search_fields = ["patient__subject_code", "term"]
     list_select_related = ["patient__site"]
     autocomplete_fields = ["patient"]
-    readonly_fields = ["initial_report_due", "complete_report_due", "report_clock"]
+    readonly_fields = ["pre_treatment", "initial_report_due", "complete_report_due", "report_clock"]
 
     @admin.display(description="serious", boolean=True)
     def serious_flag(self, obj):

@@ -14,6 +14,7 @@ def schedule_on_first_infusion(sender, *, patient, day_zero, **kwargs):
 @receiver(day_zero_moved, dispatch_uid="followup.move_visits_with_day_zero")
 def move_visits_with_day_zero(sender, *, patient, day_zero, **kwargs):
     services.visits_move_day_zero(patient=patient, day_zero=day_zero)
+    services.ae_flag_pre_treatment(patient=patient, day_zero=day_zero)
 
 
 @receiver(patient_left_follow_up, dispatch_uid="followup.take_out_future_visits")

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from followup.constants import VisitOutcome
 from followup.models import AdverseEvent, Visit
-from patients.constants import INACTIVE_STATUSES
+from patients.constants import INACTIVE_STATUSES, PatientStatus
 from patients.models import ConcomitantMedication, Patient
 
 CHUNK = 5000
@@ -54,13 +54,18 @@ def _courses(patients) -> dict[int, _Course]:
     return courses
 
 
-def _common(course: _Course, on_date: dt.date) -> list[str]:
+def _common(
+    course: _Course, on_date: dt.date, *, after_death_only: bool = False, before_consent: bool = True
+) -> list[str]:
+    """The rules of every dated record; an adverse event or a medication may follow a withdrawal or a loss to
+    follow-up (it is still reported), not a death; a medication may have started before consent."""
     rules = []
     if on_date > course.today:
         rules.append("in the future")
-    if course.consent and on_date < course.consent:
+    if before_consent and course.consent and on_date < course.consent:
         rules.append(f"before consent ({course.consent.isoformat()})")
-    if course.ended and on_date > course.ended:
+    ended = course.ended and (not after_death_only or course.ended_as == PatientStatus.DECEASED)
+    if ended and on_date > course.ended:
         rules.append(f"after the patient left follow-up ({course.ended_as}, {course.ended.isoformat()})")
     return rules
 
@@ -88,13 +93,13 @@ def time_rule_breaches(*, study_code: str | None = None) -> list[Breach]:
             elif offset > 0 and actual <= day_zero:
                 rules.append(f"on or before day 0 ({day_zero.isoformat()})")
         breaches += [Breach(course.site, course.subject, f"visit {code}", actual, rule) for rule in rules]
-    for model, label, date_field in (
-        (AdverseEvent, "adverse event", "onset_date"),
-        (ConcomitantMedication, "medication", "start_date"),
+    for model, label, date_field, before_consent in (
+        (AdverseEvent, "adverse event", "onset_date", True),
+        (ConcomitantMedication, "medication", "start_date", False),
     ):
         rows = model.objects.filter(patient_id__in=patients.values("pk")).order_by()
         for pk, patient_id, on_date in rows.values_list("pk", "patient_id", date_field).iterator(chunk_size=CHUNK):
             course = courses[patient_id]
-            rules = _common(course, on_date)
+            rules = _common(course, on_date, after_death_only=True, before_consent=before_consent)
             breaches += [Breach(course.site, course.subject, f"{label} {pk}", on_date, rule) for rule in rules]
     return sorted(breaches, key=lambda b: (b.site, b.subject, b.on_date, b.record, b.rule))

@@ -185,6 +185,11 @@ class AdverseEvent(TimeStampedModel):
     term = models.CharField(max_length=200, help_text="Event term, e.g. herpes zoster.")
     category = models.CharField(max_length=20, choices=c.AECategory.choices)
     onset_date = models.DateField()
+    pre_treatment = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Onset before the first infusion: not treatment-emergent (set by the registry).",
+    )
     resolution_date = models.DateField(null=True, blank=True, help_text="For a fatal event: the date of death.")
     grade = models.PositiveSmallIntegerField("CTCAE grade", choices=c.CTCAEGrade.choices)
     serious_death = models.BooleanField("serious: death", default=False)

@@ -52,18 +52,14 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
 
     now = now or timezone.now()
     sites = {s.pk: s for s in Site.objects.for_user(user)}
-    latest_today = max((s.today(now) for s in sites.values()), default=now.date())
+    horizon = max((s.today(now) for s in sites.values()), default=now.date()) + dt.timedelta(days=horizon_days)
     visits = (
         Visit.objects.for_user(user)
         .with_state(now)
-        # A visit in progress stays until completed, whatever its patient's status since; the others are
-        # of patients still followed, and within the horizon.
+        # In progress: until completed, whatever the patient's status since; the others: patients followed.
         .filter(
             Q(state=VisitState.IN_PROGRESS)
-            | Q(
-                state__in=[VisitState.DUE, VisitState.OVERDUE, VisitState.SCHEDULED],
-                window_start__lte=latest_today + dt.timedelta(days=horizon_days),
-            )
+            | Q(state__in=[VisitState.DUE, VisitState.OVERDUE, VisitState.SCHEDULED], window_start__lte=horizon)
             & ~Q(patient__status__in=INACTIVE_STATUSES)
         )
         .select_related("patient__site")

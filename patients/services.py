@@ -338,8 +338,19 @@ def medication_save(*, medication: ConcomitantMedication, actor=None, reason: st
     ensure_can_write(actor, medication.patient.site_id, field="patient")
     if medication.pk and not reason.strip():
         raise ValidationError({"reason": "Give a reason for changing clinical data."})
-    if medication.start_date and medication.start_date > medication.patient.site.today():
+    patient = Patient.objects.select_related("site").get(pk=medication.patient_id)  # as stored: its status now
+    start = medication.start_date
+    if start and start > patient.site.today():
         raise ValidationError({"start_date": "The start date cannot be in the future."})
+    # A start before consent is kept as given: a medication taken since before the study (prior and
+    # concomitant, as CDASH's CM) still counts for the outcomes on the days it is taken.
+    if start and patient.status == c.PatientStatus.DECEASED and patient.status_date and start > patient.status_date:
+        raise ValidationError(
+            {
+                "start_date": f"Patient {patient.subject_code} died on {patient.status_date.isoformat()}; "
+                "a medication cannot start after that."
+            }
+        )
     return save_validated(medication, reason=reason)
 
 

@@ -316,6 +316,7 @@ class AdverseEventSerializer(ModelSerializer):
             "subject_code",
             "infusion_number",
             *AE_FIELDS,
+            "pre_treatment",
             "serious",
             "is_susar",
             "initial_report_due",

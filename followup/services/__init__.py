@@ -7,7 +7,14 @@
 - `adverse_events`: adverse events and the expedited-reporting clock.
 """
 
-from followup.services.adverse_events import ae_due_dates, ae_record, ae_record_submission, ae_report_clock, ae_save
+from followup.services.adverse_events import (
+    ae_due_dates,
+    ae_flag_pre_treatment,
+    ae_record,
+    ae_record_submission,
+    ae_report_clock,
+    ae_save,
+)
 from followup.services.outcomes import outcome_definitions_for, outcomes_recompute, outcomes_recompute_patients
 from followup.services.recording import (
     NEW_RESULT_FIELDS,
@@ -41,6 +48,7 @@ __all__ = [
     "outcomes_recompute",
     "outcomes_recompute_patients",
     "ae_due_dates",
+    "ae_flag_pre_treatment",
     "ae_save",
     "ae_record",
     "ae_record_submission",

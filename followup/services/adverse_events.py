@@ -12,7 +12,7 @@ from followup.models import AdverseEvent
 from followup.states import site_today
 from patients.constants import PatientStatus
 from patients.models import Patient
-from patients.services import local_date, patient_record_death
+from patients.services import day_zero, local_date, patient_record_death
 from registry.services import ensure_can_write
 
 # Adverse events ----------------------------------------------------------------------------------------
@@ -30,7 +30,7 @@ def ae_due_dates(ae: AdverseEvent) -> tuple[dt.date | None, dt.date | None]:
 
 def _check_ae(ae: AdverseEvent) -> None:
     errors: dict[str, str] = {}
-    patient = ae.patient
+    patient = Patient.objects.select_related("site").get(pk=ae.patient_id)  # as stored: its status now
     today = site_today(patient.site)
     for name in (
         "onset_date",
@@ -42,6 +42,17 @@ def _check_ae(ae: AdverseEvent) -> None:
         value = getattr(ae, name)
         if value and value > today:
             errors[name] = "This date cannot be in the future."
+    onset = ae.onset_date
+    if onset and patient.consent_date and onset < patient.consent_date and "onset_date" not in errors:
+        errors["onset_date"] = (
+            f"{onset.isoformat()} is before patient {patient.subject_code} consented "
+            f"({patient.consent_date.isoformat()}); an event before consent is medical history, not an adverse "
+            "event of the study."
+        )
+    if onset and patient.status == PatientStatus.DECEASED and patient.status_date and onset > patient.status_date:
+        errors["onset_date"] = (
+            f"Patient {patient.subject_code} died on {patient.status_date.isoformat()}; an event cannot start after that."
+        )
     if ae.transplant_id:
         if ae.transplant.patient_id != patient.pk:
             errors["transplant"] = "This infusion belongs to another patient."
@@ -75,6 +86,8 @@ def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
     ae.full_clean(exclude=["initial_report_due", "complete_report_due"])
     _check_ae(ae)
     ae.initial_report_due, ae.complete_report_due = ae_due_dates(ae)
+    first_infusion = day_zero(ae.patient)
+    ae.pre_treatment = first_infusion is None or ae.onset_date < first_infusion
     if reason:
         ae._change_reason = reason
     ae.save()
@@ -82,6 +95,20 @@ def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
     if ae.grade == c.CTCAEGrade.DEATH and patient.status != PatientStatus.DECEASED:
         patient_record_death(patient=patient, on_date=ae.resolution_date, cause=ae.term, actor=actor)
     return ae
+
+
+def ae_flag_pre_treatment(*, patient: Patient, day_zero: dt.date) -> int:
+    """Day 0 moved: an event is pre-treatment when its onset is before the (new) first infusion. Returns
+    how many events changed flag (each with a history row saying why)."""
+    changed = 0
+    for ae in AdverseEvent.objects.filter(patient=patient).select_for_update():
+        flag = ae.onset_date < day_zero
+        if ae.pre_treatment != flag:
+            ae.pre_treatment = flag
+            ae._change_reason = f"day 0 moved to {day_zero.isoformat()}"
+            ae.save(update_fields=["pre_treatment", "updated_at"])
+            changed += 1
+    return changed
 
 
 def ae_record(*, patient: Patient, actor=None, **fields) -> AdverseEvent:

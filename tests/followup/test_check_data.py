@@ -66,7 +66,7 @@ def test_records_stored_against_the_rules_are_each_listed_with_the_rule(clinical
     subject, site = clinical.patient.subject_code, clinical.site.code
     Visit.objects.filter(pk=clinical.visits["M1"].pk).update(actual_date=DAY_ZERO - dt.timedelta(days=5))
     Visit.objects.filter(pk=clinical.visits["BL"].pk).update(actual_date=CONSENT - dt.timedelta(days=2))
-    ConcomitantMedication.objects.filter(patient=clinical.patient).update(start_date=CONSENT - dt.timedelta(days=1))
+    ConcomitantMedication.objects.filter(patient=clinical.patient).update(start_date=dt.date(2099, 1, 14))
     AdverseEvent.objects.filter(patient=clinical.patient).update(onset_date=CONSENT - dt.timedelta(days=3))
     medication = ConcomitantMedication.objects.get(patient=clinical.patient)
     ae = AdverseEvent.objects.get(patient=clinical.patient)
@@ -76,8 +76,8 @@ def test_records_stored_against_the_rules_are_each_listed_with_the_rule(clinical
     assert lines == [
         f"{site}\t{subject}\tadverse event {ae.pk}\t2025-01-12\tbefore consent (2025-01-15)",
         f"{site}\t{subject}\tvisit BL\t2025-01-13\tbefore consent (2025-01-15)",
-        f"{site}\t{subject}\tmedication {medication.pk}\t2025-01-14\tbefore consent (2025-01-15)",
         f"{site}\t{subject}\tvisit M1\t2025-02-26\ton or before day 0 (2025-03-03)",
+        f"{site}\t{subject}\tmedication {medication.pk}\t2099-01-14\tin the future",
         "4 record(s) break a time rule.",
     ]
 
