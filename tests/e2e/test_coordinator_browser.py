@@ -343,3 +343,33 @@ def test_enter_saves_in_progress_and_completing_asks_for_each_missing_item(page,
     page.screenshot(path=str(artifacts / f"visit-history-{language}.png"), full_page=True)
     assert coordinator.username in history and "CREAT" in history and "C3" in history
     assert words["state"] in history  # the outcome went from open to in progress, then to completed
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_adverse_event_and_medication_pages_refuse_a_day_first_date_with_the_rule(
+    page, live, clinical, coordinator, artifacts, language
+):
+    """The date rule of the visit page holds on the other pages with dates: a day-first date is refused at
+    its field with the year-first hint, in the reader's language; nothing is stored."""
+    from followup.models import AdverseEvent
+    from patients.models import ConcomitantMedication
+
+    hint = {"en": "year first: 2026-10-01", "zh-hans": "日期请按年-月-日填写"}[language]
+    sign_in(page, live, coordinator.username)
+    if language != "en":
+        with page.expect_navigation():
+            page.select_option("#language-select", language)
+    for path, fields, name in [
+        ("followup/adverseevent", {"onset_date": "05/11/2025", "aware_date": "2025-11-05"}, "ae"),
+        ("patients/concomitantmedication", {"start_date": "05/11/2025", "dose": "10"}, "medication"),
+    ]:
+        page.goto(f"{live}/admin/{path}/add/")
+        for field, typed in fields.items():
+            page.fill(f"#id_{field}", typed)
+        with page.expect_navigation():
+            page.press(f"#id_{next(iter(fields))}", "Enter")
+        page.screenshot(path=str(artifacts / f"{name}-day-first-date-{language}.png"), full_page=True)
+        field = next(iter(fields))
+        assert hint in page.locator(f".form-row.field-{field} .errorlist").inner_text(), field
+        assert page.input_value(f"#id_{field}") == "05/11/2025"  # what was typed is kept
+    assert not AdverseEvent.objects.exists() and not ConcomitantMedication.objects.exists()
