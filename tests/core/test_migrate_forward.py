@@ -49,12 +49,13 @@ def _row_counts() -> dict[str, int]:
     return counts
 
 
-def _seed_with_the_old_models(apps, clinical, user) -> dict[str, int]:
-    """Rows written through the followup app's models as they were before the move."""
+def _seed_with_the_old_models(apps, clinical, user, m1_pk: int) -> dict[str, int]:
+    """Rows written through the followup app's models as they were before the move (`m1_pk`: the patient's
+    visit M1, read before the schema went back)."""
     now = timezone.now()
     notification = apps.get_model("followup", "Notification").objects.create(
         kind="visit_reminder",
-        object_id=clinical.visit("M1").pk,
+        object_id=m1_pk,
         stage="due",
         recipient_email="coordinator@example.org",
         recipient_user_id=user.pk,
@@ -64,7 +65,7 @@ def _seed_with_the_old_models(apps, clinical, user) -> dict[str, int]:
     )
     apps.get_model("followup", "Notification").objects.create(
         kind="visit_escalation",
-        object_id=clinical.visit("M1").pk,
+        object_id=m1_pk,
         stage="escalated",
         recipient_email="investigator@example.org",
         site_id=clinical.site.pk,
@@ -105,11 +106,12 @@ def test_a_database_of_the_old_layout_migrates_forward_with_every_row_kept():
     clinical = make_clinical()
     user = make_user("migrating-coordinator", clinical.site)
     latest = _latest()
+    m1_pk = clinical.visit("M1").pk
     try:
         old = _migrate(BEFORE)
         untouched = [node for node in latest if node[0] not in {app for app, _ in BEFORE}]
         apps = old.loader.project_state([*untouched, *(node for node in BEFORE if node[1])]).apps
-        ids = _seed_with_the_old_models(apps, clinical, user)
+        ids = _seed_with_the_old_models(apps, clinical, user, m1_pk)
         before = _row_counts()
         assert before["followup_notification"] == 2
         assert before["followup_exportjob"] == 1
@@ -144,3 +146,41 @@ def test_a_database_of_the_old_layout_migrates_forward_with_every_row_kept():
     assert entry.get_edited_object() == row
     moved = ContentType.objects.filter(model__in=list(MOVED))
     assert sorted((ct.app_label, ct.model) for ct in moved) == sorted((app, model) for model, (app, _) in MOVED.items())
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_existing_templates_get_the_default_required_items_and_existing_events_their_pre_treatment_flag():
+    from followup.models import AdverseEvent
+    from followup.services import ae_record
+    from registry.models import VisitDefinition
+
+    clinical = make_clinical()  # its template without required items (tests.factories)
+    day_zero = dt.date(2025, 3, 3)
+    for onset in (day_zero - dt.timedelta(days=2), day_zero + dt.timedelta(days=2)):
+        ae_record(
+            patient=clinical.patient,
+            term="Fever",
+            category="other",
+            onset_date=onset,
+            grade=1,
+            relatedness="unlikely",
+            expected=True,
+            aware_date=onset,
+        )
+    latest = _latest()
+    try:
+        _migrate(
+            [
+                ("registry", "0008_history_updated_at_not_indexed"),
+                ("followup", "0009_models_moved_to_notifications_and_reporting"),
+            ]
+        )
+        _migrate(latest)
+    finally:
+        _migrate(latest)
+    required = dict(VisitDefinition.objects.filter(study=clinical.study).values_list("code", "required_items"))
+    assert {code for code, items in required.items() if items} == {"BL", "M3", "M6", "M12"}
+    assert required["M6"] == ["SLEDAI2K", "PROT24H", "CREAT", "C3", "C4", "ADSDNA"]
+    flags = sorted(AdverseEvent.objects.filter(patient=clinical.patient).values_list("onset_date", "pre_treatment"))
+    assert [flag for _, flag in flags] == [True, False]
