@@ -12,6 +12,21 @@ class VisitOutcome(models.TextChoices):
     NOT_REQUIRED = "not_required", "Not required"
 
 
+class Comparator(models.TextChoices):
+    """How a censored result relates to its value (FHIR Quantity.comparator): "<10" is below a limit of 10.
+
+    docs/clinical-rules.md, "Censored results"."""
+
+    LT = "<", "<"
+    LE = "<=", "<="
+    GE = ">=", ">="
+    GT = ">", ">"
+
+
+# The comparators that put the true value below (or at most at) the value given.
+BELOW_COMPARATORS = frozenset({Comparator.LT, Comparator.LE})
+
+
 class VisitState(models.TextChoices):
     SCHEDULED = "scheduled", "Scheduled"
     DUE = "due", "Due"
