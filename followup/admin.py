@@ -13,11 +13,11 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from core.forms import StrictDecimalField
+from core.forms import Censored, CensoredDecimalField, StrictDecimalField
 from followup import safety, services
-from followup.catalogue import ANALYTES, SLEDAI_ITEMS
+from followup.catalogue import ANALYTES, CENSORABLE_CODES, SLEDAI_ITEMS
 from followup.charts import patient_charts
-from followup.computations import plain
+from followup.computations import censored_text, plain
 from followup.constants import AECategory, CTCAEGrade, Relatedness, VisitState
 from followup.models import AdverseEvent, ComputedOutcome, LotLookback, Result, SafetySignal, Visit
 from followup.selectors import lot_lookback
@@ -76,7 +76,8 @@ def _sledai_codes():
 def _analyte_fields() -> dict[str, forms.Field]:
     fields: dict[str, forms.Field] = {}
     for analyte in ENTERED_ANALYTES:
-        fields[f"{analyte.code}_value"] = StrictDecimalField(
+        number_field = CensoredDecimalField if analyte.code in CENSORABLE_CODES else StrictDecimalField
+        fields[f"{analyte.code}_value"] = number_field(
             required=False, label=format_lazy("{}: {}", analyte.code, _(analyte.label)), decimal_places=4, max_digits=14
         )
         fields[f"{analyte.code}_unit"] = forms.ChoiceField(
@@ -126,7 +127,9 @@ class VisitRecordFormBase(ServiceModelForm):
         for code, row in existing.items():
             if f"{code}_value" in self.fields:
                 entered = row.entered_value is not None and row.entered_unit in ANALYTES[code].units
-                self.fields[f"{code}_value"].initial = plain(row.entered_value if entered else row.value)
+                self.fields[f"{code}_value"].initial = censored_text(
+                    row.entered_value if entered else row.value, row.comparator
+                )
                 self.fields[f"{code}_unit"].initial = row.entered_unit if entered else ANALYTES[code].unit
         if self.instance.pk and self.instance.sledai_items is not None:
             self.fields["sledai_items"].initial = self.instance.sledai_items
@@ -157,7 +160,8 @@ class VisitRecordFormBase(ServiceModelForm):
         for analyte in ENTERED_ANALYTES:
             value = cleaned_data.get(f"{analyte.code}_value")
             if value is not None:
-                results[analyte.code] = (value, cleaned_data.get(f"{analyte.code}_unit") or analyte.unit)
+                value, comparator = (value.number, value.comparator) if isinstance(value, Censored) else (value, "")
+                results[analyte.code] = (value, cleaned_data.get(f"{analyte.code}_unit") or analyte.unit, comparator)
         if cleaned_data.get("sledai_total_only") is not None:  # beside ticked items, it must agree with them
             results["SLEDAI2K"] = (cleaned_data["sledai_total_only"], "points")
         return results
@@ -183,7 +187,7 @@ class ResultInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
 
     @admin.display(description=_("value"))
     def shown_value(self, obj):
-        return plain(obj.value)
+        return obj.shown_value
 
     @admin.display(description=_("unit"))
     def canonical_unit(self, obj):
@@ -191,7 +195,7 @@ class ResultInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
 
     @admin.display(description=_("entered value"))
     def shown_entered_value(self, obj):
-        return self.get_empty_value_display() if obj.entered_value is None else plain(obj.entered_value)
+        return self.get_empty_value_display() if obj.entered_value is None else obj.shown_entered_value
 
 
 class VisitStateFilter(admin.SimpleListFilter):
@@ -312,7 +316,7 @@ class VisitAdmin(ScopedAdmin):
                 % {
                     "value": change["value"],
                     "baseline": change["baseline"],
-                    "absolute": change["absolute"],
+                    "absolute": change["absolute"] if change["absolute"] is not None else "–",
                     "percent": change["percent"] if change["percent"] is not None else "–",
                 },
             )
@@ -347,7 +351,7 @@ class VisitAdmin(ScopedAdmin):
 
 @admin.register(Result)
 class ResultAdmin(ScopedAdmin):
-    list_display = ["visit", "code", "value", "entered_value", "entered_unit", "derived"]
+    list_display = ["visit", "code", "shown_value", "shown_entered_value", "entered_unit", "derived"]
     list_filter = ["code", "derived", "visit__patient__site"]
     search_fields = ["visit__patient__subject_code"]
     list_select_related = ["visit__patient"]
@@ -357,6 +361,14 @@ class ResultAdmin(ScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # results are recorded and corrected on their visit's page
+
+    @admin.display(description=_("value"), ordering="value")
+    def shown_value(self, obj):
+        return obj.shown_value
+
+    @admin.display(description=_("entered value"), ordering="entered_value")
+    def shown_entered_value(self, obj):
+        return obj.shown_entered_value or self.get_empty_value_display()
 
 
 @admin.register(ComputedOutcome)
