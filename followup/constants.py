@@ -23,6 +23,11 @@ class Comparator(models.TextChoices):
     GT = ">", ">"
 
 
+COMPARATOR_HELP = (
+    "Blank for an exact value. For a censored laboratory result, as FHIR's Quantity.comparator: '<', '<=', "
+    "'>=' or '>', and the value is the limit (\"<10\": below 10). It holds for the value and the entered value."
+)
+
 # The comparators that put the true value below (or at most at) the value given.
 BELOW_COMPARATORS = frozenset({Comparator.LT, Comparator.LE})
 

@@ -13,12 +13,6 @@ from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 
 
-COMPARATOR_HELP = (
-    "Blank for an exact value. For a censored laboratory result, as FHIR's Quantity.comparator: '<', '<=', "
-    "'>=' or '>', and the value is the limit (\"<10\": below 10). It holds for the value and the entered value."
-)
-
-
 class ResultSerializer(ModelSerializer):
     unit = serializers.SerializerMethodField()
     visit_code = serializers.CharField(source="visit.code", read_only=True)
@@ -39,7 +33,7 @@ class ResultSerializer(ModelSerializer):
             "derived",
             "updated_at",
         ]
-        extra_kwargs = {"comparator": {"help_text": COMPARATOR_HELP}}
+        extra_kwargs = {"comparator": {"help_text": c.COMPARATOR_HELP}}
 
     def get_unit(self, obj) -> str:
         return ANALYTES[obj.code].unit
@@ -76,7 +70,7 @@ class VisitResultSerializer(ModelSerializer):
     class Meta:
         model = Result
         fields = ["code", "comparator", "value", "unit", "entered_value", "entered_unit", "derived"]
-        extra_kwargs = {"comparator": {"help_text": COMPARATOR_HELP}}
+        extra_kwargs = {"comparator": {"help_text": c.COMPARATOR_HELP}}
         list_serializer_class = VisitResultListSerializer
 
     def get_unit(self, obj) -> str:
