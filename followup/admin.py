@@ -314,8 +314,8 @@ class VisitAdmin(ScopedAdmin):
                 code,
                 gettext("%(value)s vs baseline %(baseline)s (%(absolute)s, %(percent)s %%)")
                 % {
-                    "value": change["value"],
-                    "baseline": change["baseline"],
+                    "value": change.get("comparator", "") + change["value"],
+                    "baseline": change.get("baseline_comparator", "") + change["baseline"],
                     "absolute": change["absolute"] if change["absolute"] is not None else "–",
                     "percent": change["percent"] if change["percent"] is not None else "–",
                 },

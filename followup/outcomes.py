@@ -149,7 +149,8 @@ def change_from_baseline(
 ) -> dict[str, dict]:
     """Per code with a baseline: baseline, value, absolute and percent change, as text. `baseline_text` may
     hold the baselines already written as text (they are the same at every visit of a patient). A censored
-    value or baseline is written with its comparator ("<10"), and its changes are None: a bound has none."""
+    value or baseline comes with its comparator ("comparator", "baseline_comparator": "<"), and its changes
+    are None: a bound has none."""
     changes = {}
     censored, base_censored = censored or {}, base_censored or {}
     for code, value in sorted(values.items()):
@@ -157,12 +158,11 @@ def change_from_baseline(
             continue
         base = baseline[code]
         if code in censored or code in base_censored:
-            changes[code] = {
-                "baseline": base_censored.get(code, "") + plain(base),
-                "value": censored.get(code, "") + plain(value),
-                "absolute": None,
-                "percent": None,
-            }
+            changes[code] = {"baseline": plain(base), "value": plain(value), "absolute": None, "percent": None}
+            if code in base_censored:
+                changes[code]["baseline_comparator"] = base_censored[code]
+            if code in censored:
+                changes[code]["comparator"] = censored[code]
             continue
         absolute = value - base
         percent = (absolute / base * 100).quantize(_HUNDREDTH) if base != 0 else None

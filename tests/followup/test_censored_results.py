@@ -178,7 +178,7 @@ def test_change_from_baseline_of_a_censored_value_has_the_sign_and_no_arithmetic
     )
     visit_record(visit=clinical.visit("M3"), actual_date=M3, results={"ADSDNA": ("10", None, "<"), "C3": ("0.9", None)})
     changes = ComputedOutcome.objects.get(visit=clinical.visit("M3")).changes
-    assert changes["ADSDNA"] == {"baseline": "60", "value": "<10", "absolute": None, "percent": None}
+    assert changes["ADSDNA"] == {"baseline": "60", "value": "10", "comparator": "<", "absolute": None, "percent": None}
     assert changes["C3"]["absolute"] == "0.3"
 
 
