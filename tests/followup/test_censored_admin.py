@@ -5,6 +5,7 @@ refused at the field, naming it and the rule."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -108,3 +109,24 @@ def test_a_censored_value_unchanged_is_not_a_change(page):
     response, errors = page(ADSDNA_value="<10", reason="checked")
     assert errors == {} and response.status_code == 302
     assert Result.history.filter(code="ADSDNA").count() == history
+
+
+def test_the_patient_chart_draws_a_censored_value_as_a_bound_not_as_a_point(page):
+    from followup.charts import patient_charts
+    from followup.services import visit_record
+
+    visit_record(visit=page.visit.patient.visits.get(code="BL"), actual_date=DAY_ZERO, results={"ADSDNA": "80"})
+    page(ADSDNA_value="<10")
+    svg = patient_charts(patient=page.visit.patient)["ADSDNA"]
+    assert len(re.findall(r'<use [^>]*style="fill: #1f77b4', svg)) == 1  # only BL's exact value as a filled point
+    assert "<!-- &lt;10 -->" in svg  # the censored one labelled with its sign, drawn as an open triangle
+    assert 'style="fill: #ffffff' in svg
+
+
+def test_the_outcome_summary_shows_a_censored_change_with_its_sign(page):
+    from followup.services import visit_record
+
+    visit_record(visit=page.visit.patient.visits.get(code="BL"), actual_date=DAY_ZERO, results={"ADSDNA": "80"})
+    page(ADSDNA_value="<10")
+    html = page.client.get(page.url).content.decode()
+    assert "&lt;10 vs baseline 80 (–, – %)" in html
