@@ -229,3 +229,13 @@ def test_baseline_proteinuria_below_a_limit_under_the_involvement_threshold_is_n
 def test_censored_text_writes_the_sign_before_the_value():
     assert censored_text(D("10.0000"), "<") == "<10"
     assert censored_text(D("0.0500"), "") == "0.05"
+
+
+def test_a_safety_check_reads_a_censored_value_at_its_limit_and_shows_the_sign():
+    from followup import safety
+
+    clinical = make_clinical()
+    visit_record(visit=clinical.visit("BL"), actual_date=DAY_ZERO, results={"PLT": ("210", None)})
+    low = visit_record(visit=clinical.visit("M3"), actual_date=M3, results={"PLT": ("50", None, "<")})
+    findings = safety.lab_findings([low.pk])
+    assert [(f.kind, f.detail) for f in findings] == [("thrombocytopenia", "Platelets <50 x 10^9/L at M3")]

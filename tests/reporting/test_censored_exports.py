@@ -124,3 +124,26 @@ def test_tidy_results_have_a_comparator_column_and_changes_keep_the_sign(archive
     )
     dictionary = rows(archive, "data_dictionary.csv")
     assert any(r["file"] == "tidy/results.csv" and r["column"] == "comparator" for r in dictionary)
+
+
+def test_the_cohort_report_summarises_a_censored_value_at_its_limit_and_says_how_many(site_a, study):
+    from django.http import QueryDict
+    from django.utils import translation
+
+    from reporting.cohort import cohort_report, report_csv_rows
+    from reporting.rendering import parse_filter, render_html
+
+    patient = make_patient(study, site_a, subject_code="A-001", birth_year=1990)
+    make_transplant(patient, make_lot(study, site_a))
+    visits = {v.code: v for v in patient.visits.all()}
+    visit_record(visit=visits["BL"], actual_date=DAY_ZERO, results={"ADSDNA": ("120", None)})
+    visit_record(visit=visits["M1"], actual_date=M1, results={"ADSDNA": ("10", None, "<")})
+    report = cohort_report(study=study, site_ids=[site_a.pk])
+    m1 = next(r for r in report["time_points"] if (r["time_point"], r["code"]) == ("M1", "ADSDNA"))
+    assert (m1["n"], m1["mean"], m1["censored"]) == (1, 10.0, 1)
+    bl = next(r for r in report["time_points"] if (r["time_point"], r["code"]) == ("BL", "ADSDNA"))
+    assert "censored" not in bl
+    assert ["time_point", "", "M1", "ADSDNA", "censored", 1] in list(report_csv_rows(report))
+    for language, words in (("en", "1 censored, at its limit"), ("zh-hans", "1 个删失值，按其界限值计")):
+        with translation.override(language):
+            assert words in render_html(study=study, site_ids=[site_a.pk], flt=parse_filter(QueryDict()))
