@@ -104,6 +104,7 @@ class Result(TimeStampedModel):
         choices=c.Comparator.choices,
         blank=True,
         default="",
+        db_default="",  # rows written by COPY (the synthetic cohort, the benchmark) name no comparator
         help_text="Blank for an exact value; <, <=, >= or > for a censored one (it holds for both values).",
     )
     entered_value = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
