@@ -44,6 +44,11 @@ class Finding:
     detail: str
 
 
+def _creatinine_detail(change: dict, visit_code: str) -> str:
+    value = change.get("comparator", "") + change["value"]
+    return f"Creatinine {value} umol/L at {visit_code}, baseline {change.get('baseline_comparator', '')}{change['baseline']}"
+
+
 def lab_findings(visit_ids=None) -> list[Finding]:
     """Findings from completed visits' results and computed outcomes (optionally for some visits only)."""
     findings: list[Finding] = []
@@ -66,8 +71,7 @@ def lab_findings(visit_ids=None) -> list[Finding]:
                     visit.pk,
                     c.SignalKind.CREATININE_RISE,
                     f"creatinine_rise:visit:{visit.pk}",
-                    f"Creatinine {creat.get('comparator', '')}{creat['value']} umol/L at {visit.code}, "
-                    f"baseline {creat.get('baseline_comparator', '')}{creat['baseline']}",
+                    _creatinine_detail(creat, visit.code),
                 )
             )
         if outcome.flare in ("mild_moderate", "severe"):
@@ -121,8 +125,7 @@ def lab_findings(visit_ids=None) -> list[Finding]:
                         visit.pk,
                         c.SignalKind.PROTEINURIA_DOUBLING,
                         f"proteinuria_doubling:visit:{visit.pk}",
-                        f"Proteinuria {result.shown_value} g/24h at {visit.code}, "
-                        f"previously {censored_text(*previous)}",
+                        f"Proteinuria {result.shown_value} g/24h at {visit.code}, previously {censored_text(*previous)}",
                     )
                 )
     return findings
