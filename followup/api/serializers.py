@@ -153,9 +153,11 @@ class ResultInputSerializer(serializers.Serializer):
     comparator = serializers.ChoiceField(
         choices=c.Comparator.choices,
         required=False,
+        allow_blank=True,  # "" (as read back) or null: an exact value
+        allow_null=True,
         help_text="Only for a laboratory result the laboratory reports censored (below its limit of detection, "
         "above its range): '<', '<=', '>=' or '>' (as FHIR's Quantity.comparator), and `value` is the limit. "
-        'Omit it for an exact value. E.g. {"value": 10, "comparator": "<", "unit": "IU/mL"}.',
+        'Omit it (or send "" or null) for an exact value. E.g. {"value": 10, "comparator": "<", "unit": "IU/mL"}.',
     )
 
 

@@ -194,8 +194,10 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
 
     # eGFR from creatinine (this submission's, or the one already stored and not being removed); a censored
     # creatinine gives none, and takes away the one computed from an exact creatinine before.
-    creatinine, creatinine_comparator = converted.get("CREAT", (None,))[0], converted.get("CREAT", ("",) * 5)[4]
-    if creatinine is None and "CREAT" not in remove and "CREAT" in existing:
+    creatinine, creatinine_comparator = None, ""
+    if "CREAT" in converted:
+        creatinine, creatinine_comparator = converted["CREAT"][0], converted["CREAT"][4]
+    elif "CREAT" not in remove and "CREAT" in existing:
         creatinine, creatinine_comparator = existing["CREAT"].value, existing["CREAT"].comparator
     if creatinine_comparator:
         creatinine = None

@@ -82,6 +82,17 @@ def test_a_client_that_sends_no_comparator_is_answered_as_before(world):
     assert "EGFR" in by_code(response.json()["results"])
 
 
+@pytest.mark.parametrize("exact", ["", None])
+def test_a_comparator_sent_back_as_read_means_an_exact_value(world, exact):
+    client = client_for(world.keys["a_rw"])
+    visit = world.a.visit("M3")
+    payload = visit_record_payload(results={"CREAT": {"value": 70, "comparator": exact}})
+    response = call(client, "POST", f"/api/v1/visits/{visit.pk}/record/", payload)
+    assert response.status_code == 200, response.content
+    assert Result.objects.get(visit=visit, code="CREAT").comparator == ""
+    assert "EGFR" in by_code(response.json()["results"])
+
+
 @pytest.mark.parametrize(
     ("entry", "field", "fragments"),
     [
