@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django import forms
@@ -45,6 +46,62 @@ class StrictDecimalField(forms.CharField):
         if not NUMBER.fullmatch(value):
             raise ValidationError(self.error_messages["invalid"], code="invalid", params={"value": value})
         return Decimal(value)
+
+    def prepare_value(self, value):
+        return "" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Censored:
+    """A number typed with a comparator: "<10" is Censored(Decimal("10"), "<"); the comparator is "" for a
+    number typed alone."""
+
+    number: Decimal
+    comparator: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.comparator}{self.number}"
+
+
+# A comparator, then the number: "<10", "< 10", "<=10", "≤10" (the sign written as one character is the same
+# comparator). Anything else before or after the number is refused, never read as a number.
+COMPARATOR_SIGNS = {"<": "<", "<=": "<=", "≤": "<=", ">=": ">=", "≥": ">=", ">": ">"}
+CENSORED_NUMBER = re.compile(r"(?P<sign><=|>=|<|>|≤|≥)?\s*(?P<number>.*)", re.DOTALL)
+
+
+class CensoredDecimalField(StrictDecimalField):
+    """`StrictDecimalField` for a laboratory result, which may be censored: "<10" (below a limit of 10),
+    "<=10" or "≤10", ">=2000" or "≥2000", ">2000"; a space after the sign is allowed. The value is a
+    `Censored`. Two signs ("<<10", "<>10", "=<10"), a sign alone, a sign after the number ("10<") or any other
+    text is refused with the rule; nothing is dropped."""
+
+    default_error_messages = {
+        "sign_only": _("%(label)s: “%(value)s” has a sign but no number: write the limit after it (<10)."),
+        "signs": _(
+            "%(label)s: “%(value)s” is not one comparator and a number: write one of <, <=, >=, > before the "
+            "number (<10, >=2000)."
+        ),
+    }
+
+    def to_python(self, value):
+        text = forms.CharField.to_python(self, value)
+        if text in self.empty_values:
+            return None
+        match = CENSORED_NUMBER.fullmatch(text)
+        sign, number = match["sign"] or "", match["number"].strip()
+        params = {"value": text, "label": self.label}
+        if sign and not number:
+            raise ValidationError(self.error_messages["sign_only"], code="sign_only", params=params)
+        if any(ch in number for ch in "<>=≤≥") or (not sign and "=" in text):
+            raise ValidationError(self.error_messages["signs"], code="signs", params=params)
+        try:
+            parsed = super().to_python(number)
+        except ValidationError as exc:  # the rule of a plain number, quoting what was typed, sign included
+            raise ValidationError(self.error_messages[exc.code], code=exc.code, params=params) from None
+        return Censored(parsed, COMPARATOR_SIGNS.get(sign, ""))
+
+    def run_validators(self, value):
+        super().run_validators(value.number if isinstance(value, Censored) else value)
 
     def prepare_value(self, value):
         return "" if value is None else str(value)

@@ -15,11 +15,11 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from core.forms import StrictDecimalField
+from core.forms import Censored, CensoredDecimalField, StrictDecimalField
 from followup import safety, services
-from followup.catalogue import ANALYTES, SLEDAI_ITEMS
+from followup.catalogue import ANALYTES, CENSORABLE_CODES, SLEDAI_ITEMS
 from followup.charts import patient_charts
-from followup.computations import plain
+from followup.computations import censored_text, plain
 from followup.constants import (
     AECategory,
     CTCAEGrade,
@@ -89,7 +89,8 @@ def _sledai_codes():
 def _analyte_fields() -> dict[str, forms.Field]:
     fields: dict[str, forms.Field] = {}
     for analyte in ENTERED_ANALYTES:
-        fields[f"{analyte.code}_value"] = StrictDecimalField(
+        number_field = CensoredDecimalField if analyte.code in CENSORABLE_CODES else StrictDecimalField
+        fields[f"{analyte.code}_value"] = number_field(
             required=False, label=format_lazy("{}: {}", analyte.code, _(analyte.label)), decimal_places=4, max_digits=14
         )
         fields[f"{analyte.code}_unit"] = forms.ChoiceField(
@@ -144,7 +145,9 @@ class VisitRecordFormBase(ServiceModelForm):
         for code, row in existing.items():
             if f"{code}_value" in self.fields:
                 entered = row.entered_value is not None and row.entered_unit in ANALYTES[code].units
-                self.fields[f"{code}_value"].initial = plain(row.entered_value if entered else row.value)
+                self.fields[f"{code}_value"].initial = censored_text(
+                    row.entered_value if entered else row.value, row.comparator
+                )
                 self.fields[f"{code}_unit"].initial = row.entered_unit if entered else ANALYTES[code].unit
         if self.instance.pk and self.instance.sledai_items is not None:
             self.fields["sledai_items"].initial = self.instance.sledai_items
@@ -181,7 +184,8 @@ class VisitRecordFormBase(ServiceModelForm):
         for analyte in ENTERED_ANALYTES:
             value = cleaned_data.get(f"{analyte.code}_value")
             if value is not None:
-                results[analyte.code] = (value, cleaned_data.get(f"{analyte.code}_unit") or analyte.unit)
+                value, comparator = (value.number, value.comparator) if isinstance(value, Censored) else (value, "")
+                results[analyte.code] = (value, cleaned_data.get(f"{analyte.code}_unit") or analyte.unit, comparator)
         if cleaned_data.get("sledai_total_only") is not None:  # beside ticked items, it must agree with them
             results["SLEDAI2K"] = (cleaned_data["sledai_total_only"], "points")
         return results
@@ -212,7 +216,7 @@ class ResultInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
 
     @admin.display(description=_("value"))
     def shown_value(self, obj):
-        return plain(obj.value)
+        return obj.shown_value
 
     @admin.display(description=_("unit"))
     def canonical_unit(self, obj):
@@ -220,7 +224,7 @@ class ResultInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
 
     @admin.display(description=_("entered value"))
     def shown_entered_value(self, obj):
-        return self.get_empty_value_display() if obj.entered_value is None else plain(obj.entered_value)
+        return self.get_empty_value_display() if obj.entered_value is None else obj.shown_entered_value
 
 
 class VisitStateFilter(admin.SimpleListFilter):
@@ -358,9 +362,9 @@ class VisitAdmin(ScopedAdmin):
                 code,
                 gettext("%(value)s vs baseline %(baseline)s (%(absolute)s, %(percent)s %%)")
                 % {
-                    "value": change["value"],
-                    "baseline": change["baseline"],
-                    "absolute": change["absolute"],
+                    "value": change.get("comparator", "") + change["value"],
+                    "baseline": change.get("baseline_comparator", "") + change["baseline"],
+                    "absolute": change["absolute"] if change["absolute"] is not None else "–",
                     "percent": change["percent"] if change["percent"] is not None else "–",
                 },
             )
@@ -431,7 +435,7 @@ class VisitAdmin(ScopedAdmin):
 
 @admin.register(Result)
 class ResultAdmin(ScopedAdmin):
-    list_display = ["visit", "code", "value", "entered_value", "entered_unit", "derived"]
+    list_display = ["visit", "code", "shown_value", "shown_entered_value", "entered_unit", "derived"]
     list_filter = ["code", "derived", "visit__patient__site"]
     search_fields = ["visit__patient__subject_code"]
     list_select_related = ["visit__patient"]
@@ -441,6 +445,14 @@ class ResultAdmin(ScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # results are recorded and corrected on their visit's page
+
+    @admin.display(description=_("value"), ordering="value")
+    def shown_value(self, obj):
+        return obj.shown_value
+
+    @admin.display(description=_("entered value"), ordering="entered_value")
+    def shown_entered_value(self, obj):
+        return obj.shown_entered_value or self.get_empty_value_display()
 
 
 @admin.register(ComputedOutcome)

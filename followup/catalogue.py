@@ -71,6 +71,13 @@ ANALYTES: dict[str, Analyte] = {
     ]
 }
 
+# Laboratory measurements, which a laboratory may report censored ("<10": below its limit of detection,
+# ">2000": above its range); scores, doses, weights and the computed eGFR are exact (docs/clinical-rules.md,
+# "Censored results").
+CENSORABLE_CODES = frozenset(
+    {"PROT24H", "UPCR", "ALB", "CREAT", "BUN", "C3", "C4", "ADSDNA", "ANA", "WBC", "PLT", "HGB", "TREG"}
+)
+
 RESULT_CODE_CHOICES = [(a.code, f"{a.code} – {a.label}") for a in ANALYTES.values()]
 
 # Stored precision of canonical values (Result.value has 4 decimal places).

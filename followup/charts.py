@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from decimal import Decimal
 
 from django.utils.translation import gettext
 
+from followup.computations import censored_text
 from followup.constants import VisitOutcome
 from followup.models import Result
 
@@ -34,6 +36,21 @@ def _svg(fig, plt) -> str:
     return svg[svg.index("<svg") :]
 
 
+# A censored value is drawn at its limit as an open triangle pointing where the true value lies (below "<10",
+# above ">2000") and labelled with its sign, never as an exact point (docs/clinical-rules.md, "Censored results").
+CENSORED_MARKERS = {"<": "v", "<=": "v", ">": "^", ">=": "^"}
+
+
+def _mark_censored(ax, points) -> None:
+    for x, y, comparator in points:
+        if not comparator:
+            continue
+        marker = CENSORED_MARKERS[comparator]
+        ax.plot([x], [y], linestyle="none", marker=marker, markersize=8, markerfacecolor="white", gid="censored")
+        text = censored_text(Decimal(str(y)), comparator)
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+
+
 def patient_charts(*, patient) -> dict[str, str]:
     """SVG charts of one patient's SLEDAI-2K, proteinuria, eGFR, C3 and anti-dsDNA over months since day 0,
     with the infusions marked."""
@@ -48,14 +65,14 @@ def patient_charts(*, patient) -> dict[str, str]:
     if start is None:
         return {}
     infusions = [(local_date(t.infused_at, patient.site) - start).days / 30.44 for t in patient.transplants.all()]
-    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    series: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     rows = Result.objects.filter(
         visit__patient=patient,
         visit__outcome=VisitOutcome.COMPLETED,
         code__in=["SLEDAI2K", "PROT24H", "EGFR", "C3", "ADSDNA"],
-    ).values_list("code", "visit__actual_date", "value")
-    for code, actual, value in rows:
-        series[code].append(((actual - start).days / 30.44, float(value)))
+    ).values_list("code", "visit__actual_date", "value", "comparator")
+    for code, actual, value, comparator in rows:
+        series[code].append(((actual - start).days / 30.44, float(value), comparator))
     labels = {
         "SLEDAI2K": "SLEDAI-2K",
         "PROT24H": "proteinuria g/24h",
@@ -69,7 +86,9 @@ def patient_charts(*, patient) -> dict[str, str]:
         if not points:
             continue
         fig, ax = plt.subplots(figsize=(4.2, 2.4))
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
+        exact = [i for i, p in enumerate(points) if not p[2]]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markevery=exact)
+        _mark_censored(ax, points)
         for month in infusions:
             ax.axvline(month, color="tab:red", linestyle="--", linewidth=1)
         _month_axis(ax, [p[0] for p in points] + infusions)

@@ -8,7 +8,8 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
 
-from followup.catalogue import ANALYTES, CANONICAL_PLACES, SLEDAI_ITEMS
+from followup.catalogue import ANALYTES, CANONICAL_PLACES, CENSORABLE_CODES, SLEDAI_ITEMS
+from followup.constants import Comparator
 
 EGFR_ALGORITHM = "CKD-EPI 2021 (creatinine)"
 
@@ -19,11 +20,40 @@ def plain(number: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def to_canonical(code: str, value, unit: str | None = None) -> Decimal:
-    """Convert a value entered in `unit` to the code's canonical unit, refusing what cannot be trusted."""
+def censored_text(number: Decimal, comparator: str = "") -> str:
+    """A value as people write it, with its comparator when censored: "10", "<10", ">=2000"."""
+    return f"{comparator or ''}{plain(number)}"
+
+
+def check_comparator(code: str, comparator: str | None) -> str:
+    """The comparator of a result ("" for an exact value), or a ValidationError naming the field and the rule."""
+    if comparator in (None, ""):
+        return ""
+    if comparator not in Comparator.values:
+        raise ValidationError(
+            {code: f"{code}: comparator '{comparator}' is not one of {', '.join(Comparator.values)} (or none)."},
+            code="comparator",
+        )
+    if code not in CENSORABLE_CODES:
+        raise ValidationError(
+            {
+                code: f"{code}: a comparator ({comparator}) is for laboratory results only; give {code} as an exact value."
+            },
+            code="comparator",
+        )
+    return comparator
+
+
+def to_canonical(code: str, value, unit: str | None = None, comparator: str = "") -> Decimal:
+    """Convert a value entered in `unit` to the code's canonical unit, refusing what cannot be trusted.
+
+    With a comparator (a censored result, "<10"), the value is the limit: it is converted the same way (the
+    comparator holds for both units) and must itself lie within the plausible range; "<0" is refused (no
+    result is negative)."""
     analyte = ANALYTES.get(code)
     if analyte is None:
         raise ValidationError({code: f"Unknown result code '{code}'; use one of {', '.join(ANALYTES)}."})
+    comparator = check_comparator(code, comparator)
     unit = unit or analyte.unit
     if unit not in analyte.units:
         raise ValidationError(
@@ -46,6 +76,11 @@ def to_canonical(code: str, value, unit: str | None = None) -> Decimal:
         shown = f"{plain(number)} {unit}" + (f" (= {plain(canonical)} {analyte.unit})" if unit != analyte.unit else "")
         raise ValidationError(
             {code: f"{code}: {shown} is outside the plausible range {analyte.low}–{analyte.high} {analyte.unit}."},
+            code="range",
+        )
+    if comparator == Comparator.LT and canonical <= 0:
+        raise ValidationError(
+            {code: f"{code}: <{plain(number)} {unit} leaves nothing possible: no {code} is below 0."},
             code="range",
         )
     return canonical

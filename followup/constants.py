@@ -31,6 +31,26 @@ class NotDoneReason(models.TextChoices):
     NOT_AVAILABLE = "not_available", "Not available"
 
 
+class Comparator(models.TextChoices):
+    """How a censored result relates to its value (FHIR Quantity.comparator): "<10" is below a limit of 10.
+
+    docs/clinical-rules.md, "Censored results"."""
+
+    LT = "<", "<"
+    LE = "<=", "<="
+    GE = ">=", ">="
+    GT = ">", ">"
+
+
+COMPARATOR_HELP = (
+    "Blank for an exact value. For a censored laboratory result, as FHIR's Quantity.comparator: '<', '<=', "
+    "'>=' or '>', and the value is the limit (\"<10\": below 10). It holds for the value and the entered value."
+)
+
+# The comparators that put the true value below (or at most at) the value given.
+BELOW_COMPARATORS = frozenset({Comparator.LT, Comparator.LE})
+
+
 class VisitState(models.TextChoices):
     SCHEDULED = "scheduled", "Scheduled"
     DUE = "due", "Due"

@@ -17,7 +17,7 @@ from django.utils.translation import gettext
 
 from core.audit import Door
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
-from followup.computations import plain
+from followup.computations import censored_text
 from followup.constants import NotDoneReason, VisitOutcome
 from followup.models import Result, Visit
 
@@ -65,9 +65,10 @@ def _shown(name: str, value) -> str:
 def _result_shown(row) -> str:
     if row is None:
         return "—"
+    comparator = getattr(row, "comparator", "")
     if row.entered_value is not None and row.entered_unit:
-        return f"{plain(row.entered_value)} {row.entered_unit}"
-    return f"{plain(row.value)} {ANALYTES[row.code].unit if row.code in ANALYTES else ''}".strip()
+        return f"{censored_text(row.entered_value, comparator)} {row.entered_unit}"
+    return f"{censored_text(row.value, comparator)} {ANALYTES[row.code].unit if row.code in ANALYTES else ''}".strip()
 
 
 def visit_history(visit: Visit) -> list[HistoryEntry]:

@@ -9,7 +9,7 @@ from django.db.models import F, Q
 from core.audit import audit_history
 from followup import constants as c
 from followup.catalogue import RESULT_CODE_CHOICES
-from followup.computations import plain
+from followup.computations import censored_text, plain
 from followup.constants import VisitOutcome
 from followup.states import VisitQuerySet, visit_state
 from patients.models import Patient, TransplantEvent
@@ -107,7 +107,19 @@ class Result(TimeStampedModel):
 
     visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="results")
     code = models.CharField(max_length=10, choices=RESULT_CODE_CHOICES)
-    value = models.DecimalField(max_digits=14, decimal_places=4, help_text="In the catalogue's canonical unit.")
+    value = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        help_text='In the catalogue\'s canonical unit; with a comparator, the limit (e.g. 10 of "<10").',
+    )
+    comparator = models.CharField(
+        max_length=2,
+        choices=c.Comparator.choices,
+        blank=True,
+        default="",
+        db_default="",  # rows written by COPY (the synthetic cohort, the benchmark) name no comparator
+        help_text="Blank for an exact value; <, <=, >= or > for a censored one (it holds for both values).",
+    )
     entered_value = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
     entered_unit = models.CharField(max_length=20, blank=True)
     derived = models.BooleanField(default=False, help_text="Computed by the registry (e.g. eGFR from creatinine).")
@@ -120,10 +132,22 @@ class Result(TimeStampedModel):
         ordering = ["visit", "code"]
         constraints = [
             models.UniqueConstraint(fields=["visit", "code"], name="result_one_per_visit_and_code"),
+            models.CheckConstraint(
+                condition=Q(comparator__in=["", *c.Comparator.values]), name="result_comparator_known"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.code} {plain(self.value)}"
+        return f"{self.code} {self.comparator}{plain(self.value)}"
+
+    @property
+    def shown_value(self) -> str:
+        """The canonical value as people write it, with its comparator ("<10")."""
+        return censored_text(self.value, self.comparator)
+
+    @property
+    def shown_entered_value(self) -> str:
+        return "" if self.entered_value is None else censored_text(self.entered_value, self.comparator)
 
 
 class ComputedOutcome(models.Model):

@@ -18,6 +18,10 @@ editable per study):
   prednisone > 0.5 mg/kg/day, otherwise mild/moderate;
 - relapse: a flare at a visit when an earlier post-transplant visit was in remission (complete or
   partial) and no relapse has been counted since that remission.
+
+A censored value ("<0.1": below the laboratory's limit) is a bound, not a number: no change from baseline
+is computed from it, and a threshold is met or missed only when the bound settles it; otherwise the outcome
+is not assessable (docs/clinical-rules.md, "Censored results").
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from decimal import Decimal
 
 from followup.computations import plain
 
-ALGORITHM_VERSION = "msct-outcomes/1.0"
+# 1.1: censored results (the outcomes of exact values are those of 1.0).
+ALGORITHM_VERSION = "msct-outcomes/1.1"
 
 REMISSION_COMPLETE, REMISSION_PARTIAL, REMISSION_NONE = "complete", "partial", "none"
 RENAL_COMPLETE, RENAL_PARTIAL, RENAL_NONE, RENAL_NOT_APPLICABLE = "complete", "partial", "none", "not_applicable"
@@ -71,6 +76,7 @@ class VisitPoint:
     values: dict[str, Decimal] = field(default_factory=dict)
     prednisone_mg: Decimal | None = None
     weight_kg: Decimal | None = None
+    censored: dict[str, str] = field(default_factory=dict)  # per code of a censored value: its comparator
 
 
 @dataclass
@@ -90,28 +96,74 @@ class VisitOutcomeData:
 
 def baseline_values(points: list[VisitPoint]) -> dict[str, Decimal]:
     """Per code: the BL visit's value, or else the last value dated on or before day 0."""
+    return baseline_with_censoring(points)[0]
+
+
+def baseline_with_censoring(points: list[VisitPoint]) -> tuple[dict[str, Decimal], dict[str, str]]:
+    """`baseline_values`, and per code whose baseline is censored its comparator."""
     baseline: dict[str, Decimal] = {}
-    for point in sorted((p for p in points if p.day <= 0), key=lambda p: p.date):
+    censored: dict[str, str] = {}
+    ordered = sorted((p for p in points if p.day <= 0), key=lambda p: p.date)
+    for point in [*ordered, *(p for p in points if p.is_baseline_visit)]:
         baseline.update(point.values)
-    for point in points:
-        if point.is_baseline_visit:
-            baseline.update(point.values)
-    return baseline
+        for code in point.values:
+            if code in point.censored:
+                censored[code] = point.censored[code]
+            else:
+                censored.pop(code, None)
+    return baseline, censored
+
+
+def below(value: Decimal, comparator: str, threshold: Decimal) -> bool | None:
+    """Whether a value, exact or censored, is below `threshold`: True or False when its bound settles it, else
+    None ("<0.4" is below 0.5; "<1" may or may not be; ">3" is not)."""
+    if not comparator:
+        return value < threshold
+    if comparator == "<":
+        return True if value <= threshold else None
+    if comparator == "<=":
+        return True if value < threshold else None
+    return False if value >= threshold else None  # ">" or ">="
+
+
+def at_most(value: Decimal, comparator: str, threshold: Decimal) -> bool | None:
+    """Whether a value, exact or censored, is at most `threshold`, as `below` decides it."""
+    if not comparator:
+        return value <= threshold
+    if comparator in ("<", "<="):
+        return True if value <= threshold else None
+    if comparator == ">":
+        return False if value >= threshold else None
+    return False if value > threshold else None  # ">="
 
 
 _HUNDREDTH = Decimal("0.01")
 
 
 def change_from_baseline(
-    values: dict[str, Decimal], baseline: dict[str, Decimal], baseline_text: dict[str, str] | None = None
+    values: dict[str, Decimal],
+    baseline: dict[str, Decimal],
+    baseline_text: dict[str, str] | None = None,
+    censored: dict[str, str] | None = None,
+    base_censored: dict[str, str] | None = None,
 ) -> dict[str, dict]:
     """Per code with a baseline: baseline, value, absolute and percent change, as text. `baseline_text` may
-    hold the baselines already written as text (they are the same at every visit of a patient)."""
+    hold the baselines already written as text (they are the same at every visit of a patient). A censored
+    value or baseline comes with its comparator ("comparator", "baseline_comparator": "<"), and its changes
+    are None: a bound has none."""
     changes = {}
+    censored, base_censored = censored or {}, base_censored or {}
     for code, value in sorted(values.items()):
         if code not in baseline:
             continue
         base = baseline[code]
+        if code in censored or code in base_censored:
+            changes[code] = {"baseline": plain(base), "value": plain(value), "absolute": None, "percent": None}
+            if code in base_censored:
+                changes[code]["baseline_comparator"] = base_censored[code]
+            if code in censored:
+                changes[code]["comparator"] = censored[code]
+            continue
         absolute = value - base
         percent = (absolute / base * 100).quantize(_HUNDREDTH) if base != 0 else None
         changes[code] = {
@@ -145,13 +197,20 @@ def remission(*, sledai, base_sledai, prednisone, d: OutcomeDefinitions) -> str 
     return REMISSION_NONE
 
 
-def renal_response(*, values, baseline, d: OutcomeDefinitions) -> str | None:
+def renal_response(*, values, baseline, d: OutcomeDefinitions, censored=None, base_censored=None) -> str | None:
+    """KDIGO-style renal response. A censored proteinuria (docs/clinical-rules.md, "Censored results") counts
+    only where its bound settles a threshold; otherwise the response is None (not assessable)."""
+    censored, base_censored = censored or {}, base_censored or {}
     for code in ("PROT24H", "UPCR"):
         if code in values and code in baseline:
             current, base = values[code], baseline[code]
             break
     else:
         return None
+    if code in censored or code in base_censored:
+        return _renal_response_censored(
+            current, censored.get(code, ""), base, base_censored.get(code, ""), values, baseline, d
+        )
     if base < d.renal_involvement_min:
         return RENAL_NOT_APPLICABLE
     egfr, base_egfr = values.get("EGFR"), baseline.get("EGFR")
@@ -163,6 +222,36 @@ def renal_response(*, values, baseline, d: OutcomeDefinitions) -> str | None:
     if current < d.renal_pr_proteinuria_below and (base - current) >= base * d.renal_pr_reduction_min_pct / 100:
         return RENAL_PARTIAL
     return RENAL_NONE
+
+
+def _renal_response_censored(current, comparator, base, base_comparator, values, baseline, d) -> str | None:
+    """`renal_response` when the proteinuria at the visit or at baseline is censored: each threshold is
+    tested by `below`; when a bound cannot settle one the response needs, the answer is None."""
+    involved = below(base, base_comparator, d.renal_involvement_min)
+    if involved is True:
+        return RENAL_NOT_APPLICABLE
+    if involved is None:
+        return None
+    egfr, base_egfr = values.get("EGFR"), baseline.get("EGFR")
+    egfr_kept = (
+        egfr is not None and base_egfr is not None and egfr >= base_egfr * (1 - d.renal_cr_egfr_drop_max_pct / 100)
+    )
+    complete = below(current, comparator, d.renal_cr_proteinuria_below)
+    if egfr_kept and complete is not False:
+        return RENAL_COMPLETE if complete else None  # "<1": complete or partial, the bound cannot tell
+    # Partial: a fall of at least the given share of baseline, to below the ceiling. With a censored baseline
+    # the share is of an unknown number: not assessable unless the visit's value settles "none".
+    under_ceiling = below(current, comparator, d.renal_pr_proteinuria_below)
+    if under_ceiling is False:
+        return RENAL_NONE
+    if base_comparator:
+        return None
+    fell = at_most(current, comparator, base * (1 - d.renal_pr_reduction_min_pct / 100))
+    if under_ceiling and fell:
+        return RENAL_PARTIAL
+    if fell is False:
+        return RENAL_NONE
+    return None
 
 
 def flare(*, sledai, previous_sledai, prednisone, weight_kg, d: OutcomeDefinitions) -> str | None:
@@ -188,13 +277,16 @@ EARLIER_VISIT_CODES = ("SLEDAI2K", "PRED", "WEIGHT")
 CHAIN_FIELDS = ("flare", "relapse")
 
 
-def _visit_outcome(point, baseline, baseline_text, d, in_remission, flared, relapse) -> VisitOutcomeData:
+def _visit_outcome(
+    point, baseline, baseline_text, d, in_remission, flared, relapse, base_censored=None
+) -> VisitOutcomeData:
     """A visit's whole outcome: what comes from its own values and the baseline, with its remission, flare and
     relapse."""
+    base_censored = base_censored or {}
     sledai, base_sledai = point.values.get("SLEDAI2K"), baseline.get("SLEDAI2K")
     out = VisitOutcomeData(
         visit_id=point.visit_id,
-        changes=change_from_baseline(point.values, baseline, baseline_text),
+        changes=change_from_baseline(point.values, baseline, baseline_text, point.censored, base_censored),
         sledai=sledai,
         remission=in_remission,
         flare=flared,
@@ -207,7 +299,15 @@ def _visit_outcome(point, baseline, baseline_text, d, in_remission, flared, rela
     )
     if sledai is not None and sledai <= d.cr_sledai_max and point.prednisone_mg is None:
         out.notes.append("prednisone not known: complete remission not assessable")
-    out.renal_response = renal_response(values=point.values, baseline=baseline, d=d)
+    out.renal_response = renal_response(
+        values=point.values, baseline=baseline, d=d, censored=point.censored, base_censored=base_censored
+    )
+    if out.renal_response is None and any(
+        code in point.censored or code in base_censored
+        for code in ("PROT24H", "UPCR")
+        if code in point.values and code in baseline
+    ):
+        out.notes.append("proteinuria censored: renal response not assessable")
     return out
 
 
@@ -225,7 +325,7 @@ def compute_outcomes(
     fields of their outcomes are left empty."""
     d = d or OutcomeDefinitions()
     points = sorted(points, key=lambda p: (p.date, p.visit_id))
-    baseline = baseline_values(points)
+    baseline, base_censored = baseline_with_censoring(points)
     baseline_text = {code: plain(value) for code, value in baseline.items()}
     base_sledai = baseline.get("SLEDAI2K")
     results: list[VisitOutcomeData] = []
@@ -257,7 +357,9 @@ def compute_outcomes(
         if sledai is not None:
             previous_sledai = sledai
         if whole:
-            results.append(_visit_outcome(point, baseline, baseline_text, d, in_remission, flared, relapse))
+            results.append(
+                _visit_outcome(point, baseline, baseline_text, d, in_remission, flared, relapse, base_censored)
+            )
         elif wanted:
             results.append(VisitOutcomeData(visit_id=point.visit_id, flare=flared, relapse=relapse))
     return results

@@ -5,6 +5,9 @@ Lab signals come from completed visits (creatinine >= 1.5 x baseline, platelets 
 the yearly malignancy question comes due at each anniversary of day 0 while the patient is in follow-up.
 A signal is accepted (which records an adverse event through the usual service), dismissed with a reason,
 or, for the malignancy question, answered.
+
+A censored result ("<10", ">2000") is read at its limit, and the detail shows it with its sign
+(docs/clinical-rules.md, "Censored results").
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from followup import constants as c
-from followup.computations import plain
+from followup.computations import censored_text, plain
 from followup.models import ComputedOutcome, Result, SafetySignal
 from followup.services import ae_record
 from patients.constants import INACTIVE_STATUSES
@@ -39,6 +42,11 @@ class Finding:
     kind: str
     dedupe_key: str
     detail: str
+
+
+def _creatinine_detail(change: dict, visit_code: str) -> str:
+    value = change.get("comparator", "") + change["value"]
+    return f"Creatinine {value} umol/L at {visit_code}, baseline {change.get('baseline_comparator', '')}{change['baseline']}"
 
 
 def lab_findings(visit_ids=None) -> list[Finding]:
@@ -63,7 +71,7 @@ def lab_findings(visit_ids=None) -> list[Finding]:
                     visit.pk,
                     c.SignalKind.CREATININE_RISE,
                     f"creatinine_rise:visit:{visit.pk}",
-                    f"Creatinine {creat['value']} umol/L at {visit.code}, baseline {creat['baseline']}",
+                    _creatinine_detail(creat, visit.code),
                 )
             )
         if outcome.flare in ("mild_moderate", "severe"):
@@ -85,7 +93,7 @@ def lab_findings(visit_ids=None) -> list[Finding]:
                     visit.pk,
                     c.SignalKind.THROMBOCYTOPENIA,
                     f"thrombocytopenia:visit:{visit.pk}",
-                    f"Platelets {plain(result.value)} x 10^9/L at {visit.code}",
+                    f"Platelets {result.shown_value} x 10^9/L at {visit.code}",
                 )
             )
         elif result.code == "WBC" and result.value < WHITE_CELLS_BELOW:
@@ -95,7 +103,7 @@ def lab_findings(visit_ids=None) -> list[Finding]:
                     visit.pk,
                     c.SignalKind.LEUKOPENIA,
                     f"leukopenia:visit:{visit.pk}",
-                    f"White cells {plain(result.value)} x 10^9/L at {visit.code}",
+                    f"White cells {result.shown_value} x 10^9/L at {visit.code}",
                 )
             )
         elif result.code == "PROT24H":
@@ -107,17 +115,17 @@ def lab_findings(visit_ids=None) -> list[Finding]:
                     visit__actual_date__lt=visit.actual_date,
                 )
                 .order_by("-visit__actual_date")
-                .values_list("value", flat=True)
+                .values_list("value", "comparator")
                 .first()
             )
-            if previous and previous > 0 and result.value >= 2 * previous:
+            if previous and previous[0] > 0 and result.value >= 2 * previous[0]:
                 findings.append(
                     Finding(
                         visit.patient_id,
                         visit.pk,
                         c.SignalKind.PROTEINURIA_DOUBLING,
                         f"proteinuria_doubling:visit:{visit.pk}",
-                        f"Proteinuria {plain(result.value)} g/24h at {visit.code}, previously {plain(previous)}",
+                        f"Proteinuria {result.shown_value} g/24h at {visit.code}, previously {censored_text(*previous)}",
                     )
                 )
     return findings

@@ -380,7 +380,14 @@ def time_points(codes: list[tuple[str, int]], patient_ids: list[int], facts: Coh
         )
         .values("visit__code", "code")
         # Count, mean and mean of squares in SQL (every backend has them; a sample SD of one value is undefined).
-        .annotate(n=Count("id"), mean=Avg("value"), mean_sq=Avg(F("value") * F("value")))
+        .annotate(
+            n=Count("id"),
+            mean=Avg("value"),
+            mean_sq=Avg(F("value") * F("value")),
+            # A censored value ("<10") is summarised at its limit; how many were is said beside n
+            # (docs/clinical-rules.md, "Censored results").
+            censored=Count("id", filter=~Q(comparator="")),
+        )
     }
     out = []
     for visit_code, offset in codes:
@@ -392,6 +399,8 @@ def time_points(codes: list[tuple[str, int]], patient_ids: list[int], facts: Coh
             summary = summarise(column[~np.isnan(column)])
             summary.update({"n": agg["n"], "mean": _r(agg["mean"]), "sd": _r(_sample_sd(agg))})
             entry = {"time_point": visit_code, "day": offset, "code": code, **summary}
+            if agg["censored"]:
+                entry["censored"] = agg["censored"]
             if visit_code != "BL":
                 entry["change_from_baseline"] = _paired_arrays(facts.pks, facts.baseline[:, CODE_INDEX[code]], column)
             out.append(entry)
@@ -619,6 +628,8 @@ def report_csv_rows(report: dict):
     for row in report["time_points"]:
         for stat in ("n", "mean", "sd", "median", "q1", "q3"):
             yield ["time_point", "", row["time_point"], row["code"], stat, row[stat]]
+        if row.get("censored"):
+            yield ["time_point", "", row["time_point"], row["code"], "censored", row["censored"]]
         for stat, value in (row.get("change_from_baseline") or {}).items():
             yield ["change_from_baseline", "", row["time_point"], row["code"], stat, value]
     for row in report["responses"]["by_time_point"]:

@@ -25,6 +25,7 @@ class ResultSerializer(ModelSerializer):
             "subject_code",
             "visit_code",
             "code",
+            "comparator",
             "value",
             "unit",
             "entered_value",
@@ -32,6 +33,7 @@ class ResultSerializer(ModelSerializer):
             "derived",
             "updated_at",
         ]
+        extra_kwargs = {"comparator": {"help_text": c.COMPARATOR_HELP}}
 
     def get_unit(self, obj) -> str:
         return ANALYTES[obj.code].unit
@@ -59,7 +61,7 @@ def _decimal(field: serializers.DecimalField, value):
     return field.to_representation(value)
 
 
-RESULT_ROW_FIELDS = ("code", "value", "entered_value", "entered_unit", "derived")
+RESULT_ROW_FIELDS = ("code", "value", "entered_value", "entered_unit", "derived", "comparator")
 
 
 class VisitResultSerializer(ModelSerializer):
@@ -67,7 +69,8 @@ class VisitResultSerializer(ModelSerializer):
 
     class Meta:
         model = Result
-        fields = ["code", "value", "unit", "entered_value", "entered_unit", "derived"]
+        fields = ["code", "comparator", "value", "unit", "entered_value", "entered_unit", "derived"]
+        extra_kwargs = {"comparator": {"help_text": c.COMPARATOR_HELP}}
         list_serializer_class = VisitResultListSerializer
 
     def get_unit(self, obj) -> str:
@@ -81,6 +84,7 @@ class VisitResultSerializer(ModelSerializer):
         value, entered = row["value"], row["entered_value"]
         return {
             "code": row["code"],
+            "comparator": row["comparator"],
             "value": None if value is None else _decimal(fields["value"], value),
             "unit": ANALYTES[row["code"]].unit,
             "entered_value": None if entered is None else _decimal(fields["entered_value"], entered),
@@ -166,6 +170,15 @@ class VisitSerializer(ModelSerializer):
 class ResultInputSerializer(serializers.Serializer):
     value = serializers.DecimalField(max_digits=14, decimal_places=4)
     unit = serializers.CharField(required=False, max_length=20, help_text="Defaults to the canonical unit.")
+    comparator = serializers.ChoiceField(
+        choices=c.Comparator.choices,
+        required=False,
+        allow_blank=True,  # "" (as read back) or null: an exact value
+        allow_null=True,
+        help_text="Only for a laboratory result the laboratory reports censored (below its limit of detection, "
+        "above its range): '<', '<=', '>=' or '>' (as FHIR's Quantity.comparator), and `value` is the limit. "
+        'Omit it (or send "" or null) for an exact value. E.g. {"value": 10, "comparator": "<", "unit": "IU/mL"}.',
+    )
 
 
 class ResultsInputField(serializers.DictField):

@@ -89,7 +89,10 @@ class VisitViewSet(PartnerViewSet):
     def _entry(fields) -> services.VisitEntry:
         return services.VisitEntry(
             actual_date=fields["actual_date"],
-            results={code: (r["value"], r.get("unit")) for code, r in (fields.get("results") or {}).items()},
+            results={
+                code: (r["value"], r.get("unit"), r.get("comparator"))
+                for code, r in (fields.get("results") or {}).items()
+            },
             sledai_items=fields.get("sledai_items"),
             deviation_reason=fields.get("deviation_reason", ""),
             remove=fields.get("remove", []),

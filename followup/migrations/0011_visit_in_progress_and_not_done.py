@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('followup', '0009_models_moved_to_notifications_and_reporting'),
+        ('followup', '0010_result_comparator'),
         ('patients', '0004_history_updated_at_not_indexed'),
         ('registry', '0009_visit_definition_required_items'),
     ]

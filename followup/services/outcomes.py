@@ -137,6 +137,7 @@ class _OutcomeInputs:
     values: dict[int, dict[str, Decimal]]  # per visit: its results (of a chain or earlier visit, some only)
     prednisone: dict[int, list]  # per patient: its prednisone medications
     definitions: dict[int, outcomes.OutcomeDefinitions]  # per study
+    censored: dict[int, dict[str, str]] = field(default_factory=dict)  # per visit: comparators of censored values
 
 
 @dataclass
@@ -179,12 +180,15 @@ def _load_outcome_inputs(scope: RecomputeScope, known: Iterable[Patient]) -> _Ou
         changed_from[patient_id] = scope.changed_from(patient_id, start)
     visits, whole, earlier, chain = _load_visits(scope, start_of, changed_from)
     values: dict[int, dict[str, Decimal]] = defaultdict(dict)
-    for visit_id, code, value in (
+    censored: dict[int, dict[str, str]] = defaultdict(dict)
+    for visit_id, code, value, comparator in (
         Result.objects.filter(Q(visit_id__any=whole) | Q(visit_id__any=earlier, code__any=outcomes.EARLIER_VISIT_CODES))
         .order_by()
-        .values_list("visit_id", "code", "value")
+        .values_list("visit_id", "code", "value", "comparator")
     ):
         values[visit_id][code] = value
+        if comparator:
+            censored[visit_id][code] = comparator
     prednisone: dict[int, list] = defaultdict(list)
     for med in ConcomitantMedication.objects.filter(patient_id__any=ids, drug=Drug.PREDNISONE).order_by():
         prednisone[med.patient_id].append(med)
@@ -192,7 +196,9 @@ def _load_outcome_inputs(scope: RecomputeScope, known: Iterable[Patient]) -> _Ou
         {p.study_id for p in patients.values()},
         known=[p.study for p in patients.values() if Patient.study.is_cached(p)],
     )
-    return _OutcomeInputs(patients, infusions, start_of, changed_from, visits, chain, values, prednisone, definitions)
+    return _OutcomeInputs(
+        patients, infusions, start_of, changed_from, visits, chain, values, prednisone, definitions, censored
+    )
 
 
 def _load_patients(ids: tuple[int, ...], known: Iterable[Patient]) -> dict[int, Patient]:
@@ -280,6 +286,7 @@ def _visit_points(patient_id: int, inputs: _OutcomeInputs) -> list[outcomes.Visi
                 values=visit_values,
                 prednisone_mg=dose,
                 weight_kg=weight,
+                censored=inputs.censored.get(visit_id, {}),
             )
         )
     return points

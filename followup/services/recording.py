@@ -17,8 +17,8 @@ from core.audit import history_of_rows
 from core.bulk import insert_values, update_rows, without_jit
 from followup import constants as c
 from followup.catalogue import ANALYTES
-from followup.computations import egfr_ckd_epi_2021, plain, sledai_total, to_canonical
-from followup.constants import NotDoneReason, RecordStatus, VisitOutcome
+from followup.computations import censored_text, egfr_ckd_epi_2021, plain, sledai_total, to_canonical
+from followup.constants import BELOW_COMPARATORS, NotDoneReason, RecordStatus, VisitOutcome
 from followup.models import Result, Visit
 from followup.services.outcomes import outcomes_recompute_patients
 from followup.states import site_today
@@ -32,16 +32,17 @@ from registry.services import ensure_can_write
 ResultsInput = Mapping[str, object]
 
 
-def _parse_results(results: ResultsInput | None) -> dict[str, tuple[object, str | None]]:
-    """Accept {code: value}, {code: (value, unit)} or {code: {"value": v, "unit": u}}."""
-    parsed: dict[str, tuple[object, str | None]] = {}
+def _parse_results(results: ResultsInput | None) -> dict[str, tuple[object, str | None, str | None]]:
+    """Accept {code: value}, {code: (value, unit[, comparator])} or {code: {"value": v, "unit": u,
+    "comparator": "<"}}; the comparator (of a censored result) is optional."""
+    parsed: dict[str, tuple[object, str | None, str | None]] = {}
     for code, entry in (results or {}).items():
         if isinstance(entry, Mapping):
-            parsed[code] = (entry.get("value"), entry.get("unit"))
+            parsed[code] = (entry.get("value"), entry.get("unit"), entry.get("comparator"))
         elif isinstance(entry, tuple | list):
-            parsed[code] = (entry[0], entry[1] if len(entry) > 1 else None)
+            parsed[code] = (entry[0], entry[1] if len(entry) > 1 else None, entry[2] if len(entry) > 2 else None)
         else:
-            parsed[code] = (entry, None)
+            parsed[code] = (entry, None, None)
     return parsed
 
 
@@ -125,17 +126,18 @@ class _Recording:
 
     visit: Visit
     existing: dict[str, Result]
-    converted: dict[str, tuple[Decimal, Decimal | None, str, bool]]
+    converted: dict[str, tuple[Decimal, Decimal | None, str, bool, str]]
     remove: set[str]
     reason: str
     since: dt.date | None  # outcomes from this date on may change (None: all of the patient's, a baseline)
     correction: bool  # of a visit already recorded, missed or not required (which may have had an outcome)
     missing: list[str]  # required items with neither a value nor a reason (a visit left in progress)
 
-    def results_stored(self) -> dict[str, tuple[Decimal, Decimal | None, str, bool]]:
-        """Once stored: the visit's results by code, as (value, entered value, entered unit, derived)."""
+    def results_stored(self) -> dict[str, tuple[Decimal, Decimal | None, str, bool, str]]:
+        """Once stored: the visit's results by code, as (value, entered value, entered unit, derived,
+        comparator)."""
         kept = {
-            code: (row.value, row.entered_value, row.entered_unit, row.derived)
+            code: (row.value, row.entered_value, row.entered_unit, row.derived, row.comparator)
             for code, row in self.existing.items()
             if code not in self.remove
         }
@@ -151,8 +153,8 @@ VISIT_RECORD_FIELDS = [
     "not_done",
     "updated_at",
 ]
-RESULT_VALUE_FIELDS = ["value", "entered_value", "entered_unit", "derived", "updated_at"]
-NEW_RESULT_FIELDS = ("created_at", "updated_at", "visit_id", "code", *RESULT_VALUE_FIELDS[:4])
+RESULT_VALUE_FIELDS = ["value", "entered_value", "entered_unit", "derived", "comparator", "updated_at"]
+NEW_RESULT_FIELDS = ("created_at", "updated_at", "visit_id", "code", *RESULT_VALUE_FIELDS[:5])
 
 
 def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntry) -> _Recording:
@@ -175,15 +177,15 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
     date_errors = _visit_date_errors(visit, actual_date, deviation_reason)
     if date_errors:
         errors["actual_date"] = date_errors
-    converted: dict[str, tuple[Decimal, Decimal | None, str, bool]] = {}
-    for code, (value, unit) in _parse_results(entry.results).items():
+    converted: dict[str, tuple[Decimal, Decimal | None, str, bool, str]] = {}
+    for code, (value, unit, comparator) in _parse_results(entry.results).items():
         try:
-            canonical = to_canonical(code, value, unit)
+            canonical = to_canonical(code, value, unit, comparator or "")
         except ValidationError as exc:
             for key, messages in exc.message_dict.items():
                 errors.setdefault(key, []).extend(messages)
             continue
-        converted[code] = (canonical, Decimal(str(value)), unit or ANALYTES[code].unit, False)
+        converted[code] = (canonical, Decimal(str(value)), unit or ANALYTES[code].unit, False, comparator or "")
 
     items = None if entry.sledai_items is None else sorted(set(entry.sledai_items))
     if items is not None:
@@ -197,7 +199,8 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
                     f"SLEDAI2K: the submitted total {plain(converted['SLEDAI2K'][1])} disagrees with the "
                     f"items recorded, which sum to {total}."
                 )
-            converted["SLEDAI2K"] = (total, total, "points", True)
+            converted["SLEDAI2K"] = (total, total, "points", True, "")
+        errors.update(_censored_item_errors(items, converted, existing, remove=set(entry.remove or ())))
 
     remove = set(entry.remove or ())
     unknown_removals = [code for code in entry.remove or () if code not in existing]
@@ -206,10 +209,17 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
     if remove and not reason.strip():
         errors.setdefault("reason", []).append("Give a reason for removing a result.")
 
-    # eGFR from creatinine (this submission's, or the one already stored and not being removed).
-    creatinine = converted.get("CREAT", (None,))[0]
-    if creatinine is None and "CREAT" not in remove and "CREAT" in existing:
-        creatinine = existing["CREAT"].value
+    # eGFR from creatinine (this submission's, or the one already stored and not being removed); a censored
+    # creatinine gives none, and takes away the one computed from an exact creatinine before.
+    creatinine, creatinine_comparator = None, ""
+    if "CREAT" in converted:
+        creatinine, creatinine_comparator = converted["CREAT"][0], converted["CREAT"][4]
+    elif "CREAT" not in remove and "CREAT" in existing:
+        creatinine, creatinine_comparator = existing["CREAT"].value, existing["CREAT"].comparator
+    if creatinine_comparator:
+        creatinine = None
+        if "EGFR" not in converted and "EGFR" in existing and existing["EGFR"].derived:
+            remove.add("EGFR")
     if creatinine is not None and "CREAT" not in errors and not date_errors:
         egfr = egfr_ckd_epi_2021(creatinine_umol_l=creatinine, age=_age_at(patient, actual_date), sex=patient.sex)
         submitted = converted.get("EGFR")
@@ -218,7 +228,7 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
                 f"EGFR: the submitted {plain(submitted[1])} disagrees with {egfr} computed from creatinine "
                 "by CKD-EPI 2021; leave eGFR out and the registry computes it."
             )
-        converted["EGFR"] = (egfr, None, "computed", True)
+        converted["EGFR"] = (egfr, None, "computed", True, "")
     if "CREAT" in remove and "CREAT" not in converted:
         remove.add("EGFR")  # the eGFR computed from the creatinine goes with it
     not_done, missing = _completeness(visit, existing, entry, converted, remove, correcting, errors)
@@ -288,6 +298,29 @@ def _completeness(visit, existing, entry, converted, remove, correcting, errors)
     return not_done, missing
 
 
+def _censored_item_errors(
+    items: list[str], converted: dict[str, tuple], existing: dict[str, Result], *, remove: set[str]
+) -> dict[str, list[str]]:
+    """SLEDAI-2K items that the visit's own censored results contradict (docs/clinical-rules.md, "Censored
+    results"): "increased DNA binding" with anti-dsDNA below the laboratory's limit ("<10")."""
+    if "increased_dna_binding" not in items:
+        return {}
+    if "ADSDNA" in converted:
+        value, comparator = converted["ADSDNA"][0], converted["ADSDNA"][4]
+    elif "ADSDNA" in existing and "ADSDNA" not in remove:
+        value, comparator = existing["ADSDNA"].value, existing["ADSDNA"].comparator
+    else:
+        return {}
+    if comparator not in BELOW_COMPARATORS:
+        return {}
+    return {
+        "sledai_items": [
+            f"Increased DNA binding is ticked, but anti-dsDNA at this visit is {censored_text(value, comparator)} "
+            "IU/mL, below the laboratory's limit: untick the item or correct ADSDNA."
+        ]
+    }
+
+
 def _outcomes_since(recordings: list[_Recording]) -> dict[int, dt.date | None]:
     """Per patient, the date from which the recordings can have changed outcomes (None: every outcome)."""
     since: dict[int, dt.date | None] = {}
@@ -318,15 +351,15 @@ def _store_recordings(recordings: list[_Recording]) -> None:
             row = existing.pop(code)
             row._change_reason = recording.reason
             row.delete()
-        for code, (canonical, entered, unit, derived) in recording.converted.items():
+        for code, values in recording.converted.items():
             row = existing.get(code)
             if row is None:
-                new.append((now, now, recording.visit.pk, code, canonical, entered, unit, derived))
+                new.append((now, now, recording.visit.pk, code, *values))
                 reasons.append(recording.reason)
                 continue
-            if (row.value, row.entered_value, row.entered_unit, row.derived) == (canonical, entered, unit, derived):
+            if (row.value, row.entered_value, row.entered_unit, row.derived, row.comparator) == values:
                 continue
-            row.value, row.entered_value, row.entered_unit, row.derived = canonical, entered, unit, derived
+            row.value, row.entered_value, row.entered_unit, row.derived, row.comparator = values
             row.updated_at = now
             changed.append(row)
             changed_reasons.append(recording.reason)

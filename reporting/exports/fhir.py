@@ -120,8 +120,10 @@ def _subject_identifier(ctx: Context, subject: str) -> dict:
     return {"system": f"{REGISTRY_NS}/sid/{ctx.study.code}/subject", "value": subject}
 
 
-def _quantity(value: Decimal, unit: str) -> dict:
+def _quantity(value: Decimal, unit: str, comparator: str = "") -> dict:
     quantity = {"value": Decimal(plain(value)), "unit": unit}
+    if comparator:  # a censored result: the value is the limit ("<" 10)
+        quantity["comparator"] = comparator
     if unit in UCUM_CODES:
         quantity.update(system=UCUM, code=UCUM_CODES[unit])
     return quantity
@@ -282,10 +284,12 @@ def _fhir_observations(ctx: Context) -> Iterator[tuple[str, dict]]:
             "code",
             "value",
             "derived",
+            "comparator",
+            "visit__outcome",
         )
     )
     category_system = "http://terminology.hl7.org/CodeSystem/observation-category"
-    for pk, patient, subject, visit, on, items, code, value, derived in _stream(qs):
+    for pk, patient, subject, visit, on, items, code, value, derived, comparator, outcome in _stream(qs):
         analyte = ANALYTES.get(code)
         label = analyte.label if analyte else code
         unit = analyte.unit if analyte else ""
@@ -297,11 +301,12 @@ def _fhir_observations(ctx: Context) -> Iterator[tuple[str, dict]]:
         resource = {
             "resourceType": "Observation",
             "id": _fhir_id(ctx, "Observation", pk),
-            "status": "final",
+            # A visit still being entered (docs/clinical-rules.md, "Completing a visit") gives preliminary values.
+            "status": "preliminary" if outcome == c.VisitOutcome.IN_PROGRESS else "final",
             "category": [{"coding": [{"system": category_system, "code": category}]}],
             "code": {"coding": codings, "text": label},
             "subject": _ref(ctx, "Patient", patient, subject),
-            "valueQuantity": _quantity(value, unit),
+            "valueQuantity": _quantity(value, unit, comparator),
             "note": [{"text": f"Visit {visit}"}],
         }
         if on:

@@ -343,12 +343,15 @@ def _sdtm_lb(ctx: Context) -> Iterator[tuple]:
             "entered_value",
             "entered_unit",
             "derived",
+            "comparator",
         )
     )
     seq = _sequence()
-    for site, subject, visit, offset, on, day0_at, code, value, entered, entered_unit, derived in _stream(qs):
+    for site, subject, visit, offset, on, day0_at, code, value, entered, entered_unit, derived, sign in _stream(qs):
         analyte = ANALYTES[code]
         has_entered = entered is not None and entered_unit
+        # A censored result is a limit, not a number: "<10" in the character results, no numeric result
+        # (SDTM IG 3.4, LB: a value below the limit of quantitation).
         yield (
             ctx.study.code,
             "LB",
@@ -358,10 +361,10 @@ def _sdtm_lb(ctx: Context) -> Iterator[tuple]:
             analyte.label[:40],
             LB_CATEGORY.get(code, ""),
             LB_SPECIMEN.get(code, "SERUM"),
-            _num(entered) if has_entered else _num(value),
+            sign + (_num(entered) if has_entered else _num(value)),
             entered_unit if has_entered else analyte.unit,
-            _num(value),
-            _num(value),
+            sign + _num(value),
+            "" if sign else _num(value),
             analyte.unit,
             analyte.loinc or "",
             "Y" if visit == "BL" else "",
@@ -382,10 +385,10 @@ LB_COLUMNS = [
     Column("LBTEST", "string", "Test name."),
     Column("LBCAT", "string", "Category.", values="CHEMISTRY; HEMATOLOGY; IMMUNOLOGY; URINALYSIS"),
     Column("LBSPEC", "string", "Specimen.", values="SERUM; BLOOD; URINE"),
-    Column("LBORRES", "string", "Result as entered."),
+    Column("LBORRES", "string", "Result as entered; a censored result with its comparator (<10)."),
     Column("LBORRESU", "string", "Unit as entered."),
-    Column("LBSTRESC", "string", "Standard result (character)."),
-    Column("LBSTRESN", "decimal", "Standard result (numeric), in LBSTRESU.", unit="see LBSTRESU"),
+    Column("LBSTRESC", "string", "Standard result (character); a censored result with its comparator (<10)."),
+    Column("LBSTRESN", "decimal", "Standard result (numeric), in LBSTRESU; empty when censored.", unit="see LBSTRESU"),
     Column("LBSTRESU", "string", "Standard unit (the catalogue's canonical unit)."),
     Column("LBLOINC", "string", "LOINC code."),
     Column("LBBLFL", "string", "Baseline flag (the BL visit).", values="Y"),

@@ -297,9 +297,10 @@ def _tidy_results(ctx: Context) -> Iterator[tuple]:
             "entered_value",
             "entered_unit",
             "derived",
+            "comparator",
         )
     )
-    for site, subject, visit, on, day0_at, code, value, entered, entered_unit, derived in _stream(qs):
+    for site, subject, visit, on, day0_at, code, value, entered, entered_unit, derived, comparator in _stream(qs):
         analyte = ANALYTES.get(code)
         yield (
             ctx.study.code,
@@ -310,6 +311,7 @@ def _tidy_results(ctx: Context) -> Iterator[tuple]:
             _day(on, ctx.local_date(day0_at, site)),
             code,
             analyte.label if analyte else "",
+            comparator,
             _num(value),
             analyte.unit if analyte else "",
             _num(entered),
@@ -328,7 +330,14 @@ RESULT_COLUMNS = [
     STUDY_DAY,
     Column("code", "string", "Result code of the registry's catalogue.", values=ANALYTE_CODES),
     Column("label", "string", "What was measured."),
-    Column("value", "decimal", "Value in the catalogue's canonical unit.", unit="see unit"),
+    Column(
+        "comparator",
+        "string",
+        "Blank for an exact value; for a censored one, how the true value relates to `value` and `entered_value` "
+        "(< 10: below 10), as FHIR's Quantity.comparator.",
+        values="<; <=; >=; >",
+    ),
+    Column("value", "decimal", "Value in the catalogue's canonical unit (the limit when censored).", unit="see unit"),
     Column("unit", "string", "Canonical unit of the code."),
     Column(
         "entered_value", "decimal", "Value as entered (blank for values the registry derived).", unit="see entered_unit"
@@ -433,7 +442,9 @@ def _tidy_changes(ctx: Context) -> Iterator[tuple]:
                 _date(on),
                 code,
                 analyte.unit if analyte else "",
+                change.get("baseline_comparator", ""),
                 _s(change.get("baseline")),
+                change.get("comparator", ""),
                 _s(change.get("value")),
                 _s(change.get("absolute")),
                 _s(change.get("percent")),
@@ -448,11 +459,13 @@ CHANGE_COLUMNS = [
     VISIT_DATE,
     Column("code", "string", "Result code.", values=ANALYTE_CODES),
     Column("unit", "string", "Canonical unit of the code."),
+    Column("baseline_comparator", "string", "The baseline's comparator when it is censored.", values="<; <=; >=; >"),
     Column(
         "baseline", "decimal", "Baseline value (BL visit, else the last value on or before day 0).", unit="see unit"
     ),
+    Column("comparator", "string", "The value's comparator when it is censored.", values="<; <=; >=; >"),
     Column("value", "decimal", "Value at the visit.", unit="see unit"),
-    Column("change", "decimal", "Absolute change from baseline.", unit="see unit"),
+    Column("change", "decimal", "Absolute change from baseline (blank when either is censored).", unit="see unit"),
     Column("percent_change", "decimal", "Percent change from baseline (blank when the baseline is 0).", unit="%"),
 ]
 

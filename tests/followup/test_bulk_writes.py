@@ -59,8 +59,18 @@ def test_insert_rows_stores_every_row_and_gives_each_its_key(count):
 @pytest.mark.parametrize("count", SIZES)
 def test_insert_values_gives_the_keys_in_order_and_stores_the_values_as_given(count):
     stamp = dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC)  # not replaced by an auto_now stamp
-    names = ("created_at", "updated_at", "visit_id", "code", "value", "entered_value", "entered_unit", "derived")
-    rows = [(stamp, stamp, r.visit_id, r.code, r.value, r.entered_value, "x", False) for r in new_results(count)]
+    names = (
+        "created_at",
+        "updated_at",
+        "visit_id",
+        "code",
+        "value",
+        "entered_value",
+        "entered_unit",
+        "derived",
+        "comparator",
+    )
+    rows = [(stamp, stamp, r.visit_id, r.code, r.value, r.entered_value, "x", False, "") for r in new_results(count)]
     with audit_context(door=Door.API, actor="api-key:test"), transaction.atomic():
         keys = insert_values(Result, names, rows, keys=True)
         history_values(
