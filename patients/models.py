@@ -46,7 +46,7 @@ class Patient(TimeStampedModel):
             models.UniqueConstraint(
                 fields=["study", "subject_code"],
                 name="patient_subject_code_unique_per_study",
-                violation_error_message="This subject code is already used in the study.",
+                violation_error_message="This subject code is not available in this study: choose another.",
             ),
             models.CheckConstraint(
                 condition=~Q(status__in=sorted(c.DATED_STATUSES)) | Q(status_date__isnull=False),

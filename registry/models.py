@@ -335,6 +335,14 @@ class CellProduct(TimeStampedModel):
     def __str__(self) -> str:
         return self.lot_number
 
+    def unique_error_message(self, model_class, unique_check):
+        # Lot numbers are unique across sites: the words do not say that another site holds this one.
+        if tuple(unique_check) == ("lot_number",):
+            return ValidationError(
+                "This lot number is not available: choose another.", code="unique", params={"field": "lot_number"}
+            )
+        return super().unique_error_message(model_class, unique_check)
+
     @property
     def total_cells(self) -> int:
         return self.cells_per_unit * self.units
