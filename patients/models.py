@@ -6,6 +6,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy
 
 from core.audit import audit_history
 from patients import constants as c
@@ -47,7 +48,9 @@ class Patient(TimeStampedModel):
             models.UniqueConstraint(
                 fields=["study", "subject_code"],
                 name="patient_subject_code_unique_per_study",
-                violation_error_message="This subject code is not available in this study: choose another.",
+                violation_error_message=gettext_lazy(
+                    "This subject code is not available in this study: choose another."
+                ),
             ),
             models.CheckConstraint(
                 condition=~Q(status__in=sorted(c.DATED_STATUSES)) | Q(status_date__isnull=False),
