@@ -209,7 +209,7 @@ CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": CACHE_TABLE}
+        else {"BACKEND": "core.cache.DatabaseCache", "LOCATION": CACHE_TABLE}
     )
 }
 

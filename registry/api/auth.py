@@ -9,8 +9,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import SAFE_METHODS, BasePermission
-from rest_framework.throttling import SimpleRateThrottle
 
+from core.api.throttling import SharedRateThrottle
 from registry.api_keys import api_key_verify
 from registry.models import ApiKey
 
@@ -32,7 +32,7 @@ class Partner:
         return f"api-key:{self.key.prefix}@{self.key.site.code}"
 
 
-class AuthFailureThrottle(SimpleRateThrottle):
+class AuthFailureThrottle(SharedRateThrottle):
     """Failed authentications per client address (`auth_failure` rate), in the shared cache: past the limit an
     address is answered 429 without its key being looked at, until the window passes."""
 
@@ -44,16 +44,14 @@ class AuthFailureThrottle(SimpleRateThrottle):
     def refuse_if_over(self, request) -> None:
         """429 when the address has failed too often (nothing is counted)."""
         self.key = self.get_cache_key(request, None)
-        self.history = self.cache.get(self.key, [])
-        self.now = self.timer()
-        while self.history and self.history[-1] <= self.now - self.duration:
-            self.history.pop()
-        if len(self.history) >= self.num_requests:
+        if self.current() >= self.num_requests:
             raise exceptions.Throttled(self.wait())
 
     def count_failure(self, request) -> None:
-        self.refuse_if_over(request)
-        self.throttle_success()
+        """Count a failure; 429 when it is one too many."""
+        self.key = self.get_cache_key(request, None)
+        if self.count() > self.num_requests:
+            raise exceptions.Throttled(self.wait())
 
 
 def authentication_failed(request, message: str):

@@ -3,14 +3,13 @@ throttling and the table that keeps idempotent answers (the plumbing itself is i
 
 from __future__ import annotations
 
-from rest_framework.throttling import SimpleRateThrottle
-
+from core.api.throttling import SharedRateThrottle
 from core.api.viewsets import ScopedViewSet
 from registry.api.auth import ApiKeyAuthentication, AuthFailureThrottle, PartnerPermission
 from registry.models import ApiKey, IdempotencyRecord
 
 
-class ApiKeyThrottle(SimpleRateThrottle):
+class ApiKeyThrottle(SharedRateThrottle):
     scope = "api_key"
 
     def get_cache_key(self, request, view):

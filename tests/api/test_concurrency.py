@@ -169,3 +169,102 @@ def test_concurrent_updates_naming_one_version_change_it_once(world, live_server
         field = {Patient: "birth_year", ConcomitantMedication: "dose", CellProduct: "units", AdverseEvent: "grade"}
         name = field[type(obj)]
         assert float(getattr(obj, name)) == float(winner.json()[name])
+
+
+# The throttle across processes -------------------------------------------------------------------------
+
+
+def test_database_cache_counts_every_concurrent_increase(settings):
+    """Threads (each its own connection) increase one counter at once: every increase is counted."""
+    from django.db import connections
+
+    from core.cache import DatabaseCache
+
+    cache = DatabaseCache(settings.CACHE_TABLE, {})
+    cache.set("race-counter", 0, timeout=60)
+    n = 16
+    barrier = threading.Barrier(n)
+    seen: list[int] = []
+
+    def run():
+        try:
+            barrier.wait(timeout=30)
+            seen.append(cache.incr("race-counter"))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    print(f"database cache: {n} concurrent increases, counter {cache.get('race-counter')}")
+    assert sorted(seen) == list(range(1, n + 1))
+    assert cache.get("race-counter") == n
+
+
+@pytest.fixture
+def gunicorn(world, settings, tmp_path):
+    """`start(cache)`: the registry under gunicorn with 2 worker processes on this test's database, a rate
+    of 10 requests a minute per key, and the shared cache `cache` ("database" or "redis")."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from django.db import connection
+
+    from tests.integration.support import free_port
+
+    processes = []
+
+    def start(cache: str) -> str:
+        port = free_port()
+        db = connection.settings_dict
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.base",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "API_RATE_LIMIT": "10/minute",
+            "REGISTRY_VAR_DIR": str(tmp_path),
+        }
+        env.pop("REDIS_URL", None)
+        if cache == "redis":
+            env["REDIS_URL"] = settings.REDIS_URL
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}"]
+            + ["--workers", "2", "--no-control-socket"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/healthz", timeout=10).status_code == 200:
+                    return url
+            except requests.RequestException:
+                time.sleep(0.2)
+        pytest.fail("gunicorn did not start")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("cache", ["database", "redis"])
+def test_the_rate_limit_holds_across_worker_processes(world, gunicorn, cache, settings):
+    if cache == "redis" and not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL")
+    url = gunicorn(cache)
+    key = world.keys["b_rw"]  # a key no other test of this run has used within the minute
+    answers = burst(6, lambda s: [s.get(f"{url}/api/v1/studies/", headers=headers(key), timeout=60) for _ in range(5)])
+    answers = [answer for group in answers for answer in group]
+    counts = statuses(answers)
+    print(f"rate 10/minute, 30 requests over 6 connections to 2 workers ({cache} cache): {dict(counts)}")
+    assert counts == Counter({200: 10, 429: 20}), counts
+    assert_problems(answers, {429})

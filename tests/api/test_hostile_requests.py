@@ -341,8 +341,7 @@ def test_the_cache_table_is_made_by_migrate(settings):
 
 def test_without_redis_the_throttle_counts_in_the_database(world, settings, monkeypatch):
     """Every web process reads the same counters: the database cache, when there is no Redis."""
-    from django.core.cache.backends.db import DatabaseCache
-
+    from core.cache import DatabaseCache
     from registry.api.base import ApiKeyThrottle
 
     monkeypatch.setattr(ApiKeyThrottle, "cache", DatabaseCache(settings.CACHE_TABLE, {}))
@@ -357,8 +356,8 @@ def test_the_settings_share_the_cache_between_processes():
     """Redis when REDIS_URL is set, the database cache otherwise; never a cache of one process."""
     from config.settings import base
 
-    expected = "redis.RedisCache" if base.REDIS_URL else "db.DatabaseCache"
-    assert base.CACHES["default"]["BACKEND"] == f"django.core.cache.backends.{expected}"
+    expected = "django.core.cache.backends.redis.RedisCache" if base.REDIS_URL else "core.cache.DatabaseCache"
+    assert base.CACHES["default"]["BACKEND"] == expected
 
 
 @pytest.fixture
