@@ -11,7 +11,6 @@ import pytest
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.test import RequestFactory
-from rest_framework.settings import api_settings
 
 from core.api import problems
 from core.api.etags import etag_of
@@ -362,7 +361,7 @@ def test_the_settings_share_the_cache_between_processes():
 
 @pytest.fixture
 def tiny_auth_rate(settings, monkeypatch):
-    rates = {**api_settings.DEFAULT_THROTTLE_RATES, "auth_failure": "3/minute"}
+    rates = {"auth_failure": "3/minute"}
     monkeypatch.setattr(AuthFailureThrottle, "THROTTLE_RATES", rates)
     return rates
 
