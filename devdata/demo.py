@@ -516,6 +516,13 @@ def _choose_items(
     raise ValueError(f"no SLEDAI-2K items sum to {total}")  # pragma: no cover (the pool covers 0-33)
 
 
+def _not_measured(visit, plan) -> dict[str, str]:
+    """The required items of `visit` the demonstration centre did not measure (C4, for one), said not done."""
+    present = {*plan.results, *(["SLEDAI2K"] if plan.items is not None else [])}
+    required = visit.definition.required_items if visit.definition_id else []
+    return {code: "not_done" for code in required if code not in present}
+
+
 def plan_visit(
     *, code: str, course: Course, previous_items: list[str], rng: random.Random, units: dict[str, str]
 ) -> VisitPlan:
@@ -705,7 +712,7 @@ def _seed_visits(*, patient, number, course, transplants, exit_date, today, rng,
         "CREAT": "mg/dL" if site.code == "JSPH" else "umol/L",
         "C3": "mg/dL" if site.code == "JSPH" else "g/L",
     }
-    visits = list(patient.visits.filter(definition__isnull=False).order_by("target_date"))
+    visits = list(patient.visits.filter(definition__isnull=False).select_related("definition").order_by("target_date"))
     closed = [v for v in visits if v.window_end < today and (exit_date is None or v.window_end < exit_date)]
     left_open = {closed[-1].code} if number in OVERDUE and len(closed) > 2 else set()
     previous_items: list[str] = []
@@ -723,7 +730,13 @@ def _seed_visits(*, patient, number, course, transplants, exit_date, today, rng,
             on_date = transplants[1].infused_at.astimezone(site.zone).date()
         else:
             on_date = _visit_date(visit, rng, not_before=max(last_date, consent), today=today)
-        visit_record(visit=visit, actual_date=on_date, results=plan.results, sledai_items=plan.items)
+        visit_record(
+            visit=visit,
+            actual_date=on_date,
+            results=plan.results,
+            sledai_items=plan.items,
+            not_done=_not_measured(visit, plan),
+        )
         counts["visits recorded"] += 1
         last_date = on_date + _days(1)
         if plan.items is not None:

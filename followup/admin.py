@@ -1,11 +1,13 @@
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -18,12 +20,22 @@ from followup import safety, services
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.charts import patient_charts
 from followup.computations import plain
-from followup.constants import AECategory, CTCAEGrade, Relatedness, VisitState
+from followup.constants import (
+    AECategory,
+    CTCAEGrade,
+    NotDoneReason,
+    RecordStatus,
+    Relatedness,
+    VisitOutcome,
+    VisitState,
+)
+from followup.history import visit_history
 from followup.models import AdverseEvent, ComputedOutcome, LotLookback, Result, SafetySignal, Visit
 from followup.selectors import lot_lookback
 from patients.admin import PatientAdmin
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import day_zero
+from registry.admin import VisitDefinitionAdmin
 from registry.admin_tools import (
     ScopedAdmin,
     ScopedReadOnlyInlineMixin,
@@ -32,6 +44,7 @@ from registry.admin_tools import (
     export_csv_action,
 )
 from registry.constants import TissueSource
+from registry.models import VisitDefinition
 
 ENTERED_ANALYTES = [a for a in ANALYTES.values() if not a.computed and a.code != "SLEDAI2K"]
 
@@ -81,6 +94,11 @@ def _analyte_fields() -> dict[str, forms.Field]:
         )
         fields[f"{analyte.code}_unit"] = forms.ChoiceField(
             choices=[(u, u) for u in analyte.units], required=False, label=_("unit"), initial=analyte.unit
+        )
+    for code in [*(a.code for a in ENTERED_ANALYTES), "SLEDAI2K"]:
+        # Shown beside the items the visit's definition requires (`VisitAdmin.get_fieldsets`).
+        fields[f"{code}_not_done"] = forms.ChoiceField(
+            choices=[("", "—"), *NotDoneReason.choices], required=False, label=_("or, not done because")
         )
     return fields
 
@@ -133,6 +151,12 @@ class VisitRecordFormBase(ServiceModelForm):
             self.fields["sledai_assessed"].initial = True
         elif self.instance.pk and "SLEDAI2K" in existing:
             self.fields["sledai_total_only"].initial = existing["SLEDAI2K"].value
+        for code, why in (self.instance.not_done or {}).items() if self.instance.pk else ():
+            if f"{code}_not_done" in self.fields:
+                self.fields[f"{code}_not_done"].initial = why
+        for name, field in self.fields.items():
+            if name.endswith("_not_done"):
+                field.choices = [("", "—"), *((value, gettext(label)) for value, label in NotDoneReason.choices)]
 
     # Service errors about something the form asks under another name.
     SERVICE_ERROR_FIELDS = {
@@ -161,6 +185,11 @@ class VisitRecordFormBase(ServiceModelForm):
         if cleaned_data.get("sledai_total_only") is not None:  # beside ticked items, it must agree with them
             results["SLEDAI2K"] = (cleaned_data["sledai_total_only"], "points")
         return results
+
+    @staticmethod
+    def not_done_from(cleaned_data, required) -> dict[str, str]:
+        """The reasons given for required items without a value, by result code."""
+        return {code: cleaned_data[f"{code}_not_done"] for code in required if cleaned_data.get(f"{code}_not_done")}
 
 
 VisitRecordForm = type("VisitRecordForm", (VisitRecordFormBase,), _analyte_fields())
@@ -241,8 +270,21 @@ class VisitAdmin(ScopedAdmin):
         "outcome_summary",
     ]
 
+    change_form_template = "admin/followup/visit/change_form.html"
+
+    @staticmethod
+    def _required(obj) -> list[str]:
+        return list(obj.definition.required_items) if obj is not None and obj.definition_id else []
+
     def get_fieldsets(self, request, obj=None):
-        analyte_fields = [(f"{a.code}_value", f"{a.code}_unit") for a in ENTERED_ANALYTES]
+        required = self._required(obj)
+        analyte_fields = [
+            (f"{a.code}_value", f"{a.code}_unit", *([f"{a.code}_not_done"] if a.code in required else []))
+            for a in ENTERED_ANALYTES
+        ]
+        sledai = ["sledai_assessed", "sledai_items", "sledai_total_only"]
+        if "SLEDAI2K" in required:
+            sledai[-1] = ("sledai_total_only", "SLEDAI2K_not_done")
         return [
             (
                 None,
@@ -257,7 +299,7 @@ class VisitAdmin(ScopedAdmin):
                 },
             ),
             (_("Record the visit"), {"fields": ["actual_date", "deviation_reason"]}),
-            ("SLEDAI-2K", {"fields": ["sledai_assessed", "sledai_items", "sledai_total_only"]}),
+            ("SLEDAI-2K", {"fields": sledai}),
             (
                 _("Results (choose the unit you have; values are stored in the canonical unit)"),
                 {"fields": analyte_fields},
@@ -268,7 +310,13 @@ class VisitAdmin(ScopedAdmin):
         ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).with_state().select_related("patient__site")
+        return super().get_queryset(request).with_state().select_related("patient__site", "definition")
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        required = self._required(obj)
+        context["required_items"] = required
+        context["visit_completed"] = obj is not None and obj.outcome == VisitOutcome.COMPLETED
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description=_("state"), ordering="state")
     def state_display(self, obj):
@@ -323,9 +371,43 @@ class VisitAdmin(ScopedAdmin):
     def has_add_permission(self, request):
         return False
 
+    def history_view(self, request, object_id, extra_context=None):
+        """One history of the visit: its fields, its results and its SLEDAI-2K items, who, when, door, why."""
+        visit = self.get_object(request, unquote(object_id))
+        if visit is None or not self.has_view_or_change_permission(request, visit):
+            raise Http404
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("History: %(visit)s") % {"visit": visit},
+            "subtitle": None,
+            "opts": self.model._meta,
+            "object": visit,
+            "entries": visit_history(visit),
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/followup/visit/history.html", context)
+
     def response_post_save_change(self, request, obj):
-        """ "Save" takes the coordinator back to the worklist, where the next visit waits."""
+        """Saving takes the coordinator back to the worklist, where the next visit waits; a visit left in
+        progress is named there with what completing it still needs."""
+        if obj.outcome == VisitOutcome.IN_PROGRESS:
+            missing = getattr(obj, "missing_items", None) or []
+            message = gettext("Visit %(visit)s is saved in progress; it stays on the worklist until completed.") % {
+                "visit": obj
+            }
+            if missing:
+                message += " " + gettext("Completing it needs: %(items)s.") % {"items": ", ".join(missing)}
+            self.message_user(request, message, messages.WARNING)
         return HttpResponseRedirect(reverse(f"{self.admin_site.name}:index"))
+
+    @staticmethod
+    def requested_status(request, instance) -> str:
+        """ "Complete visit" completes; "Save (in progress)", the default that Enter presses, does not. A
+        completed visit's page saves a correction, which keeps it complete."""
+        if "_complete" in request.POST or instance.outcome == VisitOutcome.COMPLETED:
+            return RecordStatus.COMPLETE
+        return RecordStatus.IN_PROGRESS
 
     def service_save(self, request, instance, cleaned_data, change):
         if cleaned_data.get("missed_reason") and not cleaned_data.get("actual_date"):
@@ -341,6 +423,8 @@ class VisitAdmin(ScopedAdmin):
             sledai_items=VisitRecordForm.sledai_items_from(cleaned_data),
             deviation_reason=cleaned_data.get("deviation_reason") or "",
             reason=cleaned_data.get("reason") or "",
+            status=self.requested_status(request, instance),
+            not_done=VisitRecordForm.not_done_from(cleaned_data, self._required(instance)),
             actor=request.user,
         )
 
@@ -661,3 +745,32 @@ class PatientWorkspaceAdmin(PatientAdmin):
 
 admin.site.unregister(Patient)
 admin.site.register(Patient, PatientWorkspaceAdmin)
+
+
+class VisitDefinitionItemsForm(ServiceModelForm):
+    """A time point of the template, its required items chosen from the catalogue."""
+
+    required_items = forms.MultipleChoiceField(
+        choices=[(code, f"{code}: {analyte.label}") for code, analyte in ANALYTES.items() if not analyte.computed],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label=_("required items"),
+        help_text=_("Result codes that must be recorded, or said not done with a reason, to complete the visit."),
+    )
+
+    class Meta:
+        model = VisitDefinition
+        fields = "__all__"
+
+    def clean_required_items(self):
+        chosen = self.cleaned_data["required_items"]
+        return [code for code in ANALYTES if code in chosen]  # in the catalogue's order
+
+
+class VisitDefinitionItemsAdmin(VisitDefinitionAdmin):
+    form = VisitDefinitionItemsForm
+    list_display = [*VisitDefinitionAdmin.list_display, "required_items"]
+
+
+admin.site.unregister(VisitDefinition)
+admin.site.register(VisitDefinition, VisitDefinitionItemsAdmin)

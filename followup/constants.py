@@ -7,15 +7,35 @@ class VisitOutcome(models.TextChoices):
     """What has been recorded about a visit. Scheduled/due/overdue are derived from dates (see states.py)."""
 
     OPEN = "open", "Open"
+    IN_PROGRESS = "in_progress", "In progress"
     COMPLETED = "completed", "Completed"
     MISSED = "missed", "Missed"
     NOT_REQUIRED = "not_required", "Not required"
+
+
+# Visits whose date and results have been entered (complete or not): their values are real measurements.
+ENTERED_OUTCOMES = (VisitOutcome.IN_PROGRESS, VisitOutcome.COMPLETED)
+
+
+class RecordStatus(models.TextChoices):
+    """What a recording asks of its visit: stay in progress (data entered, not complete) or complete it."""
+
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETE = "complete", "Complete"
+
+
+class NotDoneReason(models.TextChoices):
+    """Why a required item of a visit has no value (as CDASH's ND: --STAT "NOT DONE" and its reason)."""
+
+    NOT_DONE = "not_done", "Not done"
+    NOT_AVAILABLE = "not_available", "Not available"
 
 
 class VisitState(models.TextChoices):
     SCHEDULED = "scheduled", "Scheduled"
     DUE = "due", "Due"
     OVERDUE = "overdue", "Overdue"
+    IN_PROGRESS = "in_progress", "In progress"
     COMPLETED = "completed", "Completed"
     MISSED = "missed", "Missed"
     NOT_REQUIRED = "not_required", "Not required"

@@ -19,7 +19,7 @@ from registry.models import CellProduct, SiteScopedQuerySet, TimeStampedModel, V
 class Visit(TimeStampedModel):
     """A follow-up time point for one patient (or an unscheduled visit) and what was recorded there.
 
-    `outcome` holds facts (completed, missed, not required); whether an open visit is scheduled, due or
+    `outcome` holds facts (in progress, completed, missed, not required); whether an open visit is scheduled, due or
     overdue follows from its window and today's date in the site's time zone (`followup.states`).
     """
 
@@ -46,6 +46,11 @@ class Visit(TimeStampedModel):
         blank=True,
         help_text="SLEDAI-2K items present at the visit (codes); blank when only a total was recorded.",
     )
+    not_done = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Required items without a value, each with the reason (result code: not_done or not_available).",
+    )
 
     objects = VisitQuerySet.as_manager()
     SITE_LOOKUP = "patient__site"
@@ -60,9 +65,10 @@ class Visit(TimeStampedModel):
                 name="visit_window_contains_target",
             ),
             models.CheckConstraint(
-                condition=~Q(outcome=VisitOutcome.COMPLETED) | Q(actual_date__isnull=False),
-                name="visit_completed_has_date",
-                violation_error_message="A completed visit needs its actual date.",
+                condition=~Q(outcome__in=[VisitOutcome.COMPLETED, VisitOutcome.IN_PROGRESS])
+                | Q(actual_date__isnull=False),
+                name="visit_entered_has_date",
+                violation_error_message="A visit completed or in progress needs its actual date.",
             ),
             models.CheckConstraint(
                 condition=~Q(outcome__in=[VisitOutcome.MISSED, VisitOutcome.NOT_REQUIRED]) | ~Q(outcome_reason=""),
@@ -77,6 +83,13 @@ class Visit(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.patient.subject_code} {self.code}"
+
+    def required_missing(self, present) -> list[str]:
+        """The required items of the visit's definition (in its order) with neither a value among `present`
+        (result codes) nor a reason they were not done."""
+        required = self.definition.required_items if self.definition_id else []
+        not_done = self.not_done or {}
+        return [code for code in required if code not in present and code not in not_done]
 
     def current_state(self, today=None):
         """The visit's state today in the site's time zone (or on `today`)."""

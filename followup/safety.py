@@ -42,10 +42,10 @@ class Finding:
 
 
 def lab_findings(visit_ids=None) -> list[Finding]:
-    """Findings from completed visits' results and computed outcomes (optionally for some visits only)."""
+    """Findings from the results of visits entered (completed or in progress) and computed outcomes (optionally for some visits only)."""
     findings: list[Finding] = []
     outcomes = ComputedOutcome.objects.select_related("visit")
-    results = Result.objects.filter(visit__outcome=c.VisitOutcome.COMPLETED, code__in=["PLT", "WBC", "PROT24H"])
+    results = Result.objects.filter(visit__outcome__in=c.ENTERED_OUTCOMES, code__in=["PLT", "WBC", "PROT24H"])
     if visit_ids is not None:
         outcomes = outcomes.filter(visit_id__in=visit_ids)
         results = results.filter(visit_id__in=visit_ids)
@@ -103,7 +103,7 @@ def lab_findings(visit_ids=None) -> list[Finding]:
                 Result.objects.filter(
                     code="PROT24H",
                     visit__patient_id=visit.patient_id,
-                    visit__outcome=c.VisitOutcome.COMPLETED,
+                    visit__outcome__in=c.ENTERED_OUTCOMES,
                     visit__actual_date__lt=visit.actual_date,
                 )
                 .order_by("-visit__actual_date")

@@ -35,11 +35,13 @@ def lot_lookback(*, lot: CellProduct, user=None, site_ids=None) -> QuerySet[Pati
 
 
 def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
-    """A coordinator's day: their sites' visits due, overdue or coming within `horizon_days`, expedited
-    reports due or late, and safety signals to review, with counts per site. A fixed number of queries."""
+    """A coordinator's day: their sites' visits in progress (entered, not complete), due, overdue or coming
+    within `horizon_days`, expedited reports due or late, and safety signals to review, with counts per
+    site. A fixed number of queries."""
     import datetime as dt
     from collections import Counter
 
+    from django.db.models import Q
     from django.utils import timezone
 
     from followup.constants import SignalStatus, VisitState
@@ -53,10 +55,17 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
     latest_today = max((s.today(now) for s in sites.values()), default=now.date())
     visits = (
         Visit.objects.for_user(user)
-        .exclude(patient__status__in=INACTIVE_STATUSES)
         .with_state(now)
-        .filter(state__in=[VisitState.DUE, VisitState.OVERDUE, VisitState.SCHEDULED])
-        .filter(window_start__lte=latest_today + dt.timedelta(days=horizon_days))
+        # A visit in progress stays until completed, whatever its patient's status since; the others are
+        # of patients still followed, and within the horizon.
+        .filter(
+            Q(state=VisitState.IN_PROGRESS)
+            | Q(
+                state__in=[VisitState.DUE, VisitState.OVERDUE, VisitState.SCHEDULED],
+                window_start__lte=latest_today + dt.timedelta(days=horizon_days),
+            )
+            & ~Q(patient__status__in=INACTIVE_STATUSES)
+        )
         .select_related("patient__site")
         .order_by("window_end", "patient__subject_code")
     )
@@ -88,6 +97,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
     per_site = [
         {
             "site": site.code,
+            "in_progress": counts[(site.code, VisitState.IN_PROGRESS)],
             "overdue": counts[(site.code, VisitState.OVERDUE)],
             "due": counts[(site.code, VisitState.DUE)],
             "upcoming": counts[(site.code, VisitState.SCHEDULED)],
@@ -97,6 +107,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
         for site in sorted(sites.values(), key=lambda s: s.code)
     ]
     return {
+        "in_progress": [v for v in rows if v.state == VisitState.IN_PROGRESS],
         "overdue": [v for v in rows if v.state == VisitState.OVERDUE],
         "due": [v for v in rows if v.state == VisitState.DUE],
         "upcoming": [v for v in rows if v.state == VisitState.SCHEDULED],

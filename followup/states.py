@@ -1,6 +1,6 @@
 """Visit state, derived in exactly one place for the admin, the API and the reminders.
 
-A visit's recorded outcome (completed, missed, not required) wins; an open visit is *scheduled* before
+A visit's recorded outcome (in progress, completed, missed, not required) wins; an open visit is *scheduled* before
 its window opens, *due* while it is open, and *overdue* once it has closed. "Today" is the calendar date in
 the patient's site's time zone, so a visit in Nanjing turns due at local midnight, not UTC midnight.
 `visit_state` decides for one visit in Python; `VisitQuerySet.with_state` decides for many in SQL with the
@@ -62,6 +62,7 @@ class VisitQuerySet(SiteScopedQuerySet):
         return qs.annotate(
             state=Case(
                 When(outcome=VisitOutcome.COMPLETED, then=Value(VisitState.COMPLETED.value)),
+                When(outcome=VisitOutcome.IN_PROGRESS, then=Value(VisitState.IN_PROGRESS.value)),
                 When(outcome=VisitOutcome.MISSED, then=Value(VisitState.MISSED.value)),
                 When(outcome=VisitOutcome.NOT_REQUIRED, then=Value(VisitState.NOT_REQUIRED.value)),
                 When(window_start__gt=models.F("site_today"), then=Value(VisitState.SCHEDULED.value)),

@@ -125,3 +125,8 @@ DEFAULT_VISIT_TEMPLATE: tuple[tuple[str, str, int, int, int], ...] = (
     ("M48", "Year 4", 1460, 30, 30),
     ("M60", "Year 5", 1825, 30, 30),
 )
+
+# The items a visit of the default template needs before it can be completed (each recorded, or said not
+# done with a reason): result codes of the catalogue (followup/catalogue.py), at these visits.
+DEFAULT_REQUIRED_ITEMS: tuple[str, ...] = ("SLEDAI2K", "PROT24H", "CREAT", "C3", "C4", "ADSDNA")
+DEFAULT_REQUIRED_AT: tuple[str, ...] = ("BL", "M3", "M6", "M12")

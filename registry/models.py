@@ -52,6 +52,16 @@ def user_can_write_site(user, site_id) -> bool:
 CODE_VALIDATOR = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Use letters, digits, '.', '_' or '-' (no spaces).")
 
 
+def validate_code_list(value) -> None:
+    """A list of distinct codes (e.g. a visit's required result codes)."""
+    if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
+        raise ValidationError('Give a list of codes, e.g. ["CREAT", "C3"].')
+    if len(set(value)) != len(value):
+        raise ValidationError("Each code once.")
+    for code in value:
+        CODE_VALIDATOR(code)
+
+
 PERCENT_VALIDATORS = [
     MinValueValidator(0, message="A percentage cannot be below 0."),
     MaxValueValidator(100, message="A percentage cannot be above 100."),
@@ -360,6 +370,12 @@ class VisitDefinition(models.Model):
     offset_days = models.PositiveIntegerField()
     window_before_days = models.PositiveIntegerField(default=0)
     window_after_days = models.PositiveIntegerField(default=0)
+    required_items = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_code_list],
+        help_text="Result codes that must be recorded, or said not done with a reason, to complete the visit.",
+    )
 
     history = audit_history()
 

@@ -140,7 +140,13 @@ def schedule_install_default(*, study: Study) -> list[VisitDefinition]:
         return list(study.visit_definitions.all())
     definitions = [
         VisitDefinition(
-            study=study, code=code, label=label, offset_days=offset, window_before_days=before, window_after_days=after
+            study=study,
+            code=code,
+            label=label,
+            offset_days=offset,
+            window_before_days=before,
+            window_after_days=after,
+            required_items=list(c.DEFAULT_REQUIRED_ITEMS) if code in c.DEFAULT_REQUIRED_AT else [],
         )
         for code, label, offset, before, after in c.DEFAULT_VISIT_TEMPLATE
     ]

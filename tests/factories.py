@@ -104,12 +104,14 @@ def make_study(
     title: str | None = None,
     phase: str = rc.StudyPhase.PHASE_1_2,
     target_enrolment: int = 40,
+    required_items: bool = False,
     **fields,
 ) -> Study:
-    """A study at `sites` with the default follow-up template."""
+    """A study at `sites` with the default follow-up template; its visits require no item to complete unless
+    `required_items` (most tests record a few results at a visit, not the template's whole list)."""
     number = _next() if code is None or registration_id is None else None
     code = code or f"CLIN{number:03d}"
-    return study_create(
+    study = study_create(
         code=code,
         registration_id=registration_id or f"NCT7{number:07d}",
         title=title or f"Allogeneic MSCT in refractory SLE ({code})",
@@ -118,6 +120,9 @@ def make_study(
         sites=list(sites),
         **fields,
     )
+    if not required_items:
+        study.visit_definitions.update(required_items=[])
+    return study
 
 
 def make_donor(

@@ -200,6 +200,8 @@ SPECTACULAR_SETTINGS = {
         "TestOutcomeEnum": "registry.constants.TestOutcome",
         "DrugEnum": "patients.constants.Drug",
         "ReleaseStatusEnum": "registry.constants.ReleaseStatus",
+        "RecordStatusEnum": "followup.constants.RecordStatus",
+        "NotDoneReasonEnum": "followup.constants.NotDoneReason",
     },
 }
 # The cache holds the API's throttle counters, which every web process must share: Redis when configured,

@@ -103,6 +103,15 @@ class VisitSerializer(ModelSerializer):
     subject_code = serializers.CharField(source="patient.subject_code", read_only=True)
     state = serializers.ChoiceField(choices=c.VisitState.choices, read_only=True)
     results = VisitResultSerializer(many=True, read_only=True)
+    not_done = serializers.DictField(
+        child=serializers.ChoiceField(choices=c.NotDoneReason.choices),
+        read_only=True,
+        help_text="Required items without a value, by result code, with the reason.",
+    )
+    missing_items = serializers.SerializerMethodField(
+        help_text="Required items of the visit with neither a value nor a reason they were not done: what "
+        "completing the visit still needs."
+    )
 
     class Meta:
         model = Visit
@@ -122,8 +131,19 @@ class VisitSerializer(ModelSerializer):
             "deviation_reason",
             "sledai_items",
             "results",
+            "not_done",
+            "missing_items",
             "updated_at",
         ]
+
+    def get_missing_items(self, obj) -> list[str]:
+        if obj.outcome not in c.ENTERED_OUTCOMES:
+            return []
+        if hasattr(obj, "missing_items"):  # as the recording left it
+            return obj.missing_items
+        rows = getattr(obj, "result_rows", None)
+        codes = {row["code"] for row in rows} if rows is not None else {r.code for r in obj.results.all()}
+        return obj.required_missing(codes)
 
     def to_representation(self, instance):
         """DRF's loop over the readable fields, each attribute read by a plain getter (DRF walks each source
@@ -201,6 +221,20 @@ class VisitRecordSerializer(serializers.Serializer):
         required=False, allow_blank=True, max_length=2000, help_text="Required when correcting a recorded visit."
     )
     remove = serializers.ListField(child=serializers.ChoiceField(choices=list(ANALYTES)), required=False)
+    status = serializers.ChoiceField(
+        choices=c.RecordStatus.choices,
+        default=c.RecordStatus.COMPLETE,
+        help_text='"complete" (the default) completes the visit: each of its required items (the study\'s visit '
+        'definitions, `required_items`) recorded, or given in `not_done`. "in_progress" stores what is sent and '
+        "keeps the visit open for more; the answer's `missing_items` lists what completing still needs.",
+    )
+    not_done = serializers.DictField(
+        child=serializers.ChoiceField(choices=c.NotDoneReason.choices),
+        required=False,
+        allow_empty=True,
+        help_text='Why required items have no value, by result code, e.g. {"C4": "not_available"}. Replaces '
+        "what is stored; omit to keep it.",
+    )
 
 
 class VisitRecordByKeySerializer(VisitRecordSerializer):
@@ -241,6 +275,7 @@ class VisitBatchRecordedSerializer(serializers.Serializer):
     visit_code = serializers.CharField()
     outcome = serializers.CharField()
     actual_date = serializers.DateField()
+    missing_items = serializers.ListField(child=serializers.CharField())
     updated_at = serializers.DateTimeField()
 
 

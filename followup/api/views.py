@@ -49,6 +49,7 @@ class VisitFilter(SubjectFilter):
 
 LIST_VISIT_FIELDS = (
     *(f.name for f in Visit._meta.concrete_fields),
+    "definition__required_items",
     "patient__subject_code",
     "patient__site_id",
     "patient__study__code",
@@ -63,7 +64,7 @@ class VisitViewSet(PartnerViewSet):
 
     def base_queryset(self):
         # Scoped to the key's site (`scoped`), whose time zone came with the key: today is one value.
-        visits = Visit.objects.with_state(sites=[self.request.auth.site]).select_related("patient__study")
+        visits = Visit.objects.with_state(sites=[self.request.auth.site]).select_related("patient__study", "definition")
         if self.action == "list":
             # The page's results are attached as rows by `list`; of the patient and the study only what a
             # visit shows is read (a page is 100 visits: their patients' other columns cost more than the rest).
@@ -94,6 +95,8 @@ class VisitViewSet(PartnerViewSet):
             remove=fields.get("remove", []),
             reason=fields.get("reason", ""),
             version=version or fields.get("version") or fields.get("updated_at"),
+            status=fields.get("status", c.RecordStatus.COMPLETE),
+            not_done=fields.get("not_done"),
         )
 
     def _record(self, visit, fields):
@@ -110,9 +113,10 @@ class VisitViewSet(PartnerViewSet):
     @action(detail=True, methods=["post"])
     @idempotent
     def record(self, request, *args, **kwargs):
-        """Record the visit's date and results (all or nothing). Correcting a recorded visit needs If-Match and a reason."""
+        """Record the visit's date and results (all or nothing), completing it or leaving it in progress.
+        Correcting a completed visit needs If-Match and a reason."""
         visit = self.get_object()
-        if visit.outcome != c.VisitOutcome.OPEN:
+        if visit.outcome not in (c.VisitOutcome.OPEN, c.VisitOutcome.IN_PROGRESS):
             refused = check_if_match(request, visit)
             if refused:
                 return refused
@@ -141,8 +145,8 @@ class VisitViewSet(PartnerViewSet):
 
     def _recorded(self, visit):
         # The visit as `visit_record` stored it (its fields are the row's) and the results it stored (not read
-        # back): its state is "completed" whatever the day.
-        visit.state = c.VisitState.COMPLETED
+        # back): its state follows from its outcome whatever the day.
+        visit.state = c.VisitState(visit.outcome)
         visit.result_rows = [
             dict(zip(RESULT_ROW_FIELDS, (code, *visit.results_stored[code]), strict=True))
             for code in sorted(visit.results_stored)
@@ -172,6 +176,7 @@ class VisitViewSet(PartnerViewSet):
                     "visit_code": visit.code,
                     "outcome": visit.outcome,
                     "actual_date": visit.actual_date,
+                    "missing_items": visit.missing_items,
                     "updated_at": visit.updated_at,
                 }
                 for visit in visits

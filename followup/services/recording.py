@@ -11,6 +11,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from core.api.etags import require_version, version_refusal
 from core.api.problems import PreconditionError
@@ -19,7 +20,7 @@ from core.bulk import insert_values, update_rows, without_jit
 from followup import constants as c
 from followup.catalogue import ANALYTES
 from followup.computations import egfr_ckd_epi_2021, plain, sledai_total, to_canonical
-from followup.constants import VisitOutcome
+from followup.constants import NotDoneReason, RecordStatus, VisitOutcome
 from followup.models import Result, Visit
 from followup.services.outcomes import outcomes_recompute_patients
 from followup.states import site_today
@@ -106,7 +107,9 @@ def _age_at(patient: Patient, on_date: dt.date) -> int:
 
 @dataclass
 class VisitEntry:
-    """What is submitted for one visit: its date, results and SLEDAI-2K items, and why (for a correction)."""
+    """What is submitted for one visit: its date, results and SLEDAI-2K items, and why (for a correction);
+    whether it completes the visit or leaves it in progress; and why required items have no value
+    (`not_done`, by result code; None keeps what is stored, a mapping replaces it)."""
 
     actual_date: dt.date | None
     results: ResultsInput | None = None
@@ -114,6 +117,8 @@ class VisitEntry:
     deviation_reason: str = ""
     remove: Iterable[str] = ()
     reason: str = ""
+    status: str = RecordStatus.COMPLETE
+    not_done: Mapping[str, str] | None = None
     # The version being corrected, for a visit recorded already (or missed): its ETag, an If-Match list of
     # them, or its updated_at. The partner's natural-key doors (by key, batch) need it, as If-Match is needed
     # for the visit by id.
@@ -131,6 +136,7 @@ class _Recording:
     reason: str
     since: dt.date | None  # outcomes from this date on may change (None: all of the patient's, a baseline)
     correction: bool  # of a visit already recorded, missed or not required (which may have had an outcome)
+    missing: list[str]  # required items with neither a value nor a reason (a visit left in progress)
 
     def results_stored(self) -> dict[str, tuple[Decimal, Decimal | None, str, bool]]:
         """Once stored: the visit's results by code, as (value, entered value, entered unit, derived)."""
@@ -142,7 +148,15 @@ class _Recording:
         return {**kept, **self.converted}
 
 
-VISIT_RECORD_FIELDS = ["actual_date", "deviation_reason", "outcome", "outcome_reason", "sledai_items", "updated_at"]
+VISIT_RECORD_FIELDS = [
+    "actual_date",
+    "deviation_reason",
+    "outcome",
+    "outcome_reason",
+    "sledai_items",
+    "not_done",
+    "updated_at",
+]
 RESULT_VALUE_FIELDS = ["value", "entered_value", "entered_unit", "derived", "updated_at"]
 NEW_RESULT_FIELDS = ("created_at", "updated_at", "visit_id", "code", *RESULT_VALUE_FIELDS[:4])
 
@@ -154,8 +168,11 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
     Long because the rules follow the order a coordinator meets them on the form, each a few lines."""
     patient = visit.patient
     reason = entry.reason or ""
-    correcting = visit.outcome != VisitOutcome.OPEN
+    # Adding to a visit in progress is still entering it; changing a closed visit is a correction.
+    correcting = visit.outcome not in (VisitOutcome.OPEN, VisitOutcome.IN_PROGRESS)
     errors: dict[str, list[str]] = {}
+    if entry.status not in RecordStatus.values:
+        errors["status"] = [f"Status is {' or '.join(RecordStatus.values)}, not {entry.status!r}."]
     if correcting and not reason.strip():
         errors["reason"] = [
             f"Visit {visit.code} is already {visit.get_outcome_display().lower()}; give a reason for the correction."
@@ -208,11 +225,12 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
                 "by CKD-EPI 2021; leave eGFR out and the registry computes it."
             )
         converted["EGFR"] = (egfr, None, "computed", True)
+    if "CREAT" in remove and "CREAT" not in converted:
+        remove.add("EGFR")  # the eGFR computed from the creatinine goes with it
+    not_done, missing = _completeness(visit, existing, entry, converted, remove, correcting, errors)
     if errors:
         raise ValidationError(errors)
 
-    if "CREAT" in remove and "CREAT" not in converted:
-        remove.add("EGFR")  # the eGFR computed from the creatinine goes with it
     if items is not None:
         visit.sledai_items = items
     elif "SLEDAI2K" in converted:
@@ -222,8 +240,9 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
     # An outcome depends on the baseline and on the visits up to its own (`outcomes.compute_outcomes`): a
     # visit moved or changed on a date can change the outcomes from that date on, a baseline visit all.
     since = None if visit.code == "BL" else min(d for d in (visit.actual_date, actual_date) if d is not None)
-    visit.actual_date, visit.deviation_reason = actual_date, deviation_reason
-    visit.outcome, visit.outcome_reason = VisitOutcome.COMPLETED, ""
+    visit.actual_date, visit.deviation_reason, visit.not_done = actual_date, deviation_reason, not_done
+    complete = entry.status == RecordStatus.COMPLETE
+    visit.outcome, visit.outcome_reason = (VisitOutcome.COMPLETED if complete else VisitOutcome.IN_PROGRESS), ""
     return _Recording(
         visit=visit,
         existing=dict(existing),
@@ -232,7 +251,47 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
         reason=reason,
         since=since,
         correction=correcting,
+        missing=missing,
     )
+
+
+def _completeness(visit, existing, entry, converted, remove, correcting, errors) -> tuple[dict[str, str], list[str]]:
+    """The visit's not-done reasons once stored, and its required items still without a value or a reason.
+
+    Completing needs every required item of the visit's definition recorded or said not done; a visit in
+    progress may lack them. A completed visit being corrected is held only to the items the correction
+    removes (one already missing when it was completed is not asked again)."""
+    present = (existing.keys() - remove) | converted.keys()
+    not_done = dict(visit.not_done or {}) if entry.not_done is None else {}
+    for code, why in (entry.not_done or {}).items():
+        if code not in ANALYTES:
+            errors.setdefault("not_done", []).append(f"not_done: no result {code} in the catalogue.")
+        elif why not in NotDoneReason.values:
+            errors.setdefault("not_done", []).append(
+                f"not_done: the reason {code} has no value is {' or '.join(NotDoneReason.values)}, not {why!r}."
+            )
+        elif code in converted:
+            errors.setdefault(code, []).append(
+                f"{code}: a value and a reason it was not done were both given; give one."
+            )
+        else:
+            not_done[code] = why
+    not_done = {code: why for code, why in sorted(not_done.items()) if code not in present}
+    required = visit.definition.required_items if visit.definition_id else []
+    missing = [code for code in required if code not in present and code not in not_done]
+    if entry.status == RecordStatus.COMPLETE and missing:
+        was_complete = correcting and visit.outcome == VisitOutcome.COMPLETED
+        held = [code for code in missing if code in existing] if was_complete else missing
+        for code in held:
+            label = gettext(ANALYTES[code].label) if code in ANALYTES else code
+            errors.setdefault(code, []).append(
+                gettext(
+                    "%(code)s (%(label)s) is required to complete visit %(visit)s: record it, or give the reason "
+                    "it was not done (not done, not available); or save the visit as in progress."
+                )
+                % {"code": code, "label": label, "visit": visit.code}
+            )
+    return not_done, missing
 
 
 def _outcomes_since(recordings: list[_Recording]) -> dict[int, dt.date | None]:
@@ -292,6 +351,8 @@ def visit_record(
     deviation_reason: str = "",
     remove: Iterable[str] = (),
     reason: str = "",
+    status: str = RecordStatus.COMPLETE,
+    not_done: Mapping[str, str] | None = None,
     actor=None,
 ) -> Visit:
     """Record (or correct) a visit's date and results together: all are stored, or none.
@@ -299,11 +360,14 @@ def visit_record(
     Results are converted to canonical units; a value in an unknown unit or out of range is refused. SLEDAI-2K
     items, when given, make the total; a submitted total that disagrees is refused; a total alone is kept
     as "total only". eGFR is computed from creatinine. A visit already recorded, missed or not required can
-    be corrected only with a reason. Outcomes of the patient are recomputed.
+    be corrected only with a reason. `status` "complete" completes the visit, which needs each required item
+    recorded or said not done (`not_done`); "in_progress" keeps it open for more. Outcomes of the patient are
+    recomputed.
     """
     visit = _locking_visits().get(pk=visit.pk)
     ensure_can_write(actor, visit.patient.site_id, field="visit")
-    return _record_locked(visit, VisitEntry(actual_date, results, sledai_items, deviation_reason, remove, reason))
+    entry = VisitEntry(actual_date, results, sledai_items, deviation_reason, remove, reason, status, not_done)
+    return _record_locked(visit, entry)
 
 
 @transaction.atomic
@@ -322,7 +386,7 @@ def visit_record_by_key(*, site: Site, study_code: str, subject_code: str, visit
         known = Patient.objects.filter(site_id=site.pk, study__code=study_code, subject_code=subject_code).exists()
         raise ValidationError(_unknown_visit(study_code, subject_code, visit_code, patient_known=known)) from None
     visit.patient.site = site
-    if visit.outcome != VisitOutcome.OPEN:
+    if _is_correction(visit):
         require_version(visit, entry.version, field="If-Match")
     return _record_locked(visit, entry)
 
@@ -346,7 +410,14 @@ def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
         recorded=[visit.pk],
     )
     visit.results_stored = recordings[0].results_stored()
+    visit.missing_items = recordings[0].missing
     return visit
+
+
+def _is_correction(visit: Visit) -> bool:
+    """Whether recording `visit` corrects it (recorded, missed or not required): then the natural-key doors need
+    the version being corrected, as the visit by id needs If-Match. A visit in progress is still being filled."""
+    return visit.outcome not in (VisitOutcome.OPEN, VisitOutcome.IN_PROGRESS)
 
 
 def _unknown_visit(study_code: str, subject: str, code: str, *, patient_known: bool) -> dict[str, str]:
@@ -425,7 +496,7 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
             continue
         if first_at[subject, code] != index:
             continue
-        refusal = version_refusal(visit, entry.version) if visit.outcome != VisitOutcome.OPEN else None
+        refusal = version_refusal(visit, entry.version) if _is_correction(visit) else None
         if refusal is not None:
             preconditions[f"visits.{index}.version"] = refusal
         try:
@@ -443,6 +514,8 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
             prune=any(r.correction for r in recordings),
             recorded=[r.visit.pk for r in recordings],
         )
+    for recording in recordings:
+        recording.visit.missing_items = recording.missing
     return [r.visit for r in recordings]
 
 

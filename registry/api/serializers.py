@@ -8,7 +8,7 @@ from registry.models import CellProduct, OutcomeSettings, Site, Study, VisitDefi
 class VisitDefinitionSerializer(ModelSerializer):
     class Meta:
         model = VisitDefinition
-        fields = ["code", "label", "offset_days", "window_before_days", "window_after_days"]
+        fields = ["code", "label", "offset_days", "window_before_days", "window_after_days", "required_items"]
 
 
 class OutcomeSettingsSerializer(ModelSerializer):

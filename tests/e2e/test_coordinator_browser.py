@@ -109,9 +109,10 @@ def test_coordinator_records_an_overdue_visit_and_sees_outcomes_and_chart(page, 
     assert Result.objects.filter(visit=m1).count() == 0  # nothing saved before the button
 
     with page.expect_navigation():
-        page.click('input[name="_continue"]')
-    assert page.url == f"{live}/admin/followup/visit/{m1.pk}/change/"
+        page.click('input[name="_complete"]')
+    assert page.url == f"{live}/admin/"  # back to the worklist
     assert page.locator(".messagelist .success").count() == 1
+    page.goto(f"{live}/admin/followup/visit/{m1.pk}/change/")
     assert page.locator(".errornote").count() == 0
     assert readonly_text(page, "state_display") == "Completed"
     outcomes = readonly_text(page, "outcome_summary")
@@ -148,7 +149,15 @@ def test_worklist_per_site_table_is_legible(page, live, clinical, coordinator):
     header_height = header.bounding_box()["height"]
     row_height = row.bounding_box()["height"]
     headings = [" ".join(t.split()).lower() for t in header.locator("th").all_text_contents()]
-    assert headings == ["site", "overdue", "due", "next 14 days", "safety reports due or late", "signals to review"]
+    assert headings == [
+        "site",
+        "in progress",
+        "overdue",
+        "due",
+        "next 14 days",
+        "safety reports due or late",
+        "signals to review",
+    ]
     assert header_height <= 3 * row_height, (
         f"the per-site headings are squeezed into a {header_height:.0f}px tall header (rows are {row_height:.0f}px)"
     )
@@ -261,3 +270,76 @@ def test_wrong_input_is_refused_at_each_field_in_one_pass(page, live, clinical, 
     assert page.input_value("#id_PLT_value") == "abc"
     assert Visit.objects.get(pk=m3.pk).outcome == VisitOutcome.OPEN
     assert not Result.objects.filter(visit=m3).exists()
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_enter_saves_in_progress_and_completing_asks_for_each_missing_item(page, live, artifacts, language):
+    """Enter in a field saves the visit in progress (it stays on the worklist); "Complete visit" lists each
+    required item missing beside its field; a reason for each completes it."""
+    site = make_site()
+    clinical = make_clinical(site=site, study=make_study(site, required_items=True))
+    coordinator = person(f"completion.{language}", clinical.site)
+    bl = clinical.visit("BL")
+    words = {
+        "en": {
+            "saved": "is saved in progress",
+            "state": "In progress",
+            "list": "Visits in progress",
+            "required": "is required to complete visit BL",
+        },
+        "zh-hans": {
+            "saved": "已保存为进行中",
+            "state": "进行中",
+            "list": "进行中的访视",
+            "required": "完成访视 BL 需要",
+        },
+    }[language]
+    sign_in(page, live, coordinator.username)
+    if language != "en":
+        with page.expect_navigation():
+            page.select_option("#language-select", language)
+    page.goto(f"{live}/admin/followup/visit/{bl.pk}/change/")
+    page.fill("#id_actual_date", DAY_ZERO.isoformat())
+    page.fill("#id_CREAT_value", "70")
+    with page.expect_navigation():
+        page.press("#id_CREAT_value", "Enter")
+    assert page.url == f"{live}/admin/"
+    assert words["saved"] in page.locator(".messagelist").inner_text()
+    in_progress = page.locator("#worklist")
+    assert words["list"] in in_progress.inner_text()
+    assert in_progress.get_by_role("link", name=f"{clinical.patient.subject_code} – BL", exact=True).count() == 1
+    page.screenshot(path=str(artifacts / f"worklist-in-progress-{language}.png"), full_page=True)
+    bl.refresh_from_db()
+    assert bl.outcome == VisitOutcome.IN_PROGRESS
+
+    page.goto(f"{live}/admin/followup/visit/{bl.pk}/change/")
+    assert readonly_text(page, "state_display") == words["state"]
+    assert page.input_value("#id_CREAT_value") == "70"
+    page.fill("#id_C3_value", "0.9")
+    with page.expect_navigation():
+        page.click('input[name="_complete"]')
+    page.screenshot(path=str(artifacts / f"visit-complete-missing-{language}.png"), full_page=True)
+    for field, code in [("PROT24H_value", "PROT24H"), ("C4_value", "C4"), ("ADSDNA_value", "ADSDNA")]:
+        errors = page.locator(f".form-row.field-{field} .errorlist").inner_text()
+        assert code in errors and "BL" in errors, (field, errors)
+        assert words["required"] in errors, (field, errors)
+    assert page.locator(".form-row.field-sledai_total_only .errorlist").count() == 1
+    bl.refresh_from_db()
+    assert bl.outcome == VisitOutcome.IN_PROGRESS and not Result.objects.filter(visit=bl, code="C3").exists()
+
+    page.check('input[name="sledai_assessed"]')
+    for code in ("PROT24H", "C4", "ADSDNA"):
+        page.select_option(f"#id_{code}_not_done", "not_available")
+    with page.expect_navigation():
+        page.click('input[name="_complete"]')
+    assert page.url == f"{live}/admin/"
+    bl.refresh_from_db()
+    assert bl.outcome == VisitOutcome.COMPLETED
+    assert bl.not_done == {"ADSDNA": "not_available", "C4": "not_available", "PROT24H": "not_available"}
+    assert in_progress.get_by_role("link", name=f"{clinical.patient.subject_code} – BL", exact=True).count() == 0
+
+    page.goto(f"{live}/admin/followup/visit/{bl.pk}/history/")
+    history = page.locator("#visit-history").inner_text()
+    page.screenshot(path=str(artifacts / f"visit-history-{language}.png"), full_page=True)
+    assert coordinator.username in history and "CREAT" in history and "C3" in history
+    assert words["state"] in history  # the outcome went from open to in progress, then to completed

@@ -46,7 +46,8 @@ RESULTS_TABLE = {"results-TOTAL_FORMS": "0", "results-INITIAL_FORMS": "0"}
 
 
 def visit_form(**fields) -> dict:
-    data = {"actual_date": M1.isoformat(), "deviation_reason": "", "reason": "", "_save": "Save", **RESULTS_TABLE}
+    """The visit page as sent by "Complete visit"."""
+    data = {"actual_date": M1.isoformat(), "deviation_reason": "", "reason": "", "_complete": "1", **RESULTS_TABLE}
     data.update(fields)
     return data
 

@@ -286,8 +286,8 @@ def test_worklist_counts_per_site_and_shows_nothing_of_another_site(client, worl
     html, page = home(client)
     # site, overdue, due, next 14 days, reports due or late, signals
     assert page.per_site == [
-        ["WLA", "2", "1", "1", "2", "1"],
-        ["WLA2", "2", "0", "1", "1", "0"],
+        ["WLA", "0", "2", "1", "1", "2", "1"],
+        ["WLA2", "0", "2", "0", "1", "1", "0"],
     ]
     for secret in ("WL-B-SECRET", "Secret sepsis", "WLB"):
         assert secret not in html
@@ -299,7 +299,7 @@ def test_worklist_counts_per_site_and_shows_nothing_of_another_site(client, worl
 def test_worklist_of_the_other_site_shows_only_its_own(client, world):
     client.force_login(world.coord_b)
     html, page = home(client)
-    assert page.per_site == [["WLB", "0", "1", "0", "2", "1"]]
+    assert page.per_site == [["WLB", "0", "0", "1", "0", "2", "1"]]
     assert {text.split(" – ")[0] for _, _, text in page.links} == {"WL-B-SECRET"}
     for secret in ("WL-A-001", "WL-A-002", "WL-A2-001", "Anaphylaxis after infusion"):
         assert secret not in html
