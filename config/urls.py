@@ -15,3 +15,8 @@ urlpatterns = [
     path("api/", include("config.api")),
     path("i18n/setlang/", set_language, name="set_language"),
 ]
+
+handler400 = "core.api.problems.bad_request"
+handler403 = "core.api.problems.permission_denied"
+handler404 = "core.api.problems.page_not_found"
+handler500 = "core.api.problems.server_error"

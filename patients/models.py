@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy
 
 from core.audit import audit_history
 from patients import constants as c
@@ -46,7 +48,9 @@ class Patient(TimeStampedModel):
             models.UniqueConstraint(
                 fields=["study", "subject_code"],
                 name="patient_subject_code_unique_per_study",
-                violation_error_message="This subject code is already used in the study.",
+                violation_error_message=gettext_lazy(
+                    "This subject code is not available in this study: choose another."
+                ),
             ),
             models.CheckConstraint(
                 condition=~Q(status__in=sorted(c.DATED_STATUSES)) | Q(status_date__isnull=False),
@@ -65,6 +69,22 @@ class Patient(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.subject_code
+
+    def validate_constraints(self, exclude=None):
+        # The code unique in its study is the subject code's fault: named so (REST framework's field errors, the
+        # admin form), not as an error of the whole patient.
+        try:
+            super().validate_constraints(exclude=exclude)
+        except ValidationError as exc:
+            errors = exc.update_error_dict({})
+            unique = next(c for c in self._meta.constraints if c.name == "patient_subject_code_unique_per_study")
+            general = errors.get(NON_FIELD_ERRORS, [])
+            moved = [e for e in general if e.message == unique.violation_error_message]
+            if moved:
+                errors[NON_FIELD_ERRORS] = [e for e in general if e not in moved]
+                errors.setdefault("subject_code", []).extend(moved)
+                errors = {field: messages for field, messages in errors.items() if messages}
+            raise ValidationError(errors) from None
 
     @property
     def is_active(self) -> bool:

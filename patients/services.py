@@ -50,7 +50,11 @@ def _check_patient(patient: Patient) -> None:
         .exclude(pk=patient.pk)
         .exists()
     ):
-        errors["subject_code"] = f"Subject code {patient.subject_code} is already used in this study."
+        # The same words whoever holds the code: a site may not learn another's subject codes.
+        errors["subject_code"] = (
+            f"Subject code {patient.subject_code} is not available in this study: choose another (your site's "
+            "own patients are listed by the API and the admin)."
+        )
     if patient.diagnosis_date and patient.diagnosis_date > today:
         errors["diagnosis_date"] = "The diagnosis date cannot be in the future."
     elif patient.diagnosis_date and patient.birth_year and patient.diagnosis_date.year < patient.birth_year:

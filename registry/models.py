@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
 from core.audit import audit_history
 from registry import constants as c
@@ -344,6 +345,16 @@ class CellProduct(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.lot_number
+
+    def unique_error_message(self, model_class, unique_check):
+        # Lot numbers are unique across sites: the words do not say that another site holds this one.
+        if tuple(unique_check) == ("lot_number",):
+            return ValidationError(
+                gettext_lazy("This lot number is not available: choose another."),
+                code="unique",
+                params={"field": "lot_number"},
+            )
+        return super().unique_error_message(model_class, unique_check)
 
     @property
     def total_cells(self) -> int:

@@ -203,6 +203,12 @@ def lot_save(*, lot: CellProduct, actor=None, reason: str = "") -> CellProduct:
     """Save a lot and its release tests; the release evaluation is recomputed on every save."""
     ensure_can_write(actor, lot.site_id)
     errors = {}
+    if lot.lot_number and CellProduct.objects.filter(lot_number=lot.lot_number).exclude(pk=lot.pk).exists():
+        # The same words whoever holds the number: a site may not learn another's lot numbers.
+        errors["lot_number"] = (
+            f"Lot number {lot.lot_number} is not available: choose another (your site's own lots are listed by "
+            "the API and the admin)."
+        )
     if lot.donor_id and lot.donor.study_id != lot.study_id:
         errors["donor"] = "The donor belongs to another study."
     if lot.origin == c.ProductOrigin.AUTOLOGOUS and lot.donor_id and lot.donor.relation != c.DonorRelation.AUTOLOGOUS:

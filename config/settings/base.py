@@ -162,7 +162,14 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["core.api.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "core.api.problems.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="600/minute")},
+    "DEFAULT_THROTTLE_RATES": {
+        "api_key": env.str("API_RATE_LIMIT", default="600/minute"),
+        # Requests whose authentication failed (no key, an unknown, revoked or expired one), per client address.
+        "auth_failure": env.str("API_AUTH_FAILURE_RATE_LIMIT", default="30/minute"),
+    },
+    # The client's address is REMOTE_ADDR unless the server sits behind this many proxies that each append to
+    # X-Forwarded-For (set it to 1 behind one reverse proxy); a client cannot choose its address with a header.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
     "COERCE_DECIMAL_TO_STRING": False,
     "UNAUTHENTICATED_USER": None,
 }
@@ -197,13 +204,21 @@ SPECTACULAR_SETTINGS = {
         "NotDoneReasonEnum": "followup.constants.NotDoneReason",
     },
 }
+# The cache holds the API's throttle counters, which every web process must share: Redis when configured,
+# otherwise a table of the database (made by the migration core.0001, so a fresh `migrate` is enough).
+CACHE_TABLE = "core_cache"
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+        else {"BACKEND": "core.cache.DatabaseCache", "LOCATION": CACHE_TABLE}
     )
 }
+
+# The largest request body read (2.5 MB by default); the API answers 413 beyond it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=2_621_440)
+# A CSRF failure under /api/ is a problem like every other API error (elsewhere Django's page).
+CSRF_FAILURE_VIEW = "core.api.problems.csrf_failure"
 
 LOGGING = {
     "version": 1,

@@ -12,6 +12,11 @@ STORAGES = {
 # The demo study and the synthetic cohort (seed_demo, seed_synthetic); not in production.
 INSTALLED_APPS = [*INSTALLED_APPS, "devdata"]  # noqa: F405
 
+# Without Redis, each test process keeps its cache in memory: the tests pin query counts, which the database
+# cache would change with every throttled request (tests/api/test_hostile_requests.py tests that cache).
+if not REDIS_URL:  # noqa: F405
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # Under pytest-xdist each worker process gets its own Redis database, so one worker's flush or
 # cache entries never reach another's: worker gwN uses database (D - N) mod 16 of REDIS_URL's D.
 _XDIST_WORKER = env.str("PYTEST_XDIST_WORKER", default="")  # noqa: F405

@@ -3,13 +3,17 @@ write attributed to the caller in the audit trail, answers with their ETag, erro
 
 from __future__ import annotations
 
-from rest_framework import status
+from django.db import transaction
+from rest_framework import exceptions, status
+from rest_framework.generics import get_object_or_404
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
 
 from core.api.etags import etag_of
 from core.api.pagination import UpdatedCursorPagination
 from core.api.problems import exception_handler
+from core.api.text import UNSTORABLE_MESSAGE, unstorable
 from core.audit import Door, audit_context
 
 
@@ -37,8 +41,44 @@ class ScopedViewSet(GenericViewSet):
     def scoped(self, queryset):
         return queryset.for_sites([self.site_id])
 
+    def _changes_one_object(self, request) -> bool:
+        return request.method not in SAFE_METHODS and (self.lookup_url_kwarg or self.lookup_field) in self.kwargs
+
+    def dispatch(self, request, *args, **kwargs):
+        # A write to one object (an update, an action on it) runs in one transaction in which `get_object` locks
+        # the object's row: its version is compared (If-Match) and changed while no other request can change it,
+        # so of concurrent updates naming the same version one succeeds and the others find it stale (412).
+        self.kwargs = kwargs
+        if self._changes_one_object(request):
+            with transaction.atomic():
+                self._lock_object = True
+                return super().dispatch(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_object(self):
+        if not getattr(self, "_lock_object", False):
+            return super().get_object()
+        # Only the object's own row is locked (`of`): a nullable join may not be locked on PostgreSQL, and two
+        # writers of one site must not queue on the site's row.
+        queryset = self.filter_queryset(self.get_queryset()).select_for_update(of=("self",))
+        lookup = self.kwargs[self.lookup_url_kwarg or self.lookup_field]
+        obj = get_object_or_404(queryset, **{self.lookup_field: lookup})
+        self.check_object_permissions(self.request, obj)
+        return obj
+
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
+        # Text a column cannot store (NUL, lone surrogates) is refused before any query sees it: in the path
+        # an object's name that cannot exist (404), in a query parameter a 400 naming it.
+        if any(unstorable(value) for value in kwargs.values()):
+            raise exceptions.NotFound()
+        refused = {
+            name: [UNSTORABLE_MESSAGE]
+            for name, values in request.query_params.lists()
+            if unstorable(name) or any(map(unstorable, values))
+        }
+        if refused:
+            raise exceptions.ValidationError(refused)
         if request.auth is not None:
             self._audit = audit_context(door=Door.API, actor=str(request.user))
             self._audit.__enter__()

@@ -7,7 +7,7 @@ from rest_framework import serializers
 from rest_framework.fields import SkipField, empty
 from rest_framework.settings import api_settings
 
-from core.api.serializers import ModelSerializer
+from core.api.serializers import ModelSerializer, OffsetDateTimeField
 from followup import constants as c
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
@@ -259,6 +259,15 @@ class VisitRecordByKeySerializer(VisitRecordSerializer):
 class VisitBatchItemSerializer(VisitRecordSerializer):
     subject_code = serializers.CharField(max_length=40)
     visit_code = serializers.CharField(max_length=10)
+    version = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="To correct a visit already recorded (or missed): the ETag of the version you are correcting "
+        "(or give its `updated_at`); without either 428, a stale one 412.",
+    )
+    updated_at = OffsetDateTimeField(
+        required=False, help_text="To correct a recorded visit: the `updated_at` of the version you are correcting."
+    )
 
 
 class VisitRecordBatchSerializer(serializers.Serializer):

@@ -86,7 +86,7 @@ class VisitViewSet(PartnerViewSet):
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @staticmethod
-    def _entry(fields) -> services.VisitEntry:
+    def _entry(fields, version=None) -> services.VisitEntry:
         return services.VisitEntry(
             actual_date=fields["actual_date"],
             results={
@@ -97,13 +97,15 @@ class VisitViewSet(PartnerViewSet):
             deviation_reason=fields.get("deviation_reason", ""),
             remove=fields.get("remove", []),
             reason=fields.get("reason", ""),
+            version=version or fields.get("version") or fields.get("updated_at"),
             status=fields.get("status", c.RecordStatus.COMPLETE),
             not_done=fields.get("not_done"),
         )
 
     def _record(self, visit, fields):
-        entry = self._entry(fields)
-        return services.visit_record(visit=visit, **vars(entry))
+        entry = vars(self._entry(fields))
+        del entry["version"]  # the visit by id is checked against If-Match by `record`, on its locked row
+        return services.visit_record(visit=visit, **entry)
 
     @extend_schema(
         request=VisitRecordSerializer,
@@ -126,20 +128,21 @@ class VisitViewSet(PartnerViewSet):
     @extend_schema(
         request=VisitRecordByKeySerializer,
         responses={200: VisitSerializer},
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, IF_MATCH_CORRECTION_HEADER],
         operation_id="v1_visits_record_by_key",
     )
     @action(detail=False, methods=["post"], url_path="record")
     @idempotent
     def record_by_key(self, request, *args, **kwargs):
-        """Record a visit named by study, subject code and visit code (an upsert of its results)."""
+        """Record a visit named by study, subject code and visit code (an upsert of its results). Correcting a
+        recorded visit needs If-Match and a reason, as for the visit by id."""
         fields = valid(VisitRecordByKeySerializer, request)
         visit = services.visit_record_by_key(
             site=request.auth.site,
             study_code=fields["study"],
             subject_code=fields["subject_code"],
             visit_code=fields["visit_code"],
-            entry=self._entry(fields),
+            entry=self._entry(fields, request.headers.get("If-Match")),
         )
         return self._recorded(visit)
 

@@ -13,6 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from core.api.etags import require_version, version_refusal
+from core.api.problems import PreconditionError
 from core.audit import history_of_rows
 from core.bulk import insert_values, update_rows, without_jit
 from followup import constants as c
@@ -118,6 +120,10 @@ class VisitEntry:
     reason: str = ""
     status: str = RecordStatus.COMPLETE
     not_done: Mapping[str, str] | None = None
+    # The version being corrected, for a visit recorded already (or missed): its ETag, an If-Match list of
+    # them, or its updated_at. The partner's natural-key doors (by key, batch) need it, as If-Match is needed
+    # for the visit by id.
+    version: str | dt.datetime | None = None
 
 
 @dataclass
@@ -413,6 +419,8 @@ def visit_record_by_key(*, site: Site, study_code: str, subject_code: str, visit
         known = Patient.objects.filter(site_id=site.pk, study__code=study_code, subject_code=subject_code).exists()
         raise ValidationError(_unknown_visit(study_code, subject_code, visit_code, patient_known=known)) from None
     visit.patient.site = site
+    if _is_correction(visit):
+        require_version(visit, entry.version, field="If-Match")
     return _record_locked(visit, entry)
 
 
@@ -439,10 +447,28 @@ def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
     return visit
 
 
+def _is_correction(visit: Visit) -> bool:
+    """Whether recording `visit` corrects it (recorded, missed or not required): then the natural-key doors need
+    the version being corrected, as the visit by id needs If-Match. A visit in progress is still being filled."""
+    return visit.outcome not in (VisitOutcome.OPEN, VisitOutcome.IN_PROGRESS)
+
+
 def _unknown_visit(study_code: str, subject: str, code: str, *, patient_known: bool) -> dict[str, str]:
     if not patient_known:
         return {"subject_code": f"No patient {subject} of study {study_code} at your site."}
     return {"visit_code": f"Patient {subject} has no visit {code}."}
+
+
+def _refuse_batch(errors: dict[str, list[str]], preconditions: dict[str, tuple[int, str]]) -> None:
+    """Raise the batch's errors: when only versions are at fault, 412 (or 428 when none was sent); otherwise
+    a ValidationError naming every field at fault, versions included."""
+    if preconditions and not errors:
+        status = 412 if any(status == 412 for status, _ in preconditions.values()) else 428
+        raise PreconditionError({field: [message] for field, (_, message) in preconditions.items()}, status=status)
+    for field, (_, message) in preconditions.items():
+        errors.setdefault(field, []).append(message)
+    if errors:
+        raise ValidationError(errors)
 
 
 @transaction.atomic
@@ -456,6 +482,7 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
         )
     without_jit()
     errors: dict[str, list[str]] = {}
+    preconditions: dict[str, tuple[int, str]] = {}
     first_at: dict[tuple[str, str], int] = {}
     for index, (subject, code, _) in enumerate(entries):
         if (subject, code) in first_at:
@@ -502,13 +529,15 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
             continue
         if first_at[subject, code] != index:
             continue
+        refusal = version_refusal(visit, entry.version) if _is_correction(visit) else None
+        if refusal is not None:
+            preconditions[f"visits.{index}.version"] = refusal
         try:
             recordings.append(_check_recording(visit, existing[visit.pk], entry))
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
                 errors.setdefault(f"visits.{index}.{field}", []).extend(messages)
-    if errors:
-        raise ValidationError(errors)
+    _refuse_batch(errors, preconditions)
     if recordings:
         _store_recordings(recordings)
         outcomes_recompute_patients(

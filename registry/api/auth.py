@@ -10,6 +10,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
+from core.api.throttling import SharedRateThrottle
 from registry.api_keys import api_key_verify
 from registry.models import ApiKey
 
@@ -31,6 +32,34 @@ class Partner:
         return f"api-key:{self.key.prefix}@{self.key.site.code}"
 
 
+class AuthFailureThrottle(SharedRateThrottle):
+    """Failed authentications per client address (`auth_failure` rate), in the shared cache: past the limit an
+    address is answered 429 without its key being looked at, until the window passes."""
+
+    scope = "auth_failure"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def refuse_if_over(self, request) -> None:
+        """429 when the address has failed too often (nothing is counted)."""
+        self.key = self.get_cache_key(request, None)
+        if self.current() >= self.num_requests:
+            raise exceptions.Throttled(self.wait())
+
+    def count_failure(self, request) -> None:
+        """Count a failure; 429 when it is one too many."""
+        self.key = self.get_cache_key(request, None)
+        if self.count() > self.num_requests:
+            raise exceptions.Throttled(self.wait())
+
+
+def authentication_failed(request, message: str):
+    """Count a failed authentication against the client's address; the error to raise (429 once over)."""
+    AuthFailureThrottle().count_failure(request)
+    return exceptions.AuthenticationFailed(message)
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     """`Authorization: Api-Key <key>`."""
 
@@ -40,11 +69,12 @@ class ApiKeyAuthentication(BaseAuthentication):
         header = get_authorization_header(request).decode("latin-1").split()
         if not header or header[0] != self.keyword:
             return None
+        AuthFailureThrottle().refuse_if_over(request)
         if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Send the header as 'Authorization: Api-Key <key>'.")
+            raise authentication_failed(request, "Send the header as 'Authorization: Api-Key <key>'.")
         key = api_key_verify(header[1])
         if key is None:
-            raise exceptions.AuthenticationFailed("The API key is unknown, revoked or expired.")
+            raise authentication_failed(request, "The API key is unknown, revoked or expired.")
         return Partner(key), key
 
     def authenticate_header(self, request):

@@ -3,14 +3,13 @@ throttling and the table that keeps idempotent answers (the plumbing itself is i
 
 from __future__ import annotations
 
-from rest_framework.throttling import SimpleRateThrottle
-
+from core.api.throttling import SharedRateThrottle
 from core.api.viewsets import ScopedViewSet
-from registry.api.auth import ApiKeyAuthentication, PartnerPermission
+from registry.api.auth import ApiKeyAuthentication, AuthFailureThrottle, PartnerPermission
 from registry.models import ApiKey, IdempotencyRecord
 
 
-class ApiKeyThrottle(SimpleRateThrottle):
+class ApiKeyThrottle(SharedRateThrottle):
     scope = "api_key"
 
     def get_cache_key(self, request, view):
@@ -26,3 +25,9 @@ class PartnerViewSet(ScopedViewSet):
     permission_classes = [PartnerPermission]
     throttle_classes = [ApiKeyThrottle]
     idempotency_model = IdempotencyRecord
+
+    def permission_denied(self, request, message=None, code=None):
+        # A request with no credentials at all is a failed authentication too, counted per client address.
+        if request.auth is None:
+            AuthFailureThrottle().count_failure(request)
+        super().permission_denied(request, message, code)

@@ -68,8 +68,6 @@ class LotViewSet(PartnerViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
         donor = Donor.objects.filter(study=study, code=fields.pop("donor"), site_id=self.site_id).first()
         if donor is None:
             raise ValidationError({"donor": "No donor with this code at your site in this study."})
-        if CellProduct.objects.filter(lot_number=fields["lot_number"]).exists():
-            raise ValidationError({"lot_number": "A lot with this number exists already."})
         with transaction.atomic():
             lot = services.lot_save(lot=CellProduct(study=study, donor=donor, site_id=self.site_id, **fields))
         return self.respond(lot, LotSerializer, status.HTTP_201_CREATED)

@@ -239,6 +239,15 @@ def _clear_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _many_failed_authentications(monkeypatch):
+    """The tests send one address's bad credentials to every route: failed authentications are not limited
+    here, except where a test sets the limit (`tiny_auth_rate` in test_hostile_requests.py)."""
+    from registry.api.auth import AuthFailureThrottle
+
+    monkeypatch.setattr(AuthFailureThrottle, "THROTTLE_RATES", {"auth_failure": "1000000/minute"})
+
+
 @pytest.fixture
 def world(site_a, site_b, study, settings, tmp_path) -> World:
     """The two sites of `tests.conftest` (A in Nanjing, B in London) in the shared study MSCT-SLE."""

@@ -150,16 +150,35 @@ def test_a_reason_of_the_longest_accepted_length_is_kept_whole_in_the_history(wo
     assert target.history.order_by("-history_id").first().history_change_reason == reason
 
 
-def test_weak_form_of_the_current_etag_is_accepted(world):
+def _patch_patient(world, if_match: str):
     patient = world.a.patient
-    response = call(
+    return call(
         client_for(world.keys["a_rw"]),
         "PATCH",
         f"/api/v1/patients/{patient.pk}/",
         {"birth_year": 1992, "reason": "Corrected"},
-        **{"If-Match": "W/" + etag_of(patient)},
+        **{"If-Match": if_match},
     )
+
+
+def test_weak_form_of_the_current_etag_does_not_match(world):
+    """If-Match compares strongly (RFC 9110, 13.1.1): a weak tag never matches, even of the current version."""
+    body = assert_problem(_patch_patient(world, "W/" + etag_of(world.a.patient)), 412)
+    assert "W/" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["*", "{current}", '"stale", {current}', '"a,b", {current}', ' {current} , "other"', 'W/"x", {current}'],
+)
+def test_if_match_star_or_a_list_holding_the_current_etag_is_saved(world, header):
+    response = _patch_patient(world, header.format(current=etag_of(world.a.patient)))
     assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize("header", ['"stale", "older"', "W/{current}, W/{current}", "{current} garbage", "not-a-tag"])
+def test_if_match_list_without_the_current_strong_etag_is_412(world, header):
+    assert_problem(_patch_patient(world, header.format(current=etag_of(world.a.patient))), 412)
 
 
 def test_correcting_a_recorded_visit_needs_if_match_and_is_attributed_to_the_key(world):

@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core.api.etags import etag_of
 from core.audit import Door
 from followup import constants as c
 from followup.models import ComputedOutcome, Result, Visit
@@ -195,9 +196,10 @@ def test_correcting_a_recorded_visit_in_a_batch_needs_a_reason_and_keeps_it(batc
     assert post(batch["client"], first).status_code == 200
     again = {"study": "BATCH", "visits": [item("B-001", "BL", dt.date(2025, 3, 3), results={"PLT": {"value": 190}})]}
     errors = field_errors(assert_problem(post(batch["client"], again, "batch-2"), 400))
-    assert list(errors) == ["visits.0.reason"]
+    assert list(errors) == ["visits.0.reason", "visits.0.version"]
 
     again["visits"][0]["reason"] = "Platelets re-read from the lab report"
+    again["visits"][0]["version"] = etag_of(Visit.objects.get(patient=batch["patients"][0], code="BL"))
     assert post(batch["client"], again, "batch-3").status_code == 200
     bl = Visit.objects.get(patient=batch["patients"][0], code="BL")
     plt = Result.objects.get(visit=bl, code="PLT")

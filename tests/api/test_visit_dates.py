@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.api.etags import etag_of
 from followup.constants import VisitOutcome
 from followup.models import Visit
 from tests.api.conftest import SHARED_STUDY, SUBJECT_A, assert_problem, call, field_errors
@@ -22,7 +23,9 @@ def record(world, client_for, visit_code: str, actual_date: str, **extra):
         "deviation_reason": "seen early",
         **extra,
     }
-    return call(client_for(world.keys["a_rw"]), "post", "/api/v1/visits/record/", payload)
+    # A visit recorded already is corrected with If-Match, as by id.
+    version = etag_of(Visit.objects.get(patient=world.a.patient, code=visit_code))
+    return call(client_for(world.keys["a_rw"]), "post", "/api/v1/visits/record/", payload, **{"If-Match": version})
 
 
 def test_a_month_visit_five_days_before_day_zero_is_a_400(world, client_for):

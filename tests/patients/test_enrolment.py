@@ -51,7 +51,7 @@ def test_patient_without_consent_stays_in_screening(study, site_a):
 def test_duplicate_subject_code_in_a_study_is_refused(study, site_a, site_b):
     enrol(study=study, site=site_a, subject_code="S-001")
 
-    with refused("subject_code", "is already used in", Patient, HistoricalPatient):
+    with refused("subject_code", "is not available in this study", Patient, HistoricalPatient):
         enrol(study=study, site=site_b, subject_code="S-001")
 
 
