@@ -15,7 +15,7 @@ from patients import constants as c
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.signals import day_zero_moved, first_infusion_recorded, patient_left_follow_up
 from registry.models import CellProduct, Site, Study, StudySite
-from registry.services import ensure_can_write, lot_check_infusable, save_validated
+from registry.services import ensure_can_write, horizon_errors, lot_check_infusable, save_validated
 
 
 def local_date(moment: dt.datetime, site: Site) -> dt.date:
@@ -338,8 +338,12 @@ def medication_save(*, medication: ConcomitantMedication, actor=None, reason: st
     ensure_can_write(actor, medication.patient.site_id, field="patient")
     if medication.pk and not reason.strip():
         raise ValidationError({"reason": "Give a reason for changing clinical data."})
-    if medication.start_date and medication.start_date > medication.patient.site.today():
+    today = medication.patient.site.today()
+    if medication.start_date and medication.start_date > today:
         raise ValidationError({"start_date": "The start date cannot be in the future."})
+    beyond = horizon_errors(today, stop_date=medication.stop_date)
+    if beyond:
+        raise ValidationError(beyond)
     return save_validated(medication, reason=reason)
 
 

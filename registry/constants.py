@@ -30,6 +30,11 @@ class Role(models.TextChoices):
     MONITOR = "monitor", "Monitor (read only)"
 
 
+# No date the registry stores may lie further ahead of the site's today than this (a lot "expiring
+# 9999-12-31" is a placeholder, not a date): docs/clinical-rules.md, "Dates".
+DATE_HORIZON_YEARS = 30
+
+
 # Roles that may write clinical data for their site; monitors only read.
 WRITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR, Role.DATA_MANAGER})
 

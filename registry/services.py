@@ -38,6 +38,25 @@ def ensure_can_write(actor, site: Site | int, *, field: str = "site") -> None:
         raise ValidationError({field: "You can only enter data for the sites where you hold a writing role."})
 
 
+def date_horizon(today: dt.date) -> dt.date:
+    """The latest date the registry accepts, seen from `today` (docs/clinical-rules.md, "Dates")."""
+    try:
+        return today.replace(year=today.year + c.DATE_HORIZON_YEARS)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year + c.DATE_HORIZON_YEARS, day=28)
+
+
+def horizon_errors(today: dt.date, **dates: dt.date | None) -> dict[str, str]:
+    """Per field, the error of a date beyond the horizon (none for dates within it or missing)."""
+    latest = date_horizon(today)
+    return {
+        name: f"{value.isoformat()} is more than {c.DATE_HORIZON_YEARS} years ahead (after {latest.isoformat()}); "
+        "give the real date."
+        for name, value in dates.items()
+        if isinstance(value, dt.date) and value > latest
+    }
+
+
 def save_validated(instance, *, reason: str = "", exclude: Iterable[str] | None = None):
     """`full_clean()` then save, carrying the change reason into the audit trail."""
     instance.full_clean(exclude=list(exclude) if exclude else None)
@@ -209,6 +228,9 @@ def lot_save(*, lot: CellProduct, actor=None, reason: str = "") -> CellProduct:
         errors["origin"] = "An autologous product needs an autologous donor."
     if lot.origin == c.ProductOrigin.ALLOGENEIC and lot.donor_id and lot.donor.relation == c.DonorRelation.AUTOLOGOUS:
         errors["origin"] = "An autologous donor cannot give an allogeneic product."
+    if lot.site_id:
+        site = lot.site
+        errors.update(horizon_errors(site.today(), cryopreserved_on=lot.cryopreserved_on, expires_on=lot.expires_on))
     if errors:
         raise ValidationError(errors)
     lot.release_status, lot.release_failures = lot_evaluate_release(lot)

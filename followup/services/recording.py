@@ -200,6 +200,12 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
             converted["SLEDAI2K"] = (total, total, "points", True)
 
     remove = set(entry.remove or ())
+    both = sorted(remove & (set(converted) | set(_parse_results(entry.results))))
+    if both:
+        errors.setdefault("remove", []).append(
+            f"{', '.join(both)}: a result cannot be removed and recorded in one submission; send either the new "
+            "value or the removal."
+        )
     unknown_removals = [code for code in entry.remove or () if code not in existing]
     if unknown_removals:
         errors.setdefault("remove", []).append(f"No result {', '.join(unknown_removals)} to remove at this visit.")
@@ -518,13 +524,21 @@ def visit_record_unscheduled(
 @transaction.atomic
 def visit_mark_missed(*, visit: Visit, reason: str, actor=None) -> Visit:
     """Confirm that an open visit did not take place."""
-    visit = Visit.objects.select_for_update().select_related("patient").get(pk=visit.pk)
+    visit = Visit.objects.select_for_update(of=("self",)).select_related("patient__site").get(pk=visit.pk)
     ensure_can_write(actor, visit.patient.site_id, field="visit")
     if not reason.strip():
         raise ValidationError({"outcome_reason": "Give the reason the visit was missed."})
     if visit.outcome != VisitOutcome.OPEN:
         raise ValidationError(
             {"outcome": f"Visit {visit.code} is {visit.get_outcome_display().lower()}, not open; correct it instead."}
+        )
+    if site_today(visit.patient.site) < visit.window_start:
+        raise ValidationError(
+            {
+                "outcome": f"Visit {visit.code}'s window opens on {visit.window_start.isoformat()}; a visit cannot "
+                "be marked missed before its window opens."
+            },
+            code="missed_before_window",
         )
     visit.outcome, visit.outcome_reason = VisitOutcome.MISSED, reason
     visit._change_reason = reason
