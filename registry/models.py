@@ -94,6 +94,8 @@ class Site(TimeStampedModel):
     objects = SiteScopedQuerySet.as_manager()
     SITE_LOOKUP = "pk"
     history = audit_history()
+    # No real value starts like a spreadsheet formula: refused (core/spreadsheets.py).
+    PLAIN_TEXT_FIELDS = ("name", "contact_email", "safety_email", "address")
 
     class Meta:
         ordering = ["code"]
@@ -149,6 +151,7 @@ class Study(TimeStampedModel):
 
     objects = StudyQuerySet.as_manager()
     history = audit_history()
+    PLAIN_TEXT_FIELDS = ("registration_id", "title", "sponsor", "safety_contact_email")
 
     class Meta:
         ordering = ["code"]
@@ -367,6 +370,7 @@ class VisitDefinition(models.Model):
     )
 
     history = audit_history()
+    PLAIN_TEXT_FIELDS = ("label",)
 
     class Meta:
         ordering = ["study", "offset_days"]
@@ -500,6 +504,7 @@ class ApiKey(models.Model):
     objects = SiteScopedQuerySet.as_manager()
     SITE_LOOKUP = "site"
     history = audit_history(excluded_fields=["last_used_at"])
+    PLAIN_TEXT_FIELDS = ("name",)
 
     class Meta:
         verbose_name = "API key"

@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from core.spreadsheets import formula_errors
 from registry import constants as c
 from registry.models import (
     CellProduct,
@@ -57,9 +58,29 @@ def horizon_errors(today: dt.date, **dates: dt.date | None) -> dict[str, str]:
     }
 
 
+def plain_text_errors(instance) -> dict[str, str]:
+    """Errors of the model's `PLAIN_TEXT_FIELDS` whose text starts like a spreadsheet formula."""
+    names = getattr(type(instance), "PLAIN_TEXT_FIELDS", ())
+    return formula_errors(**{name: getattr(instance, name) for name in names})
+
+
+def full_clean_plain(instance, *, exclude: Iterable[str] | None = None) -> None:
+    """`full_clean()` and the plain-text rule together: every error of both at once."""
+    errors: dict[str, list[str]] = {name: [message] for name, message in plain_text_errors(instance).items()}
+    try:
+        instance.full_clean(exclude=list(exclude) if exclude else None)
+    except ValidationError as exc:
+        if not hasattr(exc, "error_dict"):
+            raise
+        for name, messages in exc.message_dict.items():
+            errors.setdefault(name, []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+
+
 def save_validated(instance, *, reason: str = "", exclude: Iterable[str] | None = None):
-    """`full_clean()` then save, carrying the change reason into the audit trail."""
-    instance.full_clean(exclude=list(exclude) if exclude else None)
+    """`full_clean()` and the plain-text rule, then save, carrying the change reason into the audit trail."""
+    full_clean_plain(instance, exclude=exclude)
     if reason:
         instance._change_reason = reason
     instance.save()
@@ -144,7 +165,7 @@ def schedule_check_windows(definitions: Iterable[VisitDefinition]) -> None:
 @transaction.atomic
 def visit_definition_save(*, definition: VisitDefinition) -> VisitDefinition:
     """Add or change one time point of a study's template, refusing overlapping windows."""
-    definition.full_clean()
+    full_clean_plain(definition)
     others = VisitDefinition.objects.filter(study=definition.study).exclude(pk=definition.pk)
     schedule_check_windows([*others, definition])
     definition.save()

@@ -15,6 +15,7 @@ from django.utils.translation import gettext
 
 from core.audit import history_of_rows
 from core.bulk import insert_values, update_rows, without_jit
+from core.spreadsheets import formula_errors
 from followup import constants as c
 from followup.catalogue import ANALYTES
 from followup.computations import egfr_ckd_epi_2021, plain, sledai_total, to_canonical
@@ -509,6 +510,9 @@ def visit_record_unscheduled(
     """Add an unscheduled visit (codes U01, U02, ...) and record it."""
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
     ensure_can_write(actor, patient.site_id, field="patient")
+    refused = formula_errors(label=label)
+    if refused:
+        raise ValidationError(refused)
     number = patient.visits.filter(definition__isnull=True).count() + 1
     visit = Visit.objects.create(
         patient=patient,
