@@ -165,14 +165,20 @@ class Study(TimeStampedModel):
 
 
 class StudySite(models.Model):
-    """A site's participation in a study."""
+    """A site's participation in a study. A site removed from a study keeps the row (`removed_on`): it still
+    reads the study and its own patients, and writes nothing more for them (`registry.services.
+    participation_check`). Changes go through `study_site_save`, each audited with its reason."""
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="study_sites")
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="study_sites")
     activated_on = models.DateField(null=True, blank=True)
+    removed_on = models.DateField(
+        null=True, blank=True, help_text="The day the site left the study; it records nothing for the study since."
+    )
 
     objects = SiteScopedQuerySet.as_manager()
     SITE_LOOKUP = "site"
+    history = audit_history()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["study", "site"], name="studysite_unique")]

@@ -120,7 +120,7 @@ def study_create(
         )
     )
     for site in sites:
-        study_add_site(study=study, site=site)
+        study_add_site(study=study, site=site, reason="study created")
     OutcomeSettings.objects.get_or_create(study=study)
     ReminderPolicy.objects.get_or_create(study=study)
     if install_default_template:
@@ -128,10 +128,142 @@ def study_create(
     return study
 
 
+# Study status and site participation (docs/clinical-rules.md, "Study status and site participation") -------
+
+
+def _ensure_superuser(actor, *, field: str) -> None:
+    if actor is not None and not (actor.is_active and actor.is_superuser):
+        raise ValidationError({field: "Only a superuser changes a study's status or the sites taking part in it."})
+
+
 @transaction.atomic
-def study_add_site(*, study: Study, site: Site, activated_on: dt.date | None = None) -> StudySite:
-    link, _ = StudySite.objects.get_or_create(study=study, site=site, defaults={"activated_on": activated_on})
-    return link
+def study_save(*, study: Study, reason: str = "", actor=None) -> Study:
+    """Create or change a study; a change of status needs a reason (kept in the audit trail). A new study gets
+    its outcome definitions, reminder policy and the default follow-up template."""
+    _ensure_superuser(actor, field="status")
+    creating = study.pk is None
+    if not creating:
+        before = Study.objects.select_for_update().filter(pk=study.pk).values_list("status", flat=True).first()
+        if before != study.status and not reason.strip():
+            raise ValidationError(
+                {"reason": f"Give a reason for changing the study's status from '{before}' to '{study.status}'."}
+            )
+    save_validated(study, reason=reason)
+    if creating:
+        OutcomeSettings.objects.get_or_create(study=study)
+        ReminderPolicy.objects.get_or_create(study=study)
+        schedule_install_default(study=study)
+    return study
+
+
+def study_change_status(*, study: Study, status: str, reason: str, actor=None) -> Study:
+    """Move a study to `status` (planned, recruiting, active, suspended, completed, terminated), with a reason."""
+    if status not in c.StudyStatus.values:
+        raise ValidationError({"status": f"Unknown status '{status}'; use one of {', '.join(c.StudyStatus.values)}."})
+    if not reason.strip():
+        raise ValidationError({"reason": "Give a reason for changing the study's status."})
+    study = Study.objects.get(pk=study.pk)
+    study.status = status
+    return study_save(study=study, reason=reason, actor=actor)
+
+
+@transaction.atomic
+def study_site_save(*, link: StudySite, reason: str = "", actor=None) -> StudySite:
+    """Add a site to a study, remove it (`removed_on` set) or add it back (`removed_on` cleared), audited with
+    the reason. Adding a site to a study for the first time may go without one ("site added to the study");
+    removing it or adding it back may not."""
+    _ensure_superuser(actor, field="site")
+    before = StudySite.objects.select_for_update().filter(pk=link.pk).first() if link.pk else None
+    if before is None and link.pk is None:
+        before = StudySite.objects.select_for_update().filter(study_id=link.study_id, site_id=link.site_id).first()
+        if before is not None:
+            link.pk, link.activated_on = before.pk, link.activated_on or before.activated_on
+    if before is not None and (before.study_id, before.site_id) != (link.study_id, link.site_id):
+        raise ValidationError({"site": "The study and the site of a participation cannot change; add another."})
+    removing = link.removed_on is not None and (before is None or before.removed_on != link.removed_on)
+    returning = before is not None and before.removed_on is not None and link.removed_on is None
+    if (removing or returning) and not reason.strip():
+        what = "removing the site from the study" if removing else "adding the site back to the study"
+        raise ValidationError({"reason": f"Give a reason for {what}."})
+    if link.removed_on is not None and link.removed_on > link.site.today():
+        raise ValidationError({"removed_on": "A site is removed from a study on a day that has come, not ahead."})
+    if before is None and not reason.strip():
+        reason = "site added to the study"
+    return save_validated(link, reason=reason)
+
+
+def study_add_site(
+    *, study: Study, site: Site, activated_on: dt.date | None = None, reason: str = "", actor=None
+) -> StudySite:
+    """Add `site` to `study`, or add it back (with a reason) after it was removed; idempotent otherwise."""
+    link = StudySite.objects.filter(study=study, site=site).first()
+    if link is not None and link.removed_on is None:
+        return link
+    if link is None:
+        link = StudySite(study=study, site=site, activated_on=activated_on)
+    link.removed_on = None
+    return study_site_save(link=link, reason=reason, actor=actor)
+
+
+def study_remove_site(
+    *, study: Study, site: Site, reason: str, on_date: dt.date | None = None, actor=None
+) -> StudySite:
+    """Remove `site` from `study` on `on_date` (the site's today by default), with a reason."""
+    link = StudySite.objects.filter(study=study, site=site).first()
+    if link is None or link.removed_on is not None:
+        raise ValidationError({"site": f"Site {site.code} does not take part in study {study.code}."})
+    link.removed_on = on_date or site.today()
+    return study_site_save(link=link, reason=reason, actor=actor)
+
+
+def participation_check(
+    *, site_id: int, study_id: int | None = None, study_code: str | None = None, field: str, removed_only: bool = False
+) -> None:
+    """Refuse a write for a study by a site that does not take part in it, or was removed from it. A study named
+    by a code unknown at the site passes (the caller reports it as unknown), and so does a site never in the
+    study when `removed_only` (a lot's manufacturing site need not treat patients of the study)."""
+    links = StudySite.objects.filter(site_id=site_id)
+    links = links.filter(study_id=study_id) if study_id is not None else links.filter(study__code=study_code)
+    row = links.values("removed_on", "site__code", "study__code").first()
+    if row is None:
+        if study_id is None or removed_only:
+            return
+        raise ValidationError({field: "This site does not take part in the study."}, code="site_not_in_study")
+    if row["removed_on"] is not None:
+        raise ValidationError(
+            {
+                field: f"Site {row['site__code']} was removed from study {row['study__code']} on "
+                f"{row['removed_on'].isoformat()}; it can no longer record data for the study (what it recorded "
+                "stays readable)."
+            },
+            code="site_removed",
+        )
+
+
+def study_check_enrolment(study: Study, *, field: str = "study") -> None:
+    """Refuse a new patient (or the enrolment of a screened one) in a study that is not recruiting (its status
+    as stored: the caller's copy may be older)."""
+    study = Study.objects.get(pk=study.pk)
+    if study.status not in c.ENROLLING_STATUSES:
+        raise ValidationError(
+            {
+                field: f"Study {study.code} is {study.get_status_display().lower()}: it takes no new patients "
+                "(patients are enrolled only while a study is recruiting)."
+            },
+            code="study_not_recruiting",
+        )
+
+
+def study_check_infusions(study: Study, *, field: str = "study") -> None:
+    """Refuse a new infusion in a study that is suspended, completed or terminated."""
+    if study.status in c.NO_INFUSION_STATUSES:
+        raise ValidationError(
+            {
+                field: f"Study {study.code} is {study.get_status_display().lower()}: no new infusions are given "
+                "(the follow-up of its patients goes on)."
+            },
+            code="study_closed_to_infusions",
+        )
 
 
 @transaction.atomic
@@ -203,6 +335,8 @@ def schedule_install_default(*, study: Study) -> list[VisitDefinition]:
 @transaction.atomic
 def donor_save(*, donor: Donor, actor=None, reason: str = "") -> Donor:
     ensure_can_write(actor, donor.site_id)
+    if donor.pk is None and donor.site_id and donor.study_id:
+        participation_check(site_id=donor.site_id, study_id=donor.study_id, field="site", removed_only=True)
     if donor.relation == c.DonorRelation.AUTOLOGOUS and donor.age_at_donation is None:
         raise ValidationError({"age_at_donation": "An autologous donor is the patient: give the age at donation."})
     return save_validated(donor, reason=reason)
@@ -242,6 +376,8 @@ def lot_evaluate_release(lot: CellProduct) -> tuple[str, list[str]]:
 def lot_save(*, lot: CellProduct, actor=None, reason: str = "") -> CellProduct:
     """Save a lot and its release tests; the release evaluation is recomputed on every save."""
     ensure_can_write(actor, lot.site_id)
+    if lot.pk is None and lot.site_id and lot.study_id:
+        participation_check(site_id=lot.site_id, study_id=lot.study_id, field="site", removed_only=True)
     errors = {}
     if lot.donor_id and lot.donor.study_id != lot.study_id:
         errors["donor"] = "The donor belongs to another study."

@@ -26,7 +26,7 @@ from followup.states import site_today
 from patients.constants import PatientStatus
 from patients.models import Patient
 from registry.models import Site
-from registry.services import ensure_can_write
+from registry.services import ensure_can_write, participation_check
 
 # Recording visits --------------------------------------------------------------------------------------
 
@@ -398,6 +398,7 @@ def _locking_visits(*, with_site: bool = True):
 
 
 def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
+    participation_check(site_id=visit.patient.site_id, study_id=visit.patient.study_id, field="visit")
     existing = {r.code: r for r in Result.objects.filter(visit=visit).order_by()}
     recordings = [_check_recording(visit, existing, entry)]
     _store_recordings(recordings)
@@ -428,6 +429,7 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
         raise ValidationError(
             {"visits": f"At most {c.MAX_BATCH_VISITS} visits in one batch; send the rest in another."}
         )
+    participation_check(site_id=site.pk, study_code=study_code, field="study")
     without_jit()
     errors: dict[str, list[str]] = {}
     first_at: dict[tuple[str, str], int] = {}
@@ -510,6 +512,7 @@ def visit_record_unscheduled(
     """Add an unscheduled visit (codes U01, U02, ...) and record it."""
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
     ensure_can_write(actor, patient.site_id, field="patient")
+    participation_check(site_id=patient.site_id, study_id=patient.study_id, field="patient")
     refused = formula_errors(label=label)
     if refused:
         raise ValidationError(refused)
@@ -530,6 +533,7 @@ def visit_mark_missed(*, visit: Visit, reason: str, actor=None) -> Visit:
     """Confirm that an open visit did not take place."""
     visit = Visit.objects.select_for_update(of=("self",)).select_related("patient__site").get(pk=visit.pk)
     ensure_can_write(actor, visit.patient.site_id, field="visit")
+    participation_check(site_id=visit.patient.site_id, study_id=visit.patient.study_id, field="visit")
     if not reason.strip():
         raise ValidationError({"outcome_reason": "Give the reason the visit was missed."})
     if visit.outcome != VisitOutcome.OPEN:
