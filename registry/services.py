@@ -228,13 +228,36 @@ def participation_check(
     if row is None:
         if study_id is None or removed_only:
             return
+        participation_refuse(in_study=False, removed_on=None, site_code="", study_code="", field=field)
+    participation_refuse(
+        in_study=True,
+        removed_on=row["removed_on"],
+        site_code=row["site__code"],
+        study_code=row["study__code"],
+        field=field,
+    )
+
+
+def participation_annotations(*, study_ref: str, site_ref: str) -> dict:
+    """Annotations that read a row's participation in the query that loads it (no query of its own):
+    `in_study` and `removed_from_study_on`, for `participation_refuse`."""
+    from django.db.models import Exists, OuterRef, Subquery
+
+    links = StudySite.objects.filter(study_id=OuterRef(study_ref), site_id=OuterRef(site_ref))
+    return {"in_study": Exists(links), "removed_from_study_on": Subquery(links.values("removed_on")[:1])}
+
+
+def participation_refuse(
+    *, in_study: bool, removed_on: dt.date | None, site_code: str, study_code: str, field: str
+) -> None:
+    """Raise the participation error, if any, of a site (`in_study`, `removed_on` as stored)."""
+    if not in_study:
         raise ValidationError({field: "This site does not take part in the study."}, code="site_not_in_study")
-    if row["removed_on"] is not None:
+    if removed_on is not None:
         raise ValidationError(
             {
-                field: f"Site {row['site__code']} was removed from study {row['study__code']} on "
-                f"{row['removed_on'].isoformat()}; it can no longer record data for the study (what it recorded "
-                "stays readable)."
+                field: f"Site {site_code} was removed from study {study_code} on {removed_on.isoformat()}; it can "
+                "no longer record data for the study (what it recorded stays readable)."
             },
             code="site_removed",
         )

@@ -26,7 +26,7 @@ from followup.states import site_today
 from patients.constants import PatientStatus
 from patients.models import Patient
 from registry.models import Site
-from registry.services import ensure_can_write, participation_check
+from registry.services import ensure_can_write, participation_annotations, participation_check, participation_refuse
 
 # Recording visits --------------------------------------------------------------------------------------
 
@@ -394,11 +394,20 @@ def _locking_visits(*, with_site: bool = True):
     # Only the visit's row is locked: two writers at one site do not queue on the site's (or study's) row. The
     # study's outcome definitions come along, for the outcomes (`_outcome_definitions_of`).
     related = ["patient__study__outcome_settings", "definition", *(["patient__site"] if with_site else [])]
-    return Visit.objects.select_for_update(of=("self",)).select_related(*related)
+    # The site's participation in the study is read in the same query (`_record_locked` checks it).
+    participation = participation_annotations(study_ref="patient__study_id", site_ref="patient__site_id")
+    return Visit.objects.select_for_update(of=("self",)).select_related(*related).annotate(**participation)
 
 
 def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
-    participation_check(site_id=visit.patient.site_id, study_id=visit.patient.study_id, field="visit")
+    patient = visit.patient
+    participation_refuse(
+        in_study=visit.in_study,
+        removed_on=visit.removed_from_study_on,
+        site_code=patient.site.code,
+        study_code=patient.study.code,
+        field="visit",
+    )
     existing = {r.code: r for r in Result.objects.filter(visit=visit).order_by()}
     recordings = [_check_recording(visit, existing, entry)]
     _store_recordings(recordings)
