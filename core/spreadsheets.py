@@ -15,8 +15,10 @@ from __future__ import annotations
 import csv
 import re
 
+from django.utils.translation import gettext, gettext_lazy
+
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-_SHOWN = {"\t": "a tab", "\r": "a carriage return"}
+_SHOWN = {"\t": gettext_lazy("a tab"), "\r": gettext_lazy("a carriage return")}
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -34,10 +36,10 @@ def formula_errors(**values) -> dict[str, str]:
         first = formula_start(value)
         if first is not None:
             shown = _SHOWN.get(first, f"'{first}'")
-            errors[name] = (
-                f"{name}: the text starts with {shown}; it cannot start with =, +, -, @, a tab or a carriage return "
-                "(a spreadsheet would run it as a formula)."
-            )
+            errors[name] = gettext(
+                "%(field)s: the text starts with %(start)s; it cannot start with =, +, -, @, a tab or a carriage "
+                "return (a spreadsheet would run it as a formula)."
+            ) % {"field": name, "start": shown}
     return errors
 
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from core.spreadsheets import formula_errors
 from registry import constants as c
@@ -51,8 +52,8 @@ def horizon_errors(today: dt.date, **dates: dt.date | None) -> dict[str, str]:
     """Per field, the error of a date beyond the horizon (none for dates within it or missing)."""
     latest = date_horizon(today)
     return {
-        name: f"{value.isoformat()} is more than {c.DATE_HORIZON_YEARS} years ahead (after {latest.isoformat()}); "
-        "give the real date."
+        name: _("%(date)s is more than %(years)s years ahead (after %(latest)s); give the real date.")
+        % {"date": value.isoformat(), "years": c.DATE_HORIZON_YEARS, "latest": latest.isoformat()}
         for name, value in dates.items()
         if isinstance(value, dt.date) and value > latest
     }
@@ -133,7 +134,7 @@ def study_create(
 
 def _ensure_superuser(actor, *, field: str) -> None:
     if actor is not None and not (actor.is_active and actor.is_superuser):
-        raise ValidationError({field: "Only a superuser changes a study's status or the sites taking part in it."})
+        raise ValidationError({field: _("Only a superuser changes a study's status or the sites taking part in it.")})
 
 
 @transaction.atomic
@@ -146,7 +147,10 @@ def study_save(*, study: Study, reason: str = "", actor=None) -> Study:
         before = Study.objects.select_for_update().filter(pk=study.pk).values_list("status", flat=True).first()
         if before != study.status and not reason.strip():
             raise ValidationError(
-                {"reason": f"Give a reason for changing the study's status from '{before}' to '{study.status}'."}
+                {
+                    "reason": _("Give a reason for changing the study's status from '%(before)s' to '%(after)s'.")
+                    % {"before": before, "after": study.status}
+                }
             )
     save_validated(study, reason=reason)
     if creating:
@@ -159,9 +163,14 @@ def study_save(*, study: Study, reason: str = "", actor=None) -> Study:
 def study_change_status(*, study: Study, status: str, reason: str, actor=None) -> Study:
     """Move a study to `status` (planned, recruiting, active, suspended, completed, terminated), with a reason."""
     if status not in c.StudyStatus.values:
-        raise ValidationError({"status": f"Unknown status '{status}'; use one of {', '.join(c.StudyStatus.values)}."})
+        raise ValidationError(
+            {
+                "status": _("Unknown status '%(status)s'; use one of %(choices)s.")
+                % {"status": status, "choices": ", ".join(c.StudyStatus.values)}
+            }
+        )
     if not reason.strip():
-        raise ValidationError({"reason": "Give a reason for changing the study's status."})
+        raise ValidationError({"reason": _("Give a reason for changing the study's status.")})
     study = Study.objects.get(pk=study.pk)
     study.status = status
     return study_save(study=study, reason=reason, actor=actor)
@@ -179,14 +188,15 @@ def study_site_save(*, link: StudySite, reason: str = "", actor=None) -> StudySi
         if before is not None:
             link.pk, link.activated_on = before.pk, link.activated_on or before.activated_on
     if before is not None and (before.study_id, before.site_id) != (link.study_id, link.site_id):
-        raise ValidationError({"site": "The study and the site of a participation cannot change; add another."})
+        raise ValidationError({"site": _("The study and the site of a participation cannot change; add another.")})
     removing = link.removed_on is not None and (before is None or before.removed_on != link.removed_on)
     returning = before is not None and before.removed_on is not None and link.removed_on is None
     if (removing or returning) and not reason.strip():
-        what = "removing the site from the study" if removing else "adding the site back to the study"
-        raise ValidationError({"reason": f"Give a reason for {what}."})
+        if removing:
+            raise ValidationError({"reason": _("Give a reason for removing the site from the study.")})
+        raise ValidationError({"reason": _("Give a reason for adding the site back to the study.")})
     if link.removed_on is not None and link.removed_on > link.site.today():
-        raise ValidationError({"removed_on": "A site is removed from a study on a day that has come, not ahead."})
+        raise ValidationError({"removed_on": _("A site is removed from a study on a day that has come, not ahead.")})
     if before is None and not reason.strip():
         reason = "site added to the study"
     return save_validated(link, reason=reason)
@@ -211,7 +221,12 @@ def study_remove_site(
     """Remove `site` from `study` on `on_date` (the site's today by default), with a reason."""
     link = StudySite.objects.filter(study=study, site=site).first()
     if link is None or link.removed_on is not None:
-        raise ValidationError({"site": f"Site {site.code} does not take part in study {study.code}."})
+        raise ValidationError(
+            {
+                "site": _("Site %(site)s does not take part in study %(study)s.")
+                % {"site": site.code, "study": study.code}
+            }
+        )
     link.removed_on = on_date or site.today()
     return study_site_save(link=link, reason=reason, actor=actor)
 
@@ -252,12 +267,15 @@ def participation_refuse(
 ) -> None:
     """Raise the participation error, if any, of a site (`in_study`, `removed_on` as stored)."""
     if not in_study:
-        raise ValidationError({field: "This site does not take part in the study."}, code="site_not_in_study")
+        raise ValidationError({field: _("This site does not take part in the study.")}, code="site_not_in_study")
     if removed_on is not None:
         raise ValidationError(
             {
-                field: f"Site {site_code} was removed from study {study_code} on {removed_on.isoformat()}; it can "
-                "no longer record data for the study (what it recorded stays readable)."
+                field: _(
+                    "Site %(site)s was removed from study %(study)s on %(date)s; it can no longer record data for "
+                    "the study (what it recorded stays readable)."
+                )
+                % {"site": site_code, "study": study_code, "date": removed_on.isoformat()}
             },
             code="site_removed",
         )
@@ -270,8 +288,11 @@ def study_check_enrolment(study: Study, *, field: str = "study") -> None:
     if study.status not in c.ENROLLING_STATUSES:
         raise ValidationError(
             {
-                field: f"Study {study.code} is {study.get_status_display().lower()}: it takes no new patients "
-                "(patients are enrolled only while a study is recruiting)."
+                field: _(
+                    "Study %(study)s is %(status)s: it takes no new patients (patients are enrolled only while a "
+                    "study is recruiting)."
+                )
+                % {"study": study.code, "status": str(study.get_status_display()).lower()}
             },
             code="study_not_recruiting",
         )
@@ -282,8 +303,10 @@ def study_check_infusions(study: Study, *, field: str = "study") -> None:
     if study.status in c.NO_INFUSION_STATUSES:
         raise ValidationError(
             {
-                field: f"Study {study.code} is {study.get_status_display().lower()}: no new infusions are given "
-                "(the follow-up of its patients goes on)."
+                field: _(
+                    "Study %(study)s is %(status)s: no new infusions are given (the follow-up of its patients goes on)."
+                )
+                % {"study": study.code, "status": str(study.get_status_display()).lower()}
             },
             code="study_closed_to_infusions",
         )

@@ -204,8 +204,10 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
     both = sorted(remove & (set(converted) | set(_parse_results(entry.results))))
     if both:
         errors.setdefault("remove", []).append(
-            f"{', '.join(both)}: a result cannot be removed and recorded in one submission; send either the new "
-            "value or the removal."
+            gettext(
+                "%(codes)s: a result cannot be removed and recorded in one submission; send either the new value or the removal."
+            )
+            % {"codes": ", ".join(both)}
         )
     unknown_removals = [code for code in entry.remove or () if code not in existing]
     if unknown_removals:
@@ -552,8 +554,10 @@ def visit_mark_missed(*, visit: Visit, reason: str, actor=None) -> Visit:
     if site_today(visit.patient.site) < visit.window_start:
         raise ValidationError(
             {
-                "outcome": f"Visit {visit.code}'s window opens on {visit.window_start.isoformat()}; a visit cannot "
-                "be marked missed before its window opens."
+                "outcome": gettext(
+                    "Visit %(code)s's window opens on %(date)s; a visit cannot be marked missed before its window opens."
+                )
+                % {"code": visit.code, "date": visit.window_start.isoformat()}
             },
             code="missed_before_window",
         )

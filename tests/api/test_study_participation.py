@@ -80,7 +80,17 @@ def writes(world):
 
 @pytest.mark.parametrize(
     "name",
-    ["patient", "transplant", "medication", "adverse event", "visit by key", "visit batch", "visit", "missed", "status"],
+    [
+        "patient",
+        "transplant",
+        "medication",
+        "adverse event",
+        "visit by key",
+        "visit batch",
+        "visit",
+        "missed",
+        "status",
+    ],
 )
 def test_a_removed_sites_key_records_nothing_for_the_study(a_removed, client_for, name):
     method, url, body, field = writes(a_removed)[name]

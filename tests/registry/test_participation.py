@@ -305,3 +305,58 @@ def test_lots_of_a_removed_site_can_still_be_corrected(clinical):
     lot.units = 9
     assert services.lot_save(lot=lot, reason="units recounted").units == 9
     refused(lambda: make_lot(clinical.study, clinical.site, lot_number="LOT-NEW"), "site", "was removed from study")
+
+
+# In Chinese -------------------------------------------------------------------------------------------------
+
+
+def test_the_new_rules_speak_chinese_to_a_chinese_reader(clinical):
+    from django.utils import translation
+
+    from core.spreadsheets import formula_errors
+
+    patient = clinical.patient
+    with translation.override("zh-hans"):
+        refused(
+            lambda: followup_services.visit_mark_missed(visit=clinical.visit("M24"), reason="x"), "outcome", "时间窗"
+        )
+        refused(
+            lambda: followup_services.visit_record(
+                visit=clinical.visit("BL"),
+                actual_date=dt.date(2025, 3, 3),
+                results={"CREAT": ("0.9", "mg/dL")},
+                remove=["CREAT"],
+                reason="x",
+            ),
+            "remove",
+            "不能既删除又录入",
+        )
+        refused(
+            lambda: patient_services.medication_record(
+                patient=patient,
+                drug="prednisone",
+                dose=Decimal("5"),
+                unit="mg",
+                frequency="daily",
+                start_date=dt.date(2026, 8, 1),
+                stop_date=dt.date(9999, 12, 31),
+            ),
+            "stop_date",
+            "请填写真实日期",
+        )
+        assert "电子表格" in formula_errors(term="=1+1")["term"]
+        assert "制表符" in formula_errors(term="\tx")["term"]
+        services.study_change_status(study=clinical.study, status=rc.StudyStatus.SUSPENDED, reason="hold")
+        refused(lambda: enroll(clinical.study, clinical.site), "study", "不再接收新患者")
+        refused(lambda: make_transplant(patient, clinical.lot, day=dt.date(2026, 8, 20)), "study", "不再进行新的输注")
+        refused(
+            lambda: services.study_remove_site(study=clinical.study, site=clinical.site, reason=""), "reason", "移出"
+        )
+        services.study_remove_site(study=clinical.study, site=clinical.site, reason="closed")
+        refused(lambda: medication(patient), "patient", "已于 2026-09-01 退出研究")
+        refused(lambda: services.study_add_site(study=clinical.study, site=clinical.site), "reason", "重新加入")
+        refused(
+            lambda: services.study_change_status(study=clinical.study, status="terminated", reason=""),
+            "reason",
+            "更改研究状态",
+        )
