@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0008_history_updated_at_not_indexed'),
+        ('registry', '0009_visit_definition_required_items'),
     ]
 
     operations = [
