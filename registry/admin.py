@@ -196,6 +196,14 @@ class ApiKeyIssueForm(forms.ModelForm):
         model = ApiKey
         fields = ["site", "name", "scope", "can_write_lots", "expires_at"]
 
+    def clean_name(self):
+        # The key is issued by `api_key_issue` after the form is valid: its text rule is shown here, beside the field.
+        name = self.cleaned_data["name"]
+        refused = services.plain_text_errors(ApiKey(name=name))
+        if refused:
+            raise forms.ValidationError(refused["name"])
+        return name
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(SimpleHistoryAdmin):

@@ -383,3 +383,25 @@ def test_the_admin_list_download_holds_no_formula(full_world, rf):
     model_admin = admin.site.get_model_admin(Patient)
     response = export_csv_action(model_admin, request, Patient.objects.all())
     assert_no_formula("admin download", response.content.decode())
+
+
+def test_the_admin_refuses_an_api_key_name_starting_like_a_formula_beside_the_field(client, frozen_now):
+    from registry.models import ApiKey
+    from tests.factories import make_site
+
+    site = make_site()
+    client.force_login(make_superuser("key-admin"))
+    response = client.post(
+        "/admin/registry/apikey/add/",
+        {
+            "site": site.pk,
+            "name": "+cmd|' /C calc'!A0",
+            "scope": "read",
+            "expires_at_0": "2027-01-01",
+            "expires_at_1": "00:00:00",
+            "_save": "Save",
+        },
+    )
+    assert response.status_code == 200
+    assert "cannot start with =, +, -, @" in " ".join(response.context["adminform"].form.errors["name"])
+    assert not ApiKey.objects.exists()
