@@ -55,6 +55,8 @@ class Visit(TimeStampedModel):
     objects = VisitQuerySet.as_manager()
     SITE_LOOKUP = "patient__site"
     history = audit_history()
+    # No label starts like a spreadsheet formula: refused (core/spreadsheets.py); the reasons are free text.
+    PLAIN_TEXT_FIELDS = ("label",)
 
     class Meta:
         ordering = ["patient", "target_date"]
@@ -236,6 +238,8 @@ class AdverseEvent(TimeStampedModel):
     objects = SiteScopedQuerySet.as_manager()
     SITE_LOOKUP = "patient__site"
     history = audit_history()
+    # No event term starts like a spreadsheet formula: refused (core/spreadsheets.py); the description is free text.
+    PLAIN_TEXT_FIELDS = ("term",)
 
     class Meta:
         ordering = ["patient", "onset_date"]

@@ -154,6 +154,8 @@ class ConcomitantMedication(TimeStampedModel):
     objects = SiteScopedQuerySet.as_manager()
     SITE_LOOKUP = "patient__site"
     history = audit_history()
+    # No drug name starts like a spreadsheet formula: refused (core/spreadsheets.py).
+    PLAIN_TEXT_FIELDS = ("drug_other",)
 
     class Meta:
         ordering = ["patient", "start_date"]

@@ -14,8 +14,16 @@ from django.utils import timezone
 from patients import constants as c
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.signals import day_zero_moved, first_infusion_recorded, patient_left_follow_up
-from registry.models import CellProduct, Site, Study, StudySite
-from registry.services import ensure_can_write, lot_check_infusable, save_validated
+from registry.models import CellProduct, Site, Study
+from registry.services import (
+    ensure_can_write,
+    horizon_errors,
+    lot_check_infusable,
+    participation_check,
+    save_validated,
+    study_check_enrolment,
+    study_check_infusions,
+)
 
 
 def local_date(moment: dt.datetime, site: Site) -> dt.date:
@@ -37,12 +45,11 @@ def day_zero(patient: Patient) -> dt.date | None:
 def _check_patient(patient: Patient) -> None:
     errors: dict[str, str] = {}
     today = patient.site.today() if patient.site_id else timezone.now().date()
-    if (
-        patient.site_id
-        and patient.study_id
-        and not StudySite.objects.filter(study_id=patient.study_id, site_id=patient.site_id).exists()
-    ):
-        errors["site"] = "This site does not take part in the study."
+    if patient.site_id and patient.study_id:
+        try:
+            participation_check(site_id=patient.site_id, study_id=patient.study_id, field="site")
+        except ValidationError as exc:
+            errors.update({name: " ".join(messages) for name, messages in exc.message_dict.items()})
     if (
         patient.study_id
         and patient.subject_code
@@ -95,6 +102,7 @@ def patient_enroll(
 ) -> Patient:
     """Register a patient: enrolled when consent is given, in screening otherwise."""
     ensure_can_write(actor, site)
+    study_check_enrolment(study)
     patient = Patient(
         study=study,
         site=site,
@@ -126,6 +134,7 @@ def patient_update(*, patient: Patient, actor=None, reason: str = "", **changes)
         setattr(patient, name, value)
     ensure_can_write(actor, patient.site_id)
     if patient.status == c.PatientStatus.SCREENING and patient.consent_date:
+        study_check_enrolment(patient.study)
         patient.status, patient.status_date = c.PatientStatus.ENROLLED, patient.consent_date
     _check_patient(patient)
     return save_validated(patient, reason=reason)
@@ -136,6 +145,7 @@ def patient_change_status(*, patient: Patient, status: str, on_date: dt.date, re
     """Move a patient to a new status. Leaving follow-up takes every future visit out of the schedule."""
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
     ensure_can_write(actor, patient.site_id)
+    participation_check(site_id=patient.site_id, study_id=patient.study_id, field="patient")
     if status not in c.PatientStatus.values:
         raise ValidationError({"status": f"Unknown status '{status}'; use one of {', '.join(c.PatientStatus.values)}."})
     if patient.status == c.PatientStatus.DECEASED:
@@ -197,6 +207,7 @@ def _check_range(errors: dict, field: str, value, low, high, unit: str) -> None:
 def _check_transplant(event: TransplantEvent) -> None:
     """Every rule an infusion must meet; raises ValidationError naming the field and the rule."""
     patient, lot = event.patient, event.lot
+    participation_check(site_id=patient.site_id, study_id=patient.study_id, field="patient")
     errors: dict[str, str] = {}
     _check_range(errors, "weight_kg", event.weight_kg, *c.WEIGHT_KG_RANGE, "kg")
     _check_range(errors, "dose_cells_per_kg", event.dose_cells_per_kg, *c.DOSE_CELLS_PER_KG_RANGE, "cells/kg")
@@ -285,9 +296,10 @@ def transplant_record(
 ) -> TransplantEvent:
     """Record an infusion. The first infusion of the course fixes day 0 and schedules the visits."""
     # Lock the patient (infusion numbering) and the lot (cells remaining) against concurrent infusions.
-    patient = Patient.objects.select_for_update().select_related("site").get(pk=patient.pk)
+    patient = Patient.objects.select_for_update(of=("self",)).select_related("site", "study").get(pk=patient.pk)
     lot = CellProduct.objects.select_for_update().get(pk=lot.pk)
     ensure_can_write(actor, patient.site_id, field="patient")
+    study_check_infusions(patient.study)
     if infusion_number is None:
         infusion_number = patient.transplants.count() + 1
     event = TransplantEvent(
@@ -340,12 +352,17 @@ def transplant_correct(*, transplant: TransplantEvent, reason: str, actor=None, 
 def medication_save(*, medication: ConcomitantMedication, actor=None, reason: str = "") -> ConcomitantMedication:
     """Add or change a concomitant medication (a change needs a reason)."""
     ensure_can_write(actor, medication.patient.site_id, field="patient")
+    participation_check(site_id=medication.patient.site_id, study_id=medication.patient.study_id, field="patient")
     if medication.pk and not reason.strip():
         raise ValidationError({"reason": "Give a reason for changing clinical data."})
     patient = Patient.objects.select_related("site").get(pk=medication.patient_id)  # as stored: its status now
     start = medication.start_date
-    if start and start > patient.site.today():
+    today = patient.site.today()
+    if start and start > today:
         raise ValidationError({"start_date": "The start date cannot be in the future."})
+    beyond = horizon_errors(today, stop_date=medication.stop_date)
+    if beyond:
+        raise ValidationError(beyond)
     # A start before consent is kept as given: a medication taken since before the study (prior and
     # concomitant, as CDASH's CM) still counts for the outcomes on the days it is taken.
     if start and patient.status == c.PatientStatus.DECEASED and patient.status_date and start > patient.status_date:

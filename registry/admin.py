@@ -41,10 +41,14 @@ class ReminderPolicyInline(admin.StackedInline):
     extra = 0
 
 
-class StudySiteInline(admin.TabularInline):
+class StudySiteInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
+    """The sites of the study, read only: a site is added or removed on its participation page, with a reason."""
+
     model = StudySite
     extra = 0
-    autocomplete_fields = ["site"]
+    fields = ["site", "activated_on", "removed_on"]
+    readonly_fields = fields
+    show_change_link = True
 
 
 class VisitDefinitionInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
@@ -62,15 +66,28 @@ class StudyAdmin(ScopedAdmin):
     search_fields = ["code", "registration_id", "title"]
     inlines = [StudySiteInline, OutcomeSettingsInline, ReminderPolicyInline, VisitDefinitionInline]
     superuser_writes_only = True
-    reason_on_change = False
 
     def service_save(self, request, instance, cleaned_data, change):
-        study = services.save_validated(instance)
-        if not change:
-            OutcomeSettings.objects.get_or_create(study=study)
-            ReminderPolicy.objects.get_or_create(study=study)
-            services.schedule_install_default(study=study)
-        return study
+        return services.study_save(study=instance, reason=cleaned_data.get("reason", ""), actor=request.user)
+
+
+@admin.register(StudySite)
+class StudySiteAdmin(ScopedAdmin):
+    """A site's participation in a study: added, removed (the day it left) or added back, each with a reason."""
+
+    list_display = ["study", "site", "activated_on", "removed_on"]
+    list_filter = ["study", "site"]
+    superuser_writes_only = True
+
+    def get_fields(self, request, obj=None):
+        fields = [f for f in super().get_fields(request, obj) if f != "reason"]
+        return [*fields, "reason"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["study", "site"] if obj is not None else []
+
+    def service_save(self, request, instance, cleaned_data, change):
+        return services.study_site_save(link=instance, reason=cleaned_data.get("reason", ""), actor=request.user)
 
 
 @admin.register(VisitDefinition)
@@ -178,6 +195,14 @@ class ApiKeyIssueForm(forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = ["site", "name", "scope", "can_write_lots", "expires_at"]
+
+    def clean_name(self):
+        # The key is issued by `api_key_issue` after the form is valid: its text rule is shown here, beside the field.
+        name = self.cleaned_data["name"]
+        refused = services.plain_text_errors(ApiKey(name=name))
+        if refused:
+            raise forms.ValidationError(refused["name"])
+        return name
 
 
 @admin.register(ApiKey)

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
+from core.spreadsheets import SpreadsheetSafeWriter
 from registry.models import user_site_ids
 
 
@@ -245,13 +246,11 @@ class ScopedAdmin(SiteScopedAdminMixin, SimpleHistoryAdmin):
 
 def export_csv_action(modeladmin, request, queryset):
     """Download what the list shows (its columns, the selected rows) as CSV."""
-    import csv
-
     from django.http import HttpResponse
 
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{modeladmin.model._meta.model_name}.csv"'
-    writer = csv.writer(response)
+    writer = SpreadsheetSafeWriter(response)
     columns = [c for c in modeladmin.get_list_display(request) if c != "action_checkbox"]
     writer.writerow(columns)
     for obj in queryset:

@@ -30,6 +30,18 @@ class Role(models.TextChoices):
     MONITOR = "monitor", "Monitor (read only)"
 
 
+# What a study's status allows (docs/clinical-rules.md, "Study status and site participation"): new
+# patients only while recruiting; no new infusion once suspended, completed or terminated. The follow-up of
+# the patients already in (visits, medications, adverse events, status) goes on in every status.
+ENROLLING_STATUSES = frozenset({StudyStatus.RECRUITING})
+NO_INFUSION_STATUSES = frozenset({StudyStatus.SUSPENDED, StudyStatus.COMPLETED, StudyStatus.TERMINATED})
+
+
+# No date the registry stores may lie further ahead of the site's today than this (a lot "expiring
+# 9999-12-31" is a placeholder, not a date): docs/clinical-rules.md, "Dates".
+DATE_HORIZON_YEARS = 30
+
+
 # Roles that may write clinical data for their site; monitors only read.
 WRITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR, Role.DATA_MANAGER})
 

@@ -95,6 +95,8 @@ class Site(TimeStampedModel):
     objects = SiteScopedQuerySet.as_manager()
     SITE_LOOKUP = "pk"
     history = audit_history()
+    # No real value starts like a spreadsheet formula: refused (core/spreadsheets.py).
+    PLAIN_TEXT_FIELDS = ("name", "contact_email", "safety_email", "address")
 
     class Meta:
         ordering = ["code"]
@@ -150,6 +152,7 @@ class Study(TimeStampedModel):
 
     objects = StudyQuerySet.as_manager()
     history = audit_history()
+    PLAIN_TEXT_FIELDS = ("registration_id", "title", "sponsor", "safety_contact_email")
 
     class Meta:
         ordering = ["code"]
@@ -163,14 +166,20 @@ class Study(TimeStampedModel):
 
 
 class StudySite(models.Model):
-    """A site's participation in a study."""
+    """A site's participation in a study. A site removed from a study keeps the row (`removed_on`): it still
+    reads the study and its own patients, and writes nothing more for them (`registry.services.
+    participation_check`). Changes go through `study_site_save`, each audited with its reason."""
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="study_sites")
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="study_sites")
     activated_on = models.DateField(null=True, blank=True)
+    removed_on = models.DateField(
+        null=True, blank=True, help_text="The day the site left the study; it records nothing for the study since."
+    )
 
     objects = SiteScopedQuerySet.as_manager()
     SITE_LOOKUP = "site"
+    history = audit_history()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["study", "site"], name="studysite_unique")]
@@ -378,6 +387,7 @@ class VisitDefinition(models.Model):
     )
 
     history = audit_history()
+    PLAIN_TEXT_FIELDS = ("label",)
 
     class Meta:
         ordering = ["study", "offset_days"]
@@ -511,6 +521,7 @@ class ApiKey(models.Model):
     objects = SiteScopedQuerySet.as_manager()
     SITE_LOOKUP = "site"
     history = audit_history(excluded_fields=["last_used_at"])
+    PLAIN_TEXT_FIELDS = ("name",)
 
     class Meta:
         verbose_name = "API key"

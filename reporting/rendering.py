@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 
@@ -10,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.utils.translation import gettext, gettext_lazy, ngettext
 
+from core.spreadsheets import SpreadsheetSafeWriter
 from registry.constants import TissueSource
 from reporting.charts import charts
 from reporting.cohort import COMPARISON_LABELS, CohortFilter, cohort_report, group_label, report_csv_rows
@@ -103,7 +103,7 @@ def render_html(*, study, site_ids, flt: CohortFilter, standalone: bool = True) 
 
 def render_csv(report: dict) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SpreadsheetSafeWriter(buffer)
     for row in report_csv_rows(report):
         writer.writerow(["" if value is None else value for value in row])
     return buffer.getvalue()

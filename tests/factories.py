@@ -107,9 +107,11 @@ def make_study(
     required_items: bool = False,
     **fields,
 ) -> Study:
-    """A study at `sites` with the default follow-up template; its visits require no item to complete unless
-    `required_items` (most tests record a few results at a visit, not the template's whole list)."""
+    """A study at `sites` with the default follow-up template, recruiting unless `status` says otherwise; its
+    visits require no item to complete unless `required_items` (most tests record a few results at a visit, not
+    the template's whole list)."""
     number = _next() if code is None or registration_id is None else None
+    fields.setdefault("status", rc.StudyStatus.RECRUITING)  # a study takes new patients only while recruiting
     code = code or f"CLIN{number:03d}"
     study = study_create(
         code=code,

@@ -13,7 +13,7 @@ from followup.states import site_today
 from patients.constants import PatientStatus
 from patients.models import Patient
 from patients.services import day_zero, local_date, patient_record_death
-from registry.services import ensure_can_write
+from registry.services import ensure_can_write, full_clean_plain, participation_check
 
 # Adverse events ----------------------------------------------------------------------------------------
 
@@ -81,9 +81,10 @@ def _check_ae(ae: AdverseEvent) -> None:
 def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
     """Record or update an adverse event; computes the reporting clock; grade 5 records the death."""
     ensure_can_write(actor, ae.patient.site_id, field="patient")
+    participation_check(site_id=ae.patient.site_id, study_id=ae.patient.study_id, field="patient")
     if ae.pk and not reason.strip():
         raise ValidationError({"reason": "Give a reason for changing an adverse event."})
-    ae.full_clean(exclude=["initial_report_due", "complete_report_due"])
+    full_clean_plain(ae, exclude=["initial_report_due", "complete_report_due"])
     _check_ae(ae)
     ae.initial_report_due, ae.complete_report_due = ae_due_dates(ae)
     first_infusion = day_zero(ae.patient)

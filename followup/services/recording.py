@@ -17,6 +17,7 @@ from core.api.etags import require_version, version_refusal
 from core.api.problems import PreconditionError
 from core.audit import history_of_rows
 from core.bulk import insert_values, update_rows, without_jit
+from core.spreadsheets import formula_errors
 from followup import constants as c
 from followup.catalogue import ANALYTES
 from followup.computations import censored_text, egfr_ckd_epi_2021, plain, sledai_total, to_canonical
@@ -27,7 +28,7 @@ from followup.states import site_today
 from patients.constants import PatientStatus
 from patients.models import Patient
 from registry.models import Site
-from registry.services import ensure_can_write
+from registry.services import ensure_can_write, participation_annotations, participation_check, participation_refuse
 
 # Recording visits --------------------------------------------------------------------------------------
 
@@ -209,6 +210,14 @@ def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntr
         errors.update(_censored_item_errors(items, converted, existing, remove=set(entry.remove or ())))
 
     remove = set(entry.remove or ())
+    both = sorted(remove & (set(converted) | set(_parse_results(entry.results))))
+    if both:
+        errors.setdefault("remove", []).append(
+            gettext(
+                "%(codes)s: a result cannot be removed and recorded in one submission; send either the new value or the removal."
+            )
+            % {"codes": ", ".join(both)}
+        )
     unknown_removals = [code for code in entry.remove or () if code not in existing]
     if unknown_removals:
         errors.setdefault("remove", []).append(f"No result {', '.join(unknown_removals)} to remove at this visit.")
@@ -428,10 +437,20 @@ def _locking_visits(*, with_site: bool = True):
     # Only the visit's row is locked: two writers at one site do not queue on the site's (or study's) row. The
     # study's outcome definitions come along, for the outcomes (`_outcome_definitions_of`).
     related = ["patient__study__outcome_settings", "definition", *(["patient__site"] if with_site else [])]
-    return Visit.objects.select_for_update(of=("self",)).select_related(*related)
+    # The site's participation in the study is read in the same query (`_record_locked` checks it).
+    participation = participation_annotations(study_ref="patient__study_id", site_ref="patient__site_id")
+    return Visit.objects.select_for_update(of=("self",)).select_related(*related).annotate(**participation)
 
 
 def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
+    patient = visit.patient
+    participation_refuse(
+        in_study=visit.in_study,
+        removed_on=visit.removed_from_study_on,
+        site_code=patient.site.code,
+        study_code=patient.study.code,
+        field="visit",
+    )
     existing = {r.code: r for r in Result.objects.filter(visit=visit).order_by()}
     recordings = [_check_recording(visit, existing, entry)]
     _store_recordings(recordings)
@@ -480,6 +499,7 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
         raise ValidationError(
             {"visits": f"At most {c.MAX_BATCH_VISITS} visits in one batch; send the rest in another."}
         )
+    participation_check(site_id=site.pk, study_code=study_code, field="study")
     without_jit()
     errors: dict[str, list[str]] = {}
     preconditions: dict[str, tuple[int, str]] = {}
@@ -565,6 +585,10 @@ def visit_record_unscheduled(
     """Add an unscheduled visit (codes U01, U02, ...) and record it."""
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
     ensure_can_write(actor, patient.site_id, field="patient")
+    participation_check(site_id=patient.site_id, study_id=patient.study_id, field="patient")
+    refused = formula_errors(label=label)
+    if refused:
+        raise ValidationError(refused)
     number = patient.visits.filter(definition__isnull=True).count() + 1
     visit = Visit.objects.create(
         patient=patient,
@@ -580,13 +604,24 @@ def visit_record_unscheduled(
 @transaction.atomic
 def visit_mark_missed(*, visit: Visit, reason: str, actor=None) -> Visit:
     """Confirm that an open visit did not take place."""
-    visit = Visit.objects.select_for_update().select_related("patient").get(pk=visit.pk)
+    visit = Visit.objects.select_for_update(of=("self",)).select_related("patient__site").get(pk=visit.pk)
     ensure_can_write(actor, visit.patient.site_id, field="visit")
+    participation_check(site_id=visit.patient.site_id, study_id=visit.patient.study_id, field="visit")
     if not reason.strip():
         raise ValidationError({"outcome_reason": "Give the reason the visit was missed."})
     if visit.outcome != VisitOutcome.OPEN:
         raise ValidationError(
             {"outcome": f"Visit {visit.code} is {visit.get_outcome_display().lower()}, not open; correct it instead."}
+        )
+    if site_today(visit.patient.site) < visit.window_start:
+        raise ValidationError(
+            {
+                "outcome": gettext(
+                    "Visit %(code)s's window opens on %(date)s; a visit cannot be marked missed before its window opens."
+                )
+                % {"code": visit.code, "date": visit.window_start.isoformat()}
+            },
+            code="missed_before_window",
         )
     visit.outcome, visit.outcome_reason = VisitOutcome.MISSED, reason
     visit._change_reason = reason

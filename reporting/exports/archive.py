@@ -5,7 +5,6 @@ heartbeat on as the members are written."""
 
 from __future__ import annotations
 
-import csv
 import json
 import zipfile
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from core.spreadsheets import SpreadsheetSafeWriter
 from registry.models import Site
 from reporting.exports.common import HEARTBEAT_ROWS, Column, Context, Table, _Member
 from reporting.exports.fhir import write_fhir_bundle
@@ -72,7 +72,7 @@ class _Progress:
 
 def _write_csv(zf: zipfile.ZipFile, table: Table, ctx: Context) -> dict:
     with _Member(table.name, zf) as member:
-        writer = csv.writer(member.text, lineterminator="\n")
+        writer = SpreadsheetSafeWriter(member.text, lineterminator="\n")
         writer.writerow([col.name for col in table.columns])
         for row in table.rows(ctx):
             writer.writerow(row)
