@@ -355,6 +355,7 @@ class CohortGenerator:
                 outcome_reason=visit.reason,
                 deviation_reason=visit.deviation,
                 sledai_items=None if items is None else json.dumps(items),
+                not_done=json.dumps({}),
                 created_at=created,
                 updated_at=updated,
             )
@@ -559,6 +560,7 @@ class CohortGenerator:
             ae.onset_date = min(ae.onset_date, today)
             ae.aware_date = aware = min(today, ae.onset_date + dt.timedelta(days=rng.randint(0, 2)))
             ae.action_taken = c.AEAction.TREATMENT_GIVEN if ae.grade >= 2 else c.AEAction.NONE
+            ae.pre_treatment = ae.onset_date < subject.day0
             ae.initial_report_due, ae.complete_report_due = ae_due_dates(ae)
             if ae.initial_report_due and (today - aware).days > 3:
                 ae.initial_report_submitted_on = min(today, aware + dt.timedelta(days=rng.randint(1, 12)))

@@ -395,6 +395,7 @@ def visit_record(
     reason: str = "",
     status: str = RecordStatus.COMPLETE,
     not_done: Mapping[str, str] | None = None,
+    version: str | dt.datetime | None = None,
     actor=None,
 ) -> Visit:
     """Record (or correct) a visit's date and results together: all are stored, or none.
@@ -408,6 +409,8 @@ def visit_record(
     """
     visit = _locking_visits().get(pk=visit.pk)
     ensure_can_write(actor, visit.patient.site_id, field="visit")
+    if version is not None and _is_correction(visit):  # a caller that names the version it corrects
+        require_version(visit, version, field="If-Match")
     entry = VisitEntry(actual_date, results, sledai_items, deviation_reason, remove, reason, status, not_done)
     return _record_locked(visit, entry)
 

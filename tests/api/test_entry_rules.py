@@ -68,8 +68,14 @@ def test_removing_and_recording_the_same_result_is_refused(world, client_for):
     payload = visit_record_by_key_payload(
         SHARED_STUDY, SUBJECT_A, visit_code="M1", remove=["CREAT"], reason="creatinine re-measured"
     )
+    from core.api.etags import etag_of
+    from followup.models import Visit
+
+    m1 = Visit.objects.get(patient=world.a.patient, code="M1")  # recorded: a correction names its version
     before = row_snapshot()
-    response = call(client_for(world.keys["a_rw"]), "post", "/api/v1/visits/record/", payload)
+    response = call(
+        client_for(world.keys["a_rw"]), "post", "/api/v1/visits/record/", payload, **{"If-Match": etag_of(m1)}
+    )
     body = assert_problem(response, 400)
     message = field_errors(body)["remove"][0]["message"]
     assert "CREAT" in message

@@ -46,7 +46,7 @@ def test_anti_dsdna_below_the_limit_is_typed_saved_and_shown_with_its_sign(
 
     page.fill("#id_ADSDNA_value", "<10")
     with page.expect_navigation():
-        page.click('input[name="_save"]')
+        page.click('input[name="_complete"]')
     stored = Result.objects.get(visit=m3, code="ADSDNA")
     assert (stored.comparator, stored.value) == ("<", 10)
     assert Visit.objects.get(pk=m3.pk).outcome == VisitOutcome.COMPLETED

@@ -27,7 +27,7 @@ def page(client):
     url = f"/admin/followup/visit/{visit.pk}/change/"
 
     def post(**fields):
-        data = {"actual_date": M1.isoformat(), "deviation_reason": "", "reason": "", "_save": "Save", **RESULTS_TABLE}
+        data = {"actual_date": M1.isoformat(), "deviation_reason": "", "reason": "", "_complete": "1", **RESULTS_TABLE}
         response = client.post(url, {**data, **fields})
         assert response.status_code in (200, 302)
         errors = (
