@@ -181,8 +181,9 @@ def test_worker_processes_write_what_one_transaction_writes(frozen_now, worker_r
     assert snapshot("SYN-A") == snapshot("SYN-B")
     assert len(snapshot("SYN-A")[2]) > 200 and all(snapshot("SYN-A"))  # every kind of row is there to compare
     assert _index_names() == indexes_before
-    # Copied in patient order by the worker processes: the table holds SYN-A's rows in the order of their ids,
-    # as one writer leaves them.
+    # Each chunk is copied in id order by one COPY, the chunks one after another. The physical order follows the
+    # ids except where a chunk's COPY fills space a previous chunk's left in its last page: a step back in the
+    # ids only at a chunk's start, so fewer steps back than chunks.
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT r.id FROM followup_result r JOIN followup_visit v ON v.id = r.visit_id "
@@ -190,7 +191,8 @@ def test_worker_processes_write_what_one_transaction_writes(frozen_now, worker_r
             "WHERE s.code = 'SYN-A' ORDER BY r.ctid"
         )
         stored = [pk for (pk,) in cursor.fetchall()]
-    assert len(stored) > 200 and stored == sorted(stored)
+    steps_back = sum(1 for earlier, later in zip(stored, stored[1:], strict=False) if later < earlier)
+    assert len(stored) > 200 and steps_back < len(synthetic._chunks(PATIENTS))
     # The ids of each study's rows: blocks per chunk of patients, never shared between the two studies.
     ids = {
         code: set(Result.objects.filter(visit__patient__study__code=f"SYN-{code}").values_list("pk", flat=True))
