@@ -7,17 +7,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# core <- registry <- patients <- followup <- {notifications, reporting} <- devdata, config <- bench
+# core <- registry <- patients <- followup <- quality <- {notifications, reporting} <- devdata, config <- bench
 RANK = {
     "core": 0,
     "registry": 1,
     "patients": 2,
     "followup": 3,
-    "notifications": 4,
-    "reporting": 4,
-    "devdata": 5,
-    "config": 5,
-    "bench": 6,
+    "quality": 4,
+    "notifications": 5,
+    "reporting": 5,
+    "devdata": 6,
+    "config": 6,
+    "bench": 7,
 }
 MAX_LINES = 900
 

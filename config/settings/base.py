@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "registry",
     "patients",
     "followup",
+    "quality",
     "notifications",
     "reporting",
 ]

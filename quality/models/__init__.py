@@ -1,0 +1,2 @@
+"""The data quality tables: queries and their messages, edit checks, source data verification,
+signatures, locks and freezes. One module per concern; each is imported here so Django finds its models."""
