@@ -7,6 +7,7 @@ import datetime as dt
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from core.signals import changed, changing
 from followup import constants as c
 from followup.models import AdverseEvent
 from followup.states import site_today
@@ -82,6 +83,7 @@ def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
     """Record or update an adverse event; computes the reporting clock; grade 5 records the death."""
     ensure_can_write(actor, ae.patient.site_id, field="patient")
     participation_check(site_id=ae.patient.site_id, study_id=ae.patient.study_id, field="patient")
+    changing(ae, patient_id=ae.patient_id, study_id=ae.patient.study_id)
     if ae.pk and not reason.strip():
         raise ValidationError({"reason": "Give a reason for changing an adverse event."})
     full_clean_plain(ae, exclude=["initial_report_due", "complete_report_due"])
@@ -92,6 +94,7 @@ def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
     if reason:
         ae._change_reason = reason
     ae.save()
+    changed(ae, patient_id=ae.patient_id, study_id=ae.patient.study_id)
     patient = Patient.objects.get(pk=ae.patient_id)
     if ae.grade == c.CTCAEGrade.DEATH and patient.status != PatientStatus.DECEASED:
         patient_record_death(patient=patient, on_date=ae.resolution_date, cause=ae.term, actor=actor)

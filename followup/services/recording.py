@@ -17,6 +17,7 @@ from core.api.etags import require_version, version_refusal
 from core.api.problems import PreconditionError
 from core.audit import history_of_rows
 from core.bulk import insert_values, update_rows, without_jit
+from core.signals import changed, changing
 from core.spreadsheets import formula_errors
 from followup import constants as c
 from followup.catalogue import ANALYTES
@@ -454,9 +455,11 @@ def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
         study_code=patient.study.code,
         field="visit",
     )
+    changing(visit, patient_id=patient.pk, study_id=patient.study_id)
     existing = {r.code: r for r in Result.objects.filter(visit=visit).order_by()}
     recordings = [_check_recording(visit, existing, entry)]
     _store_recordings(recordings)
+    changed(visit, patient_id=patient.pk, study_id=patient.study_id)
     outcomes_recompute_patients(
         [visit.patient_id],
         since=_outcomes_since(recordings),
@@ -556,6 +559,7 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
         if refusal is not None:
             preconditions[f"visits.{index}.version"] = refusal
         try:
+            changing(visit, patient_id=visit.patient_id, study_id=visit.patient.study_id)
             recordings.append(_check_recording(visit, existing[visit.pk], entry))
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
@@ -572,6 +576,7 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
         )
     for recording in recordings:
         recording.visit.missing_items = recording.missing
+        changed(recording.visit, patient_id=recording.visit.patient_id, study_id=recording.visit.patient.study_id)
     return [r.visit for r in recordings]
 
 
@@ -610,6 +615,7 @@ def visit_mark_missed(*, visit: Visit, reason: str, actor=None) -> Visit:
     visit = Visit.objects.select_for_update(of=("self",)).select_related("patient__site").get(pk=visit.pk)
     ensure_can_write(actor, visit.patient.site_id, field="visit")
     participation_check(site_id=visit.patient.site_id, study_id=visit.patient.study_id, field="visit")
+    changing(visit, patient_id=visit.patient_id, study_id=visit.patient.study_id)
     if not reason.strip():
         raise ValidationError({"outcome_reason": "Give the reason the visit was missed."})
     if visit.outcome != VisitOutcome.OPEN:
@@ -629,4 +635,5 @@ def visit_mark_missed(*, visit: Visit, reason: str, actor=None) -> Visit:
     visit.outcome, visit.outcome_reason = VisitOutcome.MISSED, reason
     visit._change_reason = reason
     visit.save(update_fields=["outcome", "outcome_reason", "updated_at"])
+    changed(visit, patient_id=visit.patient_id, study_id=visit.patient.study_id)
     return visit
