@@ -205,7 +205,6 @@ def _define_type(col: Column) -> str:
 
 
 def build_define(ctx: Context, tables: list[Table]) -> bytes:
-    codelist_of = {var: oid for oid, _, variables, _ in CODELISTS for var in variables}
     root = ET.Element(
         _q("ODM"),
         {
@@ -245,37 +244,49 @@ def build_define(ctx: Context, tables: list[Table]) -> bytes:
             "Status": "Final",
         },
     )
-    item_defs = []
-    for table in tables:
-        domain = domain_of(table)
-        group = ET.SubElement(
-            mdv,
-            _q("ItemGroupDef"),
-            {
-                "OID": f"IG.{domain}",
-                "Name": domain,
-                "Repeating": "No" if domain == "DM" else "Yes",
-                "IsReferenceData": "No",
-                "SASDatasetName": domain,
-                "Domain": domain,
-                "Purpose": "Tabulation",
-                _q("Structure", DEF): DATASET_STRUCTURE[domain],
-                _q("StandardOID", DEF): "STD.SDTMIG",
-                _q("ArchiveLocationID", DEF): f"LF.{domain}",
-            },
-        )
-        _described(group, DATASET_LABELS[domain])
-        for order, col in enumerate(table.columns, start=1):
-            label, core = variable_meta(domain, col.name)
-            ref = {"ItemOID": f"IT.{domain}.{col.name}", "OrderNumber": str(order), "Mandatory": _yes(core == "Req")}
-            if col.name in KEYS[domain]:
-                ref["KeySequence"] = str(KEYS[domain].index(col.name) + 1)
-            ET.SubElement(group, _q("ItemRef"), ref)
-            item_defs.append((domain, col, label))
-        ET.SubElement(group, _q("Class", DEF), {"Name": DATASET_CLASS[domain]})
-        leaf = ET.SubElement(group, _q("leaf", DEF), {"ID": f"LF.{domain}", _q("href", XLINK): f"{domain.lower()}.xpt"})
-        ET.SubElement(leaf, _q("title", DEF)).text = f"{domain.lower()}.xpt"
-    for domain, col, label in item_defs:
+    item_defs = [item for table in tables for item in _item_group(mdv, table)]
+    _item_defs(mdv, item_defs)
+    _codelists(mdv)
+    return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+
+
+def _item_group(mdv: ET.Element, table: Table) -> list[tuple[str, Column, str]]:
+    """The ItemGroupDef of one dataset, its ItemRefs in file order; returns the variables for the ItemDefs."""
+    domain = domain_of(table)
+    group = ET.SubElement(
+        mdv,
+        _q("ItemGroupDef"),
+        {
+            "OID": f"IG.{domain}",
+            "Name": domain,
+            "Repeating": "No" if domain == "DM" else "Yes",
+            "IsReferenceData": "No",
+            "SASDatasetName": domain,
+            "Domain": domain,
+            "Purpose": "Tabulation",
+            _q("Structure", DEF): DATASET_STRUCTURE[domain],
+            _q("StandardOID", DEF): "STD.SDTMIG",
+            _q("ArchiveLocationID", DEF): f"LF.{domain}",
+        },
+    )
+    _described(group, DATASET_LABELS[domain])
+    items = []
+    for order, col in enumerate(table.columns, start=1):
+        label, core = variable_meta(domain, col.name)
+        ref = {"ItemOID": f"IT.{domain}.{col.name}", "OrderNumber": str(order), "Mandatory": _yes(core == "Req")}
+        if col.name in KEYS[domain]:
+            ref["KeySequence"] = str(KEYS[domain].index(col.name) + 1)
+        ET.SubElement(group, _q("ItemRef"), ref)
+        items.append((domain, col, label))
+    ET.SubElement(group, _q("Class", DEF), {"Name": DATASET_CLASS[domain]})
+    leaf = ET.SubElement(group, _q("leaf", DEF), {"ID": f"LF.{domain}", _q("href", XLINK): f"{domain.lower()}.xpt"})
+    ET.SubElement(leaf, _q("title", DEF)).text = f"{domain.lower()}.xpt"
+    return items
+
+
+def _item_defs(mdv: ET.Element, items: list[tuple[str, Column, str]]) -> None:
+    codelist_of = {var: oid for oid, _, variables, _ in CODELISTS for var in variables}
+    for domain, col, label in items:
         attrs = {"OID": f"IT.{domain}.{col.name}", "Name": col.name, "DataType": _define_type(col)}
         attrs["SASFieldName"] = col.name
         if attrs["DataType"] in {"text", "integer", "float"}:
@@ -285,6 +296,9 @@ def build_define(ctx: Context, tables: list[Table]) -> bytes:
         oid = codelist_of.get(f"{domain}.{col.name}")
         if oid:
             ET.SubElement(item, _q("CodeListRef"), {"CodeListOID": oid})
+
+
+def _codelists(mdv: ET.Element) -> None:
     for oid, name, _, terms in CODELISTS:
         codelist = ET.SubElement(
             mdv, _q("CodeList"), {"OID": oid, "Name": name, "DataType": "text", _q("StandardOID", DEF): "STD.CT"}
@@ -292,7 +306,6 @@ def build_define(ctx: Context, tables: list[Table]) -> bytes:
         for value, decode in terms:
             term = ET.SubElement(codelist, _q("CodeListItem"), {"CodedValue": value})
             ET.SubElement(ET.SubElement(term, _q("Decode")), _q("TranslatedText"), {"xml:lang": "en"}).text = decode
-    return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
 
 
 def _yes(flag: bool) -> str:
