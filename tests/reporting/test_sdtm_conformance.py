@@ -17,6 +17,7 @@ import zipfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import jsonschema
 import pyreadstat
 import pytest
 from django.core.management import call_command
@@ -32,6 +33,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 DATASETS = ["DM", "EX", "CM", "LB", "QS", "AE"]
 CT_FILE = Path(__file__).parent / "ct" / "sdtm_ct_subset.csv"
+DATASET_JSON_SCHEMA = Path(__file__).parent / "schemas" / "dataset-json-1.1.schema.json"
 
 # SDTMIG 3.4 variable order of each domain (the variables the export may use, and their neighbours).
 SDTMIG_ORDER = {
@@ -82,6 +84,15 @@ CODED = {
 }
 # Sponsor-defined terms (no CDISC CT term exists): regulatory T cells.
 SPONSOR_DEFINED = {("LBTESTCD", "TREG"), ("LBTEST", "Regulatory T Cells/CD4 T Cells")}
+# SDTMIG 3.4 Req variables of each domain (besides STUDYID, DOMAIN, USUBJID).
+REQUIRED = {
+    "DM": {"SUBJID", "SITEID", "SEX", "COUNTRY"},
+    "EX": {"EXSEQ", "EXTRT"},
+    "CM": {"CMSEQ", "CMTRT"},
+    "LB": {"LBSEQ", "LBTESTCD", "LBTEST"},
+    "QS": {"QSSEQ", "QSTESTCD", "QSTEST", "QSCAT"},
+    "AE": {"AESEQ", "AETERM", "AEDECOD"},
+}
 # Req variables that may be empty: AEDECOD waits for MedDRA coding of the verbatim term.
 REQ_MAY_BE_EMPTY = {("AE", "AEDECOD")}
 
@@ -146,7 +157,7 @@ def test_variables_follow_the_sdtmig_order(export, domain):
 def test_required_variables_are_present_and_filled(export, domain):
     columns, rows = header(export, domain), table(export, domain)
     required = [name for name in columns if variable_meta(domain, name)[1] == "Req"]
-    assert {"STUDYID", "DOMAIN", "USUBJID"} <= set(required)
+    assert {"STUDYID", "DOMAIN", "USUBJID", *REQUIRED[domain]} == set(required)
     for name in required:
         if (domain, name) in REQ_MAY_BE_EMPTY:
             continue
@@ -285,6 +296,9 @@ def test_xpt_round_trip_in_pyreadstat_with_labels(export, domain, tmp_path):
 @pytest.mark.parametrize("domain", DATASETS)
 def test_dataset_json_structure(export, domain):
     document = json.loads(export[f"sdtm/{domain.lower()}.json"])
+    schema = json.loads(DATASET_JSON_SCHEMA.read_text())
+    errors = [e.message for e in jsonschema.Draft201909Validator(schema).iter_errors(document)]
+    assert errors == []
     required = {
         "datasetJSONCreationDateTime",
         "datasetJSONVersion",
