@@ -28,7 +28,7 @@ class LabTest:
 
 # Registry result code -> LBTESTCD, LBTEST (CDISC CT "Laboratory Test Code/Name"), LBSPEC, LBCAT.
 LAB_TESTS: dict[str, LabTest] = {
-    "PROT24H": LabTest("PROT", "Protein", "URINE", "URINALYSIS"),
+    "PROT24H": LabTest("PROTEXR", "Protein Excretion Rate", "URINE", "URINALYSIS"),
     "UPCR": LabTest("PROTCRT", "Protein/Creatinine", "URINE", "URINALYSIS"),
     "ALB": LabTest("ALB", "Albumin", "SERUM", "CHEMISTRY"),
     "CREAT": LabTest("CREAT", "Creatinine", "SERUM", "CHEMISTRY"),
@@ -46,8 +46,8 @@ LAB_TESTS: dict[str, LabTest] = {
 
 # Registry unit (catalogue unit or unit as entered) -> CDISC CT UNIT submission value.
 UNITS: dict[str, str] = {
-    "g/24h": "g/(24.h)",
-    "mg/24h": "mg/(24.h)",
+    "g/24h": "g/day",
+    "mg/24h": "mg/day",
     "g/g": "g/g",
     "mg/mmol": "mg/mmol",
     "g/L": "g/L",

@@ -412,7 +412,7 @@ def test_sdtm_datasets_use_standard_variables(export_a):
         "umol/L",
     )
     assert creat["LBLOINC"] == "14682-9" and creat["LBDTC"] == "2025-03-03" and creat["LBBLFL"] == "Y"
-    assert {r["LBTESTCD"] for r in lb} == {"CREAT", "GFRE", "C3", "PLAT", "PROT"}
+    assert {r["LBTESTCD"] for r in lb} == {"CREAT", "GFRE", "C3", "PLAT", "PROTEXR"}
     assert all(r["LBLOINC"] for r in lb)
     assert [int(r["LBSEQ"]) for r in lb] == list(range(1, len(lb) + 1))
 
