@@ -17,7 +17,7 @@ from django.utils import timezone
 from core.spreadsheets import SpreadsheetSafeWriter
 from registry.models import Site
 from reporting.exports.common import HEARTBEAT_ROWS, Column, Context, Table, _Member
-from reporting.exports.fhir import write_fhir_bundle
+from reporting.exports.fhir import FHIR_VERSION, write_fhir_bundle
 from reporting.exports.sdtm import SDTM_TABLES
 from reporting.exports.tidy import TIDY_TABLES
 from reporting.models import ExportJob
@@ -112,9 +112,10 @@ def build_export_zip(job: ExportJob, path: Path) -> dict:
                 "title": ctx.study.title,
             },
             "sites": [sites[s].code for s in site_ids],
+            "fhir_version": FHIR_VERSION,
             "standards": {
                 "sdtm": "CDISC SDTM-style datasets (CSV, not XPT); USUBJID = STUDYID-SUBJID",
-                "fhir": "HL7 FHIR R4 (validated with fhir.resources R4B models); Bundle type collection",
+                "fhir": f"HL7 FHIR R4 ({FHIR_VERSION}); Bundle type collection",
                 "loinc": "Observation.code and LBLOINC carry LOINC where the results catalogue has one",
             },
             "files": files,
