@@ -5,7 +5,7 @@ resource with its fhir.resources R4B model before streaming it into `fhir/bundle
 
 The bundle is FHIR R4 (4.0.1): every element it emits exists in R4 with the same shape, and the test suite
 checks the demo bundle against the official FHIR R4 JSON Schema, the required bindings of the coded
-elements emitted and UCUM on every Quantity (tests/reporting/test_fhir_conformance.py)."""
+elements emitted and UCUM on every Quantity (tests/reporting/test_export_standards.py)."""
 
 from __future__ import annotations
 
