@@ -18,7 +18,7 @@ from django.utils import timezone
 from core.spreadsheets import SpreadsheetSafeWriter
 from registry.models import Site
 from reporting.exports.common import HEARTBEAT_ROWS, Column, Context, Table, _Member
-from reporting.exports.fhir import write_fhir_bundle
+from reporting.exports.fhir import FHIR_VERSION, write_fhir_bundle
 from reporting.exports.sdtm import SDTM_TABLES
 from reporting.exports.sdtm_files import write_define, write_sdtm_files
 from reporting.exports.tidy import TIDY_TABLES
@@ -124,12 +124,13 @@ def build_export_zip(job: ExportJob, path: Path) -> dict:
                 "title": ctx.study.title,
             },
             "sites": [sites[s].code for s in site_ids],
+            "fhir_version": FHIR_VERSION,
             "standards": {
                 "sdtm": (
                     "CDISC SDTMIG 3.4 datasets as CSV, SAS V5 XPT and Dataset-JSON 1.1, described by define.xml"
                     " (Define-XML 2.1); CDISC CT 2024-03-29; USUBJID = STUDYID-SUBJID"
                 ),
-                "fhir": "HL7 FHIR R4 (validated with fhir.resources R4B models); Bundle type collection",
+                "fhir": f"HL7 FHIR R4 ({FHIR_VERSION}); Bundle type collection",
                 "loinc": "Observation.code and LBLOINC carry LOINC where the results catalogue has one",
             },
             "files": files,

@@ -89,6 +89,17 @@ AE_FIELDS = (
     "complete_report_due",
     "complete_report_submitted_on",
     "transplant__infusion_number",
+    "meddra_version",
+    "meddra_llt_code",
+    "meddra_llt",
+    "meddra_pt_code",
+    "meddra_pt",
+    "meddra_hlt_code",
+    "meddra_hlt",
+    "meddra_hlgt_code",
+    "meddra_hlgt",
+    "meddra_soc_code",
+    "meddra_soc",
 )
 
 
