@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -148,6 +148,12 @@ def healthz(request):
     healthy = all(check.ok for check in checks.values())
     body = {"status": "ok" if healthy else "failing", "checks": {name: c.as_json() for name, c in checks.items()}}
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+@never_cache
+def livez(request):
+    """The process answers: for a test or a start script waiting for gunicorn, not for a load balancer."""
+    return HttpResponse("ok", content_type="text/plain")
 
 
 def main(argv: list[str]) -> int:

@@ -1,12 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from config.health import healthz
+from config.health import healthz, livez
 from config.language import set_language
 from config.metrics import metrics
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/", include("config.api")),

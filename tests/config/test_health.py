@@ -147,3 +147,25 @@ def test_the_command_line_check_exits_1_when_beat_is_stale(capsys):
     heartbeats.record_beat_tick()
     assert health.main(["beat"]) == 0
     assert health.main(["nonsense"]) == 2
+
+
+def test_livez_answers_without_looking_at_anything(client, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = client.get("/livez")
+    assert response.status_code == 200 and response.content == b"ok"
+
+
+def test_compose_services_have_health_checks():
+    import yaml
+
+    from tests.integration.support import ROOT
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    checks = {name: " ".join(service.get("healthcheck", {}).get("test", [])) for name, service in services.items()}
+    assert "pg_isready" in checks["postgres"]
+    assert "redis-cli ping" in checks["redis"]
+    assert "/healthz" in checks["web"]
+    # The worker pings the node it runs as, not any worker.
+    node = services["worker"]["command"][services["worker"]["command"].index("-n") + 1]
+    assert node == "worker@%h" and "-d worker@$$HOSTNAME" in checks["worker"]
+    assert checks["beat"].endswith("python -m config.health beat")
