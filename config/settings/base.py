@@ -218,7 +218,12 @@ SPECTACULAR_SETTINGS = {
 CACHE_TABLE = "core_cache"
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Bounded: a Redis that stops answering fails a request or a heartbeat in seconds, never holds it.
+            "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
+        }
         if REDIS_URL
         else {"BACKEND": "core.cache.DatabaseCache", "LOCATION": CACHE_TABLE}
     )
