@@ -182,5 +182,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
     sys.exit(main(sys.argv[1:]))
