@@ -60,6 +60,12 @@ def is_permanent(exc: BaseException) -> bool:
     return code is not None and 500 <= code < 600
 
 
+def server_unavailable(exc: BaseException) -> bool:
+    """No SMTP conversation took place (connection refused, reset or timed out, the server hung up, or it
+    said 421 "service not available"): the next message would fare no better now."""
+    return isinstance(exc, OSError) and smtp_code(exc) in (None, 421)
+
+
 def describe_error(exc: BaseException) -> str:
     code = smtp_code(exc)
     kind = "permanent" if is_permanent(exc) else "temporary"

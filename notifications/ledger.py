@@ -41,7 +41,7 @@ from notifications.models import Notification, NotificationPreference
 from patients.constants import INACTIVE_STATUSES
 from patients.models import Patient
 from registry.constants import Role
-from registry.models import Membership, ReminderPolicy, Site, Study
+from registry.models import Membership, ReminderPolicy, Site, Study, StudySite
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +199,11 @@ def _insert_new(rows: list[Notification]) -> int:
     return inserted
 
 
+def _removed_pairs() -> set[tuple[int, int]]:
+    """(site, study) of every site removed from a study (`StudySite.removed_on`)."""
+    return set(StudySite.objects.filter(removed_on__isnull=False).values_list("site_id", "study_id"))
+
+
 def _policies() -> dict[int, ReminderPolicy]:
     return {p.study_id: p for p in ReminderPolicy.objects.all()}
 
@@ -236,9 +241,12 @@ def _reminders_sweep_set_based(now: dt.datetime, report: SweepReport) -> None:
     ):
         for site_id, people in members_of_sites(today_by_site, role).items():
             recipients.extend((site_id, str(kind), r.email, r.user_id, r.language, r.digest) for r in people)
+    removed = _removed_pairs()
     for site in sites:
         today = today_by_site[site.pk]
         for study_id in study_ids:
+            if (site.pk, study_id) in removed:  # the site records nothing more for the study: no reminder
+                continue
             policy = policies.get(study_id, default_policy)
             context.append(
                 (
@@ -335,6 +343,7 @@ def reminders_sweep(*, now: dt.datetime | None = None, dry_run: bool = False) ->
     policies = _policies()
     default_policy = ReminderPolicy()
     report = SweepReport()
+    removed = _removed_pairs()
     for site in Site.objects.all():
         today = _site_today(site, now)
         max_upcoming = max([p.upcoming_days for p in policies.values()] + [default_policy.upcoming_days])
@@ -345,6 +354,7 @@ def reminders_sweep(*, now: dt.datetime | None = None, dry_run: bool = False) ->
                 window_start__lte=today + dt.timedelta(days=max_upcoming),
             )
             .exclude(patient__status__in=INACTIVE_STATUSES)
+            .exclude(patient__study_id__in=[study for site_id, study in removed if site_id == site.pk])
             .values_list("pk", "window_start", "window_end", "patient__study_id")
         )
         coordinators = members(site.pk, Role.COORDINATOR, today)
@@ -471,6 +481,10 @@ def still_applies(row: Notification, now: dt.datetime) -> str:
             return "the visit is no longer open"
         if visit.patient.status in INACTIVE_STATUSES:
             return f"the patient is {visit.patient.get_status_display().lower()}"
+        if StudySite.objects.filter(
+            site_id=visit.patient.site_id, study_id=visit.patient.study_id, removed_on__isnull=False
+        ).exists():
+            return "the site was removed from the study"
         policy = ReminderPolicy.objects.filter(study_id=visit.patient.study_id).first() or ReminderPolicy()
         current = visit_stage(window_start=visit.window_start, window_end=visit.window_end, today=today, policy=policy)
         if current != row.stage:
@@ -589,6 +603,7 @@ class SendReport:
     failed: int = 0
     skipped: int = 0  # rows another worker took over (their claim had expired)
     possible_duplicates: int = 0  # rows sent again after a worker stopped between a 250 and its commit
+    unreachable: bool = False  # the mail server could not be reached: the run stopped early
     planned: list[str] = field(default_factory=list)
 
 
@@ -704,7 +719,8 @@ def _check(rows: list[Notification], token: uuid.UUID, report: SendReport) -> li
     return live
 
 
-def _send_group(group: list[Notification], token: uuid.UUID, backend, report: SendReport) -> None:
+def _send_group(group: list[Notification], token: uuid.UUID, backend, report: SendReport) -> BaseException | None:
+    """Send one message; return the error when the mail server could not be reached at all."""
     live = delivery.db_step(_check, group, token, report)
     while live:  # until every row the message says is proven to be this worker's
         message = delivery.db_step(compose, live)
@@ -715,7 +731,7 @@ def _send_group(group: list[Notification], token: uuid.UUID, backend, report: Se
         report.skipped += len(live) - len(held)
         live = [row for row in live if row.pk in held]
     if not live:
-        return
+        return None
     again = [row.key for row in live if getattr(row, "in_flight_before", False)]
     if again:
         report.possible_duplicates += len(again)
@@ -733,12 +749,13 @@ def _send_group(group: list[Notification], token: uuid.UUID, backend, report: Se
         logger.warning("sending to %s failed: %s", live[0].recipient_email, delivery.describe_error(exc))
         delivery.close_quietly(backend)
         delivery.db_step(_mark_failed, live, token, exc, report)
-        return
+        return exc if delivery.server_unavailable(exc) else None
     report.emails += 1
     marked = delivery.db_step(_mark_sent, live, mid)
     report.sent += marked
     if marked != len(live):
         logger.warning("%d of %d row(s) of %s were marked sent by another worker", len(live) - marked, len(live), mid)
+    return None
 
 
 def notifications_send_to(recipient_email: str, *, now: dt.datetime | None = None, connection=None) -> SendReport:
@@ -754,8 +771,16 @@ def notifications_send_to(recipient_email: str, *, now: dt.datetime | None = Non
     groups = ([digest_rows] if digest_rows else []) + [[r] for r in rows if not r.digest]
     backend = connection or get_connection()
     try:
-        for group in groups:
-            _send_group(group, token, backend, report)
+        for number, group in enumerate(groups):
+            unreachable = _send_group(group, token, backend, report)
+            if unreachable is not None:
+                # No server to talk to (refused, reset, silent until EMAIL_TIMEOUT): the rest of the batch is
+                # retried later with the same error instead of waiting for the same timeout message by message.
+                rest = [row for later in groups[number + 1 :] for row in later]
+                if rest:
+                    delivery.db_step(_mark_failed, rest, token, unreachable, report)
+                report.unreachable = True
+                break
     finally:
         if connection is None:
             delivery.close_quietly(backend)
@@ -777,6 +802,9 @@ def notifications_send_due(*, now: dt.datetime | None = None, dry_run: bool = Fa
             part = notifications_send_to(email, now=now, connection=backend)
             for name in ("emails", "sent", "cancelled", "retried", "failed", "skipped", "possible_duplicates"):
                 setattr(total, name, getattr(total, name) + getattr(part, name))
+            if part.unreachable:  # the other recipients' items wait for the next run
+                total.unreachable = True
+                break
     finally:
         delivery.close_quietly(backend)
     return total

@@ -206,7 +206,11 @@ PERMANENT = [
 TEMPORARY = [
     smtplib.SMTPDataError(451, b"4.3.0 Try again later"),
     smtplib.SMTPRecipientsRefused({"coord_each@registry.example": (450, b"4.2.1 Mailbox busy")}),
+    smtplib.SMTPSenderRefused(452, b"4.3.1 Insufficient system storage", "registry@localhost"),
+]
+UNREACHABLE = [
     smtplib.SMTPSenderRefused(421, b"4.7.0 Too many connections", "registry@localhost"),
+    smtplib.SMTPConnectError(421, b"4.3.2 Service not available"),
     ConnectionRefusedError(111, "Connection refused"),
     ConnectionResetError(104, "Connection reset by peer"),
     TimeoutError("timed out"),
@@ -245,6 +249,24 @@ def test_a_temporary_error_retries_the_item_later_and_it_is_sent(scripted, three
     assert send(NOW + dt.timedelta(minutes=1)).sent == 1
     waiting.refresh_from_db()
     assert (waiting.state, waiting.attempts) == ("sent", 2)
+
+
+@pytest.mark.parametrize("error", UNREACHABLE, ids=lambda e: type(e).__name__)
+def test_an_unreachable_server_stops_the_run_and_every_item_is_retried_later(scripted, three, each, coord, error):
+    """No server to talk to: the run does not wait for the same timeout message after message."""
+    sweep(sh(2, 10, hour=7))
+    scripted[0] = raising(error)
+
+    report = send(NOW)
+
+    assert (report.emails, report.failed, report.retried, report.unreachable) == (0, 0, 3, True)
+    assert ScriptedBackend.calls == 1, "one attempt, then the run stops"
+    untouched = Notification.objects.filter(state="pending", attempts=0).count()
+    assert untouched == Notification.objects.count() - 3, "the next recipient's items wait for the next run"
+    assert set(Notification.objects.filter(attempts=1).values_list("send_after", flat=True)) == {
+        NOW + dt.timedelta(minutes=1)
+    }
+    assert send(NOW + dt.timedelta(minutes=1)).emails == 4  # 3 items to one, a digest of 3 to the other
 
 
 def test_backoff_grows_and_is_capped():
