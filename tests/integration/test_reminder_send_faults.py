@@ -29,6 +29,7 @@ from notifications import constants as nc
 from notifications.models import Notification
 from tests.integration.support import (
     WAIT,
+    Mailbox,
     Worker,
     build_clinic,
     database_url,
@@ -388,7 +389,8 @@ def test_connection_refused_keeps_every_item_for_a_later_attempt():
         sent = notifications_send_due()
 
     waiting = Notification.objects.filter(state=nc.NotificationState.PENDING, attempts=1)
-    report(f"[11 connection refused] keys_expected={len(expected)} retried={sent.retried} failed={sent.failed}")
+    figures = tally(Mailbox(), set())  # nothing can arrive: every item waits for a later attempt
+    report(figures.line("11 connection refused", keys_queued=len(expected), retried=sent.retried, failed=sent.failed))
     assert (sent.emails, sent.failed, sent.unreachable) == (0, 0, True)
     assert waiting.count() == sent.retried > 0
     assert all(row.last_error.startswith("temporary") for row in waiting)
@@ -408,9 +410,15 @@ def test_a_stalled_smtp_session_is_bounded_by_email_timeout():
         sent = notifications_send_due()
         held = time.monotonic() - began
 
+    figures = tally(Mailbox(), set())  # the server never answers: every item waits for a later attempt
     report(
-        f"[11 stalled SMTP session] keys_expected={len(expected)} email_timeout_s={timeout} "
-        f"worker_held_s={held:.1f} retried={sent.retried}"
+        figures.line(
+            "11 stalled SMTP session",
+            keys_queued=len(expected),
+            email_timeout_s=timeout,
+            worker_held_s=round(held, 1),
+            retried=sent.retried,
+        )
     )
     assert sent.unreachable and sent.emails == 0 and sent.retried > 0
     assert held < timeout + WAIT / 6, "one timeout, not one per message"
