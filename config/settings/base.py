@@ -85,6 +85,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.admin.email_alert",
             ],
         },
     },
@@ -162,6 +163,9 @@ else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = str(VAR_DIR / "mail")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="registry@localhost")
+# Seconds any one SMTP operation (connect, a command, a reply) may take: a stalled mail server holds a worker
+# this long at most, and the item is retried later. Keep it well under NOTIFICATION_CLAIM_TIMEOUT.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["registry.api.auth.ApiKeyAuthentication"],
