@@ -119,7 +119,7 @@ def check_failed_notifications() -> Check:
 
     since = timezone.now() - FAILED_WINDOW
     try:
-        failed = Notification.objects.filter(state=NotificationState.FAILED, claimed_at__gte=since).count()
+        failed = Notification.objects.filter(state=NotificationState.FAILED, failed_at__gte=since).count()
     except Exception as exc:
         return Check(False, {"error": exc.__class__.__name__})
     return Check(failed == 0, {"count": failed})

@@ -44,6 +44,7 @@ def failed_row(site, *, claimed_at):
         state=NotificationState.FAILED,
         send_after=claimed_at,
         claimed_at=claimed_at,
+        failed_at=claimed_at,
     )
 
 
