@@ -169,7 +169,11 @@ def test_creates_document_201_and_a_request_body(schema):
 # Links: what a created or recorded object's answer leads to (OpenAPI links; the fuzzer's stateful runs follow
 # them). Each names an operation of the schema, and each parameter an expression of the answer.
 LINKED = {
-    ("post", "/api/v1/patients/", "201"): {"v1_patients_retrieve", "v1_patients_partial_update", "v1_patients_status_create"},
+    ("post", "/api/v1/patients/", "201"): {
+        "v1_patients_retrieve",
+        "v1_patients_partial_update",
+        "v1_patients_status_create",
+    },
     ("post", "/api/v1/transplants/", "201"): {"v1_transplants_retrieve"},
     ("post", "/api/v1/medications/", "201"): {"v1_medications_retrieve", "v1_medications_partial_update"},
     ("post", "/api/v1/adverse-events/", "201"): {
