@@ -11,6 +11,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import DecimalValidator, MaxValueValidator, MinValueValidator
 from django.utils.translation import gettext_lazy as _
 
+from core.spreadsheets import strip_keeping_formula_start
+
 NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 
 
@@ -105,3 +107,40 @@ class CensoredDecimalField(StrictDecimalField):
 
     def prepare_value(self, value):
         return "" if value is None else str(value)
+
+
+class _KeepsFormulaStart:
+    """Trims white space as the form field would, except a tab or a carriage return at the start (see
+    `core.spreadsheets.strip_keeping_formula_start`), so the services' rule sees text as it was typed."""
+
+    def to_python(self, value):
+        strip, self.strip = self.strip, False
+        try:
+            value = super().to_python(value)
+        finally:
+            self.strip = strip
+        return strip_keeping_formula_start(value) if strip and isinstance(value, str) else value
+
+
+_KEEPING: dict[type, type] = {}
+
+
+def keep_formula_start(field: forms.CharField) -> forms.CharField:
+    """`field` (a CharField or a subclass, such as EmailField), made to trim as `_KeepsFormulaStart` does."""
+    cls = type(field)
+    if not isinstance(field, _KeepsFormulaStart):
+        if cls not in _KEEPING:
+            _KEEPING[cls] = type(f"FormulaStart{cls.__name__}", (_KeepsFormulaStart, cls), {})
+        field.__class__ = _KEEPING[cls]
+    return field
+
+
+class PlainTextFormMixin:
+    """For a model form: the model's `PLAIN_TEXT_FIELDS` (text that may not start like a spreadsheet formula)
+    keep a leading tab or carriage return, for the service to refuse, instead of trimming it away."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in getattr(self._meta.model, "PLAIN_TEXT_FIELDS", ()):
+            if isinstance(self.fields.get(name), forms.CharField):
+                keep_formula_start(self.fields[name])

@@ -20,6 +20,15 @@ from django.utils.translation import gettext, gettext_lazy
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _SHOWN = {"\t": gettext_lazy("a tab"), "\r": gettext_lazy("a carriage return")}
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_SPACE_BEFORE_FORMULA = re.compile(r"^[^\S\t\r]+")  # white space other than a tab or a carriage return
+
+
+def strip_keeping_formula_start(value: str) -> str:
+    """`value` without the white space around it, except a tab or a carriage return at its start (and the
+    text after them): a form or serializer that trims text leaves the rule above to see a tab followed by
+    "=cmd" as it was sent, rather than trim it into something else ("=cmd", or "cmd" that would pass)."""
+    value = _SPACE_BEFORE_FORMULA.sub("", value)
+    return value.rstrip() if value.startswith(("\t", "\r")) else value.strip()
 
 
 def formula_start(value) -> str | None:

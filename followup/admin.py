@@ -15,7 +15,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from core.forms import Censored, CensoredDecimalField, StrictDecimalField
+from core.forms import Censored, CensoredDecimalField, StrictDecimalField, keep_formula_start
 from followup import safety, services
 from followup.catalogue import ANALYTES, CENSORABLE_CODES, SLEDAI_ITEMS
 from followup.charts import patient_charts
@@ -585,7 +585,7 @@ class SignalReviewForm(ServiceModelForm):
         choices=[("", "—"), ("dismiss", "Dismiss (or answer the malignancy question)"), ("accept", "Accept as an AE")],
         required=False,
     )
-    ae_term = forms.CharField(required=False, label="AE term (when accepting)")
+    ae_term = keep_formula_start(forms.CharField(required=False, label="AE term (when accepting)"))
     ae_category = forms.ChoiceField(choices=[("", "—"), *AECategory.choices], required=False, label="AE category")
     ae_grade = forms.TypedChoiceField(
         choices=[("", "—"), *CTCAEGrade.choices], coerce=int, required=False, label="CTCAE grade"

@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from core.forms import PlainTextFormMixin
 from registry import services
 from registry.admin_tools import ScopedAdmin, ScopedReadOnlyInlineMixin
 from registry.api_keys import api_key_issue, api_key_revoke
@@ -191,7 +192,7 @@ def _key_managed_sites(user):
     return Site.objects.filter(memberships__user=user, memberships__role=Role.DATA_MANAGER).distinct()
 
 
-class ApiKeyIssueForm(forms.ModelForm):
+class ApiKeyIssueForm(PlainTextFormMixin, forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = ["site", "name", "scope", "can_write_lots", "expires_at"]

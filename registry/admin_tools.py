@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
+from core.forms import PlainTextFormMixin
 from core.spreadsheets import SpreadsheetSafeWriter
 from registry.models import user_site_ids
 
@@ -35,8 +36,9 @@ def _site_id_of(obj) -> int | None:
     return getattr(target, f"{last}_id", None)
 
 
-class ServiceModelForm(forms.ModelForm):
-    """A model form whose validation ends with the service that saves the object."""
+class ServiceModelForm(PlainTextFormMixin, forms.ModelForm):
+    """A model form whose validation ends with the service that saves the object. Text that may not start like
+    a spreadsheet formula keeps a leading tab or carriage return, for the service to refuse."""
 
     reason = forms.CharField(
         required=False,

@@ -204,6 +204,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.api.schema.add_problem_responses",
+        "core.api.schema.add_links",
     ],
     "ENUM_NAME_OVERRIDES": {
         "VisitOutcomeEnum": "followup.constants.VisitOutcome",

@@ -9,7 +9,7 @@ import re
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.response import Response
 
-from core.api.problems import PreconditionError, problem
+from core.api.problems import PreconditionError, precondition_problem
 
 IF_MATCH_HEADER = OpenApiParameter(
     "If-Match",
@@ -69,18 +69,9 @@ def check_if_match(request, obj) -> Response | None:
     `get_object` does for a write), so the version compared is the one the change replaces."""
     given = request.headers.get("If-Match")
     if not given:
-        return problem(
-            428, "Send If-Match with the ETag of the version you are changing.", kind="precondition-required"
-        )
+        return precondition_problem(428)
     if not if_match_holds(given, obj):
-        return problem(
-            412,
-            "The object changed since you read it.",
-            "GET it again and re-apply your change. If-Match compares strongly: send the ETag exactly as given, "
-            "without W/.",
-            kind="precondition-failed",
-            headers={"ETag": etag_of(obj)},
-        )
+        return precondition_problem(412, etag_of(obj))
     return None
 
 
@@ -106,9 +97,10 @@ def version_refusal(obj, version: str | dt.datetime | None) -> tuple[int, str] |
     )
 
 
-def require_version(obj, version: str | dt.datetime | None, *, field: str) -> None:
-    """Raise PreconditionError (428 or 412, naming `field`) unless `version` names `obj`'s current version."""
+def require_version(obj, version: str | dt.datetime | None, *, field: str, header: bool = False) -> None:
+    """Raise PreconditionError (428 or 412, naming `field`) unless `version` names `obj`'s current version.
+    `header`: `version` is the If-Match header of a request on `obj` itself (the API answers as to any If-Match)."""
     refusal = version_refusal(obj, version)
     if refusal is not None:
         status, message = refusal
-        raise PreconditionError({field: [message]}, status=status, etag=etag_of(obj))
+        raise PreconditionError({field: [message]}, status=status, etag=etag_of(obj), header=header)

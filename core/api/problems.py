@@ -22,11 +22,16 @@ PROBLEM_BASE = "https://msct-registry.example.org/problems/"
 
 class PreconditionError(DjangoValidationError):
     """A change that names no version, or a stale one, of what it changes: 428 or 412 (`status`) with the
-    fields at fault. A ValidationError, so a door other than the API shows it as one."""
+    fields at fault. A ValidationError, so a door other than the API shows it as one.
 
-    def __init__(self, errors: dict[str, list[str]], *, status: int, etag: str | None = None):
+
+    `header`: the version was the request's If-Match on the object it names, so the answer is the one every
+    If-Match check gives (`precondition_problem`), without field errors.
+    """
+
+    def __init__(self, errors: dict[str, list[str]], *, status: int, etag: str | None = None, header: bool = False):
         super().__init__(errors)
-        self.status, self.etag = status, etag
+        self.status, self.etag, self.header = status, etag, header
 
 
 def _field_errors(detail, prefix: str = "") -> list[dict]:
@@ -56,6 +61,23 @@ def problem_body(status_code: int, title: str, detail: str = "", *, kind: str, e
 def problem(status_code: int, title: str, detail: str = "", *, kind: str, errors=None, headers=None) -> Response:
     body = problem_body(status_code, title, detail, kind=kind, errors=errors)
     return Response(body, status=status_code, headers=headers, content_type="application/problem+json")
+
+
+def precondition_problem(status_code: int, etag: str | None = None) -> Response:
+    """The answer to an If-Match that is missing (428) or names no current version (412, with the current
+    ETag)."""
+    if status_code == 428:
+        return problem(
+            428, "Send If-Match with the ETag of the version you are changing.", kind="precondition-required"
+        )
+    return problem(
+        412,
+        "The object changed since you read it.",
+        "GET it again and re-apply your change. If-Match compares strongly: send the ETag exactly as given, "
+        "without W/.",
+        kind="precondition-failed",
+        headers={"ETag": etag} if etag else None,
+    )
 
 
 def _problem_response(status_code: int, title: str, detail: str, *, kind: str) -> JsonResponse:
@@ -162,6 +184,8 @@ def exception_handler(exc, context):
         # the request's fault, said without echoing the value.
         detail = "A value of the request cannot be stored (a NUL character, or a number or text out of range)."
         return problem(400, "The request is not valid.", detail, kind="validation")
+    if isinstance(exc, PreconditionError) and exc.header:
+        return precondition_problem(exc.status, exc.etag)
     if isinstance(exc, PreconditionError):
         errors = _field_errors(exc.message_dict)
         required = exc.status == 428

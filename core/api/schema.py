@@ -58,3 +58,55 @@ def add_problem_responses(result, generator, request, public):
                     {"description": DESCRIPTIONS[status], "content": {"application/problem+json": {"schema": ref}}},
                 )
     return result
+
+
+# What the answer to a create or a recording leads to (OpenAPI links): reading the object, changing it with the
+# ETag just received, acting on it. Clients and the fuzzer's stateful runs follow them.
+# (method, path, status) -> {link name: (operationId, {parameter: expression})}
+_BY_ID = {"path.id": "$response.body#/id"}
+_CHANGE = {**_BY_ID, "header.If-Match": "$response.header.ETag"}
+_LOT = {"path.lot_number": "$response.body#/lot_number"}
+LINKS = {
+    ("post", "/api/v1/patients/", "201"): {
+        "GetPatient": ("v1_patients_retrieve", _BY_ID),
+        "UpdatePatient": ("v1_patients_partial_update", _CHANGE),
+        "ChangePatientStatus": ("v1_patients_status_create", _CHANGE),
+    },
+    ("post", "/api/v1/transplants/", "201"): {"GetTransplant": ("v1_transplants_retrieve", _BY_ID)},
+    ("post", "/api/v1/medications/", "201"): {
+        "GetMedication": ("v1_medications_retrieve", _BY_ID),
+        "UpdateMedication": ("v1_medications_partial_update", _CHANGE),
+    },
+    ("post", "/api/v1/adverse-events/", "201"): {
+        "GetAdverseEvent": ("v1_adverse_events_retrieve", _BY_ID),
+        "UpdateAdverseEvent": ("v1_adverse_events_partial_update", _CHANGE),
+        "RecordSubmission": ("v1_adverse_events_submissions_create", _BY_ID),
+    },
+    ("post", "/api/v1/lots/", "201"): {
+        "GetLot": ("v1_lots_retrieve", _LOT),
+        "UpdateLot": ("v1_lots_partial_update", {**_LOT, "header.If-Match": "$response.header.ETag"}),
+    },
+    ("post", "/api/v1/visits/{id}/record/", "200"): {
+        "GetVisit": ("v1_visits_retrieve", _BY_ID),
+        "CorrectVisit": ("v1_visits_record", _CHANGE),
+    },
+    ("post", "/api/v1/visits/record/", "200"): {
+        "GetVisit": ("v1_visits_retrieve", _BY_ID),
+        "CorrectVisit": ("v1_visits_record", _CHANGE),
+    },
+    ("post", "/api/v1/exports/", "202"): {"GetExport": ("v1_exports_retrieve", _BY_ID)},
+}
+
+
+def add_links(result, generator, request, public):
+    """Add `LINKS` to the answers they start from (an operation not served is left out)."""
+    paths = result.get("paths", {})
+    for (method, path, status), links in LINKS.items():
+        response = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        response["links"] = {
+            name: {"operationId": operation_id, "parameters": dict(parameters)}
+            for name, (operation_id, parameters) in links.items()
+        }
+    return result

@@ -2,8 +2,11 @@
 
 import copy
 
+from django.db import models
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
+
+from core.spreadsheets import strip_keeping_formula_start
 
 
 def valid(serializer_class, request, **kwargs) -> dict:
@@ -13,10 +16,31 @@ def valid(serializer_class, request, **kwargs) -> dict:
     return dict(serializer.validated_data)
 
 
+class TextField(serializers.CharField):
+    """REST framework's CharField, trimming white space as it does, except a tab or a carriage return at the
+    start: text starting so is one a spreadsheet would run, which the services refuse where no real text
+    starts so (`core.spreadsheets`); trimmed, "\\t=cmd" would reach them as something else."""
+
+    def to_internal_value(self, data):
+        trim, self.trim_whitespace = self.trim_whitespace, False
+        try:
+            value = super().to_internal_value(data)
+        finally:
+            self.trim_whitespace = trim
+        return strip_keeping_formula_start(value) if trim else value
+
+
 class ModelSerializer(serializers.ModelSerializer):
     """REST framework's ModelSerializer, with its fields worked out from the model once per class: DRF maps every
     model field afresh for each serializer it makes (about 1.5 ms for a visit, on every answer). Each serializer
-    gets its own copies, as DRF gives it copies of the declared fields."""
+    gets its own copies, as DRF gives it copies of the declared fields. Text of the model is read by
+    `TextField`."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: TextField,
+        models.TextField: TextField,
+    }
 
     def get_fields(self):
         cls = type(self)
@@ -37,7 +61,10 @@ class OffsetDateTimeField(serializers.DateTimeField):
 
     def to_internal_value(self, value):
         if isinstance(value, str):
-            parsed = parse_datetime(value.strip())
+            try:
+                parsed = parse_datetime(value.strip())
+            except ValueError:  # well formed, but no instant (minute 60, June 31): REST framework's "invalid"
+                self.fail("invalid", format="YYYY-MM-DDThh:mm[:ss[.uuuuuu]]+HH:MM")
             if parsed is not None and parsed.tzinfo is None:
                 self.fail("naive")
         return super().to_internal_value(value)

@@ -282,7 +282,9 @@ BASELINE = {
         "PRED": {"value": 30, "unit": "mg/day"},
     },
 }
-# Month 3: proteinuria below 0.5 g/24h, complement back, arthritis gone; the rash persists.
+# Month 3: proteinuria below 0.5 g/24h, complement back, arthritis gone; the rash persists. Anti-dsDNA is below
+# the laboratory's limit of detection: the limit goes in `value` with a `comparator` ("<", "<=", ">=" or ">"),
+# which the API accepts for laboratory results (not for scores, doses, weights or eGFR).
 MONTH_3 = {
     "sledai_items": ["rash"],
     "results": {
@@ -291,7 +293,7 @@ MONTH_3 = {
         "ALB": {"value": 3.8, "unit": "g/dL"},
         "C3": {"value": 91, "unit": "mg/dL"},
         "C4": {"value": 16, "unit": "mg/dL"},
-        "ADSDNA": {"value": 26, "unit": "IU/mL"},
+        "ADSDNA": {"value": 10, "comparator": "<", "unit": "IU/mL"},
         "HGB": {"value": 12.1, "unit": "g/dL"},
         "WBC": {"value": 5600, "unit": "/uL"},
         "PLT": {"value": 201000, "unit": "/uL"},
@@ -315,7 +317,7 @@ def record_visit(api: RegistryClient, study: str, subject: str, visit: dict, on_
         return recorded
     recorded = response.json()
     replayed = " (replayed)" if response.headers.get("Idempotent-Replayed") else ""
-    results = ", ".join(f"{r['code']} {r['value']} {r['unit']}" for r in recorded["results"])
+    results = ", ".join(f"{r['code']} {r.get('comparator', '')}{r['value']} {r['unit']}" for r in recorded["results"])
     api.log(f"  recorded {recorded['code']} on {recorded['actual_date']}{replayed}: {results}")
     return recorded
 

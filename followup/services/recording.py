@@ -409,11 +409,15 @@ def visit_record(
     be corrected only with a reason. `status` "complete" completes the visit, which needs each required item
     recorded or said not done (`not_done`); "in_progress" keeps it open for more. Outcomes of the patient are
     recomputed.
+
+    `version`: for a door that names versions (the API's If-Match on the visit), the version being corrected,
+    "" when none was sent. A correction is then refused unless it names the current version (428 none, 412 a
+    stale one), compared on the locked row. None: a door without versions (the admin's form, commands).
     """
     visit = _locking_visits().get(pk=visit.pk)
     ensure_can_write(actor, visit.patient.site_id, field="visit")
-    if version is not None and _is_correction(visit):  # a caller that names the version it corrects
-        require_version(visit, version, field="If-Match")
+    if version is not None and _is_correction(visit):
+        require_version(visit, version, field="If-Match", header=True)
     entry = VisitEntry(actual_date, results, sledai_items, deviation_reason, remove, reason, status, not_done)
     return _record_locked(visit, entry)
 

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from core.api.serializers import ModelSerializer, OffsetDateTimeField
+from core.api.serializers import ModelSerializer, OffsetDateTimeField, TextField
 from patients import constants as c
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from registry.constants import Sex
@@ -131,7 +131,7 @@ class TransplantCreateSerializer(SubjectRef):
 
 class MedicationCreateSerializer(SubjectRef):
     drug = serializers.ChoiceField(choices=c.Drug.choices)
-    drug_other = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    drug_other = TextField(required=False, allow_blank=True, max_length=100)
     dose = serializers.DecimalField(max_digits=9, decimal_places=3, min_value=0)
     unit = serializers.ChoiceField(choices=c.DoseUnit.choices)
     frequency = serializers.ChoiceField(choices=c.Frequency.choices)

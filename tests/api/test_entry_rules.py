@@ -119,16 +119,17 @@ def test_an_adverse_event_term_starting_like_a_formula_is_a_400(world, client_fo
     assert changed_tables(before, row_snapshot()) == {}
 
 
-@pytest.mark.parametrize("prefix", ["\t", "\r"])
-def test_a_leading_tab_or_carriage_return_never_reaches_the_store(world, client_for, prefix):
-    """The API's text fields trim surrounding whitespace (as the admin's forms do) before the rule is applied;
-    the service refuses what a command or an import passes untrimmed (tests/reporting/test_spreadsheet_injection.py)."""
+@pytest.mark.parametrize(("prefix", "shown"), [("\t", "a tab"), ("\r", "a carriage return")])
+def test_a_leading_tab_or_carriage_return_is_refused_not_trimmed_away(world, client_for, prefix, shown):
+    """The API trims the white space around text, but not a tab or carriage return at its start: the rule sees
+    the text as sent (every door and field: tests/api/test_formula_text_doors.py)."""
     from tests.api.conftest import adverse_event_payload
 
+    before = row_snapshot()
     payload = adverse_event_payload(SHARED_STUDY, SUBJECT_A, term=f"{prefix}Fever")
-    response = call(client_for(world.keys["a_rw"]), "post", "/api/v1/adverse-events/", payload)
-    assert response.status_code == 201, response.content
-    assert response.json()["term"] == "Fever"
+    body = assert_problem(call(client_for(world.keys["a_rw"]), "post", "/api/v1/adverse-events/", payload), 400)
+    assert f"starts with {shown}" in field_errors(body)["term"][0]["message"]
+    assert changed_tables(before, row_snapshot()) == {}
 
 
 def test_changing_an_adverse_event_term_to_a_formula_is_a_400(world, client_for):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ import pytest
 import schemathesis
 import time_machine
 from django.core import signals
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import FailedHealthCheck, Unsatisfiable
@@ -78,6 +79,7 @@ class World:
     ids: dict[str, list[int]]
     codes: dict[str, list[str]] = field(default_factory=dict)
     models: dict = field(default_factory=dict)
+    home: dict[str, str] = field(default_factory=dict)  # the study, the infused patient, the waiting one, a lot
 
 
 def _build_world() -> World:
@@ -173,7 +175,14 @@ def _build_world() -> World:
         "visits": Visit,
         "lots": CellProduct,
     }
-    return World(key=raw, ids=ids, codes=codes, models=models)
+    home_codes = {
+        "study": study.code,
+        "subject": home.patient.subject_code,
+        "waiting": "SLE-WAIT",
+        "lot": spare.lot_number,
+        "donor": "DN-FUZZ",
+    }
+    return World(key=raw, ids=ids, codes=codes, models=models, home=home_codes)
 
 
 # Steering ----------------------------------------------------------------------------------------------
@@ -232,40 +241,55 @@ PLAUSIBLE = {
 }
 
 
-def _swap(container: dict, pools: dict, data) -> None:
+class Choices:
+    """The steering's choices: drawn by Hypothesis (`data`, so that they shrink and replay with the case) or,
+    in a stateful run, where a step has no data of its own, by a seeded generator (`rng`)."""
+
+    def __init__(self, data=None, rng: random.Random | None = None):
+        self.data, self.rng = data, rng
+
+    def integer(self, low: int, high: int) -> int:
+        return self.data.draw(st.integers(low, high)) if self.data is not None else self.rng.randint(low, high)
+
+    def choice(self, pool):
+        return self.data.draw(st.sampled_from(pool)) if self.data is not None else self.rng.choice(pool)
+
+
+def _swap(container: dict, pools: dict, choices: Choices) -> None:
     for name, pool in pools.items():
-        if name in container and pool and data.draw(st.integers(0, 7)):
-            container[name] = data.draw(st.sampled_from(pool))
+        if name in container and pool and choices.integer(0, 7):
+            container[name] = choices.choice(pool)
 
 
-def _steer(case, world: World, data) -> None:
-    """Swap, in about half the cases, generated identifiers, codes, dates and ETags for real ones."""
-    if not data.draw(st.booleans()):
+def _steer(case, world: World, choices: Choices, *, paths: bool = True) -> None:
+    """Swap, in about half the cases, generated identifiers, codes, dates and ETags for real ones (`paths`
+    False: the path's identifiers are left as they are, as a stateful run takes them from a link)."""
+    if not choices.integer(0, 1):
         return
     resource = _resource(case.operation.path)
-    if case.path_parameters:
+    if case.path_parameters and paths:
         pools = {name: world.codes.get(name) for name in case.path_parameters}
         pools["id"] = world.ids.get(resource)
         pools["code"] = world.codes.get(resource)
         pools["lot_number"] = world.codes["lots"]
-        _swap(case.path_parameters, pools, data)
+        _swap(case.path_parameters, pools, choices)
     if isinstance(case.query, dict):
-        _swap(case.query, world.codes, data)
+        _swap(case.query, world.codes, choices)
     if isinstance(case.body, dict):
         pools = {**PLAUSIBLE, **world.codes}
         if case.method.upper() == "POST" and case.operation.path in ("/api/v1/patients/", "/api/v1/lots/"):
             # A new patient or lot needs a code of its own: a fresh one most of the time, a taken one else.
-            fresh = f"FZ-{data.draw(st.integers(0, 10**9))}"
+            fresh = f"FZ-{choices.integer(0, 10**9)}"
             name = "subject_code" if resource == "patients" else "lot_number"
             pools[name] = [fresh, fresh, fresh, *pools[name]]
-        _swap(case.body, pools, data)
-    if case.headers and "Idempotency-Key" in case.headers and data.draw(st.integers(0, 3)):
-        case.headers["Idempotency-Key"] = f"fuzz-{data.draw(st.integers(0, 10**12))}"
+        _swap(case.body, pools, choices)
+    if case.headers and "Idempotency-Key" in case.headers and choices.integer(0, 3):
+        case.headers["Idempotency-Key"] = f"fuzz-{choices.integer(0, 10**12)}"
     # POST /visits/{id}/record/ takes If-Match too (to correct a recorded visit), though its schema omits it.
     takes_if_match = any(p.name == "If-Match" for p in case.operation.headers) or case.operation.path.endswith(
         "/{id}/record/"
     )
-    if takes_if_match and data.draw(st.integers(0, 3)):
+    if takes_if_match and paths and choices.integer(0, 3):
         etag = _current_etag(world, resource, case.path_parameters or {})
         if etag is not None:
             case.headers = {**(case.headers or {}), "If-Match": etag}
@@ -383,7 +407,7 @@ def test_partner_api_conforms_to_its_schema_under_fuzzing(in_process_requests, u
         )
         @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
         def exercise(case, data):
-            _steer(case, world, data)
+            _steer(case, world, Choices(data=data))
             before = len(server_exceptions)
             response = case.call(headers=headers)
             tally.count(operation.label, response.status_code)
@@ -413,3 +437,138 @@ def test_partner_api_conforms_to_its_schema_under_fuzzing(in_process_requests, u
     for label, statuses in sorted(tally.by_operation.items()):
         print(f"  {label}: {dict(sorted(statuses.items()))}")
     assert not problems, summary + "\n" + "\n".join(problems)
+
+
+# Stateful runs over the schema's links -----------------------------------------------------------------------
+
+STATEFUL_EXAMPLES = int(os.environ.get("FUZZ_STATEFUL_EXAMPLES", "60"))
+STATEFUL_STEPS = 8
+
+
+def _valid_bodies(world: World, choices: Choices) -> dict:
+    """A valid body for each create a scenario may start with (a fresh code where one is needed), so that part
+    of the scenarios create something whose links can be followed."""
+    from tests.api.conftest import (
+        adverse_event_payload,
+        lot_payload,
+        medication_payload,
+        patient_payload,
+        transplant_payload,
+        visit_record_by_key_payload,
+    )
+
+    home = world.home
+    study, subject = home["study"], home["subject"]
+    return {
+        "/api/v1/patients/": lambda: patient_payload(study, f"FZ-{choices.integer(0, 10**9)}"),
+        "/api/v1/adverse-events/": lambda: adverse_event_payload(study, subject, onset_date="2025-05-01"),
+        "/api/v1/medications/": lambda: medication_payload(study, subject),
+        "/api/v1/transplants/": lambda: transplant_payload(study, home["waiting"], home["lot"]),
+        "/api/v1/lots/": lambda: lot_payload(study, home["donor"], lot_number=f"FZ-{choices.integer(0, 10**9)}"),
+        "/api/v1/visits/record/": lambda: visit_record_by_key_payload(
+            study, subject, **dict(zip(("visit_code", "actual_date"), choices.choice(OPEN_VISITS), strict=True))
+        ),
+    }
+
+
+# Visits of the infused patient that are open (each is recorded once; after that a recording is a correction).
+OPEN_VISITS = [("M6", "2025-09-01"), ("M9", "2025-12-02"), ("M12", "2026-03-03")]
+
+
+def test_stateful_runs_follow_the_links_without_a_server_error(in_process_requests, unthrottled, server_exceptions):
+    """Scenarios of linked calls (core/api/schema.py LINKS): create a patient, read it, change it with the ETag
+    just received, change its status; record a visit, read it, correct it; and so on. Each step's answer is
+    checked as in the run above; the steps' own path identifiers come from the links."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from config.wsgi import application
+
+    world = _build_world()
+    schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+    schema.config.generation.update(with_security_parameters=False)
+    checks = _checks()
+    headers = {"Authorization": f"Api-Key {world.key}"}
+    tally = Tally()
+    choices = Choices(rng=random.Random(FUZZ_SEED))
+    scenarios = []
+    valid = _valid_bodies(world, choices)
+    linked: Counter = Counter()  # (operation, status) of the steps whose parameters a link gave
+
+    class Scenario(schema.as_state_machine()):
+        # Each scenario starts from the world as built and its steering choices from the seed, and what it
+        # wrote is rolled back at its end: a scenario Hypothesis runs again behaves as it did the first time.
+        def setup(self):
+            scenarios.append(1)
+            self.linked = False
+            choices.rng.seed(FUZZ_SEED)
+            self.writes = transaction.atomic()
+            self.writes.__enter__()
+
+        def teardown(self):
+            transaction.set_rollback(True)
+            self.writes.__exit__(None, None, None)
+
+        def step(self, input):
+            # A step that follows a link keeps the identifiers (and ETag) the link gave; the first step of a
+            # scenario is steered as the run above steers its cases.
+            self.linked = input.transition is not None and input.is_applied
+            case = input.case
+            if not self.linked and case.method.upper() == "POST" and case.path in valid and choices.integer(0, 1):
+                case.body = valid[case.path]()
+            else:
+                _steer(case, world, choices, paths=not self.linked)
+            return super().step(input)
+
+        def get_call_kwargs(self, case):
+            return {"headers": headers}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            label = case.operation.label
+            before = len(server_exceptions)
+            tally.count(label, response.status_code)
+            if self.linked:
+                linked[(label, response.status_code)] += 1
+            try:
+                case.validate_response(response, checks=checks, headers=headers)
+            except FailureGroup as group:
+                tally.record_failures(label, response, group)
+            if response.status_code >= 500:
+                cause = server_exceptions[before:] or [response.text[:500]]
+                tally.server_errors.append(f"{label} -> {response.status_code}\n{cause[-1]}")
+
+    run_state_machine_as_test(
+        Scenario,
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=STATEFUL_STEPS,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+            print_blob=False,
+        ),
+    )
+    total = sum(tally.requests.values())
+    server_errors = sum(n for status, n in tally.statuses.items() if status >= 500)
+    print(
+        f"stateful: {len(scenarios)} scenarios, {total} requests over {len(tally.requests)} operations; "
+        f"{server_errors} 5xx; statuses {dict(sorted(tally.statuses.items()))}; {len(tally.failures)} distinct failures; "
+        f"{sum(linked.values())} steps followed a link"
+    )
+    print("  linked steps:", dict(sorted(linked.items())))
+    for label, statuses in sorted(tally.by_operation.items()):
+        print(f"  {label}: {dict(sorted(statuses.items()))}")
+    problems = [
+        f"{label} [{status}] {kind}: {title}: {example}"
+        for (label, kind, status, title), example in sorted(tally.failures.items())
+    ]
+    if tally.server_errors:
+        problems.append("first server error:\n" + tally.server_errors[0])
+    assert not problems, "\n".join(problems)
+    # The links were followed: objects created or recorded in a scenario were read back by the identifier their
+    # answer gave, and changes sent to them reached the object (any answer but 404).
+    read = {label for (label, status) in linked if status == 200 and label.startswith("GET")}
+    assert {"GET /api/v1/patients/{id}/", "GET /api/v1/visits/{id}/"} <= read, read
+    changed = {label for (label, status) in linked if status != 404 and label.startswith(("PATCH", "POST"))}
+    assert "PATCH /api/v1/patients/{id}/" in changed, changed

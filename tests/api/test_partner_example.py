@@ -133,6 +133,9 @@ def test_example_client_runs_end_to_end_and_again_without_duplicates(live_server
     assert results["C3"].value == Decimal("0.91")  # g/L
     assert results["SLEDAI2K"].value == Decimal("2") and results["SLEDAI2K"].derived
     assert "EGFR" in results  # computed from creatinine
+    # Below the laboratory's limit of detection: the limit with its comparator, as the laboratory reports it.
+    assert (results["ADSDNA"].comparator, results["ADSDNA"].entered_value) == ("<", Decimal("10"))
+    assert all(r.comparator == "" for code, r in results.items() if code != "ADSDNA")
 
     outcome = ComputedOutcome.objects.get(visit=m3)
     assert outcome.sledai == Decimal("2")

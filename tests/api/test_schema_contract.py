@@ -164,3 +164,41 @@ def test_creates_document_201_and_a_request_body(schema):
         op = operation(schema, path, "post")
         assert "201" in op["responses"], route.id
         assert "application/json" in op["requestBody"]["content"], route.id
+
+
+# Links: what a created or recorded object's answer leads to (OpenAPI links; the fuzzer's stateful runs follow
+# them). Each names an operation of the schema, and each parameter an expression of the answer.
+LINKED = {
+    ("post", "/api/v1/patients/", "201"): {
+        "v1_patients_retrieve",
+        "v1_patients_partial_update",
+        "v1_patients_status_create",
+    },
+    ("post", "/api/v1/transplants/", "201"): {"v1_transplants_retrieve"},
+    ("post", "/api/v1/medications/", "201"): {"v1_medications_retrieve", "v1_medications_partial_update"},
+    ("post", "/api/v1/adverse-events/", "201"): {
+        "v1_adverse_events_retrieve",
+        "v1_adverse_events_partial_update",
+        "v1_adverse_events_submissions_create",
+    },
+    ("post", "/api/v1/lots/", "201"): {"v1_lots_retrieve", "v1_lots_partial_update"},
+    ("post", "/api/v1/visits/{id}/record/", "200"): {"v1_visits_retrieve", "v1_visits_record"},
+    ("post", "/api/v1/visits/record/", "200"): {"v1_visits_retrieve", "v1_visits_record"},
+    ("post", "/api/v1/exports/", "202"): {"v1_exports_retrieve"},
+}
+
+
+def test_created_and_recorded_objects_link_to_their_reads_and_updates(schema):
+    operations = {
+        op["operationId"]: op for path in schema["paths"].values() for op in path.values() if isinstance(op, dict)
+    }
+    for (method, path, status), targets in LINKED.items():
+        links = schema["paths"][path][method]["responses"][status].get("links", {})
+        assert {link["operationId"] for link in links.values()} == targets, (path, links)
+        for link in links.values():
+            target = operations[link["operationId"]]
+            names = {f"{p['in']}.{p['name']}" for p in target.get("parameters", []) if p.get("required")}
+            given = set(link["parameters"])
+            assert names <= given | {"header.Idempotency-Key"}, (link, names)
+            for expression in link["parameters"].values():
+                assert expression.startswith(("$response.body#/", "$response.header.")), expression
