@@ -33,6 +33,11 @@ class RegistryAdminSite(admin.AdminSite):
 
     def index(self, request, extra_context=None):
         from followup.selectors import worklist
+        from quality.selectors import worklist_queries
 
-        extra = {"worklist": worklist(user=request.user)} if request.user.is_active else {}
+        extra = (
+            {"worklist": worklist(user=request.user), "open_queries": worklist_queries(user=request.user)}
+            if request.user.is_active
+            else {}
+        )
         return super().index(request, {**extra, **(extra_context or {})})

@@ -32,6 +32,16 @@ TARGETS: dict[type, str] = {
     Patient: "",
 }
 MAX_TEXT = 2000
+# The names partners and pages give each kind of record.
+RECORD_TYPES: dict[str, type] = {
+    "visit": Visit,
+    "result": Result,
+    "adverse_event": AdverseEvent,
+    "medication": ConcomitantMedication,
+    "transplant": TransplantEvent,
+    "patient": Patient,
+}
+RECORD_TYPE_OF_MODEL = {model._meta.model_name: name for name, model in RECORD_TYPES.items()}
 
 
 def target_patient(target) -> Patient:
