@@ -154,7 +154,11 @@ class QueryAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             "close": lambda text: services.query_close(query=query, text=text, actor=request.user),
             "reopen": lambda text: services.query_reopen(query=query, text=text, actor=request.user),
         }
-        done = {"answer": _("The query is answered."), "close": _("The query is closed."), "reopen": _("The query is re-opened.")}
+        done = {
+            "answer": _("The query is answered."),
+            "close": _("The query is closed."),
+            "reopen": _("The query is re-opened."),
+        }
         if action not in steps:
             messages.error(request, gettext("Choose to answer, close or re-open the query."))
         elif not form.is_valid():

@@ -28,11 +28,11 @@ from followup import services as followup_services
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import medication_record
-from registry.api_keys import api_key_issue, api_key_revoke
-from registry.models import ApiKey, ApiKeyScope, CellProduct, Site, Study
 from quality.models import Query
 from quality.services.queries import query_raise
+from registry.api_keys import api_key_issue, api_key_revoke
 from registry.constants import Role
+from registry.models import ApiKey, ApiKeyScope, CellProduct, Site, Study
 from reporting.models import ExportJob
 from tests.conftest import FROZEN_NOW
 from tests.factories import make_finished_export, make_lot, make_patient, make_study, make_transplant, make_user

@@ -35,7 +35,10 @@ def clock():
 def clinical():
     clinical = make_clinical()
     visit_record(
-        visit=clinical.visit("M1"), actual_date=dt.date(2025, 4, 2), results={"CREAT": ("88", None)}, status="in_progress"
+        visit=clinical.visit("M1"),
+        actual_date=dt.date(2025, 4, 2),
+        results={"CREAT": ("88", None)},
+        status="in_progress",
     )
     return clinical
 
