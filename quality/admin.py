@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -188,7 +189,10 @@ class QueryAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 messages.error(request, _errors(exc))
             else:
                 messages.success(request, gettext("Query #%(n)s raised.") % {"n": query.pk})
-                return HttpResponseRedirect(record_url(model, object_id) or reverse("admin:quality_query_changelist"))
+                back = request.GET.get("next", "")
+                if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+                    back = record_url(model, object_id) or reverse("admin:quality_query_changelist")
+                return HttpResponseRedirect(back)
         context = {
             **self.admin_site.each_context(request),
             "title": gettext("Raise a query"),
@@ -196,7 +200,9 @@ class QueryAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             "record_label": f"{model._meta.verbose_name} {target}",
             "form": form,
             "opts": self.model._meta,
-            "back_url": record_url(model, object_id),
+            "back_url": request.GET.get("next")
+            if url_has_allowed_host_and_scheme(request.GET.get("next", ""), allowed_hosts={request.get_host()})
+            else record_url(model, object_id),
             "current_value": services.value_of(target, form["field"].value() or ""),
         }
         return TemplateResponse(request, "admin/quality/query/raise.html", context)

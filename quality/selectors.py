@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.models import Result, Visit
@@ -58,25 +60,23 @@ def record_queries(obj, record_type: str, *, user, record_url) -> dict:
     if patient_site is None:
         patient_site = (obj.visit.patient if isinstance(obj, Result) else obj.patient).site_id
     if can_act(user, patient_site, c.RAISE_ROLES):
-        links.append(("", reverse("admin:quality_query_raise", args=[record_type, obj.pk])))
+        back = urlencode({"next": record_url(type(obj), obj.pk)})
+        links.append(("", reverse("admin:quality_query_raise", args=[record_type, obj.pk]) + f"?{back}"))
         for pk, code in results:
-            links.append((code, reverse("admin:quality_query_raise", args=["result", pk]) + f"?field={code}"))
+            url = reverse("admin:quality_query_raise", args=["result", pk])
+            links.append((code, f"{url}?{urlencode({'field': code})}&{back}"))
     return {"rows": rows, "marks": marks, "raise_links": links, "open": sum(1 for r in rows if r["live"])}
 
 
 def worklist_queries(*, user, limit: int = 50) -> list[dict]:
     """The open and answered queries of the user's sites, oldest first, with their age and the study's limit."""
-    queries = (
+    limit_of_study = EditCheckSettings.objects.filter(study_id=OuterRef("study_id")).values("query_age_limit_days")
+    queries = list(
         Query.objects.for_user(user)
         .filter(state__in=LIVE)
         .select_related("patient__site", "content_type")
+        .annotate(age_limit=Coalesce(Subquery(limit_of_study[:1]), Value(c.DEFAULT_AGE_LIMIT_DAYS)))
         .order_by("created_at")[:limit]
-    )
-    queries = list(queries)
-    limits = dict(
-        EditCheckSettings.objects.filter(study_id__in={q.study_id for q in queries}).values_list(
-            "study_id", "query_age_limit_days"
-        )
     )
     now = timezone.now()
     return [
@@ -84,7 +84,7 @@ def worklist_queries(*, user, limit: int = 50) -> list[dict]:
             "query": q,
             "question": question(q.rule, q.detail) if q.rule else q.text,
             "age": (now - q.created_at).days,
-            "overdue": (now - q.created_at).days > limits.get(q.study_id, c.DEFAULT_AGE_LIMIT_DAYS),
+            "overdue": (now - q.created_at).days > q.age_limit,
         }
         for q in queries
     ]

@@ -62,12 +62,13 @@ def test_raise_answer_close_through_the_admin(client, clinical, monitor, coordin
     client.force_login(monitor)
     page = client.get(f"/admin/followup/visit/{clinical.visit('M1').pk}/change/")
     assert page.status_code == 200
-    raise_url = f"/admin/quality/query/raise/result/{result.pk}/?field=CREAT"
-    assert raise_url in page.content.decode()
+    visit_url = f"/admin/followup/visit/{clinical.visit('M1').pk}/change/"
+    raise_url = f"/admin/quality/query/raise/result/{result.pk}/?field=CREAT&next={visit_url.replace('/', '%2F')}"
+    assert raise_url.replace("&", "&amp;") in page.content.decode()
     form = client.get(raise_url)
     assert "88 umol/L" in form.content.decode()
     response = client.post(raise_url, {"field": "CREAT", "text": "Source says 8.8 mg/dL?"})
-    assert response.status_code == 302
+    assert (response.status_code, response["Location"]) == (302, visit_url)  # back to the visit
     query = Query.objects.get()
     assert (query.target, query.field, query.raised_by) == (result, "CREAT", monitor)
 
