@@ -7,9 +7,13 @@
     if (!data) { return; }
     var marks = JSON.parse(data.textContent);
     var title = document.getElementById("query-panel").dataset.markTitle || "";
+    var marked = new Set();
     Object.keys(marks).forEach(function (name) {
       document.querySelectorAll(".field-" + CSS.escape(name)).forEach(function (box) {
-        var label = box.querySelector("label") || box;
+        // A row holding several fields carries each field's class too: mark the field's own label once.
+        var label = box.querySelector("label[for='id_" + name + "']") || box.querySelector("label") || box;
+        if (marked.has(label)) { return; }
+        marked.add(label);
         var badge = document.createElement("span");
         badge.className = "query-mark";
         badge.textContent = "? " + marks[name];
