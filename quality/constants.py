@@ -2,12 +2,13 @@
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from registry.constants import Role
 
 
 class QueryState(models.TextChoices):
-    OPEN = "open", _("Open")
+    OPEN = "open", pgettext_lazy("query state", "Open")
     ANSWERED = "answered", _("Answered")
     CLOSED = "closed", _("Closed")
 
