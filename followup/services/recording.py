@@ -167,10 +167,12 @@ NEW_RESULT_FIELDS = ("created_at", "updated_at", "visit_id", "code", *RESULT_VAL
 
 def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntry) -> _Recording:
     """Every rule of recording one visit, without touching the database: the visit's fields are set, the
-    results converted; a ValidationError names each field at fault.
+    results converted; a ValidationError names each field at fault. The write is announced first
+    (`record_changing`), so that a refusal of it is one of these errors.
 
     Long because the rules follow the order a coordinator meets them on the form, each a few lines."""
     patient = visit.patient
+    changing(visit, patient_id=patient.pk, study_id=patient.study_id)
     reason = entry.reason or ""
     # Adding to a visit in progress is still entering it; changing a closed visit is a correction.
     correcting = visit.outcome not in (VisitOutcome.OPEN, VisitOutcome.IN_PROGRESS)
@@ -455,7 +457,6 @@ def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
         study_code=patient.study.code,
         field="visit",
     )
-    changing(visit, patient_id=patient.pk, study_id=patient.study_id)
     existing = {r.code: r for r in Result.objects.filter(visit=visit).order_by()}
     recordings = [_check_recording(visit, existing, entry)]
     _store_recordings(recordings)
@@ -559,7 +560,6 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
         if refusal is not None:
             preconditions[f"visits.{index}.version"] = refusal
         try:
-            changing(visit, patient_id=visit.patient_id, study_id=visit.patient.study_id)
             recordings.append(_check_recording(visit, existing[visit.pk], entry))
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
