@@ -50,6 +50,8 @@ class Scope:
 
     patient_id: int | None = None
     study_ids: tuple[int, ...] = ()
+    # Rows a run reads once for several rules (the SLEDAI-2K rules share one read of the visits and labs).
+    memo: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def filter(self, queryset, patient_lookup: str):
         if self.patient_id is not None:
@@ -156,14 +158,21 @@ class SledaiLabRule(Rule):
     def _abnormal(value: Decimal, limit: Decimal, how: str) -> bool:
         return value < limit if how == "below" else value > limit if how == "above" else value >= limit
 
+    @staticmethod
+    def _rows(scope) -> list[dict]:
+        """The entered visits with items, each with every lab a SLEDAI-2K rule reads: one query per run."""
+        if "sledai" not in scope.memo:
+            annotations = {f"lab_{code}": _result_value(code) for code in SLEDAI_LABS}
+            scope.memo["sledai"] = list(
+                scope.filter(Visit.objects, "patient")
+                .filter(outcome__in=ENTERED_OUTCOMES, sledai_items__isnull=False)
+                .annotate(**annotations)
+                .values("pk", "code", "sledai_items", "patient_id", "patient__study_id", *annotations)
+            )
+        return scope.memo["sledai"]
+
     def findings(self, scope, params):
-        annotations = {f"lab_{code}": _result_value(code) for code, _, _ in self.labs}
-        rows = (
-            scope.filter(Visit.objects, "patient")
-            .filter(outcome__in=ENTERED_OUTCOMES, sledai_items__isnull=False)
-            .annotate(**annotations)
-            .values("pk", "code", "sledai_items", "patient_id", "patient__study_id", *annotations)
-        )
+        rows = self._rows(scope)
         found = []
         for row in rows:
             study_id = row["patient__study_id"]
@@ -335,6 +344,9 @@ class WeightChangeRule(Rule):
                     )
                 )
         return found
+
+
+SLEDAI_LABS = ("C3", "C4", "ADSDNA", "PROT24H", "PLT", "WBC")
 
 
 def _sledai(item: str, labs, defaults: dict, message: str) -> SledaiLabRule:
