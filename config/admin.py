@@ -33,9 +33,11 @@ class RegistryAdminSite(admin.AdminSite):
 
     def index(self, request, extra_context=None):
         from followup.selectors import worklist
+        from quality.selectors import worklist_queries
 
-        extra = {"worklist": worklist(user=request.user)} if request.user.is_active else {}
+        extra = {}
         if request.user.is_active:
+            extra = {"worklist": worklist(user=request.user), "open_queries": worklist_queries(user=request.user)}
             extra["email_trouble"] = email_trouble_of(request)
         return super().index(request, {**extra, **(extra_context or {})})
 

@@ -7,6 +7,7 @@ from rest_framework.routers import SimpleRouter
 from core.api.problems import not_found
 from followup.api.views import AdverseEventViewSet, OutcomeViewSet, ResultViewSet, VisitViewSet
 from patients.api.views import MedicationViewSet, PatientViewSet, TransplantViewSet
+from quality.api.views import QueryViewSet
 from registry.api.views import LotViewSet, SiteViewSet, StudyViewSet
 from reporting.api.exports import ExportViewSet
 from reporting.api.reports import CohortReportViewSet
@@ -23,6 +24,7 @@ router.register("results", ResultViewSet, basename="result")
 router.register("outcomes", OutcomeViewSet, basename="outcome")
 router.register("adverse-events", AdverseEventViewSet, basename="adverse-event")
 router.register("exports", ExportViewSet, basename="export")
+router.register("queries", QueryViewSet, basename="query")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -19,6 +19,8 @@ BEAT_SCHEDULE: dict[str, dict] = {
     },
     "run-safety-checks": {"task": "notifications.tasks.run_safety_checks", "schedule": crontab(minute="7,37")},
     "send-notifications": {"task": "notifications.tasks.send_notifications", "schedule": crontab(minute="*/5")},
+    # Edit checks over every study (each recording runs them for its patient as it is saved).
+    "run-edit-checks": {"task": "quality.tasks.run_study_edit_checks", "schedule": crontab(hour="2", minute="17")},
     # Exports whose task was lost (broker down when requested) or whose worker died are queued again.
     "resume-exports": {"task": "reporting.tasks.resume_exports", "schedule": crontab(minute="*/10")},
 }

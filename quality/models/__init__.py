@@ -1,2 +1,6 @@
 """The data quality tables: queries and their messages, edit checks, source data verification,
 signatures, locks and freezes. One module per concern; each is imported here so Django finds its models."""
+
+from quality.models.queries import EditCheckSettings, Query, QueryMessage
+
+__all__ = ["EditCheckSettings", "Query", "QueryMessage"]

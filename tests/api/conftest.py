@@ -28,11 +28,14 @@ from followup import services as followup_services
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import medication_record
+from quality.models import Query
+from quality.services.queries import query_raise
 from registry.api_keys import api_key_issue, api_key_revoke
+from registry.constants import Role
 from registry.models import ApiKey, ApiKeyScope, CellProduct, Site, Study
 from reporting.models import ExportJob
 from tests.conftest import FROZEN_NOW
-from tests.factories import make_finished_export, make_lot, make_patient, make_study, make_transplant
+from tests.factories import make_finished_export, make_lot, make_patient, make_study, make_transplant, make_user
 
 SHARED_STUDY = "MSCT-SLE"
 B_ONLY_STUDY = "B-ONLY"
@@ -80,7 +83,7 @@ def row_snapshot() -> dict[str, int]:
     API keys (last use) and idempotency records (the API's own bookkeeping) are left out.
     """
     counts = {}
-    for app in ("registry", "patients", "followup", "notifications", "reporting"):
+    for app in ("registry", "patients", "followup", "quality", "notifications", "reporting"):
         for model in apps.get_app_config(app).get_models():
             if model._meta.label in ("registry.ApiKey", "registry.IdempotencyRecord", "registry.HistoricalApiKey"):
                 continue
@@ -107,6 +110,7 @@ class Side:
     medication: ConcomitantMedication
     adverse_event: AdverseEvent
     export: ExportJob  # a finished export requested by the side's key
+    query: Query  # an open query on the patient, raised by the site's monitor
     rw: str  # raw read-write key
     rw_key: ApiKey
 
@@ -180,6 +184,8 @@ def make_side(site: Site, study: Study, subject_code: str, lot_number: str) -> S
     )
     key, raw = api_key_issue(site=site, name=f"{site.code} EHR", scope=ApiKeyScope.READ_WRITE)
     export = make_finished_export(study, site, key)
+    monitor = make_user(f"monitor-{site.code.lower()}", site, role=Role.MONITOR)
+    query = query_raise(target=patient, field="birth_year", text="Year of birth per the ID card?", actor=monitor)
     patient.refresh_from_db()
     return Side(
         site=site,
@@ -190,6 +196,7 @@ def make_side(site: Site, study: Study, subject_code: str, lot_number: str) -> S
         medication=medication,
         adverse_event=adverse_event,
         export=export,
+        query=query,
         rw=raw,
         rw_key=key,
     )

@@ -273,6 +273,21 @@ ROUTES: list[Route] = [
         lambda w, s: f"{V1}/exports/{w.side(s).export.pk}/download/",
         target=lambda w, s: w.side(s).export,
     ),
+    # Queries of the key's site: read, answer
+    Route("query-list", "GET", lambda w, s: f"{V1}/queries/"),
+    Route(
+        "query-detail",
+        "GET",
+        lambda w, s: f"{V1}/queries/{w.side(s).query.pk}/",
+        target=lambda w, s: w.side(s).query,
+    ),
+    Route(
+        "query-answer",
+        "POST",
+        lambda w, s: f"{V1}/queries/{w.side(s).query.pk}/answer/",
+        payload=lambda w, s: {"text": "The ID card says 1990."},
+        target=lambda w, s: w.side(s).query,
+    ),
     # Cohort reports (read only), one per study
     Route(
         "report-detail",

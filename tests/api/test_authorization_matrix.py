@@ -13,6 +13,7 @@ import pytest
 from core.api.etags import etag_of
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
+from quality.models import Query
 from registry.models import CellProduct, Site, Study
 from reporting.models import ExportJob
 from tests.api.conftest import (
@@ -88,6 +89,7 @@ def _own_and_foreign_ids(world: World, name: str) -> tuple[set[int], set[int]]:
         "result-list": (Result.objects, "visit__patient__site"),
         "outcome-list": (ComputedOutcome.objects, "visit__patient__site"),
         "adverse-event-list": (AdverseEvent.objects, "patient__site"),
+        "query-list": (Query.objects, "patient__site"),
     }
     if name in by_patient_site:
         manager, lookup = by_patient_site[name]

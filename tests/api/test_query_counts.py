@@ -11,16 +11,25 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from followup import services as followup_services
 from followup.models import Visit
 from patients.services import medication_record
+from quality.services.queries import query_raise
 from registry.api_keys import api_key_issue
 from registry.models import ApiKeyScope
 from tests.api.conftest import call, client_for
-from tests.factories import make_finished_export, make_lot, make_patient, make_study, make_transplant
+from tests.factories import (
+    make_finished_export,
+    make_lot,
+    make_patient,
+    make_study,
+    make_superuser,
+    make_transplant,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +48,7 @@ LISTS = {
     "outcome-list": "/api/v1/outcomes/",
     "adverse-event-list": "/api/v1/adverse-events/",
     "export-list": "/api/v1/exports/",
+    "query-list": "/api/v1/queries/",
 }
 
 # Authentication is one query (the key with its site); a page is one more; prefetches add one each.
@@ -54,6 +64,7 @@ PINNED_LIST_QUERIES = {
     "outcome-list": 2,
     "adverse-event-list": 2,
     "export-list": 3,  # + the site's code
+    "query-list": 3,  # + the messages of the page's queries
 }
 
 PINNED_DETAIL_QUERIES = {
@@ -68,12 +79,13 @@ PINNED_DETAIL_QUERIES = {
     "outcome-detail": 2,
     "adverse-event-detail": 2,
     "export-detail": 3,  # + the site's code
+    "query-detail": 3,  # + its messages
     "report-detail": 19,  # the cohort report's aggregates, independent of the number of patients
 }
 
 
 def add_patient(study, site, *, subject_code: str | None = None):
-    """One transplanted patient with BL and M1 recorded (CREAT), a medication and an adverse event."""
+    """One transplanted patient with BL and M1 recorded (CREAT), a medication, an adverse event and a query."""
     lot = make_lot(study, site)
     patient = make_patient(study, site, subject_code=subject_code)
     make_transplant(patient, lot)
@@ -103,6 +115,8 @@ def add_patient(study, site, *, subject_code: str | None = None):
         expected=True,
         aware_date=dt.date(2025, 5, 1),
     )
+    monitor = get_user_model().objects.filter(username="counts-monitor").first() or make_superuser("counts-monitor")
+    query_raise(target=patient, field="birth_year", text="Year of birth?", actor=monitor)
     return patient
 
 
@@ -147,6 +161,7 @@ def _detail_urls(solo) -> dict[str, str]:
         "outcome-detail": f"/api/v1/outcomes/{Visit.objects.get(patient=patient, code='M1').computed_outcome.pk}/",
         "adverse-event-detail": f"/api/v1/adverse-events/{patient.adverse_events.get().pk}/",
         "export-detail": f"/api/v1/exports/{solo['export'].pk}/",
+        "query-detail": f"/api/v1/queries/{patient.queries.get().pk}/",
         "report-detail": f"/api/v1/reports/{solo['study'].code}/",
     }
 

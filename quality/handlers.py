@@ -1,0 +1,17 @@
+"""Receivers of the clinical writes' signals (core/signals.py); each hands over to a quality service."""
+
+from django.dispatch import receiver
+
+from core.signals import record_changed
+from patients.models import Patient
+from quality.services.edit_checks import run_edit_checks
+
+
+@receiver(record_changed, dispatch_uid="quality.edit_checks_on_change")
+def edit_checks_on_change(sender, *, instance, patient_id, study_id, **kwargs):
+    """The edit checks a change to this kind of record can affect, over its patient, in the writer's transaction."""
+    if patient_id is None and isinstance(instance, Patient):
+        patient_id = instance.pk
+    if patient_id is None:
+        return
+    run_edit_checks(patient_id=patient_id, study_id=study_id, model=sender)

@@ -1,0 +1,90 @@
+"""Reads of the data quality app: a record's queries for its admin page, and the worklist's open queries."""
+
+from __future__ import annotations
+
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+
+from followup.catalogue import ANALYTES, SLEDAI_ITEMS
+from followup.models import Result, Visit
+from quality import constants as c
+from quality.checks.rules import question
+from quality.models import EditCheckSettings, Query
+from quality.services.queries import can_act
+
+LIVE = (c.QueryState.OPEN, c.QueryState.ANSWERED)
+
+
+def _form_field(target_model, field: str) -> str:
+    """The admin form field that shows a queried field or item."""
+    if target_model is Result or field in ANALYTES:
+        return f"{field}_value"
+    if field in SLEDAI_ITEMS:
+        return "sledai_items"
+    return field
+
+
+def record_queries(obj, record_type: str, *, user, record_url) -> dict:
+    """A record's queries (live first), the links that raise one, and {form field: open queries} to mark."""
+    types = ContentType.objects.get_for_models(Visit, Result, type(obj))
+    where = Q(content_type=types[type(obj)], object_id=obj.pk)
+    results = []
+    if isinstance(obj, Visit):
+        results = list(Result.objects.filter(visit=obj).order_by("code").values_list("pk", "code"))
+        where |= Q(content_type=types[Result], object_id__in=[pk for pk, _ in results])
+    queries = list(Query.objects.filter(where).order_by("state", "-created_at").select_related("content_type"))
+    now = timezone.now()
+    marks: dict[str, int] = {}
+    rows = []
+    for query in queries:
+        model = query.content_type.model_class()
+        live = query.state in LIVE
+        if live:
+            name = _form_field(model, query.field)
+            marks[name] = marks.get(name, 0) + 1
+        rows.append(
+            {
+                "query": query,
+                "question": question(query.rule, query.detail) if query.rule else query.text,
+                "age": (now - query.created_at).days,
+                "live": live,
+                "url": reverse("admin:quality_query_change", args=[query.pk]),
+            }
+        )
+    links = []
+    patient_site = obj.site_id if record_type == "patient" else None
+    if patient_site is None:
+        patient_site = (obj.visit.patient if isinstance(obj, Result) else obj.patient).site_id
+    if can_act(user, patient_site, c.RAISE_ROLES):
+        back = urlencode({"next": record_url(type(obj), obj.pk)})
+        links.append(("", reverse("admin:quality_query_raise", args=[record_type, obj.pk]) + f"?{back}"))
+        for pk, code in results:
+            url = reverse("admin:quality_query_raise", args=["result", pk])
+            links.append((code, f"{url}?{urlencode({'field': code})}&{back}"))
+    return {"rows": rows, "marks": marks, "raise_links": links, "open": sum(1 for r in rows if r["live"])}
+
+
+def worklist_queries(*, user, limit: int = 50) -> list[dict]:
+    """The open and answered queries of the user's sites, oldest first, with their age and the study's limit."""
+    limit_of_study = EditCheckSettings.objects.filter(study_id=OuterRef("study_id")).values("query_age_limit_days")
+    queries = list(
+        Query.objects.for_user(user)
+        .filter(state__in=LIVE)
+        .select_related("patient__site", "content_type")
+        .annotate(age_limit=Coalesce(Subquery(limit_of_study[:1]), Value(c.DEFAULT_AGE_LIMIT_DAYS)))
+        .order_by("created_at")[:limit]
+    )
+    now = timezone.now()
+    return [
+        {
+            "query": q,
+            "question": question(q.rule, q.detail) if q.rule else q.text,
+            "age": (now - q.created_at).days,
+            "overdue": (now - q.created_at).days > q.age_limit,
+        }
+        for q in queries
+    ]
