@@ -8,12 +8,18 @@ after the write, before the transaction commits: a receiver's own writes commit 
 
 kwargs of both: `instance` (the patient, infusion, medication, adverse event or visit; for a patient not yet
 enrolled, the unsaved patient), `patient_id` (None for a new patient), `study_id`.
+
+A batch that writes many records of one study at once (the partner API's visit batch) sends
+`record_changing` per record but `records_changed` once after the write, with `instances` and `patient_ids`
+(the same order) and `study_id`, so that a receiver can do its work for the whole batch in a fixed number
+of statements.
 """
 
 from django.dispatch import Signal
 
 record_changing = Signal()
 record_changed = Signal()
+records_changed = Signal()
 
 
 def changing(instance, *, patient_id: int | None, study_id: int) -> None:
@@ -22,3 +28,9 @@ def changing(instance, *, patient_id: int | None, study_id: int) -> None:
 
 def changed(instance, *, patient_id: int | None, study_id: int) -> None:
     record_changed.send(sender=type(instance), instance=instance, patient_id=patient_id, study_id=study_id)
+
+
+def changed_together(model, instances: list, *, study_id: int) -> None:
+    records_changed.send(
+        sender=model, instances=instances, patient_ids=[i.patient_id for i in instances], study_id=study_id
+    )

@@ -17,7 +17,7 @@ from core.api.etags import require_version, version_refusal
 from core.api.problems import PreconditionError
 from core.audit import history_of_rows
 from core.bulk import insert_values, update_rows, without_jit
-from core.signals import changed, changing
+from core.signals import changed, changed_together, changing
 from core.spreadsheets import formula_errors
 from followup import constants as c
 from followup.catalogue import ANALYTES
@@ -580,7 +580,8 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
         )
     for recording in recordings:
         recording.visit.missing_items = recording.missing
-        changed(recording.visit, patient_id=recording.visit.patient_id, study_id=recording.visit.patient.study_id)
+    if recordings:
+        changed_together(Visit, [r.visit for r in recordings], study_id=recordings[0].visit.patient.study_id)
     return [r.visit for r in recordings]
 
 

@@ -46,16 +46,16 @@ class Finding:
 
 @dataclass(frozen=True)
 class Scope:
-    """Where a run looks: one patient, or whole studies."""
+    """Where a run looks: some patients (those a write changed), or whole studies."""
 
-    patient_id: int | None = None
+    patient_ids: tuple[int, ...] = ()
     study_ids: tuple[int, ...] = ()
     # Rows a run reads once for several rules (the SLEDAI-2K rules share one read of the visits and labs).
     memo: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def filter(self, queryset, patient_lookup: str):
-        if self.patient_id is not None:
-            return queryset.filter(**{f"{patient_lookup}_id": self.patient_id})
+        if self.patient_ids:
+            return queryset.filter(**{f"{patient_lookup}_id__in": self.patient_ids})
         return queryset.filter(**{f"{patient_lookup}__study_id__in": self.study_ids})
 
 
@@ -241,8 +241,8 @@ class DeceasedWithoutFatalEventRule(Rule):
 
     def findings(self, scope, params):
         patients = (
-            Patient.objects.filter(pk=scope.patient_id)
-            if scope.patient_id
+            Patient.objects.filter(pk__in=scope.patient_ids)
+            if scope.patient_ids
             else Patient.objects.filter(study_id__in=scope.study_ids)
         )
         rows = (

@@ -163,13 +163,11 @@ def _params_by_study(study_ids) -> dict[int, dict]:
 
 
 @transaction.atomic(savepoint=False)
-def run_edit_checks(
-    *, study_ids=None, patient_id: int | None = None, study_id: int | None = None, model=None
-) -> CheckReport:
-    """Run the edit checks over one patient (`patient_id`, of `study_id`) or over studies (`study_ids`), only
+def run_edit_checks(*, study_ids=None, patient_ids=(), study_id: int | None = None, model=None) -> CheckReport:
+    """Run the edit checks over some patients (`patient_ids`, of `study_id`) or over studies (`study_ids`), only
     those a change to a `model` record can affect when it is given; open, close and re-open their queries."""
-    if patient_id is not None:
-        scope, study_ids = Scope(patient_id=patient_id), [study_id]
+    if patient_ids:
+        scope, study_ids = Scope(patient_ids=tuple(sorted(set(patient_ids)))), [study_id]
     else:
         study_ids = list(study_ids if study_ids is not None else Study.objects.values_list("pk", flat=True))
         scope = Scope(study_ids=tuple(study_ids))
@@ -198,8 +196,8 @@ def _sync(scope: Scope, findings: list[Finding], enabled: dict[str, set[int]], r
     by_key = {f.key: f for f in findings}
     existing = Query.objects.filter(rule__in=list(enabled))
     existing = (
-        existing.filter(patient_id=scope.patient_id)
-        if scope.patient_id is not None
+        existing.filter(patient_id__in=scope.patient_ids)
+        if scope.patient_ids
         else existing.filter(study_id__in=scope.study_ids)
     )
     existing = list(existing.values_list("pk", "key", "rule", "study_id", "state", "resolution"))

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from core.signals import record_changed, record_changing
+from core.signals import record_changed, record_changing, records_changed
 from followup.models import AdverseEvent, Result, Visit
 from followup.services import VisitEntry, ae_record, visit_mark_missed, visit_record, visits_record_batch
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
@@ -34,11 +34,17 @@ def heard():
     def on_changed(sender, instance, patient_id, study_id, **kwargs):
         seen["changed"].append((sender, instance.pk, patient_id, study_id))
 
+    def on_batch(sender, instances, patient_ids, study_id, **kwargs):
+        seen["changed"] += [(sender, i.pk, p, study_id) for i, p in zip(instances, patient_ids, strict=True)]
+        seen["batches"] = seen.get("batches", 0) + 1
+
     record_changing.connect(on_changing, dispatch_uid="test-changing")
     record_changed.connect(on_changed, dispatch_uid="test-changed")
+    records_changed.connect(on_batch, dispatch_uid="test-batch")
     yield seen
     record_changing.disconnect(dispatch_uid="test-changing")
     record_changed.disconnect(dispatch_uid="test-changed")
+    records_changed.disconnect(dispatch_uid="test-batch")
 
 
 def _writes(clinical):
@@ -152,3 +158,24 @@ def test_enrolling_announces_the_study_before_the_patient_exists(heard):
     patient = make_patient(clinical.study, clinical.site)
     assert heard["changing"] == [(Patient, None, clinical.study.pk)]
     assert heard["changed"][-1] == (Patient, patient.pk, patient.pk, clinical.study.pk)
+
+
+def test_a_batch_announces_its_visits_once_after_the_write(heard, time_machine):
+    time_machine.move_to(dt.datetime(2025, 7, 1, 12, tzinfo=dt.UTC))
+    clinical = make_clinical()
+    other = make_patient(clinical.study, clinical.site)
+    transplant_record(
+        patient=other,
+        lot=clinical.lot,
+        infused_at=local_datetime(DAY_ZERO, clinical.site),
+        weight_kg=Decimal("60"),
+        dose_cells_per_kg=1_000_000,
+    )
+    heard["changed"].clear()
+    visits = visits_record_batch(
+        site=clinical.site,
+        study_code=clinical.study.code,
+        entries=[(p.subject_code, "M3", VisitEntry(M3, {"CREAT": "70"})) for p in (clinical.patient, other)],
+    )
+    assert heard["batches"] == 1
+    assert heard["changed"] == [(Visit, v.pk, v.patient_id, clinical.study.pk) for v in visits]
