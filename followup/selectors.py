@@ -44,7 +44,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
     from django.db.models import Q
     from django.utils import timezone
 
-    from followup.constants import SignalStatus, VisitState
+    from followup.constants import SignalSeverity, SignalStatus, VisitState
     from followup.models import SafetySignal, Visit
     from followup.services import ae_report_clock
     from patients.constants import INACTIVE_STATUSES
@@ -80,9 +80,15 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
             if item["state"] in ("due", "overdue"):
                 reports.append({"ae": ae, **item, "days_late": -item["days_left"]})
     reports.sort(key=lambda r: r["due"])
-    signals = list(
-        SafetySignal.objects.for_user(user).filter(status=SignalStatus.OPEN).select_related("patient__site", "visit")
+    # Open findings, the most severe first; routine checks (the yearly malignancy question) are tasks.
+    open_findings = list(
+        SafetySignal.objects.for_user(user)
+        .filter(status=SignalStatus.OPEN)
+        .select_related("patient__site", "visit")
+        .order_by("-severity", "created_at", "pk")
     )
+    signals = [s for s in open_findings if s.severity != SignalSeverity.ROUTINE]
+    tasks = [s for s in open_findings if s.severity == SignalSeverity.ROUTINE]
     counts = Counter()
     for visit in rows:
         counts[(visit.patient.site.code, visit.state)] += 1
@@ -109,6 +115,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
         "upcoming": [v for v in rows if v.state == VisitState.SCHEDULED],
         "reports": reports,
         "signals": signals,
+        "tasks": tasks,
         "per_site": per_site,
         "horizon_days": horizon_days,
     }
