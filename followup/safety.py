@@ -25,7 +25,7 @@ from decimal import Decimal
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import DecimalField, F, Func, ValueRange, Window, WindowFrameExclusion
+from django.db.models import DecimalField, F, Func, Q, ValueRange, Window, WindowFrameExclusion
 from django.db.models.fields.json import KT
 from django.db.models.functions import LastValue
 from django.utils import timezone
@@ -49,7 +49,7 @@ WHITE_CELLS_BELOW = Decimal("3")
 IMPORT_REASON = "Found by the study's first safety run: the data predate the checks, so it was not announced."
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     patient_id: int
     visit_id: int | None
@@ -97,7 +97,7 @@ def creatinine_findings(visit_ids=None) -> list[Finding]:
             c.SignalSeverity.HIGH,
             study_id,
         )
-        for visit_id, patient_id, study_id, code, change in rows.iterator(chunk_size=2000)
+        for visit_id, patient_id, study_id, code, change in rows
     ]
 
 
@@ -116,37 +116,42 @@ def flare_findings(visit_ids=None) -> list[Finding]:
             c.SignalSeverity.SEVERE if flare == "severe" else c.SignalSeverity.MODERATE,
             study_id,
         )
-        for visit_id, patient_id, study_id, code, flare, sledai in rows.iterator(chunk_size=2000)
+        for visit_id, patient_id, study_id, code, flare, sledai in rows
     ]
 
 
-def _entered_results(code: str):
-    return Result.objects.filter(code=code, visit__outcome__in=c.ENTERED_OUTCOMES)
+CYTOPENIAS = {
+    "PLT": (PLATELETS_BELOW, c.SignalKind.THROMBOCYTOPENIA, "Platelets"),
+    "WBC": (WHITE_CELLS_BELOW, c.SignalKind.LEUKOPENIA, "White cells"),
+}
 
 
 def cytopenia_findings(visit_ids=None) -> list[Finding]:
-    """Platelets < 100 and white cells < 3 x 10^9/L at visits entered: one query each."""
+    """Platelets < 100 and white cells < 3 x 10^9/L at visits entered: one query for both."""
+    low = Q()
+    for code, (below, _, _) in CYTOPENIAS.items():
+        low |= Q(code=code, value__lt=below)
+    results = Result.objects.filter(low, visit__outcome__in=c.ENTERED_OUTCOMES).order_by()
+    rows = _scoped(results, visit_ids).values_list(*VISIT_COLUMNS, "code", "value", "comparator")
     findings = []
-    for code, below, kind, label in (
-        ("PLT", PLATELETS_BELOW, c.SignalKind.THROMBOCYTOPENIA, "Platelets"),
-        ("WBC", WHITE_CELLS_BELOW, c.SignalKind.LEUKOPENIA, "White cells"),
-    ):
-        rows = _scoped(_entered_results(code).filter(value__lt=below), visit_ids).values_list(
-            *VISIT_COLUMNS, "value", "comparator"
-        )
-        findings += [
+    for visit_id, patient_id, study_id, visit_code, code, value, comparator in rows:
+        _, kind, label = CYTOPENIAS[code]
+        findings.append(
             Finding(
                 patient_id,
                 visit_id,
                 kind,
                 f"{kind}:visit:{visit_id}",
-                f"{label} {censored_text(value, comparator)} x 10^9/L at {code}",
+                f"{label} {censored_text(value, comparator)} x 10^9/L at {visit_code}",
                 c.SignalSeverity.MODERATE,
                 study_id,
             )
-            for visit_id, patient_id, study_id, code, value, comparator in rows.iterator(chunk_size=2000)
-        ]
+        )
     return findings
+
+
+def _entered_results(code: str):
+    return Result.objects.filter(code=code, visit__outcome__in=c.ENTERED_OUTCOMES).order_by()
 
 
 def proteinuria_findings(visit_ids=None) -> list[Finding]:
@@ -220,7 +225,7 @@ def malignancy_findings(now: dt.datetime) -> list[Finding]:
     )
     zones: dict[str, zoneinfo.ZoneInfo] = {}
     findings = []
-    for patient_id, study_id, infused_at, zone_name in firsts.iterator(chunk_size=5000):
+    for patient_id, study_id, infused_at, zone_name in firsts:
         zone = zones.get(zone_name) or zones.setdefault(zone_name, zoneinfo.ZoneInfo(zone_name))
         years = _whole_years(infused_at.astimezone(zone).date(), now.astimezone(zone).date())
         if years >= 1:
