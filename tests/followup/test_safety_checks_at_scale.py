@@ -210,6 +210,20 @@ def test_a_run_while_another_holds_the_lock_skips_and_says_so(lock_held_elsewher
     assert Notification.objects.count() == 0
 
 
+def test_the_celery_task_skips_too_while_another_run_holds_the_lock(lock_held_elsewhere, caplog):
+    from notifications.tasks import run_safety_checks
+
+    _, second = every_kind_of_finding()
+    sweep()
+    record(second, "M6", PLT=20)
+
+    with caplog.at_level(logging.WARNING), clock(SETUP):
+        assert run_safety_checks() == 0
+
+    assert "run_safety_checks skipped: another run of the safety checks is in progress" in caplog.text
+    assert not SafetySignal.objects.filter(status=fc.SignalStatus.OPEN).exists()
+
+
 def test_the_lock_is_released_after_a_run():
     with safety.single_run() as held:
         assert held
@@ -356,3 +370,16 @@ def test_a_signal_raised_by_a_run_keeps_an_audit_history_row():
         fc.SignalSeverity.MODERATE,
     )
     assert notifications_send_due(now=SETUP).emails == 0  # nothing queued by a sweep alone
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_benchmarks_raw_sql_baseline_finds_as_many_findings_as_the_checks():
+    """Workload 7 compares the checks with raw SQL of the same rules; the two must find the same number."""
+    from bench.workloads import safety_sql
+
+    call_command("seed_synthetic", patients=80, seed=3, today=D(2026, 9, 1), quiet=True, stdout=StringIO())
+    every_kind_of_finding()
+    now = dt.datetime(2026, 9, 1, 12, tzinfo=dt.UTC)
+
+    assert safety_sql(now) == len(lab_findings() + malignancy_findings(now)) > 50
