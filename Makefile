@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 # The whole system on this machine: SQLite and Celery's filesystem broker under var/ unless
-# DATABASE_URL / REDIS_URL are set. Web on http://127.0.0.1:$(PORT)/, one worker with beat; Ctrl-C stops all.
+# DATABASE_URL / REDIS_URL are set. Web on http://127.0.0.1:$(PORT)/, one worker with beat (started again if it
+# exits, by config.respawn in Procfile.local); Ctrl-C stops all.
 # Today's reminders are queued, and sent (to var/mail/) once their site's sending hour has come, before the
 # worker starts; beat sweeps again every 15 minutes.
 run: venv

@@ -123,7 +123,7 @@ class Gunicorn:
                 raise SystemExit(f"gunicorn exited with {self.process.returncode}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/healthz")
+                conn.request("GET", "/livez")
                 if conn.getresponse().status == 200:
                     return self
             except OSError:

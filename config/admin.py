@@ -35,4 +35,27 @@ class RegistryAdminSite(admin.AdminSite):
         from followup.selectors import worklist
 
         extra = {"worklist": worklist(user=request.user)} if request.user.is_active else {}
+        if request.user.is_active:
+            extra["email_trouble"] = email_trouble_of(request)
         return super().index(request, {**extra, **(extra_context or {})})
+
+
+def email_trouble_of(request):
+    """Failed and long-retrying e-mail at the user's sites, read once per request (the home page's worklist
+    and the banner of every admin page share it)."""
+    from notifications.selectors import email_trouble
+
+    if not hasattr(request, "_email_trouble"):
+        request._email_trouble = email_trouble(user=request.user)
+    return request._email_trouble
+
+
+def email_alert(request) -> dict:
+    """Context processor: on admin pages, the banner's figures while any e-mail failed in the last day.
+
+    Read from the ledger, so the alert reaches the study's data managers and staff however e-mail fares."""
+    user = getattr(request, "user", None)
+    if not request.path.startswith("/admin/") or user is None or not (user.is_active and user.is_staff):
+        return {}
+    trouble = email_trouble_of(request)
+    return {"email_alert": trouble} if trouble.failed_last_day else {}

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -29,3 +29,20 @@ def _install_beat_schedule(sender, **kwargs):
     from config.schedule import BEAT_SCHEDULE
 
     sender.conf.beat_schedule = BEAT_SCHEDULE
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _json_logs(logger=None, **kwargs):
+    # Celery sets up the worker's and beat's own log handlers; with LOG_FORMAT=json they write JSON lines too.
+    from django.conf import settings
+
+    if logger is None or getattr(settings, "LOG_FORMAT", "text") != "json":
+        return
+    from config.logs import JsonFormatter
+
+    for handler in logger.handlers:
+        handler.setFormatter(JsonFormatter())
+
+
+from config import heartbeats  # noqa: E402,F401  (the signs of life of workers and beat: /healthz)

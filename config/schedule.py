@@ -4,11 +4,19 @@ Celery beat reads this mapping (see `config.celery`); exactly one beat process m
 from database state, so a missed run catches up and an extra run does nothing.
 """
 
+import datetime as dt
+
 from celery.schedules import crontab
+
+# How often the reminder sweep runs; `/healthz` calls beat stale after twice this.
+SWEEP_INTERVAL = dt.timedelta(minutes=15)
 
 BEAT_SCHEDULE: dict[str, dict] = {
     # Reminders and safety checks: decide what is due (ledger rows), then send what is due.
-    "sweep-reminders": {"task": "notifications.tasks.sweep_reminders", "schedule": crontab(minute="*/15")},
+    "sweep-reminders": {
+        "task": "notifications.tasks.sweep_reminders",
+        "schedule": crontab(minute=f"*/{SWEEP_INTERVAL.seconds // 60}"),
+    },
     "run-safety-checks": {"task": "notifications.tasks.run_safety_checks", "schedule": crontab(minute="7,37")},
     "send-notifications": {"task": "notifications.tasks.send_notifications", "schedule": crontab(minute="*/5")},
     # Exports whose task was lost (broker down when requested) or whose worker died are queued again.

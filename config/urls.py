@@ -1,16 +1,14 @@
 from django.contrib import admin
-from django.http import HttpResponse
 from django.urls import include, path
 
+from config.health import healthz, livez
 from config.language import set_language
-
-
-def healthz(request):
-    return HttpResponse("ok", content_type="text/plain")
-
+from config.metrics import metrics
 
 urlpatterns = [
-    path("healthz", healthz),
+    path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/", include("config.api")),
     path("i18n/setlang/", set_language, name="set_language"),

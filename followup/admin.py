@@ -30,7 +30,7 @@ from followup.constants import (
     VisitState,
 )
 from followup.history import visit_history
-from followup.models import AdverseEvent, ComputedOutcome, LotLookback, Result, SafetySignal, Visit
+from followup.models import AdverseEvent, ComputedOutcome, LotLookback, MedDRATerm, Result, SafetySignal, Visit
 from followup.selectors import lot_lookback
 from patients.admin import PatientAdmin
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
@@ -494,11 +494,30 @@ class AdverseEventAdmin(ScopedAdmin):
         "initial_report_due",
         "report_clock",
     ]
-    list_filter = ["category", "grade", "relatedness", "expected", "patient__site"]
-    search_fields = ["patient__subject_code", "term"]
+    list_filter = ["category", "grade", "relatedness", "expected", "patient__site", "meddra_soc"]
+    search_fields = ["patient__subject_code", "term", "meddra_llt", "meddra_pt"]
     list_select_related = ["patient__site"]
-    autocomplete_fields = ["patient"]
-    readonly_fields = ["pre_treatment", "initial_report_due", "complete_report_due", "report_clock"]
+    autocomplete_fields = ["patient", "meddra_term"]
+    readonly_fields = ["pre_treatment", "initial_report_due", "complete_report_due", "report_clock", "meddra_coding"]
+
+    @admin.display(description=_("MedDRA coding"))
+    def meddra_coding(self, obj):
+        if obj.pk is None or obj.meddra_llt_code is None:
+            return gettext("not coded")
+        return format_html(
+            "MedDRA {} &ndash; LLT {} {}; PT {} {}; HLT {} {}; HLGT {} {}; SOC {} {}",
+            obj.meddra_version,
+            obj.meddra_llt_code,
+            obj.meddra_llt,
+            obj.meddra_pt_code,
+            obj.meddra_pt,
+            obj.meddra_hlt_code,
+            obj.meddra_hlt,
+            obj.meddra_hlgt_code,
+            obj.meddra_hlgt,
+            obj.meddra_soc_code,
+            obj.meddra_soc,
+        )
 
     @admin.display(description="serious", boolean=True)
     def serious_flag(self, obj):
@@ -520,6 +539,25 @@ class AdverseEventAdmin(ScopedAdmin):
 
     def service_save(self, request, instance, cleaned_data, change):
         return services.ae_save(ae=instance, actor=request.user, reason=cleaned_data.get("reason", ""))
+
+
+@admin.register(MedDRATerm)
+class MedDRATermAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
+    """The lowest level terms of the current MedDRA release, searched by the coding field of an adverse event."""
+
+    list_display = ["llt_name", "llt_code", "pt_name", "soc_name"]
+    search_fields = ["llt_name", "=llt_code", "pt_name"]
+    superuser_writes_only = True
+
+    def get_queryset(self, request):
+        release = services.meddra_current_release()
+        return super().get_queryset(request).filter(release=release, current=True)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(LotLookback)

@@ -192,6 +192,48 @@ class ComputedOutcome(models.Model):
         return f"Outcomes at {self.visit}"
 
 
+class MedDRARelease(models.Model):
+    """A centre's own MedDRA release, loaded from its ASCII distribution by `load_meddra` (the registry ships
+    none: MedDRA is licensed). The release loaded last is the one new codings use."""
+
+    version = models.CharField(max_length=10, unique=True, help_text="MedDRA version, e.g. 27.1.")
+    language = models.CharField(max_length=20, default="English")
+    loaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-loaded_at", "-pk"]
+        verbose_name = "MedDRA release"
+
+    def __str__(self) -> str:
+        return f"MedDRA {self.version} ({self.language})"
+
+
+class MedDRATerm(models.Model):
+    """A lowest level term (LLT) of a release with its preferred term and the PT's primary path (HLT, HLGT,
+    primary SOC), as `mdhier.asc` gives it."""
+
+    release = models.ForeignKey(MedDRARelease, on_delete=models.CASCADE, related_name="terms")
+    llt_code = models.PositiveIntegerField("LLT code")
+    llt_name = models.CharField("lowest level term", max_length=100)
+    current = models.BooleanField(default=True, help_text="A non-current LLT is kept for history, not for coding.")
+    pt_code = models.PositiveIntegerField("PT code")
+    pt_name = models.CharField("preferred term", max_length=100)
+    hlt_code = models.PositiveIntegerField("HLT code")
+    hlt_name = models.CharField("high level term", max_length=100)
+    hlgt_code = models.PositiveIntegerField("HLGT code")
+    hlgt_name = models.CharField("high level group term", max_length=100)
+    soc_code = models.PositiveIntegerField("SOC code")
+    soc_name = models.CharField("primary system organ class", max_length=100)
+
+    class Meta:
+        ordering = ["llt_name"]
+        verbose_name = "MedDRA term"
+        constraints = [models.UniqueConstraint(fields=["release", "llt_code"], name="meddra_llt_once_per_release")]
+
+    def __str__(self) -> str:
+        return f"{self.llt_name} ({self.llt_code}) - PT {self.pt_name} - SOC {self.soc_name}"
+
+
 class AdverseEvent(TimeStampedModel):
     """An adverse event with CTCAE grade, ICH E2A seriousness, relatedness and the expedited-report clock.
 
@@ -234,6 +276,28 @@ class AdverseEvent(TimeStampedModel):
     initial_report_submitted_on = models.DateField(null=True, blank=True)
     complete_report_submitted_on = models.DateField(null=True, blank=True)
     description = models.TextField(blank=True)
+    # MedDRA coding by a data manager (followup/services/coding.py): the chosen LLT, and its hierarchy copied
+    # from the release so the export does not depend on the dictionary staying loaded. The term stays as entered.
+    meddra_term = models.ForeignKey(
+        MedDRATerm,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="MedDRA lowest level term",
+        help_text="Code the event term: search the lowest level terms of the loaded MedDRA release.",
+    )
+    meddra_version = models.CharField("MedDRA version", max_length=10, blank=True, editable=False)
+    meddra_llt_code = models.PositiveIntegerField("LLT code", null=True, blank=True, editable=False)
+    meddra_llt = models.CharField("lowest level term", max_length=100, blank=True, editable=False)
+    meddra_pt_code = models.PositiveIntegerField("PT code", null=True, blank=True, editable=False)
+    meddra_pt = models.CharField("preferred term", max_length=100, blank=True, editable=False)
+    meddra_hlt_code = models.PositiveIntegerField("HLT code", null=True, blank=True, editable=False)
+    meddra_hlt = models.CharField("high level term", max_length=100, blank=True, editable=False)
+    meddra_hlgt_code = models.PositiveIntegerField("HLGT code", null=True, blank=True, editable=False)
+    meddra_hlgt = models.CharField("high level group term", max_length=100, blank=True, editable=False)
+    meddra_soc_code = models.PositiveIntegerField("SOC code", null=True, blank=True, editable=False)
+    meddra_soc = models.CharField("primary system organ class", max_length=100, blank=True, editable=False)
 
     objects = SiteScopedQuerySet.as_manager()
     SITE_LOOKUP = "patient__site"

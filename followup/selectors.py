@@ -34,10 +34,28 @@ def lot_lookback(*, lot: CellProduct, user=None, site_ids=None) -> QuerySet[Pati
     )
 
 
+UNCODED_SHOWN = 50  # the oldest uncoded adverse events the worklist lists
+
+
+def uncoded_adverse_events(*, user) -> list[AdverseEvent]:
+    """The oldest adverse events of the user's sites not yet coded to MedDRA, once the centre has loaded a
+    release (none before: nothing could be coded). One query either way."""
+    from django.db.models import Exists
+
+    from followup.models import MedDRARelease
+
+    return list(
+        AdverseEvent.objects.for_user(user)
+        .filter(Exists(MedDRARelease.objects.all()), meddra_term__isnull=True)
+        .select_related("patient__site")
+        .order_by("onset_date", "pk")[:UNCODED_SHOWN]
+    )
+
+
 def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
     """A coordinator's day: their sites' visits in progress (entered, not complete), due, overdue or coming
-    within `horizon_days`, expedited reports due or late, and safety signals to review, with counts per
-    site. A fixed number of queries."""
+    within `horizon_days`, expedited reports due or late, safety signals to review and adverse events not
+    yet coded to MedDRA, with counts per site. A fixed number of queries."""
     import datetime as dt
     from collections import Counter
 
@@ -81,6 +99,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
                 reports.append({"ae": ae, **item, "days_late": -item["days_left"]})
     reports.sort(key=lambda r: r["due"])
     signals, tasks = open_safety_findings(user)
+    uncoded = uncoded_adverse_events(user=user)
     counts = Counter()
     for visit in rows:
         counts[(visit.patient.site.code, visit.state)] += 1
@@ -108,6 +127,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
         "reports": reports,
         "signals": signals,
         "tasks": tasks,
+        "uncoded": uncoded,
         "per_site": per_site,
         "horizon_days": horizon_days,
     }

@@ -2,10 +2,29 @@
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
-from notifications import ledger
+from notifications import ledger, selectors
 from notifications.models import Notification, NotificationPreference
 from registry.admin_tools import SiteScopedAdminMixin
+
+
+class TroubleFilter(admin.SimpleListFilter):
+    """Failed items, and items still retrying more than an hour after their first attempt."""
+
+    title = _("e-mail trouble")
+    parameter_name = "trouble"
+
+    def lookups(self, request, model_admin):
+        return [
+            (selectors.FAILED, _("Failed")),
+            (selectors.RETRYING, _("Retrying for more than an hour")),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() in (selectors.FAILED, selectors.RETRYING):
+            return queryset.filter(selectors.trouble_filter(self.value()))
+        return queryset
 
 
 @admin.register(Notification)
@@ -24,8 +43,9 @@ class NotificationAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         "send_after",
         "sent_at",
         "last_error",
+        "message_id",
     ]
-    list_filter = ["state", "kind", "site"]
+    list_filter = [TroubleFilter, "state", "kind", "site"]
     search_fields = ["recipient_email", "stage"]
     list_select_related = ["site"]
     actions = ["resend"]
@@ -36,7 +56,7 @@ class NotificationAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Resend the selected failed or cancelled items (if they still apply)")
+    @admin.action(description=_("Resend the selected failed, cancelled or retrying items (if they still apply)"))
     def resend(self, request, queryset):
         done, refused = 0, []
         for row in queryset:
@@ -45,7 +65,7 @@ class NotificationAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 done += 1
             except ValidationError as exc:
                 refused.append(f"{row.key}: {'; '.join(exc.messages)}")
-        self.message_user(request, f"{done} item(s) queued again.")
+        self.message_user(request, _("%(count)d item(s) queued again.") % {"count": done})
         for line in refused:
             self.message_user(request, line, level=messages.WARNING)
 

@@ -5,8 +5,13 @@ it computes the stage that applies *today* (in the site's time zone) and inserts
 recipient, ignoring rows that already exist. A missed sweep therefore catches up with one row per item,
 and an extra sweep inserts nothing. The sender claims due rows with a conditional UPDATE (stamping a claim
 token), re-checks each against the current data, sends one digest per recipient (or one e-mail per item),
-and marks the rows sent. Failures retry with backoff and end as failed with the error kept; a claim older
-than the claim timeout (a worker that died) is taken again.
+and marks the rows sent. Before each message its items are re-checked and proven, with one conditional
+UPDATE, to be still this sender's (the claim of the whole batch is renewed and the message's Message-ID,
+derived from the keys, is stamped); right after the server's 250 they are marked sent. A permanent SMTP
+error (5xx) fails the items at once; a temporary one (4xx, no connection, a timeout) retries them with
+backoff for a day. A claim older than the claim timeout (a worker that died) is taken again; if the dead
+worker's message was already out, the copy carries the same Message-ID and is logged as a possible
+duplicate.
 """
 
 from __future__ import annotations
@@ -20,25 +25,26 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.core.mail.message import make_msgid
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from followup import constants as c
 from followup.models import AdverseEvent, SafetySignal, Visit
+from notifications import delivery
 from notifications.constants import NotificationKind, NotificationState, ReminderStage
 from notifications.models import Notification, NotificationPreference
 from patients.constants import INACTIVE_STATUSES
 from patients.models import Patient
 from registry.constants import Role
-from registry.models import Membership, ReminderPolicy, Site, Study
+from registry.models import Membership, ReminderPolicy, Site, Study, StudySite
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5
 BATCH = 500
 
 
@@ -46,9 +52,7 @@ def claim_timeout() -> dt.timedelta:
     return dt.timedelta(seconds=getattr(settings, "NOTIFICATION_CLAIM_TIMEOUT", 600))
 
 
-def backoff(attempts: int) -> dt.timedelta:
-    """1, 4, 16, 64 minutes... between attempts."""
-    return dt.timedelta(minutes=4 ** max(attempts - 1, 0))
+backoff = delivery.backoff
 
 
 # Stages ------------------------------------------------------------------------------------------------
@@ -195,6 +199,11 @@ def _insert_new(rows: list[Notification]) -> int:
     return inserted
 
 
+def _removed_pairs() -> set[tuple[int, int]]:
+    """(site, study) of every site removed from a study (`StudySite.removed_on`)."""
+    return set(StudySite.objects.filter(removed_on__isnull=False).values_list("site_id", "study_id"))
+
+
 def _policies() -> dict[int, ReminderPolicy]:
     return {p.study_id: p for p in ReminderPolicy.objects.all()}
 
@@ -232,9 +241,12 @@ def _reminders_sweep_set_based(now: dt.datetime, report: SweepReport) -> None:
     ):
         for site_id, people in members_of_sites(today_by_site, role).items():
             recipients.extend((site_id, str(kind), r.email, r.user_id, r.language, r.digest) for r in people)
+    removed = _removed_pairs()
     for site in sites:
         today = today_by_site[site.pk]
         for study_id in study_ids:
+            if (site.pk, study_id) in removed:  # the site records nothing more for the study: no reminder
+                continue
             policy = policies.get(study_id, default_policy)
             context.append(
                 (
@@ -331,6 +343,7 @@ def reminders_sweep(*, now: dt.datetime | None = None, dry_run: bool = False) ->
     policies = _policies()
     default_policy = ReminderPolicy()
     report = SweepReport()
+    removed = _removed_pairs()
     for site in Site.objects.all():
         today = _site_today(site, now)
         max_upcoming = max([p.upcoming_days for p in policies.values()] + [default_policy.upcoming_days])
@@ -341,6 +354,7 @@ def reminders_sweep(*, now: dt.datetime | None = None, dry_run: bool = False) ->
                 window_start__lte=today + dt.timedelta(days=max_upcoming),
             )
             .exclude(patient__status__in=INACTIVE_STATUSES)
+            .exclude(patient__study_id__in=[study for site_id, study in removed if site_id == site.pk])
             .values_list("pk", "window_start", "window_end", "patient__study_id")
         )
         coordinators = members(site.pk, Role.COORDINATOR, today)
@@ -476,6 +490,10 @@ def still_applies(row: Notification, now: dt.datetime) -> str:
             return "the visit is no longer open"
         if visit.patient.status in INACTIVE_STATUSES:
             return f"the patient is {visit.patient.get_status_display().lower()}"
+        if StudySite.objects.filter(
+            site_id=visit.patient.site_id, study_id=visit.patient.study_id, removed_on__isnull=False
+        ).exists():
+            return "the site was removed from the study"
         policy = ReminderPolicy.objects.filter(study_id=visit.patient.study_id).first() or ReminderPolicy()
         current = visit_stage(window_start=visit.window_start, window_end=visit.window_end, today=today, policy=policy)
         if current != row.stage:
@@ -572,8 +590,11 @@ def compose(rows: list[Notification]) -> EmailMultiAlternatives:
         subject=subject,
         body=text,
         to=[rows[0].recipient_email],
-        # Our own Message-ID, so that the ledger can keep it.
-        headers={"X-Registry-Keys": ", ".join(r.key for r in rows), "Message-ID": make_msgid(domain="msct-registry")},
+        # A Message-ID derived from the keys: a copy sent again after a crash carries the same one.
+        headers={
+            "X-Registry-Keys": ", ".join(r.key for r in rows),
+            "Message-ID": delivery.message_id(r.key for r in rows),
+        },
     )
     message.attach_alternative(html, "text/html")
     return message
@@ -589,6 +610,9 @@ class SendReport:
     cancelled: int = 0
     retried: int = 0
     failed: int = 0
+    skipped: int = 0  # rows another worker took over (their claim had expired)
+    possible_duplicates: int = 0  # rows sent again after a worker stopped between a 250 and its commit
+    unreachable: bool = False  # the mail server could not be reached: the run stopped early
     planned: list[str] = field(default_factory=list)
 
 
@@ -608,75 +632,167 @@ def due_recipients(now: dt.datetime) -> list[str]:
 
 
 def claim(recipient_email: str, now: dt.datetime) -> tuple[uuid.UUID, list[Notification]]:
-    """Atomically take the recipient's due rows; a row another sender holds is not taken."""
+    """Atomically take the recipient's due rows; a row another sender holds is not taken.
+
+    A row taken from a worker that stopped while its message was out (state `sending` with a Message-ID
+    stamped) may have reached the server already: it comes back with `in_flight_before` set.
+    """
     token = uuid.uuid4()
-    ids = list(
-        Notification.objects.filter(_claimable(now), recipient_email=recipient_email).values_list("pk", flat=True)[
-            :BATCH
-        ]
+    found = list(
+        Notification.objects.filter(_claimable(now), recipient_email=recipient_email)
+        .order_by("pk")
+        .values_list("pk", "state", "message_id")[:BATCH]
     )
-    Notification.objects.filter(pk__in=ids).filter(_claimable(now)).update(
-        state=NotificationState.SENDING, claim_token=token, claimed_at=timezone.now(), attempts=F("attempts") + 1
+    in_flight = {pk for pk, state, mid in found if state == NotificationState.SENDING and mid}
+    stamp = timezone.now()
+    Notification.objects.filter(pk__in=[pk for pk, _, _ in found]).filter(_claimable(now)).update(
+        state=NotificationState.SENDING,
+        claim_token=token,
+        claimed_at=stamp,
+        attempts=F("attempts") + 1,
+        first_attempt_at=Coalesce("first_attempt_at", Value(stamp)),
     )
     rows = list(
         Notification.objects.filter(claim_token=token, state=NotificationState.SENDING)
         .select_related("site")
         .order_by("kind", "created_at")
     )
+    for row in rows:
+        row.in_flight_before = row.pk in in_flight
     return token, rows
+
+
+_TOKEN = Notification._meta.get_field("claim_token")
 
 
 def _mark(rows: list[Notification], token: uuid.UUID, **fields) -> int:
     return Notification.objects.filter(pk__in=[r.pk for r in rows], claim_token=token).update(**fields)
 
 
-def notifications_send_to(recipient_email: str, *, now: dt.datetime | None = None, connection=None) -> SendReport:
-    """Claim, re-check, send and mark one recipient's due items."""
-    now = now or timezone.now()
-    report = SendReport()
-    token, rows = claim(recipient_email, now)
+def _prove(rows: list[Notification], token: uuid.UUID, message_id: str) -> set[int]:
+    """One conditional UPDATE right before a message goes out: renews the claim of every row this worker
+    still holds (a long batch keeps its claim), stamps the message's Message-ID on the rows it says, and
+    returns the ids of those rows that are still this worker's. A row whose claim expired and was taken by
+    another worker is not among them."""
+    table = connection.ops.quote_name(Notification._meta.db_table)
+    ids = [r.pk for r in rows]
+    marks = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET claimed_at = %s, "
+            f"message_id = CASE WHEN id IN ({marks}) THEN %s ELSE message_id END "
+            "WHERE claim_token = %s AND state = %s RETURNING id",
+            [timezone.now(), *ids, message_id, _TOKEN.get_db_prep_value(token, connection), NotificationState.SENDING],
+        )
+        held = {row[0] for row in cursor.fetchall()}
+    return held & set(ids)
+
+
+def _mark_sent(rows: list[Notification], message_id: str) -> int:
+    """The server answered 250: the rows are sent, whoever holds their claim now (so that a worker that
+    took them over sees them gone instead of sending them again)."""
+    return Notification.objects.filter(
+        pk__in=[r.pk for r in rows], state=NotificationState.SENDING, message_id=message_id
+    ).update(state=NotificationState.SENT, sent_at=timezone.now(), claim_token=None, last_error="")
+
+
+def _mark_failed(rows: list[Notification], token: uuid.UUID, exc: BaseException, report: SendReport) -> None:
+    """A permanent error fails the rows at once; a temporary one retries them with backoff until a day
+    after their first attempt, then fails them."""
+    now = timezone.now()
+    error = delivery.describe_error(exc)
+    for row in rows:
+        first = row.first_attempt_at or now
+        deadline = first + delivery.RETRY_FOR
+        if delivery.is_permanent(exc) or now >= deadline:
+            _mark([row], token, state=NotificationState.FAILED, failed_at=now, last_error=error, claim_token=None)
+            report.failed += 1
+        else:
+            retry_at = min(now + delivery.backoff(row.attempts), deadline)
+            fields = {"state": NotificationState.PENDING, "send_after": retry_at, "claim_token": None}
+            _mark([row], token, last_error=error, message_id="", **fields)
+            report.retried += 1
+
+
+def _check(rows: list[Notification], token: uuid.UUID, report: SendReport) -> list[Notification]:
+    """Re-check each item right before its message; cancel (with the reason) those that no longer apply."""
     live = []
+    now = timezone.now()
     for row in rows:
         reason = still_applies(row, now)
         if reason:
-            _mark([row], token, state=NotificationState.CANCELLED, last_error=reason, claim_token=None)
-            report.cancelled += 1
+            fields = {"state": NotificationState.CANCELLED, "claim_token": None, "message_id": ""}
+            report.cancelled += _mark([row], token, last_error=reason, **fields)
         else:
             live.append(row)
-    digest_rows = [r for r in live if r.digest]
-    groups = ([digest_rows] if digest_rows else []) + [[r] for r in live if not r.digest]
-    connection = connection or get_connection()
-    for group in groups:
-        try:
-            message = compose(group)
-            message.connection = connection
-            message.send()
-        except Exception as exc:  # an SMTP or template failure: keep the error, retry later
-            logger.warning("sending to %s failed: %s", recipient_email, exc)
-            for row in group:
-                if row.attempts >= MAX_ATTEMPTS:
-                    _mark([row], token, state=NotificationState.FAILED, last_error=repr(exc), claim_token=None)
-                    report.failed += 1
-                else:
-                    _mark(
-                        [row],
-                        token,
-                        state=NotificationState.PENDING,
-                        last_error=repr(exc),
-                        claim_token=None,
-                        send_after=timezone.now() + backoff(row.attempts),
-                    )
-                    report.retried += 1
-            continue
-        report.emails += 1
-        report.sent += _mark(
-            group,
-            token,
-            state=NotificationState.SENT,
-            sent_at=timezone.now(),
-            message_id=message.extra_headers.get("Message-ID", ""),
-            last_error="",
+    return live
+
+
+def _send_group(group: list[Notification], token: uuid.UUID, backend, report: SendReport) -> BaseException | None:
+    """Send one message; return the error when the mail server could not be reached at all."""
+    live = delivery.db_step(_check, group, token, report)
+    while live:  # until every row the message says is proven to be this worker's
+        message = delivery.db_step(compose, live)
+        mid = message.extra_headers["Message-ID"]
+        held = delivery.db_step(_prove, live, token, mid)
+        if len(held) == len(live):
+            break
+        report.skipped += len(live) - len(held)
+        live = [row for row in live if row.pk in held]
+    if not live:
+        return None
+    again = [row.key for row in live if getattr(row, "in_flight_before", False)]
+    if again:
+        report.possible_duplicates += len(again)
+        logger.warning(
+            "possible duplicate: sending again %s, whose worker stopped after the message went out and before "
+            "it was marked sent (same Message-ID %s)",
+            ", ".join(again),
+            mid,
         )
+    try:
+        backend.open()
+        if backend.send_messages([message]) != 1:
+            raise RuntimeError("the e-mail backend did not send the message")
+    except Exception as exc:  # an SMTP, connection or template failure: keep the error, retry or fail
+        logger.warning("sending to %s failed: %s", live[0].recipient_email, delivery.describe_error(exc))
+        delivery.close_quietly(backend)
+        delivery.db_step(_mark_failed, live, token, exc, report)
+        return exc if delivery.server_unavailable(exc) else None
+    report.emails += 1
+    marked = delivery.db_step(_mark_sent, live, mid)
+    report.sent += marked
+    if marked != len(live):
+        logger.warning("%d of %d row(s) of %s were marked sent by another worker", len(live) - marked, len(live), mid)
+    return None
+
+
+def notifications_send_to(recipient_email: str, *, now: dt.datetime | None = None, connection=None) -> SendReport:
+    """Claim one recipient's due items and send them, message by message.
+
+    Before each message its items are re-checked and proven to be still this worker's (renewing the claim
+    of the whole batch); right after the server's 250 they are marked sent in their own short transaction.
+    """
+    now = now or timezone.now()
+    report = SendReport()
+    token, rows = delivery.db_step(claim, recipient_email, now)
+    digest_rows = [r for r in rows if r.digest]
+    groups = ([digest_rows] if digest_rows else []) + [[r] for r in rows if not r.digest]
+    backend = connection or get_connection()
+    try:
+        for number, group in enumerate(groups):
+            unreachable = _send_group(group, token, backend, report)
+            if unreachable is not None:
+                # No server to talk to (refused, reset, silent until EMAIL_TIMEOUT): the rest of the batch is
+                # retried later with the same error instead of waiting for the same timeout message by message.
+                rest = [row for later in groups[number + 1 :] for row in later]
+                if rest:
+                    delivery.db_step(_mark_failed, rest, token, unreachable, report)
+                report.unreachable = True
+                break
+    finally:
+        if connection is None:
+            delivery.close_quietly(backend)
     return report
 
 
@@ -689,25 +805,42 @@ def notifications_send_due(*, now: dt.datetime | None = None, dry_run: bool = Fa
             reason = still_applies(row, now)
             total.planned.append(f"{row.key}: {'send' if not reason else 'cancel (' + reason + ')'}")
         return total
-    connection = get_connection()
-    for email in due_recipients(now):
-        part = notifications_send_to(email, now=now, connection=connection)
-        for name in ("emails", "sent", "cancelled", "retried", "failed"):
-            setattr(total, name, getattr(total, name) + getattr(part, name))
+    backend = get_connection()
+    try:
+        for email in delivery.db_step(due_recipients, now):
+            part = notifications_send_to(email, now=now, connection=backend)
+            for name in ("emails", "sent", "cancelled", "retried", "failed", "skipped", "possible_duplicates"):
+                setattr(total, name, getattr(total, name) + getattr(part, name))
+            if part.unreachable:  # the other recipients' items wait for the next run
+                total.unreachable = True
+                break
+    finally:
+        delivery.close_quietly(backend)
     return total
+
+
+RESENDABLE = (NotificationState.FAILED, NotificationState.CANCELLED)
 
 
 @transaction.atomic
 def notification_resend(*, notification: Notification, actor=None) -> Notification:
-    """Put a failed or cancelled item back in the queue, if it still applies (a sent one is never re-sent)."""
+    """Put a failed or cancelled item back in the queue (or a retrying one at the head of it), if it still
+    applies; a sent one is never re-sent. It gets a fresh day of retries."""
     from django.core.exceptions import ValidationError
 
     row = Notification.objects.select_for_update().select_related("site").get(pk=notification.pk)
-    if row.state not in (NotificationState.FAILED, NotificationState.CANCELLED):
-        raise ValidationError({"state": f"Only failed or cancelled items can be resent; this one is {row.state}."})
+    retrying = row.state == NotificationState.PENDING and bool(row.last_error)
+    if row.state not in RESENDABLE and not retrying:
+        raise ValidationError(
+            {
+                "state": gettext("Only failed, cancelled or retrying items can be resent; this one is %(state)s.")
+                % {"state": row.get_state_display()}
+            }
+        )
     reason = still_applies(row, timezone.now())
     if reason:
-        raise ValidationError({"state": f"Not resent: {reason}."})
+        raise ValidationError({"state": gettext("Not resent: %(reason)s.") % {"reason": reason}})
     row.state, row.send_after, row.attempts, row.last_error = NotificationState.PENDING, timezone.now(), 0, ""
-    row.save(update_fields=["state", "send_after", "attempts", "last_error"])
+    row.first_attempt_at = row.failed_at = None
+    row.save(update_fields=["state", "send_after", "attempts", "last_error", "first_attempt_at", "failed_at"])
     return row

@@ -34,8 +34,10 @@ class Notification(models.Model):
 
     Sweeps insert rows set-wise and ignore rows that exist, so a second sweep, a retried task or a day
     without any sweep never makes a second row. A sender claims due rows with a conditional UPDATE that
-    stamps its claim token, re-checks that each still applies, sends, and marks them sent; a claim left by
-    a worker that died is taken again once `claimed_at` is older than the claim timeout.
+    stamps its claim token; before each message it re-checks that the item still applies and proves, with one
+    conditional UPDATE, that the row is still its own (renewing the claim and stamping the Message-ID), and it
+    marks the row sent right after the server's 250. A claim left by a worker that died is taken again once
+    `claimed_at` is older than the claim timeout.
     """
 
     kind = models.CharField(max_length=20, choices=NotificationKind.choices)
@@ -51,10 +53,16 @@ class Notification(models.Model):
     state = models.CharField(max_length=10, choices=NotificationState.choices, default=NotificationState.PENDING)
     send_after = models.DateTimeField(help_text="Not before the site's local sending hour.")
     attempts = models.PositiveSmallIntegerField(default=0)
+    first_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the first attempt began: temporary errors are retried for a day."
+    )
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
-    message_id = models.CharField(max_length=200, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(
+        max_length=200, blank=True, help_text="Derived from the keys: a re-sent copy carries the same Message-ID."
+    )
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -75,6 +83,8 @@ class Notification(models.Model):
             models.Index(
                 fields=["send_after"], condition=Q(state__in=["pending", "sending"]), name="notification_open"
             ),
+            # The admin's count of failed e-mail, on every page: the failed rows only, not the whole ledger.
+            models.Index(fields=["failed_at"], condition=Q(state="failed"), name="notification_failed"),
         ]
 
     def __str__(self) -> str:

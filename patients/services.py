@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from core.signals import changed, changing
 from patients import constants as c
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.signals import day_zero_moved, first_infusion_recorded, patient_left_follow_up
@@ -103,6 +104,7 @@ def patient_enroll(
     """Register a patient: enrolled when consent is given, in screening otherwise."""
     ensure_can_write(actor, site)
     study_check_enrolment(study)
+    changing(Patient(study=study, site=site, subject_code=subject_code), patient_id=None, study_id=study.pk)
     patient = Patient(
         study=study,
         site=site,
@@ -118,7 +120,9 @@ def patient_enroll(
         status_date=consent_date,
     )
     _check_patient(patient)
-    return save_validated(patient)
+    save_validated(patient)
+    changed(patient, patient_id=patient.pk, study_id=patient.study_id)
+    return patient
 
 
 @transaction.atomic
@@ -130,6 +134,7 @@ def patient_update(*, patient: Patient, actor=None, reason: str = "", **changes)
         raise ValidationError({"reason": "Give a reason for changing clinical data."})
     original_site = Patient.objects.filter(pk=patient.pk).values_list("site_id", flat=True).first()
     ensure_can_write(actor, original_site or patient.site_id)
+    changing(patient, patient_id=patient.pk, study_id=patient.study_id)
     for name, value in changes.items():
         setattr(patient, name, value)
     ensure_can_write(actor, patient.site_id)
@@ -137,7 +142,9 @@ def patient_update(*, patient: Patient, actor=None, reason: str = "", **changes)
         study_check_enrolment(patient.study)
         patient.status, patient.status_date = c.PatientStatus.ENROLLED, patient.consent_date
     _check_patient(patient)
-    return save_validated(patient, reason=reason)
+    save_validated(patient, reason=reason)
+    changed(patient, patient_id=patient.pk, study_id=patient.study_id)
+    return patient
 
 
 @transaction.atomic
@@ -146,6 +153,7 @@ def patient_change_status(*, patient: Patient, status: str, on_date: dt.date, re
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
     ensure_can_write(actor, patient.site_id)
     participation_check(site_id=patient.site_id, study_id=patient.study_id, field="patient")
+    changing(patient, patient_id=patient.pk, study_id=patient.study_id)
     if status not in c.PatientStatus.values:
         raise ValidationError({"status": f"Unknown status '{status}'; use one of {', '.join(c.PatientStatus.values)}."})
     if patient.status == c.PatientStatus.DECEASED:
@@ -173,6 +181,7 @@ def patient_change_status(*, patient: Patient, status: str, on_date: dt.date, re
         )
     patient.status, patient.status_date, patient.status_reason = status, on_date, reason
     save_validated(patient, reason=reason or f"status {status}")
+    changed(patient, patient_id=patient.pk, study_id=patient.study_id)
     if status in c.INACTIVE_STATUSES:
         patient_left_follow_up.send(sender=Patient, patient=patient, status=status, on_date=on_date, reason=reason)
     return patient
@@ -300,6 +309,7 @@ def transplant_record(
     lot = CellProduct.objects.select_for_update().get(pk=lot.pk)
     ensure_can_write(actor, patient.site_id, field="patient")
     study_check_infusions(patient.study)
+    changing(patient, patient_id=patient.pk, study_id=patient.study_id)
     if infusion_number is None:
         infusion_number = patient.transplants.count() + 1
     event = TransplantEvent(
@@ -316,6 +326,7 @@ def transplant_record(
     )
     _check_transplant(event)
     save_validated(event)
+    changed(event, patient_id=patient.pk, study_id=patient.study_id)
     if event.infusion_number == 1:
         first_infusion_recorded.send(
             sender=TransplantEvent, patient=patient, transplant=event, day_zero=local_date(infused_at, patient.site)
@@ -330,6 +341,7 @@ def transplant_correct(*, transplant: TransplantEvent, reason: str, actor=None, 
         raise ValidationError({"reason": "Give a reason for correcting an infusion."})
     event = TransplantEvent.objects.select_for_update().select_related("patient__site", "lot").get(pk=transplant.pk)
     ensure_can_write(actor, event.patient.site_id, field="patient")
+    changing(event, patient_id=event.patient_id, study_id=event.patient.study_id)
     if "patient" in changes or "infusion_number" in changes:
         raise ValidationError({"infusion_number": "The patient and the infusion number of an infusion cannot change."})
     old_day = local_date(event.infused_at, event.patient.site)
@@ -339,6 +351,7 @@ def transplant_correct(*, transplant: TransplantEvent, reason: str, actor=None, 
         event.lot = CellProduct.objects.select_for_update().get(pk=event.lot.pk)
     _check_transplant(event)
     save_validated(event, reason=reason)
+    changed(event, patient_id=event.patient_id, study_id=event.patient.study_id)
     new_day = local_date(event.infused_at, event.patient.site)
     if event.infusion_number == 1 and new_day != old_day:
         day_zero_moved.send(sender=TransplantEvent, patient=event.patient, transplant=event, day_zero=new_day)
@@ -353,6 +366,7 @@ def medication_save(*, medication: ConcomitantMedication, actor=None, reason: st
     """Add or change a concomitant medication (a change needs a reason)."""
     ensure_can_write(actor, medication.patient.site_id, field="patient")
     participation_check(site_id=medication.patient.site_id, study_id=medication.patient.study_id, field="patient")
+    changing(medication, patient_id=medication.patient_id, study_id=medication.patient.study_id)
     if medication.pk and not reason.strip():
         raise ValidationError({"reason": "Give a reason for changing clinical data."})
     patient = Patient.objects.select_related("site").get(pk=medication.patient_id)  # as stored: its status now
@@ -372,7 +386,9 @@ def medication_save(*, medication: ConcomitantMedication, actor=None, reason: st
                 "a medication cannot start after that."
             }
         )
-    return save_validated(medication, reason=reason)
+    save_validated(medication, reason=reason)
+    changed(medication, patient_id=medication.patient_id, study_id=medication.patient.study_id)
+    return medication
 
 
 def medication_record(

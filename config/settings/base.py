@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.logs.RequestContextMiddleware",
+    "config.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -83,6 +85,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.admin.email_alert",
             ],
         },
     },
@@ -145,6 +148,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
+# A worker that loses Redis keeps trying to reconnect, however long Redis is away (the default gives up after
+# 100 tries, about 50 minutes, and the worker exits). A task running when the connection drops finishes; it is
+# not cancelled (Celery 6 will cancel it by default), so its work is done once.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # E-mail: files under var/mail by default; EMAIL_URL (smtp://user:pass@host:port) for SMTP.
@@ -154,6 +163,9 @@ else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = str(VAR_DIR / "mail")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="registry@localhost")
+# Seconds any one SMTP operation (connect, a command, a reply) may take: a stalled mail server holds a worker
+# this long at most, and the item is retried later. Keep it well under NOTIFICATION_CLAIM_TIMEOUT.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["registry.api.auth.ApiKeyAuthentication"],
@@ -210,7 +222,12 @@ SPECTACULAR_SETTINGS = {
 CACHE_TABLE = "core_cache"
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Bounded: a Redis that stops answering fails a request or a heartbeat in seconds, never holds it.
+            "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
+        }
         if REDIS_URL
         else {"BACKEND": "core.cache.DatabaseCache", "LOCATION": CACHE_TABLE}
     )
@@ -221,10 +238,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=2_621_440)
 # A CSRF failure under /api/ is a problem like every other API error (elsewhere Django's page).
 CSRF_FAILURE_VIEW = "core.api.problems.csrf_failure"
 
+# LOG_FORMAT=json: one JSON object per line, with the request id, site, API key prefix and task id (config/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "config.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", **({"formatter": "json"} if LOG_FORMAT == "json" else {})}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
@@ -235,6 +257,10 @@ SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True  # reasons for change
 # Notifications: links in e-mails point here; a claim older than this (a worker that died) is taken again.
 REGISTRY_BASE_URL = env.str("REGISTRY_BASE_URL", default="http://127.0.0.1:8000")
 NOTIFICATION_CLAIM_TIMEOUT = env.int("NOTIFICATION_CLAIM_TIMEOUT", default=600)
+
+# /metrics answers only a bearer token (METRICS_TOKEN) or the listed addresses; with neither it is not found.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
 
 # Finished exports (zip files) are written here and served only through the scoped download views.
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(VAR_DIR / "exports")))

@@ -5,9 +5,11 @@
 - `recording`: visits and their results (one, by natural key, a batch, unscheduled, missed).
 - `outcomes`: computed outcomes, recomputed from the stored visits.
 - `adverse_events`: adverse events and the expedited-reporting clock.
+- `coding`: MedDRA releases and coding adverse events to them.
 """
 
 from followup.services.adverse_events import (
+    ae_code_meddra,
     ae_due_dates,
     ae_flag_pre_treatment,
     ae_record,
@@ -15,6 +17,7 @@ from followup.services.adverse_events import (
     ae_report_clock,
     ae_save,
 )
+from followup.services.coding import meddra_current_release, meddra_release_load
 from followup.services.outcomes import outcome_definitions_for, outcomes_recompute, outcomes_recompute_patients
 from followup.services.recording import (
     NEW_RESULT_FIELDS,
@@ -53,4 +56,7 @@ __all__ = [
     "ae_record",
     "ae_record_submission",
     "ae_report_clock",
+    "ae_code_meddra",
+    "meddra_current_release",
+    "meddra_release_load",
 ]

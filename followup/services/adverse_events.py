@@ -6,9 +6,12 @@ import datetime as dt
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext
 
+from core.signals import changed, changing
 from followup import constants as c
-from followup.models import AdverseEvent
+from followup.models import AdverseEvent, MedDRATerm
+from followup.services.coding import meddra_apply, meddra_current_release
 from followup.states import site_today
 from patients.constants import PatientStatus
 from patients.models import Patient
@@ -82,8 +85,13 @@ def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
     """Record or update an adverse event; computes the reporting clock; grade 5 records the death."""
     ensure_can_write(actor, ae.patient.site_id, field="patient")
     participation_check(site_id=ae.patient.site_id, study_id=ae.patient.study_id, field="patient")
+    changing(ae, patient_id=ae.patient_id, study_id=ae.patient.study_id)
     if ae.pk and not reason.strip():
         raise ValidationError({"reason": "Give a reason for changing an adverse event."})
+    stored_term = (
+        AdverseEvent.objects.filter(pk=ae.pk).values_list("meddra_term_id", flat=True).first() if ae.pk else None
+    )
+    meddra_apply(ae, stored_term_id=stored_term)
     full_clean_plain(ae, exclude=["initial_report_due", "complete_report_due"])
     _check_ae(ae)
     ae.initial_report_due, ae.complete_report_due = ae_due_dates(ae)
@@ -92,10 +100,33 @@ def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
     if reason:
         ae._change_reason = reason
     ae.save()
+    changed(ae, patient_id=ae.patient_id, study_id=ae.patient.study_id)
     patient = Patient.objects.get(pk=ae.patient_id)
     if ae.grade == c.CTCAEGrade.DEATH and patient.status != PatientStatus.DECEASED:
         patient_record_death(patient=patient, on_date=ae.resolution_date, cause=ae.term, actor=actor)
     return ae
+
+
+def ae_code_meddra(*, ae: AdverseEvent, llt_code: int, actor=None) -> AdverseEvent:
+    """Code `ae` to the LLT `llt_code` of the current release (the batch and API door; the admin sets the LLT
+    on the event's page). The event term is not touched."""
+    release = meddra_current_release()
+    if release is None:
+        raise ValidationError(
+            {"meddra_term": gettext("No MedDRA release is loaded: load the centre's release with load_meddra.")}
+        )
+    term = MedDRATerm.objects.filter(release=release, llt_code=llt_code).first()
+    if term is None:
+        raise ValidationError(
+            {
+                "meddra_term": gettext("%(code)s is not an LLT code of MedDRA %(version)s.")
+                % {"code": llt_code, "version": release.version}
+            }
+        )
+    ae = AdverseEvent.objects.select_related("patient__site").get(pk=ae.pk)
+    ae.meddra_term = term
+    reason = f"coded to MedDRA {release.version} LLT {term.llt_code} ({term.llt_name})"
+    return ae_save(ae=ae, actor=actor, reason=reason)
 
 
 def ae_flag_pre_treatment(*, patient: Patient, day_zero: dt.date) -> int:

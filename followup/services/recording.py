@@ -17,6 +17,7 @@ from core.api.etags import require_version, version_refusal
 from core.api.problems import PreconditionError
 from core.audit import history_of_rows
 from core.bulk import insert_values, update_rows, without_jit
+from core.signals import changed, changing
 from core.spreadsheets import formula_errors
 from followup import constants as c
 from followup.catalogue import ANALYTES
@@ -166,10 +167,12 @@ NEW_RESULT_FIELDS = ("created_at", "updated_at", "visit_id", "code", *RESULT_VAL
 
 def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntry) -> _Recording:
     """Every rule of recording one visit, without touching the database: the visit's fields are set, the
-    results converted; a ValidationError names each field at fault.
+    results converted; a ValidationError names each field at fault. The write is announced first
+    (`record_changing`), so that a refusal of it is one of these errors.
 
     Long because the rules follow the order a coordinator meets them on the form, each a few lines."""
     patient = visit.patient
+    changing(visit, patient_id=patient.pk, study_id=patient.study_id)
     reason = entry.reason or ""
     # Adding to a visit in progress is still entering it; changing a closed visit is a correction.
     correcting = visit.outcome not in (VisitOutcome.OPEN, VisitOutcome.IN_PROGRESS)
@@ -457,6 +460,7 @@ def _record_locked(visit: Visit, entry: VisitEntry) -> Visit:
     existing = {r.code: r for r in Result.objects.filter(visit=visit).order_by()}
     recordings = [_check_recording(visit, existing, entry)]
     _store_recordings(recordings)
+    changed(visit, patient_id=patient.pk, study_id=patient.study_id)
     outcomes_recompute_patients(
         [visit.patient_id],
         since=_outcomes_since(recordings),
@@ -572,6 +576,7 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
         )
     for recording in recordings:
         recording.visit.missing_items = recording.missing
+        changed(recording.visit, patient_id=recording.visit.patient_id, study_id=recording.visit.patient.study_id)
     return [r.visit for r in recordings]
 
 
@@ -610,6 +615,7 @@ def visit_mark_missed(*, visit: Visit, reason: str, actor=None) -> Visit:
     visit = Visit.objects.select_for_update(of=("self",)).select_related("patient__site").get(pk=visit.pk)
     ensure_can_write(actor, visit.patient.site_id, field="visit")
     participation_check(site_id=visit.patient.site_id, study_id=visit.patient.study_id, field="visit")
+    changing(visit, patient_id=visit.patient_id, study_id=visit.patient.study_id)
     if not reason.strip():
         raise ValidationError({"outcome_reason": "Give the reason the visit was missed."})
     if visit.outcome != VisitOutcome.OPEN:
@@ -629,4 +635,5 @@ def visit_mark_missed(*, visit: Visit, reason: str, actor=None) -> Visit:
     visit.outcome, visit.outcome_reason = VisitOutcome.MISSED, reason
     visit._change_reason = reason
     visit.save(update_fields=["outcome", "outcome_reason", "updated_at"])
+    changed(visit, patient_id=visit.patient_id, study_id=visit.patient.study_id)
     return visit

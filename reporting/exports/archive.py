@@ -1,7 +1,8 @@
-"""The zip of one export: the CSV tables it holds (tidy, then SDTM-style) and the data dictionary of their
-columns, each written row by row straight into its entry, then the FHIR bundle and `manifest.json` (format,
-study, sites, standards, and the rows, bytes and SHA-256 of every file), moving the job's progress and
-heartbeat on as the members are written."""
+"""The zip of one export: the CSV tables it holds (tidy, then SDTM, each SDTM dataset followed by its SAS V5
+XPT and Dataset-JSON files, then define.xml) and the data dictionary of their columns, each written row by
+row straight into its entry, then the FHIR bundle and `manifest.json` (format, study, sites, standards, and
+the rows, bytes and SHA-256 of every file), moving the job's progress and heartbeat on as the members are
+written."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from django.utils import timezone
 from core.spreadsheets import SpreadsheetSafeWriter
 from registry.models import Site
 from reporting.exports.common import HEARTBEAT_ROWS, Column, Context, Table, _Member
-from reporting.exports.fhir import write_fhir_bundle
+from reporting.exports.fhir import FHIR_VERSION, write_fhir_bundle
 from reporting.exports.sdtm import SDTM_TABLES
+from reporting.exports.sdtm_files import write_define, write_sdtm_files
 from reporting.exports.tidy import TIDY_TABLES
 from reporting.models import ExportJob
 
@@ -70,12 +72,16 @@ class _Progress:
         ExportJob.objects.filter(pk=self.job_id).update(updated_at=timezone.now())
 
 
-def _write_csv(zf: zipfile.ZipFile, table: Table, ctx: Context) -> dict:
+def _write_csv(zf: zipfile.ZipFile, table: Table, ctx: Context, kept: list | None = None) -> dict:
+    """Write `table` as CSV; the rows are also appended to `kept` when given (the SDTM datasets, whose XPT
+    and Dataset-JSON files are written from the same rows)."""
     with _Member(table.name, zf) as member:
         writer = SpreadsheetSafeWriter(member.text, lineterminator="\n")
         writer.writerow([col.name for col in table.columns])
         for row in table.rows(ctx):
             writer.writerow(row)
+            if kept is not None:
+                kept.append(row)
             member.rows += 1
             if member.rows % HEARTBEAT_ROWS == 0:
                 ctx.heartbeat()
@@ -95,8 +101,14 @@ def build_export_zip(job: ExportJob, path: Path) -> dict:
     files = []
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
         for table in TABLES:
-            files.append(_write_csv(zf, table, ctx))
+            if table in SDTM_TABLES:
+                rows: list[tuple] = []
+                files.append(_write_csv(zf, table, ctx, kept=rows))
+                files.extend(write_sdtm_files(zf, table, rows, ctx))
+            else:
+                files.append(_write_csv(zf, table, ctx))
             progress.step()
+        files.append(write_define(zf, ctx, SDTM_TABLES))
         files.append(_write_csv(zf, DICTIONARY, ctx))
         progress.step()
         files.append(write_fhir_bundle(zf, ctx))
@@ -112,9 +124,13 @@ def build_export_zip(job: ExportJob, path: Path) -> dict:
                 "title": ctx.study.title,
             },
             "sites": [sites[s].code for s in site_ids],
+            "fhir_version": FHIR_VERSION,
             "standards": {
-                "sdtm": "CDISC SDTM-style datasets (CSV, not XPT); USUBJID = STUDYID-SUBJID",
-                "fhir": "HL7 FHIR R4 (validated with fhir.resources R4B models); Bundle type collection",
+                "sdtm": (
+                    "CDISC SDTMIG 3.4 datasets as CSV, SAS V5 XPT and Dataset-JSON 1.1, described by define.xml"
+                    " (Define-XML 2.1); CDISC CT 2024-03-29; USUBJID = STUDYID-SUBJID"
+                ),
+                "fhir": f"HL7 FHIR R4 ({FHIR_VERSION}); Bundle type collection",
                 "loinc": "Observation.code and LBLOINC carry LOINC where the results catalogue has one",
             },
             "files": files,

@@ -1,7 +1,11 @@
 """The HL7 FHIR R4 bundle of an export (type collection): the code systems and value maps, one builder per
 kind of resource (ResearchStudy; Patient and ResearchSubject; a Procedure per infusion; Observation;
 MedicationStatement; AdverseEvent) with ids stable within the study, and the writer that validates each
-resource with its fhir.resources R4B model before streaming it into `fhir/bundle.json`."""
+resource with its fhir.resources R4B model before streaming it into `fhir/bundle.json`.
+
+The bundle is FHIR R4 (4.0.1): every element it emits exists in R4 with the same shape, and the test suite
+checks the demo bundle against the official FHIR R4 JSON Schema, the required bindings of the coded
+elements emitted and UCUM on every Quantity (tests/reporting/test_export_standards.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +30,11 @@ FHIR_ID_NAMESPACE = uuid.UUID("4b0d1f5e-8f7a-5c53-9a55-6d3c2f1e0a11")
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 SNOMED = "http://snomed.info/sct"
+MEDDRA = "http://terminology.hl7.org/CodeSystem/mdr"
+FHIR_VERSION = "4.0.1"
+# The CTCAE grade of an adverse event: AdverseEvent.severity is bound (required) to mild | moderate | severe,
+# so the grade itself travels in this extension (valueInteger 1-5).
+CTCAE_GRADE_EXTENSION = f"{REGISTRY_NS}/StructureDefinition/ctcae-grade"
 
 # Canonical units of the catalogue as UCUM codes (only where the unit is a UCUM unit).
 UCUM_CODES = {
@@ -39,6 +48,13 @@ UCUM_CODES = {
     "10^9/L": "10*9/L",
     "% of CD4+": "%",
     "mg/day": "mg/d",
+    # Medication dose units (patients.constants.DoseUnit).
+    "mg": "mg",
+    "g": "g",
+    "mg/kg": "mg/kg",
+    "mg/m2": "mg/m2",
+    "ug": "ug",
+    "IU": "[IU]",
     "kg": "kg",
     "points": "{score}",
     "0-3": "{score}",
@@ -363,11 +379,23 @@ def _fhir_medications(ctx: Context) -> Iterator[tuple[str, dict]]:
                 "dosage": [
                     {
                         "text": f"{plain(dose)} {unit} {frequencies.get(frequency, frequency).lower()}",
-                        "doseAndRate": [{"doseQuantity": {"value": Decimal(plain(dose)), "unit": unit}}],
+                        "doseAndRate": [{"doseQuantity": _quantity(dose, unit)}],
                     }
                 ],
             },
         )
+
+
+def _ae_event(ae: dict) -> dict:
+    """The event as entered (text) and, once a data manager has coded it, its MedDRA LLT and PT."""
+    event = {"text": ae["term"]}
+    if ae["meddra_llt_code"]:
+        version = ae["meddra_version"]
+        event["coding"] = [
+            {"system": MEDDRA, "version": version, "code": str(ae["meddra_llt_code"]), "display": ae["meddra_llt"]},
+            {"system": MEDDRA, "version": version, "code": str(ae["meddra_pt_code"]), "display": ae["meddra_pt"]},
+        ]
+    return event
 
 
 def _fhir_adverse_events(ctx: Context) -> Iterator[tuple[str, dict]]:
@@ -387,7 +415,7 @@ def _fhir_adverse_events(ctx: Context) -> Iterator[tuple[str, dict]]:
             "id": _fhir_id(ctx, "AdverseEvent", ae["pk"]),
             "actuality": "actual",
             "category": [{"coding": [_local_code("ae-category", ae["category"], categories.get(ae["category"]))]}],
-            "event": {"text": ae["term"]},
+            "event": _ae_event(ae),
             "subject": _ref(ctx, "Patient", ae["patient_id"], subject),
             "date": ae["onset_date"].isoformat(),
             "detected": ae["aware_date"].isoformat(),
@@ -402,10 +430,15 @@ def _fhir_adverse_events(ctx: Context) -> Iterator[tuple[str, dict]]:
             },
             "severity": {
                 "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/adverse-event-severity", "code": severity},
-                    _local_code("ctcae-grade", str(grade), f"CTCAE grade {grade}"),
-                ]
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/adverse-event-severity",
+                        "code": severity,
+                        "display": severity.capitalize(),
+                    }
+                ],
+                "text": f"CTCAE grade {grade}",
             },
+            "extension": [{"url": CTCAE_GRADE_EXTENSION, "valueInteger": grade}],
             "outcome": {
                 "coding": [
                     {

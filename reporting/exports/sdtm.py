@@ -1,23 +1,26 @@
-"""The CDISC SDTM-style datasets (DM, EX, CM, LB, QS, AE), written as CSV rather than XPT: the controlled
-terms the registry's codes map to, the columns of each domain, described for the data dictionary, and its
-rows, with USUBJID = STUDYID-SUBJID and study days counted from the first infusion as day 1 (SDTM has no
-day 0)."""
+"""The CDISC SDTM datasets (DM, EX, CM, LB, QS, AE) in SDTMIG 3.4 variable order: the columns of each
+domain, described for the data dictionary, and its rows, with USUBJID = STUDYID-SUBJID, study days counted
+from the first infusion as day 1 (SDTM has no day 0), EPOCH from the infusion dates and every character value
+in ASCII. The controlled terms are in `sdtm_terms`; the XPT, Dataset-JSON and define.xml in `sdtm_files`."""
 
 from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
 
+import pycountry
 from django.db.models import OuterRef, Q, Subquery
 
 from followup import constants as c
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.computations import plain
-from followup.models import Result
+from followup.models import Result, Visit
 from patients import constants as pc
 from patients.models import ConcomitantMedication, TransplantEvent
 from registry import constants as rc
+from registry.models import Site
 from reporting.exports.common import (
     CELL_TYPE,
     ENDED_STATUSES,
@@ -31,26 +34,28 @@ from reporting.exports.common import (
     _s,
     _sequence,
 )
-from reporting.exports.sources import _ae_rows, _count_infusions, _first_infusion, _patients, _results, _stream, _visits
+from reporting.exports.sdtm_terms import (
+    EPOCHS,
+    EX_DOSE_SCALE,
+    EX_DOSE_UNIT,
+    LAB_TESTS,
+    UNITS,
+    ascii_text,
+    ct_unit,
+    epoch,
+)
+from reporting.exports.sources import (
+    _ae_rows,
+    _count_infusions,
+    _first_infusion,
+    _last_infusion,
+    _patients,
+    _results,
+    _stream,
+    _visits,
+)
 
-LAB_CODES = ("PROT24H", "UPCR", "ALB", "CREAT", "EGFR", "BUN", "C3", "C4", "ADSDNA", "ANA", "WBC", "PLT", "HGB", "TREG")
-LB_CATEGORY = {
-    "PROT24H": "URINALYSIS",
-    "UPCR": "URINALYSIS",
-    "ALB": "CHEMISTRY",
-    "CREAT": "CHEMISTRY",
-    "EGFR": "CHEMISTRY",
-    "BUN": "CHEMISTRY",
-    "C3": "IMMUNOLOGY",
-    "C4": "IMMUNOLOGY",
-    "ADSDNA": "IMMUNOLOGY",
-    "ANA": "IMMUNOLOGY",
-    "WBC": "HEMATOLOGY",
-    "PLT": "HEMATOLOGY",
-    "HGB": "HEMATOLOGY",
-    "TREG": "IMMUNOLOGY",
-}
-LB_SPECIMEN = {"PROT24H": "URINE", "UPCR": "URINE", "WBC": "BLOOD", "PLT": "BLOOD", "HGB": "BLOOD", "TREG": "BLOOD"}
+LAB_CODES = tuple(LAB_TESTS)
 CDISC_FREQUENCY = {
     pc.Frequency.ONCE: "ONCE",
     pc.Frequency.DAILY: "QD",
@@ -127,9 +132,12 @@ def _domain(code: str) -> Column:
     return Column("DOMAIN", "string", "Domain abbreviation.", values=code)
 
 
+EPOCH = Column("EPOCH", "string", "Epoch of the date: SCREENING, TREATMENT, FOLLOW-UP.", values="; ".join(EPOCHS))
+
+
 def _arm(infusions: int) -> tuple[str, str]:
     if not infusions:
-        return "NOTTRT", "Not Treated"
+        return "", ""
     if infusions == 1:
         return "MSCT1", "MSCT single"
     if infusions == 2:
@@ -137,10 +145,29 @@ def _arm(infusions: int) -> tuple[str, str]:
     return f"MSCT{infusions}", f"MSCT x{infusions}"
 
 
+def _country(site: Site) -> str:
+    """ISO 3166-1 alpha-3 (SDTM COUNTRY) from the site's alpha-2 code."""
+    found = pycountry.countries.get(alpha_2=site.country)
+    if found is None:
+        raise ValueError(f"COUNTRY: site {site.code} has country {site.country!r}, not an ISO 3166-1 alpha-2 code")
+    return found.alpha_3
+
+
+def _epoch(ctx: Context, site: int, on: dt.date | None, day0_at, last_at) -> str:
+    return epoch(on, ctx.local_date(day0_at, site), ctx.local_date(last_at, site))
+
+
 def _sdtm_dm(ctx: Context) -> Iterator[tuple]:
+    last_visit = Visit.objects.filter(patient_id=OuterRef("pk"), actual_date__isnull=False).order_by("-actual_date")
     qs = (
         _patients(ctx)
-        .annotate(day0_at=_first_infusion("pk"), n_infusions=_count_infusions("pk"))
+        .annotate(
+            day0_at=_first_infusion("pk"),
+            n_infusions=_count_infusions("pk"),
+            last_at=_last_infusion("pk"),
+            last_minutes=_last_infusion("pk", "duration_minutes"),
+            last_visit_on=Subquery(last_visit.values("actual_date")[:1]),
+        )
         .order_by("subject_code")
         .values_list(
             "site_id",
@@ -152,20 +179,30 @@ def _sdtm_dm(ctx: Context) -> Iterator[tuple]:
             "status_date",
             "day0_at",
             "n_infusions",
+            "last_at",
+            "last_minutes",
+            "last_visit_on",
         )
     )
-    for site, subject, sex, birth, consent, status, status_date, day0_at, n in _stream(qs):
+    for row in _stream(qs):
+        site, subject, sex, birth, consent, status, status_date, day0_at, n, last_at, minutes, last_visit_on = row
         zone = ctx.zone(site)
         armcd, arm = _arm(n or 0)
         deceased = status == pc.PatientStatus.DECEASED
+        ended = status in ENDED_STATUSES
+        last_end = last_at + dt.timedelta(minutes=minutes) if last_at and minutes else last_at
+        contacts = [d for d in (last_visit_on, ctx.local_date(last_at, site), status_date if ended else None) if d]
         yield (
             ctx.study.code,
             "DM",
             ctx.usubjid(subject),
             subject,
             _sdtm_datetime(day0_at, zone),
-            _date(status_date) if status in ENDED_STATUSES else "",
+            _date(status_date) if ended else "",
+            _sdtm_datetime(day0_at, zone),
+            _sdtm_datetime(last_end, zone),
             _date(consent),
+            _date(max(contacts)) if contacts else "",
             _date(status_date) if deceased else "",
             "Y" if deceased else "",
             ctx.site_code(site),
@@ -177,6 +214,9 @@ def _sdtm_dm(ctx: Context) -> Iterator[tuple]:
             arm,
             armcd,
             arm,
+            "" if armcd else "NOT ASSIGNED",
+            "",
+            _country(ctx.sites[site]),
         )
 
 
@@ -187,7 +227,14 @@ DM_COLUMNS = [
     Column("SUBJID", "string", "Subject identifier within the study (pseudonymous subject code)."),
     Column("RFSTDTC", "datetime", "Reference start: first infusion, local date and time (ISO 8601)."),
     Column("RFENDTC", "date", "Reference end: date the patient completed, withdrew, was lost or died."),
+    Column("RFXSTDTC", "datetime", "First MSC infusion, local date and time (ISO 8601)."),
+    Column("RFXENDTC", "datetime", "End of the last MSC infusion (its start + duration, or its start)."),
     Column("RFICDTC", "date", "Date of informed consent."),
+    Column(
+        "RFPENDTC",
+        "date",
+        "End of participation: the latest of the last visit, the last infusion and the end-of-follow-up date.",
+    ),
     Column("DTHDTC", "date", "Date of death."),
     Column("DTHFL", "string", "Subject death flag.", values="Y"),
     Column("SITEID", "string", "Site code."),
@@ -196,9 +243,12 @@ DM_COLUMNS = [
     Column("AGEU", "string", "Age unit.", values="YEARS"),
     Column("SEX", "string", "Sex.", values=_choices(rc.Sex.choices)),
     Column("ARMCD", "string", "Arm code (from the infusions recorded: the registry has no planned arm)."),
-    Column("ARM", "string", "Arm.", values="MSCT single; MSCT double; MSCT xN; Not Treated"),
-    Column("ACTARMCD", "string", "Actual arm code."),
+    Column("ARM", "string", "Arm.", values="MSCT single; MSCT double; MSCT xN"),
+    Column("ACTARMCD", "string", "Actual arm code (the same as ARMCD)."),
     Column("ACTARM", "string", "Actual arm."),
+    Column("ARMNRS", "string", "Why the arm is blank: a patient with no infusion.", values="NOT ASSIGNED"),
+    Column("ACTARMUD", "string", "Unplanned actual arm: always blank (the arm is the treatment given)."),
+    Column("COUNTRY", "string", "Country of the site (ISO 3166-1 alpha-3)."),
 ]
 
 
@@ -206,7 +256,7 @@ def _sdtm_ex(ctx: Context) -> Iterator[tuple]:
     qs = (
         TransplantEvent.objects.for_sites(ctx.site_ids)
         .filter(patient__study_id=ctx.study.pk)
-        .annotate(day0_at=_first_infusion("patient_id"))
+        .annotate(day0_at=_first_infusion("patient_id"), last_at=_last_infusion("patient_id"))
         .order_by("patient__subject_code", "infusion_number")
         .values_list(
             "patient__site_id",
@@ -215,29 +265,33 @@ def _sdtm_ex(ctx: Context) -> Iterator[tuple]:
             "infused_at",
             "duration_minutes",
             "day0_at",
+            "last_at",
             "lot__lot_number",
             "lot__tissue_source",
             "dose_cells_per_kg",
         )
     )
-    for site, subject, number, at, minutes, day0_at, lot, tissue, dose in _stream(qs):
+    for site, subject, number, at, minutes, day0_at, last_at, lot, tissue, dose in _stream(qs):
         zone = ctx.zone(site)
         end = at + dt.timedelta(minutes=minutes) if minutes else None
+        reference = ctx.local_date(day0_at, site)
         yield (
             ctx.study.code,
             "EX",
             ctx.usubjid(subject),
             number,
             CELL_TYPE.get(tissue, "MSC"),
-            dose,
-            "cells/kg",
+            _num(Decimal(dose) / EX_DOSE_SCALE) if dose is not None else "",
+            EX_DOSE_UNIT,
             "SUSPENSION",
             "ONCE",
             "INTRAVENOUS",
             lot,
+            _epoch(ctx, site, ctx.local_date(at, site), day0_at, last_at),
             _sdtm_datetime(at, zone),
             _sdtm_datetime(end, zone),
-            _sdtm_day(at.astimezone(zone).date(), ctx.local_date(day0_at, site)),
+            _sdtm_day(ctx.local_date(at, site), reference),
+            _sdtm_day(ctx.local_date(end, site), reference),
         )
 
 
@@ -249,15 +303,17 @@ EX_COLUMNS = [
     Column(
         "EXTRT", "string", "Treatment: MSC type from the lot's tissue source.", values="UC-MSC; BM-MSC; AD-MSC; MSC"
     ),
-    Column("EXDOSE", "integer", "Dose.", unit="cells/kg"),
-    Column("EXDOSU", "string", "Dose unit.", values="cells/kg"),
+    Column("EXDOSE", "decimal", "Dose in millions of cells per kg (the registry's cells/kg / 10^6).", unit="10^6/kg"),
+    Column("EXDOSU", "string", "Dose unit (CDISC CT).", values=EX_DOSE_UNIT),
     Column("EXDOSFRM", "string", "Dose form.", values="SUSPENSION"),
     Column("EXDOSFRQ", "string", "Dosing frequency per interval.", values="ONCE"),
     Column("EXROUTE", "string", "Route.", values="INTRAVENOUS"),
     Column("EXLOT", "string", "Lot number."),
+    EPOCH,
     Column("EXSTDTC", "datetime", "Start of the infusion, local date and time (ISO 8601)."),
     Column("EXENDTC", "datetime", "End of the infusion (start + duration, when the duration is known)."),
     Column("EXSTDY", "integer", "Study day of the start (day 1 = RFSTDTC)."),
+    Column("EXENDY", "integer", "Study day of the end (blank without EXENDTC)."),
 ]
 
 
@@ -265,7 +321,7 @@ def _sdtm_cm(ctx: Context) -> Iterator[tuple]:
     qs = (
         ConcomitantMedication.objects.for_sites(ctx.site_ids)
         .filter(patient__study_id=ctx.study.pk)
-        .annotate(day0_at=_first_infusion("patient_id"))
+        .annotate(day0_at=_first_infusion("patient_id"), last_at=_last_infusion("patient_id"))
         .order_by("patient__subject_code", "start_date", "pk")
         .values_list(
             "patient__site_id",
@@ -279,12 +335,13 @@ def _sdtm_cm(ctx: Context) -> Iterator[tuple]:
             "stop_date",
             "ongoing",
             "day0_at",
+            "last_at",
         )
     )
     labels = dict(pc.Drug.choices)
     seq = _sequence()
     cutoff = ctx.generated_at.date().isoformat()
-    for site, subject, drug, other, dose, unit, frequency, start, stop, ongoing, day0_at in _stream(qs):
+    for site, subject, drug, other, dose, unit, frequency, start, stop, ongoing, day0_at, last_at in _stream(qs):
         name = other if drug == pc.Drug.OTHER else labels.get(drug, drug)
         reference = ctx.local_date(day0_at, site)
         yield (
@@ -297,6 +354,7 @@ def _sdtm_cm(ctx: Context) -> Iterator[tuple]:
             _num(dose),
             unit,
             CDISC_FREQUENCY.get(frequency, "OTHER"),
+            _epoch(ctx, site, start, day0_at, last_at),
             _date(start),
             _date(stop),
             _sdtm_day(start, reference),
@@ -316,6 +374,7 @@ CM_COLUMNS = [
     Column("CMDOSE", "decimal", "Dose per administration.", unit="see CMDOSU"),
     Column("CMDOSU", "string", "Dose unit.", values=_choices(pc.DoseUnit.choices)),
     Column("CMDOSFRQ", "string", "Frequency (CDISC terms).", values="ONCE; QD; BID; TID; QS (weekly); Q2W; QM; OTHER"),
+    EPOCH,
     Column("CMSTDTC", "date", "Start date."),
     Column("CMENDTC", "date", "End date."),
     Column("CMSTDY", "integer", "Study day of the start (day 1 = RFSTDTC)."),
@@ -325,11 +384,40 @@ CM_COLUMNS = [
 ]
 
 
+def _last_before_exposure(rows: list, test: int, flag: int, has_result) -> None:
+    """Set the --LOBXFL of one subject's rows (in date order): the last row of each test with a result on
+    or before the date of the first infusion (a visit on the infusion day is taken as before it)."""
+    last: dict[str, list] = {}
+    for row, (date, reference) in rows:
+        if date and reference and date <= reference and has_result(row):
+            last[row[test]] = row
+    for row in last.values():
+        row[flag] = "Y"
+
+
+def _by_subject(items: Iterator[tuple[str, list, tuple]], flush) -> Iterator[tuple]:
+    """Group rows of consecutive subjects, let `flush` mark them, and yield them as tuples."""
+    subject, group = None, []
+    for who, row, dates in items:
+        if who != subject and group:
+            flush(group)
+            yield from (tuple(r) for r, _ in group)
+            group = []
+        subject = who
+        group.append((row, dates))
+    if group:
+        flush(group)
+        yield from (tuple(r) for r, _ in group)
+
+
+LB_TESTCD, LB_ORRES, LB_LOBXFL = 4, 7, 14
+
+
 def _sdtm_lb(ctx: Context) -> Iterator[tuple]:
     qs = (
         _results(ctx)
         .filter(code__in=LAB_CODES)
-        .annotate(day0_at=_first_infusion("visit__patient_id"))
+        .annotate(day0_at=_first_infusion("visit__patient_id"), last_at=_last_infusion("visit__patient_id"))
         .order_by("visit__patient__subject_code", "visit__target_date", "visit__code", "code")
         .values_list(
             "visit__patient__site_id",
@@ -338,6 +426,7 @@ def _sdtm_lb(ctx: Context) -> Iterator[tuple]:
             "visit__definition__offset_days",
             "visit__actual_date",
             "day0_at",
+            "last_at",
             "code",
             "value",
             "entered_value",
@@ -347,33 +436,58 @@ def _sdtm_lb(ctx: Context) -> Iterator[tuple]:
         )
     )
     seq = _sequence()
-    for site, subject, visit, offset, on, day0_at, code, value, entered, entered_unit, derived, sign in _stream(qs):
-        analyte = ANALYTES[code]
-        has_entered = entered is not None and entered_unit
-        # A censored result is a limit, not a number: "<10" in the character results, no numeric result
-        # (SDTM IG 3.4, LB: a value below the limit of quantitation).
-        yield (
-            ctx.study.code,
-            "LB",
-            ctx.usubjid(subject),
-            seq(subject),
-            code,
-            analyte.label[:40],
-            LB_CATEGORY.get(code, ""),
-            LB_SPECIMEN.get(code, "SERUM"),
-            sign + (_num(entered) if has_entered else _num(value)),
-            entered_unit if has_entered else analyte.unit,
-            sign + _num(value),
-            "" if sign else _num(value),
-            analyte.unit,
-            analyte.loinc or "",
-            "Y" if visit == "BL" else "",
-            "Y" if derived else "",
-            _s(offset),
+
+    def rows():
+        for (
+            site,
+            subject,
             visit,
-            _date(on),
-            _sdtm_day(on, ctx.local_date(day0_at, site)),
-        )
+            offset,
+            on,
+            day0_at,
+            last_at,
+            code,
+            value,
+            entered,
+            entered_unit,
+            derived,
+            sign,
+        ) in _stream(qs):
+            analyte, test = ANALYTES[code], LAB_TESTS[code]
+            has_entered = entered is not None and entered_unit
+            reference = ctx.local_date(day0_at, site)
+            # A censored result is a limit, not a number: "<10" in the character results, no numeric result
+            # (SDTM IG 3.4, LB: a value below the limit of quantitation).
+            row = [
+                ctx.study.code,
+                "LB",
+                ctx.usubjid(subject),
+                seq(subject),
+                test.testcd,
+                test.test,
+                test.category,
+                sign + (_num(entered) if has_entered else _num(value)),
+                ct_unit(entered_unit if has_entered else analyte.unit, field="LBORRESU"),
+                sign + _num(value),
+                "" if sign else _num(value),
+                ct_unit(analyte.unit, field="LBSTRESU"),
+                analyte.loinc or "",
+                test.specimen,
+                "",
+                "Y" if visit == "BL" else "",
+                "Y" if derived else "",
+                _s(offset),
+                visit,
+                _epoch(ctx, site, on, day0_at, last_at),
+                _date(on),
+                _sdtm_day(on, reference),
+            ]
+            yield subject, row, (on, reference)
+
+    def flush(group):
+        _last_before_exposure(group, LB_TESTCD, LB_LOBXFL, lambda row: row[LB_ORRES] != "")
+
+    return _by_subject(rows(), flush)
 
 
 LB_COLUMNS = [
@@ -381,25 +495,40 @@ LB_COLUMNS = [
     _domain("LB"),
     USUBJID,
     Column("LBSEQ", "integer", "Sequence number within the subject."),
-    Column("LBTESTCD", "string", "Test code (the registry's result code).", values="; ".join(LAB_CODES)),
-    Column("LBTEST", "string", "Test name."),
+    Column(
+        "LBTESTCD",
+        "string",
+        "Test code (CDISC CT; TREG is sponsor-defined). Registry code -> LBTESTCD: "
+        + "; ".join(f"{code}={test.testcd}" for code, test in LAB_TESTS.items()),
+        values="; ".join(test.testcd for test in LAB_TESTS.values()),
+    ),
+    Column("LBTEST", "string", "Test name (CDISC CT).", values="; ".join(t.test for t in LAB_TESTS.values())),
     Column("LBCAT", "string", "Category.", values="CHEMISTRY; HEMATOLOGY; IMMUNOLOGY; URINALYSIS"),
-    Column("LBSPEC", "string", "Specimen.", values="SERUM; BLOOD; URINE"),
     Column("LBORRES", "string", "Result as entered; a censored result with its comparator (<10)."),
-    Column("LBORRESU", "string", "Unit as entered."),
+    Column(
+        "LBORRESU", "string", "Unit as entered, as its CDISC CT unit.", values="; ".join(sorted(set(UNITS.values())))
+    ),
     Column("LBSTRESC", "string", "Standard result (character); a censored result with its comparator (<10)."),
     Column("LBSTRESN", "decimal", "Standard result (numeric), in LBSTRESU; empty when censored.", unit="see LBSTRESU"),
-    Column("LBSTRESU", "string", "Standard unit (the catalogue's canonical unit)."),
+    Column("LBSTRESU", "string", "Standard unit (the catalogue's canonical unit, as its CDISC CT unit)."),
     Column("LBLOINC", "string", "LOINC code."),
+    Column("LBSPEC", "string", "Specimen.", values="SERUM; BLOOD; URINE"),
+    Column(
+        "LBLOBXFL", "string", "Last observation before exposure (on or before the first infusion's date).", values="Y"
+    ),
     Column("LBBLFL", "string", "Baseline flag (the BL visit).", values="Y"),
     Column("LBDRVFL", "string", "Derived flag (computed by the registry, e.g. eGFR).", values="Y"),
     VISITNUM,
     VISIT_SDTM,
+    EPOCH,
     Column("LBDTC", "date", "Date of the visit (collection)."),
     Column("LBDY", "integer", "Study day (day 1 = RFSTDTC)."),
 ]
 
 SLEDAI_TESTCD = {code: f"SLEDAI{n:02d}" for n, code in enumerate(SLEDAI_ITEMS, start=1)}
+
+
+QS_TESTCD, QS_ORRES, QS_LOBXFL = 4, 7, 10
 
 
 def _sdtm_qs(ctx: Context) -> Iterator[tuple]:
@@ -408,7 +537,12 @@ def _sdtm_qs(ctx: Context) -> Iterator[tuple]:
 
     qs = (
         _visits(ctx)
-        .annotate(day0_at=_first_infusion("patient_id"), sledai_total=score("SLEDAI2K"), pga=score("PGA"))
+        .annotate(
+            day0_at=_first_infusion("patient_id"),
+            last_at=_last_infusion("patient_id"),
+            sledai_total=score("SLEDAI2K"),
+            pga=score("PGA"),
+        )
         .filter(Q(sledai_items__isnull=False) | Q(sledai_total__isnull=False) | Q(pga__isnull=False))
         .order_by("patient__subject_code", "target_date", "code")
         .values_list(
@@ -418,30 +552,48 @@ def _sdtm_qs(ctx: Context) -> Iterator[tuple]:
             "definition__offset_days",
             "actual_date",
             "day0_at",
+            "last_at",
             "sledai_items",
             "sledai_total",
             "pga",
         )
     )
     seq = _sequence()
-    for site, subject, visit, offset, on, day0_at, items, total, pga in _stream(qs):
-        tail = (_s(offset), visit, _date(on), _sdtm_day(on, ctx.local_date(day0_at, site)))
 
-        def row(testcd, test, category, orres, points, derived=""):
-            head = (ctx.study.code, "QS", ctx.usubjid(subject), seq(subject), testcd, test, category)  # noqa: B023
-            return (*head, orres, points, points, derived, *tail)  # noqa: B023
+    def rows():
+        for site, subject, visit, offset, on, day0_at, last_at, items, total, pga in _stream(qs):
+            reference = ctx.local_date(day0_at, site)
+            tail = (
+                _s(offset),
+                visit,
+                _epoch(ctx, site, on, day0_at, last_at),
+                _date(on),
+                _sdtm_day(on, reference),
+            )
 
-        if items is not None:
-            present = set(items)
-            for code, item in SLEDAI_ITEMS.items():
-                found = code in present
-                points = str(item.weight if found else 0)
-                yield row(SLEDAI_TESTCD[code], item.label[:40], "SLEDAI-2K", "PRESENT" if found else "ABSENT", points)
-        if total is not None:
-            derived = "Y" if items is not None else ""
-            yield row("SLEDAITT", "SLEDAI-2K Total Score", "SLEDAI-2K", plain(total), plain(total), derived)
-        if pga is not None:
-            yield row("PGA", "Physician Global Assessment", "PHYSICIAN GLOBAL ASSESSMENT", plain(pga), plain(pga))
+            def row(testcd, test, category, orres, points, derived=""):
+                head = (ctx.study.code, "QS", ctx.usubjid(subject), seq(subject), testcd, test, category)  # noqa: B023
+                baseline = "Y" if visit == "BL" else ""  # noqa: B023
+                return subject, [*head, orres, points, points, "", baseline, derived, *tail], (on, reference)  # noqa: B023
+
+            if items is not None:
+                present = set(items)
+                for code, item in SLEDAI_ITEMS.items():
+                    found = code in present
+                    points = str(item.weight if found else 0)
+                    yield row(
+                        SLEDAI_TESTCD[code], item.label[:40], "SLEDAI-2K", "PRESENT" if found else "ABSENT", points
+                    )
+            if total is not None:
+                derived = "Y" if items is not None else ""
+                yield row("SLEDAITT", "SLEDAI-2K Total Score", "SLEDAI-2K", plain(total), plain(total), derived)
+            if pga is not None:
+                yield row("PGA", "Physician Global Assessment", "PHYSICIAN GLOBAL ASSESSMENT", plain(pga), plain(pga))
+
+    def flush(group):
+        _last_before_exposure(group, QS_TESTCD, QS_LOBXFL, lambda row: row[QS_ORRES] != "")
+
+    return _by_subject(rows(), flush)
 
 
 QS_COLUMNS = [
@@ -453,9 +605,15 @@ QS_COLUMNS = [
         "QSTESTCD",
         "string",
         "Question code: SLEDAI01..SLEDAI24 (items), SLEDAITT (total), PGA.",
-        values=_choices((SLEDAI_TESTCD[code], item.label) for code, item in SLEDAI_ITEMS.items()),
+        values=_choices(
+            [
+                *((SLEDAI_TESTCD[code], ascii_text(item.label)) for code, item in SLEDAI_ITEMS.items()),
+                ("SLEDAITT", "SLEDAI-2K Total Score"),
+                ("PGA", "Physician Global Assessment"),
+            ]
+        ),
     ),
-    Column("QSTEST", "string", "Question name."),
+    Column("QSTEST", "string", "Question name (ASCII: a degree sign is written 'deg')."),
     Column("QSCAT", "string", "Category.", values="SLEDAI-2K; PHYSICIAN GLOBAL ASSESSMENT"),
     Column("QSORRES", "string", "Finding as collected (PRESENT/ABSENT for items; the score for totals)."),
     Column("QSSTRESC", "string", "Standard result (character): points."),
@@ -465,12 +623,22 @@ QS_COLUMNS = [
         "Standard result (numeric): points (the item's weight when present, else 0).",
         unit="points",
     ),
+    Column(
+        "QSLOBXFL", "string", "Last observation before exposure (on or before the first infusion's date).", values="Y"
+    ),
+    Column("QSBLFL", "string", "Baseline flag (the BL visit).", values="Y"),
     Column("QSDRVFL", "string", "Derived flag: the total computed from the items.", values="Y"),
     VISITNUM,
     VISIT_SDTM,
+    EPOCH,
     Column("QSDTC", "date", "Date of the assessment (the visit)."),
     Column("QSDY", "integer", "Study day (day 1 = RFSTDTC)."),
 ]
+
+
+# SDTMIG 3.4 order of the seriousness criteria.
+AE_SERIOUS_ORDER = ["AESCONG", "AESDISAB", "AESDTH", "AESHOSP", "AESLIFE", "AESMIE"]
+_SERIOUS_FIELD = {variable: name for name, variable in SDTM_SERIOUS.items()}
 
 
 def _sdtm_ae(ctx: Context) -> Iterator[tuple]:
@@ -486,16 +654,28 @@ def _sdtm_ae(ctx: Context) -> Iterator[tuple]:
             ctx.usubjid(subject),
             seq(subject),
             ae["term"],
-            "",
+            ae["meddra_llt"],
+            _s(ae["meddra_llt_code"]),
+            ae["meddra_pt"],
+            _s(ae["meddra_pt_code"]),
+            ae["meddra_hlt"],
+            _s(ae["meddra_hlt_code"]),
+            ae["meddra_hlgt"],
+            _s(ae["meddra_hlgt_code"]),
             categories.get(ae["category"], ae["category"]).upper(),
+            ae["meddra_soc"],
+            _s(ae["meddra_soc_code"]),
+            ae["meddra_soc"],
+            _s(ae["meddra_soc_code"]),
             AE_SEVERITY.get(ae["grade"], ""),
-            str(ae["grade"]),
             _yn(serious),
-            *(_yn(ae[name]) for name in SERIOUS_FIELDS),
-            AE_RELATEDNESS.get(ae["relatedness"], ""),
             AE_ACTION_ON_TREATMENT.get(ae["action_taken"], "NOT APPLICABLE"),
             AE_OTHER_ACTION.get(ae["action_taken"], ""),
+            AE_RELATEDNESS.get(ae["relatedness"], ""),
             AE_OUTCOME.get(ae["outcome"], "UNKNOWN"),
+            *(_yn(ae[_SERIOUS_FIELD[variable]]) for variable in AE_SERIOUS_ORDER),
+            str(ae["grade"]),
+            _epoch(ctx, site, ae["onset_date"], ae["day0_at"], ae["last_at"]),
             _date(ae["onset_date"]),
             _date(ae["resolution_date"]),
             _sdtm_day(ae["onset_date"], reference),
@@ -503,42 +683,60 @@ def _sdtm_ae(ctx: Context) -> Iterator[tuple]:
         )
 
 
+_SERIOUS_LABEL = dict(c.SERIOUSNESS_CRITERIA)
+
 AE_SDTM_COLUMNS = [
     STUDYID,
     _domain("AE"),
     USUBJID,
     Column("AESEQ", "integer", "Sequence number within the subject (by onset)."),
-    Column("AETERM", "string", "Reported term."),
-    Column("AEDECOD", "string", "Dictionary-derived term (blank: not MedDRA-coded in the registry)."),
+    Column(
+        "AETERM",
+        "string",
+        "Reported term, in ASCII (see the export documentation; the verbatim is in tidy/adverse_events.csv).",
+    ),
+    Column("AELLT", "string", "MedDRA lowest level term (blank: not yet coded)."),
+    Column("AELLTCD", "integer", "MedDRA lowest level term code."),
+    Column("AEDECOD", "string", "Dictionary-derived term: the MedDRA preferred term (blank: not yet coded)."),
+    Column("AEPTCD", "integer", "MedDRA preferred term code."),
+    Column("AEHLT", "string", "MedDRA high level term (of the primary path)."),
+    Column("AEHLTCD", "integer", "MedDRA high level term code."),
+    Column("AEHLGT", "string", "MedDRA high level group term (of the primary path)."),
+    Column("AEHLGTCD", "integer", "MedDRA high level group term code."),
     Column(
         "AECAT",
         "string",
         "Category (registry categories).",
         values="; ".join(label.upper() for _, label in c.AECategory.choices),
     ),
+    Column("AEBODSYS", "string", "Body system or organ class: the MedDRA primary system organ class."),
+    Column("AEBDSYCD", "integer", "Body system or organ class code (MedDRA primary SOC code)."),
+    Column("AESOC", "string", "MedDRA primary system organ class."),
+    Column("AESOCCD", "integer", "MedDRA primary system organ class code."),
     Column(
         "AESEV",
         "string",
         "Severity from the CTCAE grade (1 mild, 2 moderate, 3-5 severe).",
         values="MILD; MODERATE; SEVERE",
     ),
-    Column("AETOXGR", "string", "CTCAE v5 grade.", values="1; 2; 3; 4; 5"),
     Column("AESER", "string", "Serious event (ICH E2A).", values="Y; N"),
-    *[
-        Column(SDTM_SERIOUS[name], "string", f"Serious because it {label}.", values="Y; N")
-        for name, label in c.SERIOUSNESS_CRITERIA
-    ],
+    Column(
+        "AEACN", "string", "Action taken with the infusion.", values="DRUG INTERRUPTED; DRUG WITHDRAWN; NOT APPLICABLE"
+    ),
+    Column("AEACNOTH", "string", "Other action taken.", values="TREATMENT GIVEN; HOSPITALISED; OTHER"),
     Column(
         "AEREL",
         "string",
         "Causality to MSCT.",
         values="NOT RELATED; UNLIKELY RELATED; POSSIBLY RELATED; PROBABLY RELATED; DEFINITELY RELATED",
     ),
-    Column(
-        "AEACN", "string", "Action taken with the infusion.", values="DRUG INTERRUPTED; DRUG WITHDRAWN; NOT APPLICABLE"
-    ),
-    Column("AEACNOTH", "string", "Other action taken.", values="TREATMENT GIVEN; HOSPITALISED; OTHER"),
     Column("AEOUT", "string", "Outcome.", values="; ".join(AE_OUTCOME.values())),
+    *[
+        Column(variable, "string", f"Serious because it {_SERIOUS_LABEL[_SERIOUS_FIELD[variable]]}.", values="Y; N")
+        for variable in AE_SERIOUS_ORDER
+    ],
+    Column("AETOXGR", "string", "CTCAE v5 grade.", values="1; 2; 3; 4; 5"),
+    EPOCH,
     Column("AESTDTC", "date", "Start date."),
     Column("AEENDTC", "date", "End date (for a fatal event, the date of death)."),
     Column("AESTDY", "integer", "Study day of the start (day 1 = RFSTDTC)."),
@@ -546,11 +744,21 @@ AE_SDTM_COLUMNS = [
 ]
 
 
+def _ascii_rows(rows: Callable[[Context], Iterable[tuple]]) -> Callable[[Context], Iterator[tuple]]:
+    """Every character value of an SDTM dataset in ASCII (`ascii_text`), as SAS V5 transport requires."""
+
+    def build(ctx: Context) -> Iterator[tuple]:
+        for row in rows(ctx):
+            yield tuple(ascii_text(v) if isinstance(v, str) else v for v in row)
+
+    return build
+
+
 SDTM_TABLES: list[Table] = [
-    Table("sdtm/dm.csv", "SDTM-style DM (demographics).", DM_COLUMNS, _sdtm_dm),
-    Table("sdtm/ex.csv", "SDTM-style EX (exposure: MSC infusions).", EX_COLUMNS, _sdtm_ex),
-    Table("sdtm/cm.csv", "SDTM-style CM (concomitant medications).", CM_COLUMNS, _sdtm_cm),
-    Table("sdtm/lb.csv", "SDTM-style LB (laboratory results).", LB_COLUMNS, _sdtm_lb),
-    Table("sdtm/qs.csv", "SDTM-style QS (SLEDAI-2K items and total; PGA).", QS_COLUMNS, _sdtm_qs),
-    Table("sdtm/ae.csv", "SDTM-style AE (adverse events).", AE_SDTM_COLUMNS, _sdtm_ae),
+    Table("sdtm/dm.csv", "SDTM DM (demographics).", DM_COLUMNS, _ascii_rows(_sdtm_dm)),
+    Table("sdtm/ex.csv", "SDTM EX (exposure: MSC infusions).", EX_COLUMNS, _ascii_rows(_sdtm_ex)),
+    Table("sdtm/cm.csv", "SDTM CM (concomitant medications).", CM_COLUMNS, _ascii_rows(_sdtm_cm)),
+    Table("sdtm/lb.csv", "SDTM LB (laboratory results).", LB_COLUMNS, _ascii_rows(_sdtm_lb)),
+    Table("sdtm/qs.csv", "SDTM QS (SLEDAI-2K items and total; PGA).", QS_COLUMNS, _ascii_rows(_sdtm_qs)),
+    Table("sdtm/ae.csv", "SDTM AE (adverse events).", AE_SDTM_COLUMNS, _ascii_rows(_sdtm_ae)),
 ]

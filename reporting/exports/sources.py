@@ -22,6 +22,13 @@ def _first_infusion(patient_ref: str) -> Subquery:
     )
 
 
+def _last_infusion(patient_ref: str, field: str = "infused_at") -> Subquery:
+    """A field of the patient's last infusion (the highest infusion number)."""
+    return Subquery(
+        TransplantEvent.objects.filter(patient_id=OuterRef(patient_ref)).order_by("-infusion_number").values(field)[:1]
+    )
+
+
 def _count_infusions(patient_ref: str) -> Subquery:
     return Subquery(
         TransplantEvent.objects.filter(patient_id=OuterRef(patient_ref))
@@ -82,6 +89,17 @@ AE_FIELDS = (
     "complete_report_due",
     "complete_report_submitted_on",
     "transplant__infusion_number",
+    "meddra_version",
+    "meddra_llt_code",
+    "meddra_llt",
+    "meddra_pt_code",
+    "meddra_pt",
+    "meddra_hlt_code",
+    "meddra_hlt",
+    "meddra_hlgt_code",
+    "meddra_hlgt",
+    "meddra_soc_code",
+    "meddra_soc",
 )
 
 
@@ -89,8 +107,12 @@ def _ae_rows(ctx: Context) -> Iterator[dict]:
     qs = (
         AdverseEvent.objects.for_sites(ctx.site_ids)
         .filter(patient__study_id=ctx.study.pk)
-        .annotate(day0_at=_first_infusion("patient_id"), first_infusion_id=_first_infusion_id("patient_id"))
+        .annotate(
+            day0_at=_first_infusion("patient_id"),
+            last_at=_last_infusion("patient_id"),
+            first_infusion_id=_first_infusion_id("patient_id"),
+        )
         .order_by("patient__subject_code", "onset_date", "pk")
-        .values(*AE_FIELDS, "pk", "patient_id", "transplant_id", "day0_at", "first_infusion_id")
+        .values(*AE_FIELDS, "pk", "patient_id", "transplant_id", "day0_at", "last_at", "first_infusion_id")
     )
     return _stream(qs)

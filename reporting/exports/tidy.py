@@ -9,6 +9,7 @@ import datetime as dt
 from collections.abc import Iterator
 
 from followup import constants as c
+from followup import outcomes as o
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from patients import constants as pc
 from patients.models import ConcomitantMedication, TransplantEvent
@@ -418,9 +419,39 @@ OUTCOME_COLUMNS = [
     Column("sledai_change", "decimal", "SLEDAI-2K change from baseline.", unit="points"),
     Column("sri4", "flag", "SRI-4 (simplified; BILAG not assessed): 1 met, 0 not met, blank not assessable."),
     Column("sri4_note", "string", "Why SRI-4 could not be assessed, or what it rests on."),
-    Column("remission", "string", "Remission (study's definitions): complete, partial or none; blank unknown."),
-    Column("renal_response", "string", "Renal response (KDIGO-style): complete, partial, none, not applicable."),
-    Column("flare", "string", "Flare (SELENA-SLEDAI-style) versus the previous visit: mild/moderate or severe."),
+    Column(
+        "remission",
+        "string",
+        "Remission (study's definitions); blank unknown.",
+        values=_choices(
+            [(o.REMISSION_COMPLETE, "complete"), (o.REMISSION_PARTIAL, "partial"), (o.REMISSION_NONE, "none")]
+        ),
+    ),
+    Column(
+        "renal_response",
+        "string",
+        "Renal response (KDIGO-style); blank unknown.",
+        values=_choices(
+            [
+                (o.RENAL_COMPLETE, "complete"),
+                (o.RENAL_PARTIAL, "partial"),
+                (o.RENAL_NONE, "none"),
+                (o.RENAL_NOT_APPLICABLE, "not applicable"),
+            ]
+        ),
+    ),
+    Column(
+        "flare",
+        "string",
+        "Flare (SELENA-SLEDAI-style) versus the previous visit; blank not assessable.",
+        values=_choices(
+            [
+                (o.FLARE_NONE, "no flare"),
+                (o.FLARE_MILD_MODERATE, "mild/moderate flare"),
+                (o.FLARE_SEVERE, "severe flare"),
+            ]
+        ),
+    ),
     Column("relapse", "flag", "1 = a flare after a remission; blank when not assessable."),
     Column("notes", "string", "Notes of the computation, '; '-separated."),
     Column("computed_at", "datetime", "When the outcomes were computed (UTC, ISO 8601)."),
@@ -532,6 +563,17 @@ def _tidy_adverse_events(ctx: Context) -> Iterator[tuple]:
             subject,
             seq(subject),
             ae["term"],
+            ae["meddra_version"],
+            _s(ae["meddra_llt_code"]),
+            ae["meddra_llt"],
+            _s(ae["meddra_pt_code"]),
+            ae["meddra_pt"],
+            _s(ae["meddra_hlt_code"]),
+            ae["meddra_hlt"],
+            _s(ae["meddra_hlgt_code"]),
+            ae["meddra_hlgt"],
+            _s(ae["meddra_soc_code"]),
+            ae["meddra_soc"],
             ae["category"],
             _date(ae["onset_date"]),
             _date(ae["resolution_date"]),
@@ -559,6 +601,17 @@ AE_COLUMNS = [
     SUBJECT,
     Column("ae_number", "integer", "Sequence of the event within the subject (by onset)."),
     Column("term", "string", "Event term as reported."),
+    Column("meddra_version", "string", "MedDRA version of the coding (blank: not yet coded)."),
+    Column("meddra_llt_code", "integer", "MedDRA lowest level term code the term was coded to."),
+    Column("meddra_llt", "string", "MedDRA lowest level term."),
+    Column("meddra_pt_code", "integer", "MedDRA preferred term code."),
+    Column("meddra_pt", "string", "MedDRA preferred term."),
+    Column("meddra_hlt_code", "integer", "MedDRA high level term code (primary path)."),
+    Column("meddra_hlt", "string", "MedDRA high level term (primary path)."),
+    Column("meddra_hlgt_code", "integer", "MedDRA high level group term code (primary path)."),
+    Column("meddra_hlgt", "string", "MedDRA high level group term (primary path)."),
+    Column("meddra_soc_code", "integer", "MedDRA primary system organ class code."),
+    Column("meddra_soc", "string", "MedDRA primary system organ class."),
     Column("category", "string", "Category.", values=_choices(c.AECategory.choices)),
     Column("onset_date", "date", "Onset date."),
     Column("resolution_date", "date", "Resolution date (for a fatal event, the date of death)."),

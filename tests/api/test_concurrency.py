@@ -244,7 +244,7 @@ def gunicorn(world, settings, tmp_path):
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{url}/healthz", timeout=10).status_code == 200:
+                if requests.get(f"{url}/livez", timeout=10).status_code == 200:
                     return url
             except requests.RequestException:
                 time.sleep(0.2)

@@ -78,6 +78,8 @@ class Delivered:
     keys: tuple[str, ...]
     subject: str
     at: float
+    message_id: str = ""
+    accepted_at: float = 0.0  # wall-clock time (time.time()) of the 250, to compare with the ledger's sent_at
 
 
 class Mailbox:
@@ -87,8 +89,16 @@ class Mailbox:
     batch slow enough to kill a worker in the middle of it.
     """
 
-    def __init__(self, delay: float = 0.0):
+    def __init__(self, delay: float = 0.0, replies: dict[int, str] | None = None, hold: Iterable[int] = ()):
         self.delay = delay
+        # The n-th message (counting from 1) gets this reply instead of a 250 (e.g. "451 4.3.0 Try later").
+        self.replies = dict(replies or {})
+        # The n-th message waits, before its reply, until the test calls `release(n)`.
+        self.holds = {n: (threading.Event(), threading.Event()) for n in hold}  # n -> (arrived, released)
+        self.held_keys: dict[int, tuple[str, ...]] = {}
+        self.held_servers: dict[int, object] = {}
+        self.arrivals = 0
+        self.refused: list[tuple[int, str, tuple[str, ...]]] = []  # (n, reply, keys) of the messages refused
         self.messages: list[Delivered] = []
         self._reading: dict[int, float] = {}  # messages received but not yet answered -> when they arrived
         self.dropped = 0  # messages whose client went away before the 250
@@ -99,19 +109,36 @@ class Mailbox:
         began = time.monotonic()
         with self._lock:
             self._reading[id(envelope)] = began
+            self.arrivals += 1
+            n = self.arrivals
         try:
+            message = self._parser.parsebytes(envelope.original_content or envelope.content)
+            header = str(message.get("X-Registry-Keys", "") or "")
+            keys = tuple(key.strip() for key in header.split(",") if key.strip())
             if self.delay:
                 await asyncio.sleep(self.delay)
+            if n in self.holds:
+                arrived, released = self.holds[n]
+                self.held_keys[n] = keys
+                self.held_servers[n] = server
+                arrived.set()
+                await asyncio.get_running_loop().run_in_executor(None, released.wait, WAIT)
+            if n in self.replies:
+                with self._lock:
+                    self.refused.append((n, self.replies[n], keys))
+                return self.replies[n]
             if server.transport is None or server.transport.is_closing():
                 # The client went away while we were reading: it never saw a 250, nothing was delivered.
                 with self._lock:
                     self.dropped += 1
                 return "421 Client gone"
-            message = self._parser.parsebytes(envelope.original_content or envelope.content)
-            header = str(message.get("X-Registry-Keys", "") or "")
-            keys = tuple(key.strip() for key in header.split(",") if key.strip())
             delivered = Delivered(
-                to=tuple(envelope.rcpt_tos), keys=keys, subject=str(message.get("Subject", "")), at=time.monotonic()
+                to=tuple(envelope.rcpt_tos),
+                keys=keys,
+                subject=str(message.get("Subject", "")),
+                at=time.monotonic(),
+                message_id=str(message.get("Message-ID", "") or ""),
+                accepted_at=time.time(),
             )
             with self._lock:
                 self.messages.append(delivered)
@@ -123,6 +150,26 @@ class Mailbox:
         finally:
             with self._lock:
                 self._reading.pop(id(envelope), None)
+
+    # Holding a message before its reply (from the test's thread) ----------------------------------------
+
+    def wait_held(self, n: int, timeout: float = WAIT) -> tuple[str, ...]:
+        """Wait until the n-th message arrived and is held before its reply; return the keys it carries."""
+        if not self.holds[n][0].wait(timeout):
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for message {n} to arrive")
+        return self.held_keys[n]
+
+    def client_gone(self, n: int) -> bool:
+        """The client of the held n-th message has hung up (the server saw its connection close)."""
+        transport = getattr(self.held_servers.get(n), "transport", None)
+        return transport is None or transport.is_closing()
+
+    def release(self, n: int) -> None:
+        self.holds[n][1].set()
+
+    def release_all(self) -> None:
+        for _, released in self.holds.values():
+            released.set()
 
     # Reading (from the test's thread) ------------------------------------------------------------------
 
@@ -153,25 +200,57 @@ class Mailbox:
 
 
 @contextlib.contextmanager
-def smtp_server(delay: float = 0.0):
+def smtp_server(delay: float = 0.0, replies: dict[int, str] | None = None, hold: Iterable[int] = ()):
     """An SMTP server on a free loopback port; yields (mailbox, port)."""
     import logging
 
     from aiosmtpd.controller import Controller
 
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # one INFO line per SMTP command otherwise
-    mailbox = Mailbox(delay=delay)
+    mailbox = Mailbox(delay=delay, replies=replies, hold=hold)
     port = free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port, ready_timeout=10)
     controller.start()
     try:
         yield mailbox, port
     finally:
+        mailbox.release_all()
         controller.stop()
 
 
 @contextlib.contextmanager
-def smtp_settings(port: int):
+def stalled_smtp_server():
+    """A server that accepts connections and never says a word (not even the greeting); yields its port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+@contextlib.contextmanager
+def smtp_settings(port: int, timeout: float = 30):
     """Make this process send through the SMTP server on `port` (the test settings use locmem)."""
     from django.test import override_settings
 
@@ -183,7 +262,7 @@ def smtp_settings(port: int):
         EMAIL_HOST_PASSWORD="",
         EMAIL_USE_TLS=False,
         EMAIL_USE_SSL=False,
-        EMAIL_TIMEOUT=30,
+        EMAIL_TIMEOUT=timeout,
     ):
         yield
 

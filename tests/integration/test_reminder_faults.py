@@ -249,8 +249,11 @@ def test_worker_killed_mid_batch_then_a_new_worker_sends_the_rest_once(tmp_path)
     from notifications.ledger import reminders_sweep
 
     started = time.monotonic()
+    # The 6th message is held before its reply until the worker is dead. (Killing "while the server reads a
+    # message, half its delay before the 250" raced with the 250 on a busy machine: a kill that landed after
+    # the 250 and before the worker's commit re-sent that message.)
     with (
-        smtp_server(delay=0.1) as (mailbox, port),
+        smtp_server(delay=0.01, hold=[6]) as (mailbox, port),
         private_redis(tmp_path) as redis,
         workers_cleanup() as workers,
     ):
@@ -266,16 +269,17 @@ def test_worker_killed_mid_batch_then_a_new_worker_sends_the_rest_once(tmp_path)
         assert Notification.objects.count() == len(expected)
         first.wait_ready()
         queue_task(redis.url, SEND)
-        # Kill while the server is reading a message: some e-mails are out, one is mid-DATA, more wait.
-        wait_until(
-            lambda: mailbox.count() >= 5 and mailbox.reading_fresh(), interval=0.01, what="the worker to be mid-batch"
-        )
+        # Kill while the server holds the 6th message before its reply: five e-mails are out, one is mid-DATA,
+        # more wait.
+        mailbox.wait_held(6)
         first.kill()
         accepted_at_kill = mailbox.count()
         in_flight = Notification.objects.filter(state=nc.NotificationState.SENDING).count()
         pending_at_kill = Notification.objects.filter(state=nc.NotificationState.PENDING).count()
-        wait_until(lambda: not mailbox.busy(), timeout=10, what="the server to notice the killed client")
-        assert 0 < accepted_at_kill < expected_emails(expected)
+        wait_until(lambda: mailbox.client_gone(6), timeout=10, what="the server to see the killed client go")
+        mailbox.release(6)
+        wait_until(lambda: not mailbox.busy(), timeout=10, what="the server to drop the cut-off message")
+        assert accepted_at_kill == 5 < expected_emails(expected)
 
         second = Worker("second", env, tmp_path).start()
         workers.append(second)
@@ -300,6 +304,7 @@ def test_worker_killed_mid_batch_then_a_new_worker_sends_the_rest_once(tmp_path)
             seconds=round(time.monotonic() - started, 1),
         )
     )
+    assert mailbox.dropped == 1
     assert in_flight > 0, "the kill should leave claimed rows behind"
     figures.assert_exactly_once()
     assert figures.emails == expected_emails(expected)
@@ -365,7 +370,7 @@ def test_task_redelivered_by_redis_after_its_worker_died_sends_each_key_once(tmp
 
     started = time.monotonic()
     with (
-        smtp_server(delay=0.1) as (mailbox, port),
+        smtp_server(delay=0.01, hold=[4]) as (mailbox, port),
         private_redis(tmp_path) as redis,
         workers_cleanup() as workers,
     ):
@@ -386,12 +391,12 @@ def test_task_redelivered_by_redis_after_its_worker_died_sends_each_key_once(tmp
         reminders_sweep()
         first.wait_ready()
         task_id = queue_task(redis.url, SEND)
-        wait_until(
-            lambda: mailbox.count() >= 3 and mailbox.reading_fresh(), interval=0.01, what="the worker to be sending"
-        )
+        mailbox.wait_held(4)  # the 4th message waits before its reply until the worker is dead
         first.kill()
         accepted_at_kill = mailbox.count()
         in_flight = Notification.objects.filter(state=nc.NotificationState.SENDING).count()
+        wait_until(lambda: mailbox.client_gone(4), timeout=10, what="the server to see the killed client go")
+        mailbox.release(4)
 
         second = Worker("heir", env, tmp_path).start()
         workers.append(second)

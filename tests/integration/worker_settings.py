@@ -15,3 +15,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": 1,
     "unacked_restore_throttle": 1,
 }
+
+# The probe tasks of the broker-loss test (tests/integration/probe_tasks.py).
+CELERY_IMPORTS = ("tests.integration.probe_tasks",)

@@ -176,7 +176,7 @@ def test_resend_action_refuses_a_sent_row(client_a, site_a, failed_reminder):
     assert failed_reminder.state == "sent"
     shown = [str(m) for m in get_messages(response.wsgi_request)]
     assert "0 item(s) queued again." in shown
-    assert any("Only failed or cancelled items can be resent" in m for m in shown)
+    assert any("Only failed, cancelled or retrying items can be resent" in m for m in shown)
 
 
 def test_resend_action_cannot_reach_another_sites_row(client_a, ledger):

@@ -29,7 +29,6 @@ from followup.models import AdverseEvent, Visit
 from followup.services import ae_record, ae_record_submission, ae_save, visit_record
 from notifications import constants as nc
 from notifications.ledger import (
-    MAX_ATTEMPTS,
     backoff,
     claim,
     notification_resend,
@@ -598,29 +597,33 @@ def test_smtp_failure_puts_the_row_back_with_backoff_and_the_error(settings, a1,
     assert send(now + dt.timedelta(seconds=30)).retried == 0  # not before the backoff is over
 
 
-def test_row_fails_after_max_attempts_with_its_error_kept(settings, a1, coord):
+def test_temporary_failures_retry_for_a_day_then_the_row_fails_with_its_error_kept(settings, a1, coord):
     settings.EMAIL_BACKEND = FAILING_BACKEND
     sweep(sh(2, 10, hour=7))
-    now = sh(2, 10, hour=9)
+    first = now = sh(2, 10, hour=9)
 
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    attempts = 0
+    while True:
         report = send(now)
+        attempts += 1
         row = Notification.objects.get()
-        assert row.attempts == attempt
-        if attempt < MAX_ATTEMPTS:
-            assert (row.state, report.retried) == ("pending", 1)
-            assert row.send_after == now + backoff(attempt)
-            now = row.send_after
+        assert row.attempts == attempts and row.first_attempt_at == first
+        if row.state != "pending":
+            break
+        assert report.retried == 1
+        assert row.send_after == min(now + backoff(attempts), first + dt.timedelta(hours=24))
+        now = row.send_after
 
-    assert (row.state, report.failed) == ("failed", 1)
-    assert "SMTPServerDisconnected" in row.last_error
+    assert (row.state, report.failed, row.failed_at) == ("failed", 1, first + dt.timedelta(hours=24))
+    assert attempts > 5, "retried for a day, not a number of times"
+    assert "SMTPServerDisconnected" in row.last_error and row.last_error.startswith("temporary")
     assert send(now + dt.timedelta(days=1)).emails == 0
 
 
 def test_resend_queues_a_failed_row_again_and_it_is_sent(settings, a1, coord):
     sweep(sh(2, 10, hour=7))
     row = Notification.objects.get()
-    Notification.objects.filter(pk=row.pk).update(state="failed", attempts=MAX_ATTEMPTS, last_error="SMTP 554")
+    Notification.objects.filter(pk=row.pk).update(state="failed", attempts=5, last_error="SMTP 554")
     later = sh(2, 10, hour=12)
 
     with clock(later):
@@ -647,7 +650,7 @@ def test_resend_refuses_a_sent_row(a1, coord):
 def test_resend_refuses_a_row_that_no_longer_applies(a1, coord):
     sweep(sh(2, 10, hour=7))
     row = Notification.objects.get()
-    Notification.objects.filter(pk=row.pk).update(state="failed", attempts=MAX_ATTEMPTS)
+    Notification.objects.filter(pk=row.pk).update(state="failed", attempts=5)
     with clock(sh(2, 10, hour=8)):
         visit_record(visit=visit(a1, "M1"), actual_date=D(2026, 2, 10), results={"WEIGHT": "55"})
 

@@ -60,7 +60,7 @@ def rows(archive, name: str) -> list[dict]:
 
 def test_sdtm_lb_keeps_the_sign_in_the_character_results_and_no_numeric_result(archive):
     lb = {(r["VISIT"], r["LBTESTCD"]): r for r in rows(archive, "sdtm/lb.csv")}
-    dsdna = lb["M1", "ADSDNA"]
+    dsdna = lb["M1", "DSDNAAB"]
     assert (dsdna["LBORRES"], dsdna["LBORRESU"], dsdna["LBSTRESC"], dsdna["LBSTRESN"], dsdna["LBSTRESU"]) == (
         "<10",
         "IU/mL",
@@ -76,9 +76,9 @@ def test_sdtm_lb_keeps_the_sign_in_the_character_results_and_no_numeric_result(a
         "",
         "g/L",
     )
-    exact = lb["BL", "ADSDNA"]
+    exact = lb["BL", "DSDNAAB"]
     assert (exact["LBORRES"], exact["LBSTRESC"], exact["LBSTRESN"]) == ("120", "120", "120")
-    assert ("M1", "EGFR") not in lb, "no eGFR from a censored creatinine"
+    assert ("M1", "GFRE") not in lb, "no eGFR from a censored creatinine"
     assert lb["M1", "CREAT"]["LBSTRESC"] == "<20"
 
 

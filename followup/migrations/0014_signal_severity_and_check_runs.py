@@ -24,7 +24,7 @@ def grade_existing_signals(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('followup', '0012_adverse_event_pre_treatment'),
+        ('followup', '0013_adverse_event_meddra'),
         ('registry', '0010_study_site_removed_on'),
     ]
 

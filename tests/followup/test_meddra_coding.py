@@ -1,0 +1,230 @@
+"""MedDRA (docs/clinical-rules.md, "Coding adverse events to MedDRA"): a centre's release loaded from the ASCII
+distribution by `load_meddra` (here a made-up dictionary in the same layout, tests/followup/meddra_sample/),
+an adverse event coded to an LLT by a data manager, its PT and primary path stored with the version, the term
+kept as entered, and uncoded events on the worklist."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+
+from followup import constants as c
+from followup.meddra import read_release
+from followup.models import AdverseEvent, MedDRARelease, MedDRATerm
+from followup.selectors import worklist
+from followup.services import ae_code_meddra, ae_record, ae_save, meddra_release_load
+from registry import constants as rc
+from tests.factories import make_clinical, make_user
+
+pytestmark = pytest.mark.django_db
+
+SAMPLE = Path(__file__).parent / "meddra_sample"
+SHINGLES, OLD_SHINGLES, ITCHY_RASH = 94000001, 94000002, 94000003
+
+
+@pytest.fixture
+def clinical():
+    return make_clinical()
+
+
+@pytest.fixture
+def release():
+    return meddra_release_load(directory=SAMPLE, version="99.0")
+
+
+def an_event(clinical, **overrides) -> AdverseEvent:
+    fields = {
+        "term": "Shingles, left flank",
+        "category": c.AECategory.INFECTION,
+        "onset_date": dt.date(2025, 5, 8),
+        "aware_date": dt.date(2025, 5, 10),
+        "grade": c.CTCAEGrade.MODERATE,
+        "relatedness": c.Relatedness.UNLIKELY,
+        "expected": True,
+    }
+    return ae_record(patient=clinical.patient, **{**fields, **overrides})
+
+
+def errors_of(excinfo) -> dict[str, str]:
+    return {key: " ".join(value) for key, value in excinfo.value.message_dict.items()}
+
+
+# Reading and loading a release ---------------------------------------------------------------------------
+
+
+def test_reading_the_ascii_files_gives_each_llt_its_pt_and_the_primary_path_only():
+    terms = {t.llt_code: t for t in read_release(SAMPLE)}
+    assert set(terms) == {93000001, SHINGLES, OLD_SHINGLES, 93000002, ITCHY_RASH}
+    shingles = terms[SHINGLES]
+    # PT 93000001 also sits under the skin SOC (secondary path): the primary one is taken.
+    assert (shingles.pt_code, shingles.hlt_code, shingles.hlgt_code, shingles.soc_code) == (
+        93000001,
+        92000001,
+        91000001,
+        90000001,
+    )
+    assert shingles.soc_name == "Invented infections SOC" and shingles.current
+    assert not terms[OLD_SHINGLES].current
+
+
+def test_load_meddra_command_loads_the_release_and_refuses_the_same_version_twice(capsys):
+    call_command("load_meddra", str(SAMPLE), "--version", "99.0")
+    assert "99.0" in capsys.readouterr().out
+    release = MedDRARelease.objects.get()
+    assert release.version == "99.0" and release.terms.count() == 5
+    with pytest.raises(CommandError, match="already loaded"):
+        call_command("load_meddra", str(SAMPLE), "--version", "99.0")
+    assert MedDRATerm.objects.count() == 5
+
+
+def test_a_release_whose_files_disagree_is_refused_naming_the_file_and_line(tmp_path):
+    broken = tmp_path / "MedAscii"
+    shutil.copytree(SAMPLE, broken)
+    # pt.asc names the skin SOC as PT 93000001's primary SOC; mdhier.asc says infections.
+    text = (
+        (broken / "pt.asc")
+        .read_text()
+        .replace("93000001$Invented zoster PT$$90000001", "93000001$Invented zoster PT$$90000002")
+    )
+    (broken / "pt.asc").write_text(text)
+    with pytest.raises(ValidationError) as excinfo:
+        meddra_release_load(directory=broken, version="99.1")
+    message = errors_of(excinfo)["directory"]
+    assert message.startswith("mdhier.asc, line 1:") and "pt.asc" in message
+    assert not MedDRARelease.objects.exists()
+
+
+def test_a_missing_file_is_named(tmp_path):
+    broken = tmp_path / "MedAscii"
+    shutil.copytree(SAMPLE, broken)
+    (broken / "hlt_pt.asc").unlink()
+    with pytest.raises(ValidationError) as excinfo:
+        meddra_release_load(directory=broken, version="99.1")
+    assert "hlt_pt.asc" in errors_of(excinfo)["directory"]
+
+
+# Coding an event ---------------------------------------------------------------------------------------
+
+
+def test_coding_stores_llt_pt_and_primary_path_with_the_version_and_keeps_the_term(clinical, release):
+    ae = an_event(clinical)
+    coded = ae_code_meddra(ae=ae, llt_code=SHINGLES)
+    coded.refresh_from_db()
+    assert coded.term == "Shingles, left flank"
+    assert (coded.meddra_version, coded.meddra_llt_code, coded.meddra_llt) == (
+        "99.0",
+        SHINGLES,
+        "Invented shingles LLT",
+    )
+    assert (coded.meddra_pt_code, coded.meddra_pt) == (93000001, "Invented zoster PT")
+    assert (coded.meddra_hlt_code, coded.meddra_hlgt_code) == (92000001, 91000001)
+    assert (coded.meddra_soc_code, coded.meddra_soc) == (90000001, "Invented infections SOC")
+    assert coded.history.first().history_change_reason.startswith("coded to MedDRA 99.0 LLT 94000001")
+
+
+def test_a_non_current_llt_or_an_unknown_code_is_refused(clinical, release):
+    ae = an_event(clinical)
+    with pytest.raises(ValidationError) as excinfo:
+        ae_code_meddra(ae=ae, llt_code=OLD_SHINGLES)
+    assert "not current" in errors_of(excinfo)["meddra_term"]
+    with pytest.raises(ValidationError) as excinfo:
+        ae_code_meddra(ae=ae, llt_code=12345)
+    assert "12345 is not an LLT code of MedDRA 99.0" in errors_of(excinfo)["meddra_term"]
+    ae.refresh_from_db()
+    assert ae.meddra_llt_code is None and ae.meddra_version == ""
+
+
+def test_coding_without_a_loaded_release_says_to_load_one(clinical):
+    with pytest.raises(ValidationError) as excinfo:
+        ae_code_meddra(ae=an_event(clinical), llt_code=SHINGLES)
+    assert "load_meddra" in errors_of(excinfo)["meddra_term"]
+
+
+def test_recoding_and_uncoding_through_the_event_save(clinical, release):
+    ae = ae_code_meddra(ae=an_event(clinical), llt_code=SHINGLES)
+    ae.meddra_term = MedDRATerm.objects.get(llt_code=ITCHY_RASH)
+    ae_save(ae=ae, reason="recoded: a rash, not zoster")
+    ae.refresh_from_db()
+    assert (ae.meddra_pt, ae.meddra_soc) == ("Invented rash PT", "Invented skin SOC")
+    ae.meddra_term = None
+    ae_save(ae=ae, reason="coding withdrawn")
+    ae.refresh_from_db()
+    assert ae.meddra_llt_code is None and ae.meddra_soc == "" and ae.meddra_version == ""
+
+
+def test_a_term_of_an_older_release_cannot_be_chosen_once_a_newer_one_is_loaded(clinical, release):
+    old_term = MedDRATerm.objects.get(release=release, llt_code=SHINGLES)
+    meddra_release_load(directory=SAMPLE, version="99.1")
+    ae = an_event(clinical)
+    ae.meddra_term = old_term
+    with pytest.raises(ValidationError) as excinfo:
+        ae_save(ae=ae, reason="coding")
+    assert "current release (99.1)" in errors_of(excinfo)["meddra_term"]
+
+
+def test_coding_at_another_site_is_refused(clinical, release):
+    outsider = make_user("meddra-outsider", make_clinical().site, role=rc.Role.DATA_MANAGER)
+    with pytest.raises(ValidationError) as excinfo:
+        ae_code_meddra(ae=an_event(clinical), llt_code=SHINGLES, actor=outsider)
+    assert "patient" in errors_of(excinfo)
+
+
+# The worklist ------------------------------------------------------------------------------------------
+
+
+def test_uncoded_events_are_on_the_data_managers_worklist_once_a_release_is_loaded(clinical, frozen_now):
+    manager = make_user("meddra-dm", clinical.site, role=rc.Role.DATA_MANAGER)
+    ae = an_event(clinical)
+    other = an_event(clinical, term="Itchy rash")
+    assert worklist(user=manager)["uncoded"] == []  # no dictionary: nothing can be coded yet
+    meddra_release_load(directory=SAMPLE, version="99.0")
+    assert [a.pk for a in worklist(user=manager)["uncoded"]] == [ae.pk, other.pk]
+    ae_code_meddra(ae=ae, llt_code=SHINGLES, actor=manager)
+    assert [a.pk for a in worklist(user=manager)["uncoded"]] == [other.pk]
+    outsider = make_user("meddra-outsider-dm", make_clinical().site, role=rc.Role.DATA_MANAGER)
+    assert worklist(user=outsider)["uncoded"] == []
+
+
+# The admin: the coding field with its autocomplete ------------------------------------------------------
+
+
+def test_the_llt_autocomplete_finds_current_terms_of_the_current_release_by_name(client, clinical, release):
+    manager = make_user("meddra-dm-ac", clinical.site, role=rc.Role.DATA_MANAGER)
+    client.force_login(manager)
+    response = client.get(
+        "/admin/autocomplete/",
+        {"term": "shingles", "app_label": "followup", "model_name": "adverseevent", "field_name": "meddra_term"},
+    )
+    assert response.status_code == 200
+    found = [r["text"] for r in response.json()["results"]]
+    assert found == ["Invented shingles LLT (94000001) - PT Invented zoster PT - SOC Invented infections SOC"]
+
+
+def test_a_data_manager_codes_an_event_on_its_admin_page(client, clinical, release):
+    manager = make_user("meddra-dm-admin", clinical.site, role=rc.Role.DATA_MANAGER)
+    ae = an_event(clinical)
+    client.force_login(manager)
+    url = f"/admin/followup/adverseevent/{ae.pk}/change/"
+    page = client.get(url)
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data.update(
+        expected="on",
+        meddra_term=MedDRATerm.objects.get(llt_code=SHINGLES).pk,
+        reason="coded to MedDRA",
+        _save="Save",
+    )
+    data.pop("pre_treatment", None)
+    for name in [n for n, v in data.items() if v is False]:
+        data.pop(name)
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    ae.refresh_from_db()
+    assert (ae.term, ae.meddra_llt_code, ae.meddra_soc_code) == ("Shingles, left flank", SHINGLES, 90000001)
+    assert "LLT 94000001 Invented shingles LLT" in client.get(url).content.decode()

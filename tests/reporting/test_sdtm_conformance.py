@@ -1,0 +1,386 @@
+"""SDTM conformance of the export of the demo study: the checks an outside reviewer runs (SDTMIG 3.4 and
+CDISC CT), rebuilt here so that the export cannot regress.
+
+The demo study is seeded once for the module (8 patients, both sites) inside a transaction rolled back at
+the end, and exported once; every test reads that zip. The CT terms come from `ct/sdtm_ct_subset.csv`; the
+SDTMIG variable order is written out below, independently of the export's own metadata.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import xml.etree.ElementTree as ET
+import zipfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import jsonschema
+import pyreadstat
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+
+from devdata.demo import STUDY_CODE
+from registry.models import Study
+from reporting.exports.archive import build_export_zip
+from reporting.exports.sdtm_terms import ascii_text, ct_unit, epoch, variable_meta
+from reporting.models import ExportJob
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+DATASETS = ["DM", "EX", "CM", "LB", "QS", "AE"]
+CT_FILE = Path(__file__).parent / "ct" / "sdtm_ct_subset.csv"
+DATASET_JSON_SCHEMA = Path(__file__).parent / "schemas" / "dataset-json-1.1.schema.json"
+
+# SDTMIG 3.4 variable order of each domain (the variables the export may use, and their neighbours).
+SDTMIG_ORDER = {
+    "DM": "STUDYID DOMAIN USUBJID SUBJID RFSTDTC RFENDTC RFXSTDTC RFXENDTC RFICDTC RFPENDTC DTHDTC DTHFL SITEID "
+    "INVID INVNAM BRTHDTC AGE AGEU SEX RACE ETHNIC ARMCD ARM ACTARMCD ACTARM ARMNRS ACTARMUD COUNTRY DMDTC DMDY",
+    "EX": "STUDYID DOMAIN USUBJID EXSEQ EXGRPID EXREFID EXSPID EXLNKID EXLNKGRP EXTRT EXCAT EXSCAT EXDOSE "
+    "EXDOSTXT EXDOSU EXDOSFRM EXDOSFRQ EXDOSRGM EXROUTE EXLOT EXLOC EXLAT EXDIR EXFAST EXADJ VISITNUM VISIT "
+    "VISITDY TAETORD EPOCH EXSTDTC EXENDTC EXSTDY EXENDY EXDUR",
+    "CM": "STUDYID DOMAIN USUBJID CMSEQ CMGRPID CMSPID CMTRT CMMODIFY CMDECOD CMCAT CMSCAT CMPRESP CMOCCUR "
+    "CMSTAT CMREASND CMINDC CMCLAS CMCLASCD CMDOSE CMDOSTXT CMDOSU CMDOSFRM CMDOSFRQ CMDOSTOT CMDOSRGM CMROUTE "
+    "CMADJ TAETORD EPOCH CMSTDTC CMENDTC CMSTDY CMENDY CMDUR CMSTRF CMENRF CMSTRTPT CMSTTPT CMENRTPT CMENTPT",
+    "LB": "STUDYID DOMAIN USUBJID LBSEQ LBGRPID LBREFID LBSPID LBTESTCD LBTEST LBTSTDTL LBCAT LBSCAT LBORRES "
+    "LBORRESU LBORNRLO LBORNRHI LBSTRESC LBSTRESN LBSTRESU LBSTNRLO LBSTNRHI LBSTNRC LBSTREFC LBNRIND LBSTAT "
+    "LBREASND LBNAM LBLOINC LBSPEC LBSPCCND LBMETHOD LBLOBXFL LBBLFL LBFAST LBDRVFL LBTOX LBTOXGR VISITNUM "
+    "VISIT VISITDY TAETORD EPOCH LBDTC LBENDTC LBDY LBENDY LBTPT",
+    "QS": "STUDYID DOMAIN USUBJID QSSEQ QSGRPID QSSPID QSTESTCD QSTEST QSCAT QSSCAT QSORRES QSORRESU QSSTRESC "
+    "QSSTRESN QSSTRESU QSSTAT QSREASND QSLOBXFL QSBLFL QSDRVFL VISITNUM VISIT VISITDY TAETORD EPOCH QSDTC QSDY "
+    "QSTPT",
+    "AE": "STUDYID DOMAIN USUBJID AESEQ AEGRPID AEREFID AESPID AETERM AEMODIFY AELLT AELLTCD AEDECOD AEPTCD "
+    "AEHLT AEHLTCD AEHLGT AEHLGTCD AECAT AESCAT AEPRESP AEBODSYS AEBDSYCD AESOC AESOCCD AELOC AESEV AESER AEACN "
+    "AEACNOTH AEREL AERELNST AEPATT AEOUT AESCAN AESCONG AESDISAB AESDTH AESHOSP AESLIFE AESOD AESMIE AECONTRT "
+    "AETOXGR TAETORD EPOCH AEDTC AESTDTC AEENDTC AEDY AESTDY AEENDY AEDUR AEENRF AEENRTPT AEENTPT",
+}
+
+# Variable -> CT codelist (short name in the CT subset).
+CODED = {
+    ("LB", "LBTESTCD"): "LBTESTCD",
+    ("LB", "LBTEST"): "LBTEST",
+    ("LB", "LBORRESU"): "UNIT",
+    ("LB", "LBSTRESU"): "UNIT",
+    ("LB", "LBSPEC"): "SPECTYPE",
+    ("LB", "LBLOBXFL"): "NY",
+    ("LB", "LBBLFL"): "NY",
+    ("QS", "QSLOBXFL"): "NY",
+    ("EX", "EXDOSU"): "UNIT",
+    ("EX", "EXROUTE"): "ROUTE",
+    ("CM", "CMDOSU"): "UNIT",
+    ("DM", "SEX"): "SEX",
+    ("DM", "AGEU"): "AGEU",
+    ("DM", "COUNTRY"): "COUNTRY",
+    ("DM", "ARMNRS"): "ARMNULRS",
+    ("DM", "DTHFL"): "NY",
+    ("AE", "AESEV"): "AESEV",
+    ("AE", "AEOUT"): "OUT",
+    ("AE", "AEACN"): "ACN",
+    **{("AE", v): "NY" for v in ("AESER", "AESCONG", "AESDISAB", "AESDTH", "AESHOSP", "AESLIFE", "AESMIE")},
+    **{(d, "EPOCH"): "EPOCH" for d in ("EX", "CM", "LB", "QS", "AE")},
+}
+# Sponsor-defined terms (no CDISC CT term exists): regulatory T cells.
+SPONSOR_DEFINED = {("LBTESTCD", "TREG"), ("LBTEST", "Regulatory T Cells/CD4 T Cells")}
+# SDTMIG 3.4 Req variables of each domain (besides STUDYID, DOMAIN, USUBJID).
+REQUIRED = {
+    "DM": {"SUBJID", "SITEID", "SEX", "COUNTRY"},
+    "EX": {"EXSEQ", "EXTRT"},
+    "CM": {"CMSEQ", "CMTRT"},
+    "LB": {"LBSEQ", "LBTESTCD", "LBTEST"},
+    "QS": {"QSSEQ", "QSTESTCD", "QSTEST", "QSCAT"},
+    "AE": {"AESEQ", "AETERM", "AEDECOD"},
+}
+# Req variables that may be empty: AEDECOD waits for MedDRA coding of the verbatim term.
+REQ_MAY_BE_EMPTY = {("AE", "AEDECOD")}
+
+
+@pytest.fixture(scope="module")
+def export(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[str, bytes]:
+    path = tmp_path_factory.mktemp("sdtm") / "export.zip"
+    with django_db_blocker.unblock(), transaction.atomic():
+        call_command("seed_demo", patients=8, quiet=True, stdout=io.StringIO())
+        study = Study.objects.get(code=STUDY_CODE)
+        job = ExportJob.objects.create(study=study, site_ids=sorted(study.sites.values_list("pk", flat=True)))
+        build_export_zip(job, path)
+        transaction.set_rollback(True)
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def table(export, domain: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(export[f"sdtm/{domain.lower()}.csv"].decode("utf-8"))))
+
+
+def header(export, domain: str) -> list[str]:
+    return next(csv.reader(io.StringIO(export[f"sdtm/{domain.lower()}.csv"].decode("utf-8"))))
+
+
+def ct_terms() -> dict[str, set[str]]:
+    terms = defaultdict(set)
+    with CT_FILE.open(newline="") as f:
+        for row in csv.DictReader(f):
+            terms[row["codelist"]].add(row["submission_value"])
+    return terms
+
+
+def day(value: str) -> dt.date:
+    return dt.date.fromisoformat(value[:10])
+
+
+def study_day(on: dt.date, reference: dt.date) -> int:
+    days = (on - reference).days
+    return days + 1 if days >= 0 else days
+
+
+# Content -----------------------------------------------------------------------------------------------
+
+
+def test_every_dataset_holds_rows(export):
+    counts = {domain: len(table(export, domain)) for domain in DATASETS}
+    assert all(counts.values()), counts
+    assert counts["DM"] == 8
+
+
+@pytest.mark.parametrize("domain", DATASETS)
+def test_variables_follow_the_sdtmig_order(export, domain):
+    reference = SDTMIG_ORDER[domain].split()
+    columns = header(export, domain)
+    assert not set(columns) - set(reference), f"{domain}: not SDTMIG variables"
+    positions = [reference.index(name) for name in columns]
+    assert positions == sorted(positions), f"{domain}: {columns}"
+
+
+@pytest.mark.parametrize("domain", DATASETS)
+def test_required_variables_are_present_and_filled(export, domain):
+    columns, rows = header(export, domain), table(export, domain)
+    required = [name for name in columns if variable_meta(domain, name)[1] == "Req"]
+    assert {"STUDYID", "DOMAIN", "USUBJID", *REQUIRED[domain]} == set(required)
+    for name in required:
+        if (domain, name) in REQ_MAY_BE_EMPTY:
+            continue
+        empty = [r["USUBJID"] for r in rows if not r[name]]
+        assert not empty, f"{domain}.{name} empty for {empty[:3]}"
+
+
+def test_dm_holds_the_required_and_expected_variables(export):
+    columns = set(header(export, "DM"))
+    assert {"COUNTRY", "RFXSTDTC", "RFXENDTC", "RFPENDTC", "ARMNRS", "ACTARMUD"} <= columns
+    dm = table(export, "DM")
+    assert {r["COUNTRY"] for r in dm} == {"CHN"}
+    for r in dm:
+        if r["RFXSTDTC"]:
+            assert r["RFXSTDTC"] == r["RFSTDTC"] and r["RFXENDTC"] >= r["RFXSTDTC"]
+            assert r["RFPENDTC"] >= r["RFXSTDTC"][:10]
+            assert r["ARMCD"] and not r["ARMNRS"]
+        else:
+            assert not r["ARMCD"] and r["ARMNRS"] == "NOT ASSIGNED"
+
+
+@pytest.mark.parametrize("domain", DATASETS)
+def test_coded_values_are_cdisc_ct_terms(export, domain):
+    terms = ct_terms()
+    rows = table(export, domain)
+    checked = [(name, codelist) for (d, name), codelist in CODED.items() if d == domain]
+    assert checked
+    for name, codelist in checked:
+        values = {r[name] for r in rows if r[name]}
+        outside = {v for v in values if v not in terms[codelist] and (codelist, v) not in SPONSOR_DEFINED}
+        assert not outside, f"{domain}.{name} not in CT {codelist}: {sorted(outside)}"
+
+
+def test_lab_codes_of_the_registry_are_mapped_to_ct(export):
+    lb = table(export, "LB")
+    codes = {r["LBTESTCD"] for r in lb}
+    assert not codes & {"ADSDNA", "PROT24H", "EGFR", "PLT"}
+    assert {r["LBTEST"] for r in lb if r["LBTESTCD"] == "CREAT"} == {"Creatinine"}
+    assert {"CREAT", "GFRE", "C3"} <= codes
+    assert {r["LBSTRESU"] for r in lb if r["LBTESTCD"] == "GFRE"} == {"mL/min/{1.73_m2}"}
+
+
+def test_every_character_value_is_ascii(export):
+    """The CSV, Dataset-JSON and define.xml files as bytes; the XPT files' values in the round trip below."""
+    for name, data in export.items():
+        if name.startswith("sdtm/") and not name.endswith(".xpt"):
+            assert data.isascii(), f"{name}: {data[[b > 127 for b in data].index(True) - 20 :][:60]!r}"
+
+
+def test_ae_term_is_transliterated_in_sdtm_and_verbatim_in_tidy(export):
+    sdtm_terms = {r["AETERM"] for r in table(export, "AE")}
+    tidy = export["tidy/adverse_events.csv"].decode("utf-8")
+    assert "Transient fever after infusion (38.4 °C)" in tidy
+    assert "Transient fever after infusion (38.4 deg C)" in sdtm_terms
+
+
+def test_study_days_and_end_days(export):
+    start = {r["USUBJID"]: r["RFSTDTC"] for r in table(export, "DM")}
+    checked = Counter()
+    for domain in DATASETS[1:]:
+        columns, rows = header(export, domain), table(export, domain)
+        pairs = [(f"{domain}{dtc}DTC", f"{domain}{dy}DY") for dtc, dy in (("ST", "ST"), ("EN", "EN"), ("", ""))]
+        pairs = [(dtc, dy) for dtc, dy in pairs if dtc in columns]
+        for dtc, dy in pairs:
+            assert dy in columns, f"{domain}: {dtc} without {dy}"
+            for r in rows:
+                if r[dtc] and start[r["USUBJID"]]:
+                    assert int(r[dy]) == study_day(day(r[dtc]), day(start[r["USUBJID"]])), (domain, r)
+                    assert r[dy] != "0"
+                    checked[dy] += 1
+                else:
+                    assert r[dy] == "", (domain, dy, r)
+    assert checked["EXENDY"] and checked["AEENDY"] and checked["LBDY"] and checked["QSDY"], checked
+
+
+def test_epoch_follows_the_infusion_dates(export):
+    dm = {r["USUBJID"]: r for r in table(export, "DM")}
+    seen = Counter()
+    for domain in DATASETS[1:]:
+        date_var = {"EX": "EXSTDTC", "CM": "CMSTDTC", "LB": "LBDTC", "QS": "QSDTC", "AE": "AESTDTC"}[domain]
+        for r in table(export, domain):
+            subject = dm[r["USUBJID"]]
+            first = day(subject["RFXSTDTC"]) if subject["RFXSTDTC"] else None
+            last = day(subject["RFXENDTC"]) if subject["RFXENDTC"] else None
+            on = day(r[date_var]) if r[date_var] else None
+            assert r["EPOCH"] == epoch(on, first, last), (domain, r)
+            seen[r["EPOCH"]] += 1
+    assert seen["SCREENING"] and seen["TREATMENT"] and seen["FOLLOW-UP"], seen
+
+
+@pytest.mark.parametrize("domain", ["LB", "QS"])
+def test_last_observation_before_exposure_flag(export, domain):
+    start = {r["USUBJID"]: r["RFXSTDTC"] for r in table(export, "DM")}
+    rows = table(export, domain)
+    flag, test, dtc = f"{domain}LOBXFL", f"{domain}TESTCD", f"{domain}DTC"
+    flagged = Counter((r["USUBJID"], r[test]) for r in rows if r[flag] == "Y")
+    assert flagged and max(flagged.values()) == 1
+    for r in rows:
+        if r[flag] == "Y":
+            assert day(r[dtc]) <= day(start[r["USUBJID"]])
+            later = [
+                o
+                for o in rows
+                if (o["USUBJID"], o[test]) == (r["USUBJID"], r[test])
+                and o[dtc]
+                and r[dtc] < o[dtc] <= start[o["USUBJID"]][:10]
+            ]
+            assert not later, r
+
+
+# Delivery ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("domain", DATASETS)
+def test_xpt_round_trip_in_pyreadstat_with_labels(export, domain, tmp_path):
+    path = tmp_path / f"{domain.lower()}.xpt"
+    path.write_bytes(export[f"sdtm/{domain.lower()}.xpt"])
+    frame, meta = pyreadstat.read_xport(str(path))
+    columns, rows = header(export, domain), table(export, domain)
+    assert list(frame.columns) == columns
+    assert meta.table_name == domain
+    assert meta.column_names_to_labels == {name: variable_meta(domain, name)[0] for name in columns}
+    assert all(len(label) <= 40 for label in meta.column_labels) and all(len(n) <= 8 for n in columns)
+    assert len(frame) == len(rows)
+    for i, r in enumerate(rows):
+        for name in columns:
+            got = frame.iloc[i][name]
+            if isinstance(got, str):
+                assert got == r[name] and got.isascii(), (domain, name, i)
+            elif r[name] == "":
+                assert got != got, (domain, name, i)  # NaN: a missing numeric value
+            else:
+                assert float(got) == float(r[name]), (domain, name, i)
+
+
+@pytest.mark.parametrize("domain", DATASETS)
+def test_dataset_json_structure(export, domain):
+    document = json.loads(export[f"sdtm/{domain.lower()}.json"])
+    schema = json.loads(DATASET_JSON_SCHEMA.read_text())
+    errors = [e.message for e in jsonschema.Draft201909Validator(schema).iter_errors(document)]
+    assert errors == []
+    required = {
+        "datasetJSONCreationDateTime",
+        "datasetJSONVersion",
+        "itemGroupOID",
+        "records",
+        "name",
+        "label",
+        "columns",
+        "rows",
+    }
+    assert required <= set(document)
+    assert document["datasetJSONVersion"].startswith("1.1")
+    assert (document["name"], document["itemGroupOID"]) == (domain, f"IG.{domain}")
+    columns, rows = header(export, domain), table(export, domain)
+    assert [c["name"] for c in document["columns"]] == columns
+    assert all(c["label"] == variable_meta(domain, c["name"])[0] for c in document["columns"])
+    assert {c["dataType"] for c in document["columns"]} <= {"string", "integer", "decimal", "date", "datetime"}
+    assert document["records"] == len(document["rows"]) == len(rows)
+    assert all(len(row) == len(columns) for row in document["rows"])
+    keys = sorted((c["keySequence"], c["name"]) for c in document["columns"] if "keySequence" in c)
+    assert keys[0] == (1, "STUDYID")
+
+
+def test_define_xml_lists_every_dataset_variable_and_codelist(export):
+    ns = {"odm": "http://www.cdisc.org/ns/odm/v1.3", "def": "http://www.cdisc.org/ns/def/v2.1"}
+    root = ET.fromstring(export["sdtm/define.xml"])  # well-formed
+    mdv = root.find("odm:Study/odm:MetaDataVersion", ns)
+    assert mdv.get("{http://www.cdisc.org/ns/def/v2.1}DefineVersion") == "2.1.0"
+    standards = {(s.get("Name"), s.get("Version")) for s in mdv.findall("def:Standards/def:Standard", ns)}
+    assert ("SDTMIG", "3.4") in standards
+    groups = {g.get("Name"): g for g in mdv.findall("odm:ItemGroupDef", ns)}
+    assert set(groups) == set(DATASETS)
+    items = {i.get("OID"): i for i in mdv.findall("odm:ItemDef", ns)}
+    codelists = {c.get("OID"): c for c in mdv.findall("odm:CodeList", ns)}
+    for domain in DATASETS:
+        refs = sorted(groups[domain].findall("odm:ItemRef", ns), key=lambda r: int(r.get("OrderNumber")))
+        names = [items[r.get("ItemOID")].get("Name") for r in refs]
+        assert names == header(export, domain), domain
+        for ref in refs:
+            core = variable_meta(domain, items[ref.get("ItemOID")].get("Name"))[1]
+            assert ref.get("Mandatory") == ("Yes" if core == "Req" else "No")
+    for item in items.values():
+        assert item.find("odm:Description/odm:TranslatedText", ns).text
+        ref = item.find("odm:CodeListRef", ns)
+        if ref is not None:
+            assert ref.get("CodeListOID") in codelists
+    lbtestcd = {i.get("CodedValue") for i in codelists["CL.LBTESTCD"].findall("odm:CodeListItem", ns)}
+    assert lbtestcd >= {r["LBTESTCD"] for r in table(export, "LB")}
+
+
+def test_manifest_lists_the_new_files_with_their_checksums(export):
+    import hashlib
+
+    manifest = json.loads(export["manifest.json"])
+    listed = {f["name"]: f for f in manifest["files"]}
+    for domain in DATASETS:
+        for ext in ("xpt", "json"):
+            name = f"sdtm/{domain.lower()}.{ext}"
+            assert listed[name]["sha256"] == hashlib.sha256(export[name]).hexdigest()
+            assert listed[name]["rows"] == len(table(export, domain))
+    assert listed["sdtm/define.xml"]["sha256"] == hashlib.sha256(export["sdtm/define.xml"]).hexdigest()
+
+
+# The helpers on their own ------------------------------------------------------------------------------
+
+
+def test_ascii_text_spells_out_symbols_and_keeps_a_trace_of_the_rest():
+    assert ascii_text("Fever (>38 °C)") == "Fever (>38 deg C)"
+    assert ascii_text("Café – 5 µg") == "Cafe - 5 ug"
+    assert ascii_text("带状疱疹") == "<U+5E26><U+72B6><U+75B1><U+75B9>"
+    assert ascii_text("plain") == "plain"
+
+
+def test_epoch_of_a_date():
+    first, last = dt.date(2025, 3, 3), dt.date(2025, 3, 10)
+    assert epoch(dt.date(2025, 3, 2), first, last) == "SCREENING"
+    assert epoch(first, first, last) == epoch(last, first, last) == "TREATMENT"
+    assert epoch(dt.date(2025, 3, 11), first, last) == "FOLLOW-UP"
+    assert epoch(dt.date(2025, 3, 11), None, None) == "SCREENING"
+    assert epoch(None, first, last) == ""
+
+
+def test_a_unit_without_a_ct_term_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"LBORRESU: the unit 'furlong' has no CDISC CT term"):
+        ct_unit("furlong", field="LBORRESU")
