@@ -350,7 +350,9 @@ def main() -> None:
         sweep = workload("sweep", db)
         log(f"{size}: cohort report")
         report = workload("report", db)
-        growth[size] = {"sweep": sweep, "report": report}
+        log(f"{size}: safety checks (dry run)")
+        checks = workload("safety_checks", db)
+        growth[size] = {"sweep": sweep, "report": report, "safety_checks": checks}
         if size == large:
             sweep.update(
                 target="daily sweep <= 3x the due-set query, peak memory < 200 MB",
@@ -359,6 +361,11 @@ def main() -> None:
             report.update(target="<= 3x the SQL aggregate", holds=report["ratio"] <= 3)
             result["3_reminder_sweep"] = sweep
             result["5_cohort_report"] = report
+            checks.update(
+                target="dry run <= 3x the raw SQL of the same rules, and under 60 s",
+                holds=checks["ratio"] <= 3 and checks["dry_run_s"] < 60,
+            )
+            result["7_safety_checks"] = checks
             log(f"{size}: HTTP reads, writes and bulk ingest against gunicorn")
             result.update(http_workloads(db))
         else:
@@ -370,13 +377,18 @@ def main() -> None:
             "data_ratio": data,
             "sweep_cost_ratio": round(growth[b]["sweep"]["daily_sweep_s"] / growth[a]["sweep"]["daily_sweep_s"], 2),
             "report_cost_ratio": round(growth[b]["report"]["report_s"] / growth[a]["report"]["report_s"], 2),
-            "small": {"sweep": growth[a]["sweep"], "report": growth[a]["report"]},
+            "safety_checks_cost_ratio": round(
+                growth[b]["safety_checks"]["dry_run_s"] / growth[a]["safety_checks"]["dry_run_s"], 2
+            ),
+            "small": growth[a],
             "target": "cost ratio <= data ratio",
         }
         g = result["6_growth"]
-        g["holds"] = g["sweep_cost_ratio"] <= data and g["report_cost_ratio"] <= data
+        g["holds"] = all(g[f"{name}_cost_ratio"] <= data for name in ("sweep", "report", "safety_checks"))
     result["wall_s"] = round(time.perf_counter() - started, 1)
-    result["all_hold"] = all(v.get("holds") for k, v in result.items() if k[:2] in {"1_", "2_", "3_", "4_", "5_", "6_"})
+    result["all_hold"] = all(
+        v.get("holds") for k, v in result.items() if k[:2] in {"1_", "2_", "3_", "4_", "5_", "6_", "7_"}
+    )
     print(json.dumps(result, indent=2))
 
 

@@ -143,6 +143,97 @@ def workload_sweep() -> dict:
     }
 
 
+# 7. Safety checks -------------------------------------------------------------------------------------
+
+SAFETY_SQL = [
+    # Creatinine >= 1.5 x baseline, from the outcomes' changes.
+    """
+    SELECT o.visit_id, v.patient_id, v.code, o.changes -> 'CREAT'
+    FROM {outcome} o JOIN {visit} v ON v.id = o.visit_id
+    WHERE (o.changes -> 'CREAT' ->> 'baseline')::numeric > 0
+      AND (o.changes -> 'CREAT' ->> 'value')::numeric >= 1.5 * (o.changes -> 'CREAT' ->> 'baseline')::numeric
+    """,
+    # SLEDAI-2K flares.
+    """
+    SELECT o.visit_id, v.patient_id, v.code, o.flare, o.sledai
+    FROM {outcome} o JOIN {visit} v ON v.id = o.visit_id
+    WHERE o.flare IN ('mild_moderate', 'severe')
+    """,
+    # Platelets < 100, white cells < 3 at visits entered.
+    """
+    SELECT r.visit_id, v.patient_id, v.code, r.code, r.value, r.comparator
+    FROM {result} r JOIN {visit} v ON v.id = r.visit_id
+    WHERE v.outcome IN ('in_progress', 'completed')
+      AND (r.code = 'PLT' AND r.value < 100 OR r.code = 'WBC' AND r.value < 3)
+    """,
+    # Proteinuria at least twice the previous measurement (the latest at an earlier date).
+    """
+    SELECT * FROM (
+        SELECT r.visit_id, v.patient_id, v.code, r.value, r.comparator,
+               last_value(r.value) OVER w AS previous, last_value(r.comparator) OVER w AS previous_comparator
+        FROM {result} r JOIN {visit} v ON v.id = r.visit_id
+        WHERE r.code = 'PROT24H' AND v.outcome IN ('in_progress', 'completed')
+        WINDOW w AS (PARTITION BY v.patient_id ORDER BY v.actual_date
+                     RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP)
+    ) x WHERE previous > 0 AND value >= 2 * previous
+    """,
+    # The yearly malignancy question: whole years since day 0 in the site's calendar.
+    """
+    SELECT * FROM (
+        SELECT t.patient_id,
+               date_part('year', age((%(now)s AT TIME ZONE s.time_zone)::date,
+                                     (t.infused_at AT TIME ZONE s.time_zone)::date)) AS years
+        FROM {transplant} t JOIN {patient} p ON p.id = t.patient_id JOIN {site} s ON s.id = p.site_id
+        WHERE t.infusion_number = 1 AND NOT (p.status = ANY(%(inactive)s))
+    ) x WHERE years >= 1
+    """,
+]
+
+
+def safety_sql(now: dt.datetime) -> int:
+    """The findings of every safety rule, one raw SQL statement per rule (the baseline of the checks)."""
+    from django.db import connection
+
+    from patients.constants import INACTIVE_STATUSES
+    from registry.models import Site
+
+    tables = {**table_names(), "site": Site._meta.db_table}
+    found = 0
+    with connection.cursor() as cursor:
+        for statement in SAFETY_SQL:
+            cursor.execute(statement.format(**tables), {"now": now, "inactive": sorted(INACTIVE_STATUSES)})
+            found += len(cursor.fetchall())
+    return found
+
+
+def workload_safety_checks() -> dict:
+    """`run_safety_checks --dry-run` over the whole registry beside the raw SQL of the same rules."""
+    import io
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from followup.safety import safety_sweep
+
+    now = timezone.now()
+    baseline_found = safety_sql(now)  # warms the cache for both
+    baseline = best_of(3, lambda: safety_sql(now))
+    out = io.StringIO()
+    command_s, _ = timed(call_command, "run_safety_checks", dry_run=True, stdout=out)
+    report = safety_sweep(now=now, dry_run=True)
+    return {
+        "findings": report.findings,
+        "baseline_findings": baseline_found,
+        "would_raise": report.raised,
+        "would_record_as_imported": report.imported,
+        "baseline_sql_s": round(baseline, 3),
+        "dry_run_s": round(command_s, 3),
+        "ratio": round(command_s / baseline, 2),
+        "peak_memory_mb": peak_mb(),
+        "output": out.getvalue().splitlines()[:2],
+    }
+
+
 # 5. Cohort report --------------------------------------------------------------------------------------
 
 REPORT_SQL = [
@@ -383,6 +474,7 @@ def main(argv: list[str]) -> None:
     result = {
         "sweep": workload_sweep,
         "report": workload_report,
+        "safety_checks": workload_safety_checks,
         "read_queries": lambda: workload_read_queries(args[0]),
         "prepare": lambda: workload_prepare(int(args[0])),
         "ingest_prepare": lambda: workload_ingest_prepare(int(args[0]), int(args[1])),

@@ -605,11 +605,22 @@ class SignalReviewForm(ServiceModelForm):
 @admin.register(SafetySignal)
 class SafetySignalAdmin(ScopedAdmin):
     form = SignalReviewForm
-    list_display = ["created_at", "patient", "kind", "detail", "status", "reviewed_by", "adverse_event"]
-    list_filter = ["status", "kind", "patient__site"]
+    list_display = ["created_at", "patient", "severity", "kind", "detail", "status", "reviewed_by", "adverse_event"]
+    list_filter = ["status", "severity", "kind", "patient__site"]
+    ordering = ["-severity", "-created_at"]  # a severe flare above a routine check
     search_fields = ["patient__subject_code"]
     list_select_related = ["patient", "reviewed_by", "adverse_event"]
-    readonly_fields = ["patient", "visit", "kind", "detail", "status", "reviewed_by", "reviewed_at", "adverse_event"]
+    readonly_fields = [
+        "patient",
+        "visit",
+        "severity",
+        "kind",
+        "detail",
+        "status",
+        "reviewed_by",
+        "reviewed_at",
+        "adverse_event",
+    ]
     fields = [
         *readonly_fields,
         "decision",

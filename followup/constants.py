@@ -139,6 +139,20 @@ class SignalStatus(models.TextChoices):
     ACCEPTED = "accepted", "Accepted as an adverse event"
     DISMISSED = "dismissed", "Dismissed"
     ANSWERED = "answered", "Answered (no malignancy)"
+    IMPORTED = "imported", "Reviewed at import (found by the study's first safety run)"
+
+
+class SignalSeverity(models.IntegerChoices):
+    """How urgently a finding needs a person: the admin and the worklist list the most severe first."""
+
+    ROUTINE = 0, "Routine check (a worklist task)"
+    MODERATE = 1, "Moderate"
+    HIGH = 2, "High"
+    SEVERE = 3, "Severe"
+
+
+# Routine scheduled checks: worklist tasks, not signals announced to investigators for review.
+ROUTINE_SIGNAL_KINDS = (SignalKind.MALIGNANCY_CHECK,)
 
 
 # The most visits one batch recording takes (`visits_record_batch`, POST /api/v1/visits/record-batch/).

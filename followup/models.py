@@ -364,6 +364,11 @@ class SafetySignal(TimeStampedModel):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="safety_signals")
     visit = models.ForeignKey(Visit, on_delete=models.PROTECT, null=True, blank=True, related_name="safety_signals")
     kind = models.CharField(max_length=24, choices=c.SignalKind.choices)
+    severity = models.PositiveSmallIntegerField(
+        choices=c.SignalSeverity.choices,
+        default=c.SignalSeverity.MODERATE,
+        help_text="Set by the safety check that raised it; routine checks are worklist tasks.",
+    )
     dedupe_key = models.CharField(max_length=100, unique=True)
     detail = models.CharField(max_length=300)
     status = models.CharField(max_length=10, choices=c.SignalStatus.choices, default=c.SignalStatus.OPEN)
@@ -381,7 +386,7 @@ class SafetySignal(TimeStampedModel):
     history = audit_history()
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-severity", "-created_at"]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status="open") | ~Q(review_reason="") | Q(status="accepted"),
@@ -392,3 +397,20 @@ class SafetySignal(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.patient.subject_code}: {self.get_kind_display()}"
+
+
+class SafetyCheckRun(models.Model):
+    """One run of the safety checks over one study: its first run records the study's history as reviewed at
+    import (`followup.safety.safety_sweep`), so that only what is found afterwards is announced."""
+
+    study = models.ForeignKey("registry.Study", on_delete=models.CASCADE, related_name="safety_check_runs")
+    started_at = models.DateTimeField()
+    findings = models.PositiveIntegerField(default=0)
+    raised = models.PositiveIntegerField(default=0, help_text="New signals and tasks left open for review.")
+    imported = models.PositiveIntegerField(default=0, help_text="New findings recorded as reviewed at import.")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.study_id} {self.started_at:%Y-%m-%d %H:%M}"

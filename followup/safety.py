@@ -12,36 +12,52 @@ A censored result ("<10", ">2000") is read at its limit, and the detail shows it
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
+import uuid
+import zlib
 import zoneinfo
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import DecimalField, F, Func, Q, ValueRange, Window, WindowFrameExclusion
+from django.db.models.fields.json import KT
+from django.db.models.functions import LastValue
 from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
 
+from core.audit import current_audit_context
 from followup import constants as c
 from followup.computations import censored_text, plain
-from followup.models import ComputedOutcome, Result, SafetySignal
+from followup.models import ComputedOutcome, Result, SafetyCheckRun, SafetySignal
 from followup.services import ae_record
 from patients.constants import INACTIVE_STATUSES
 from patients.models import Patient, TransplantEvent
-from patients.services import local_date
+from registry.models import Study
 from registry.services import ensure_can_write
+
+logger = logging.getLogger(__name__)
 
 CREATININE_RISE = Decimal("1.5")
 PLATELETS_BELOW = Decimal("100")
 WHITE_CELLS_BELOW = Decimal("3")
+IMPORT_REASON = "Found by the study's first safety run: the data predate the checks, so it was not announced."
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     patient_id: int
     visit_id: int | None
     kind: str
     dedupe_key: str
     detail: str
+    severity: int = c.SignalSeverity.MODERATE
+    study_id: int | None = None
 
 
 def _creatinine_detail(change: dict, visit_code: str) -> str:
@@ -49,86 +65,144 @@ def _creatinine_detail(change: dict, visit_code: str) -> str:
     return f"Creatinine {value} umol/L at {visit_code}, baseline {change.get('baseline_comparator', '')}{change['baseline']}"
 
 
-def lab_findings(visit_ids=None) -> list[Finding]:
-    """Findings from the results of visits entered (completed or in progress) and computed outcomes (optionally for some visits only)."""
-    findings: list[Finding] = []
-    outcomes = ComputedOutcome.objects.select_related("visit")
-    results = Result.objects.filter(visit__outcome__in=c.ENTERED_OUTCOMES, code__in=["PLT", "WBC", "PROT24H"])
-    if visit_ids is not None:
-        outcomes = outcomes.filter(visit_id__in=visit_ids)
-        results = results.filter(visit_id__in=visit_ids)
-    for outcome in outcomes.iterator(chunk_size=2000):
-        visit = outcome.visit
-        creat = outcome.changes.get("CREAT")
-        if (
-            creat
-            and Decimal(creat["baseline"]) > 0
-            and Decimal(creat["value"]) >= CREATININE_RISE * Decimal(creat["baseline"])
-        ):
-            findings.append(
-                Finding(
-                    visit.patient_id,
-                    visit.pk,
-                    c.SignalKind.CREATININE_RISE,
-                    f"creatinine_rise:visit:{visit.pk}",
-                    _creatinine_detail(creat, visit.code),
-                )
+class Numeric(Func):
+    """A JSON text read as an exact number (PostgreSQL numeric without a scale, so nothing is rounded)."""
+
+    template = "CAST(%(expressions)s AS NUMERIC)"
+    output_field = DecimalField()
+
+
+VISIT_COLUMNS = ("visit_id", "visit__patient_id", "visit__patient__study_id", "visit__code")
+
+
+def _scoped(queryset, visit_ids):
+    return queryset if visit_ids is None else queryset.filter(visit_id__in=visit_ids)
+
+
+def creatinine_findings(visit_ids=None) -> list[Finding]:
+    """Creatinine >= 1.5 x baseline, from the outcomes' changes (canonical units): one query."""
+    rows = _scoped(
+        ComputedOutcome.objects.annotate(
+            creat_value=Numeric(KT("changes__CREAT__value")), creat_baseline=Numeric(KT("changes__CREAT__baseline"))
+        ).filter(creat_baseline__gt=0, creat_value__gte=F("creat_baseline") * CREATININE_RISE),
+        visit_ids,
+    ).values_list(*VISIT_COLUMNS, "changes__CREAT")
+    return [
+        Finding(
+            patient_id,
+            visit_id,
+            c.SignalKind.CREATININE_RISE,
+            f"creatinine_rise:visit:{visit_id}",
+            _creatinine_detail(change, code),
+            c.SignalSeverity.HIGH,
+            study_id,
+        )
+        for visit_id, patient_id, study_id, code, change in rows
+    ]
+
+
+def flare_findings(visit_ids=None) -> list[Finding]:
+    """A mild/moderate or severe SLEDAI-2K flare by the outcome rules: one query."""
+    rows = _scoped(ComputedOutcome.objects.filter(flare__in=["mild_moderate", "severe"]), visit_ids).values_list(
+        *VISIT_COLUMNS, "flare", "sledai"
+    )
+    return [
+        Finding(
+            patient_id,
+            visit_id,
+            c.SignalKind.SLEDAI_FLARE,
+            f"sledai_flare:visit:{visit_id}",
+            f"{flare.replace('_', '/')} flare at {code}: SLEDAI-2K {plain(sledai)}",
+            c.SignalSeverity.SEVERE if flare == "severe" else c.SignalSeverity.MODERATE,
+            study_id,
+        )
+        for visit_id, patient_id, study_id, code, flare, sledai in rows
+    ]
+
+
+CYTOPENIAS = {
+    "PLT": (PLATELETS_BELOW, c.SignalKind.THROMBOCYTOPENIA, "Platelets"),
+    "WBC": (WHITE_CELLS_BELOW, c.SignalKind.LEUKOPENIA, "White cells"),
+}
+
+
+def cytopenia_findings(visit_ids=None) -> list[Finding]:
+    """Platelets < 100 and white cells < 3 x 10^9/L at visits entered: one query for both."""
+    low = Q()
+    for code, (below, _, _) in CYTOPENIAS.items():
+        low |= Q(code=code, value__lt=below)
+    results = Result.objects.filter(low, visit__outcome__in=c.ENTERED_OUTCOMES).order_by()
+    rows = _scoped(results, visit_ids).values_list(*VISIT_COLUMNS, "code", "value", "comparator")
+    findings = []
+    for visit_id, patient_id, study_id, visit_code, code, value, comparator in rows:
+        _, kind, label = CYTOPENIAS[code]
+        findings.append(
+            Finding(
+                patient_id,
+                visit_id,
+                kind,
+                f"{kind}:visit:{visit_id}",
+                f"{label} {censored_text(value, comparator)} x 10^9/L at {visit_code}",
+                c.SignalSeverity.MODERATE,
+                study_id,
             )
-        if outcome.flare in ("mild_moderate", "severe"):
-            findings.append(
-                Finding(
-                    visit.patient_id,
-                    visit.pk,
-                    c.SignalKind.SLEDAI_FLARE,
-                    f"sledai_flare:visit:{visit.pk}",
-                    f"{outcome.flare.replace('_', '/')} flare at {visit.code}: SLEDAI-2K {plain(outcome.sledai)}",
-                )
-            )
-    for result in results.select_related("visit").iterator(chunk_size=2000):
-        visit = result.visit
-        if result.code == "PLT" and result.value < PLATELETS_BELOW:
-            findings.append(
-                Finding(
-                    visit.patient_id,
-                    visit.pk,
-                    c.SignalKind.THROMBOCYTOPENIA,
-                    f"thrombocytopenia:visit:{visit.pk}",
-                    f"Platelets {result.shown_value} x 10^9/L at {visit.code}",
-                )
-            )
-        elif result.code == "WBC" and result.value < WHITE_CELLS_BELOW:
-            findings.append(
-                Finding(
-                    visit.patient_id,
-                    visit.pk,
-                    c.SignalKind.LEUKOPENIA,
-                    f"leukopenia:visit:{visit.pk}",
-                    f"White cells {result.shown_value} x 10^9/L at {visit.code}",
-                )
-            )
-        elif result.code == "PROT24H":
-            previous = (
-                Result.objects.filter(
-                    code="PROT24H",
-                    visit__patient_id=visit.patient_id,
-                    visit__outcome__in=c.ENTERED_OUTCOMES,
-                    visit__actual_date__lt=visit.actual_date,
-                )
-                .order_by("-visit__actual_date")
-                .values_list("value", "comparator")
-                .first()
-            )
-            if previous and previous[0] > 0 and result.value >= 2 * previous[0]:
-                findings.append(
-                    Finding(
-                        visit.patient_id,
-                        visit.pk,
-                        c.SignalKind.PROTEINURIA_DOUBLING,
-                        f"proteinuria_doubling:visit:{visit.pk}",
-                        f"Proteinuria {result.shown_value} g/24h at {visit.code}, previously {censored_text(*previous)}",
-                    )
-                )
+        )
     return findings
+
+
+def _entered_results(code: str):
+    return Result.objects.filter(code=code, visit__outcome__in=c.ENTERED_OUTCOMES).order_by()
+
+
+def proteinuria_findings(visit_ids=None) -> list[Finding]:
+    """24-h proteinuria at least twice the patient's previous measurement (the latest at an earlier date of a
+    visit entered): one query, the previous value from a window over each patient's results by date."""
+    earlier = {
+        "partition_by": F("visit__patient_id"),
+        "order_by": F("visit__actual_date").asc(),
+        # Every row up to this date, less this date's own (the peers): the latest earlier date is last.
+        "frame": ValueRange(start=None, end=0, exclusion=WindowFrameExclusion.GROUP),
+    }
+    results = _entered_results("PROT24H")
+    if visit_ids is not None:
+        # The whole history of the patients concerned, so that each result still sees its previous one.
+        results = results.filter(
+            visit__patient_id__in=Result.objects.filter(visit_id__in=visit_ids).values("visit__patient_id")
+        )
+    rows = (
+        results.annotate(
+            previous=Window(LastValue("value"), **earlier),
+            previous_comparator=Window(LastValue("comparator"), **earlier),
+        )
+        .filter(previous__gt=0, value__gte=F("previous") * 2)
+        .values_list(*VISIT_COLUMNS, "value", "comparator", "previous", "previous_comparator")
+    )
+    wanted = None if visit_ids is None else set(visit_ids)
+    return [
+        Finding(
+            patient_id,
+            visit_id,
+            c.SignalKind.PROTEINURIA_DOUBLING,
+            f"proteinuria_doubling:visit:{visit_id}",
+            f"Proteinuria {censored_text(value, comparator)} g/24h at {code}, "
+            f"previously {censored_text(previous, previous_comparator)}",
+            c.SignalSeverity.MODERATE,
+            study_id,
+        )
+        for visit_id, patient_id, study_id, code, value, comparator, previous, previous_comparator in rows
+        if wanted is None or visit_id in wanted
+    ]
+
+
+def lab_findings(visit_ids=None) -> list[Finding]:
+    """Findings from the results of visits entered (completed or in progress) and computed outcomes (optionally
+    for some visits only): one set-based query per rule, whatever the size of the registry."""
+    return (
+        creatinine_findings(visit_ids)
+        + flare_findings(visit_ids)
+        + cytopenia_findings(visit_ids)
+        + proteinuria_findings(visit_ids)
+    )
 
 
 def _whole_years(start: dt.date, today: dt.date) -> int:
@@ -142,64 +216,139 @@ def _whole_years(start: dt.date, today: dt.date) -> int:
 
 
 def malignancy_findings(now: dt.datetime) -> list[Finding]:
-    """The yearly malignancy question, once per anniversary of day 0, for patients still in follow-up."""
-    findings = []
+    """The yearly malignancy question, once per anniversary of day 0, for patients still in follow-up: one
+    query (first infusions at least a year old), the anniversaries counted in each site's calendar."""
     firsts = (
-        TransplantEvent.objects.filter(infusion_number=1)
+        TransplantEvent.objects.filter(infusion_number=1, infused_at__lte=now - dt.timedelta(days=364))
         .exclude(patient__status__in=INACTIVE_STATUSES)
-        .select_related("patient__site")
+        .values_list("patient_id", "patient__study_id", "infused_at", "patient__site__time_zone")
     )
-    for first in firsts.iterator(chunk_size=2000):
-        site = first.patient.site
-        today = now.astimezone(zoneinfo.ZoneInfo(site.time_zone)).date()
-        day_zero = local_date(first.infused_at, site)
-        years = _whole_years(day_zero, today)
+    zones: dict[str, zoneinfo.ZoneInfo] = {}
+    findings = []
+    for patient_id, study_id, infused_at, zone_name in firsts:
+        zone = zones.get(zone_name) or zones.setdefault(zone_name, zoneinfo.ZoneInfo(zone_name))
+        years = _whole_years(infused_at.astimezone(zone).date(), now.astimezone(zone).date())
         if years >= 1:
             findings.append(
                 Finding(
-                    first.patient_id,
+                    patient_id,
                     None,
                     c.SignalKind.MALIGNANCY_CHECK,
-                    f"malignancy_check:patient:{first.patient_id}:year:{years}",
+                    f"malignancy_check:patient:{patient_id}:year:{years}",
                     f"Year {years} after MSCT: ask about malignancy (tumorigenicity watch)",
+                    c.SignalSeverity.ROUTINE,
+                    study_id,
                 )
             )
     return findings
 
 
+# One run at a time ---------------------------------------------------------------------------------------
+
+LOCK_NAME = "msct-registry:safety-checks"
+LOCK_KEY = zlib.crc32(LOCK_NAME.encode())  # a stable 32-bit key for pg_try_advisory_lock
+LOCK_TIMEOUT = 6 * 3600  # the cache lock of other databases expires should its holder die
+
+
+@contextlib.contextmanager
+def single_run() -> Iterator[bool]:
+    """Hold the safety checks' lock for the block: yields True when this run holds it, False when another run
+    does (the caller then skips). PostgreSQL: a session advisory lock, released when the block ends or the
+    connection closes; other databases: an entry in the cache that expires after `LOCK_TIMEOUT`."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
+            held = cursor.fetchone()[0]
+        try:
+            yield held
+        finally:
+            if held:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+        return
+    token = uuid.uuid4().hex
+    held = cache.add(LOCK_NAME, token, timeout=LOCK_TIMEOUT)
+    try:
+        yield held
+    finally:
+        if held and cache.get(LOCK_NAME) == token:
+            cache.delete(LOCK_NAME)
+
+
+# The sweep -----------------------------------------------------------------------------------------------
+
+
 @dataclass
 class SafetyReport:
     findings: int = 0
-    raised: int = 0
+    raised: int = 0  # new signals and routine tasks left open
+    imported: int = 0  # new findings of a study's first run, recorded as reviewed at import
+    first_run_studies: tuple[str, ...] = ()
 
 
 @transaction.atomic
 def safety_sweep(*, now: dt.datetime | None = None, dry_run: bool = False) -> SafetyReport:
-    """Raise every signal not raised before (the dedupe key is unique: a second sweep raises nothing)."""
+    """Record every finding not recorded before (the dedupe key is unique: a second sweep raises nothing).
+
+    A study's first run records what it finds as reviewed at import (status `imported`): that history
+    predates the checks and is not announced; from the next run on, new findings stay open for review.
+    Callers hold `single_run()` so that two runs never compete for the same findings.
+    """
     now = now or timezone.now()
     findings = lab_findings() + malignancy_findings(now)
     report = SafetyReport(findings=len(findings))
-    existing = set(
-        SafetySignal.objects.filter(dedupe_key__in=[f.dedupe_key for f in findings]).values_list(
-            "dedupe_key", flat=True
-        )
-    )
+    existing = set(SafetySignal.objects.values_list("dedupe_key", flat=True))
     new = [f for f in findings if f.dedupe_key not in existing]
+    studies = dict(Study.objects.values_list("pk", "code"))
+    checked = set(SafetyCheckRun.objects.values_list("study_id", flat=True).distinct())
+    first = {pk for pk in studies if pk not in checked}
+    report.first_run_studies = tuple(sorted(studies[pk] for pk in first))
+    report.imported = sum(f.study_id in first for f in new)
+    report.raised = len(new) - report.imported
     if dry_run:
-        report.raised = len(new)
         return report
-    for finding in new:
-        # One row each so that the audit trail records it; the unique key still holds against a race.
-        signal, created = SafetySignal.objects.get_or_create(
-            dedupe_key=finding.dedupe_key,
-            defaults={
-                "patient_id": finding.patient_id,
-                "visit_id": finding.visit_id,
-                "kind": finding.kind,
-                "detail": finding.detail[:300],
-            },
+    ctx = current_audit_context()
+    signals = [
+        SafetySignal(
+            patient_id=f.patient_id,
+            visit_id=f.visit_id,
+            kind=f.kind,
+            severity=f.severity,
+            dedupe_key=f.dedupe_key,
+            detail=f.detail[:300],
+            **(
+                {"status": c.SignalStatus.IMPORTED, "review_reason": IMPORT_REASON, "reviewed_at": now}
+                if f.study_id in first
+                else {}
+            ),
         )
-        report.raised += int(created)
+        for f in new
+    ]
+    # Every row has its history row (door and actor from the audit context), written in bulk.
+    bulk_create_with_history(
+        signals,
+        SafetySignal,
+        batch_size=2000,
+        default_change_reason="raised by the safety checks",
+        custom_historical_attrs={"history_door": ctx.door, "history_actor": ctx.actor},
+    )
+    per_study: dict[int, list[int]] = {pk: [0, 0, 0] for pk in studies}
+    for f in findings:
+        if f.study_id in per_study:
+            per_study[f.study_id][0] += 1
+    for f in new:
+        if f.study_id in per_study:
+            per_study[f.study_id][2 if f.study_id in first else 1] += 1
+    SafetyCheckRun.objects.bulk_create(
+        SafetyCheckRun(study_id=pk, started_at=now, findings=n, raised=raised, imported=imported)
+        for pk, (n, raised, imported) in per_study.items()
+    )
+    if report.imported:
+        logger.info(
+            "safety checks: first run for %s: %d finding(s) recorded as reviewed at import",
+            ", ".join(report.first_run_studies),
+            report.imported,
+        )
     return report
 
 

@@ -62,8 +62,8 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
     from django.db.models import Q
     from django.utils import timezone
 
-    from followup.constants import SignalStatus, VisitState
-    from followup.models import SafetySignal, Visit
+    from followup.constants import VisitState
+    from followup.models import Visit
     from followup.services import ae_report_clock
     from patients.constants import INACTIVE_STATUSES
     from registry.models import Site
@@ -98,9 +98,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
             if item["state"] in ("due", "overdue"):
                 reports.append({"ae": ae, **item, "days_late": -item["days_left"]})
     reports.sort(key=lambda r: r["due"])
-    signals = list(
-        SafetySignal.objects.for_user(user).filter(status=SignalStatus.OPEN).select_related("patient__site", "visit")
-    )
+    signals, tasks = open_safety_findings(user)
     uncoded = uncoded_adverse_events(user=user)
     counts = Counter()
     for visit in rows:
@@ -128,7 +126,24 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
         "upcoming": [v for v in rows if v.state == VisitState.SCHEDULED],
         "reports": reports,
         "signals": signals,
+        "tasks": tasks,
         "uncoded": uncoded,
         "per_site": per_site,
         "horizon_days": horizon_days,
     }
+
+
+def open_safety_findings(user) -> tuple[list, list]:
+    """The open findings of the user's sites, the most severe first (one query): the signals to review, and
+    the routine checks (the yearly malignancy question), which are worklist tasks."""
+    from followup.constants import SignalSeverity, SignalStatus
+    from followup.models import SafetySignal
+
+    findings = list(
+        SafetySignal.objects.for_user(user)
+        .filter(status=SignalStatus.OPEN)
+        .select_related("patient__site", "visit")
+        .order_by("-severity", "created_at", "pk")
+    )
+    routine = [s for s in findings if s.severity == SignalSeverity.ROUTINE]
+    return [s for s in findings if s.severity != SignalSeverity.ROUTINE], routine

@@ -434,11 +434,20 @@ def safety_reports_sweep(*, now: dt.datetime | None = None, dry_run: bool = Fals
 
 @transaction.atomic
 def signals_notify_sweep(*, now: dt.datetime | None = None, dry_run: bool = False) -> SweepReport:
-    """Tell the site's investigators, once, of every safety signal still open."""
+    """Tell the site's investigators, once, of every safety signal still open (the most severe first).
+
+    Routine checks (the yearly malignancy question) are worklist tasks, not announced; findings recorded as
+    reviewed at import (a study's first run) are not open, so not announced either."""
     now = now or timezone.now()
     report = SweepReport()
     rows = []
-    for signal in SafetySignal.objects.filter(status=c.SignalStatus.OPEN).select_related("patient__site"):
+    signals = (
+        SafetySignal.objects.filter(status=c.SignalStatus.OPEN)
+        .exclude(severity=c.SignalSeverity.ROUTINE)
+        .select_related("patient__site")
+        .order_by("-severity", "pk")
+    )
+    for signal in signals:
         site = signal.patient.site
         report.considered += 1
         rows.extend(

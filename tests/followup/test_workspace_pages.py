@@ -126,6 +126,7 @@ def world(clock):
     w.site_a2 = make_site("WLA2")
     w.site_b = make_site("WLB", time_zone="Europe/London", country="GB")
     w.study = make_study(w.site_a, w.site_a2, w.site_b)
+    safety_sweep(now=NOW)  # the study's first safety run, before its data: what is found later is announced
     w.lot_a = make_lot(w.study, w.site_a, lot_number="UC-WL-A")
     w.lot_b = make_lot(w.study, w.site_b, lot_number="UC-WL-B")
 
@@ -349,6 +350,7 @@ def test_every_worklist_link_opens_the_visit_ae_or_signal_page(client, world):
 def test_admin_home_takes_a_fixed_number_of_queries(client, clock, django_assert_max_num_queries, n_patients):
     site = make_site("WLQ")
     study = make_study(site)
+    safety_sweep(now=NOW)  # the study's first safety run, before its data
     for number in range(n_patients):
         if number % 10 == 0:  # a lot holds enough cells for ten patients
             lot = make_lot(study, site, lot_number=f"UC-WLQ-{n_patients}-{number}")
