@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class QualityConfig(AppConfig):
     name = "quality"
     verbose_name = "Data quality"
+
+    def ready(self):
+        # Source verification, signatures, locks and freezes: the write signals' receivers, the API's
+        # status fields and the admin pages.
+        from core import record_status
+        from quality import admin_review, receivers  # noqa: F401
+        from quality.services import review
+
+        for label in ("patients.Patient", "followup.Visit", "followup.AdverseEvent"):
+            record_status.register(label, annotate=review.status_annotate, read=review.status_of)

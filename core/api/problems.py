@@ -29,6 +29,11 @@ class PreconditionError(DjangoValidationError):
         self.status, self.etag = status, etag
 
 
+class RecordLocked(DjangoValidationError):
+    """A write to a locked record (a data manager's lock, or an investigator's signature): the API answers
+    423 Locked naming the record; any other door shows it as a validation error."""
+
+
 def _field_errors(detail, prefix: str = "") -> list[dict]:
     errors = []
     if isinstance(detail, dict):
@@ -172,6 +177,15 @@ def exception_handler(exc, context):
             kind="precondition-required" if required else "precondition-failed",
             errors=errors,
             headers={"ETag": exc.etag} if exc.etag else None,
+        )
+    if isinstance(exc, RecordLocked):
+        errors = _field_errors(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
+        return problem(
+            423,
+            "The record is locked.",
+            "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors),
+            kind="locked",
+            errors=errors,
         )
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

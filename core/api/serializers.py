@@ -41,3 +41,27 @@ class OffsetDateTimeField(serializers.DateTimeField):
             if parsed is not None and parsed.tzinfo is None:
                 self.fail("naive")
         return super().to_internal_value(value)
+
+
+class DataQualitySerializer(serializers.Serializer):
+    source_verified = serializers.BooleanField(help_text="Verified against source by a monitor, unchanged since.")
+    verified_at = serializers.DateTimeField(allow_null=True)
+    signed = serializers.BooleanField(help_text="Signed by an investigator (the record itself).")
+    signed_at = serializers.DateTimeField(allow_null=True)
+    locked = serializers.BooleanField(help_text="Writes are refused (423): locked, or signed (itself or its casebook).")
+    lock_reason = serializers.CharField(allow_blank=True)
+
+
+class DataQualityField(serializers.Field):
+    """The record's source verification, signature and lock (`core.record_status`), read only."""
+
+    def __init__(self, **kwargs):
+        kwargs.update(source="*", read_only=True)
+        kwargs.setdefault("help_text", "Source verification, investigator signature and lock of the record.")
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        from core import record_status
+
+        status = record_status.status_of(value)
+        return None if status is None else DataQualitySerializer(status).data

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from core.api.etags import require_version, version_refusal
-from core.api.problems import PreconditionError
+from core.api.problems import PreconditionError, RecordLocked
 from core.audit import history_of_rows
 from core.bulk import insert_values, update_rows, without_jit
 from core.signals import changed, changing
@@ -509,6 +509,7 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
     without_jit()
     errors: dict[str, list[str]] = {}
     preconditions: dict[str, tuple[int, str]] = {}
+    locked = False
     first_at: dict[tuple[str, str], int] = {}
     for index, (subject, code, _) in enumerate(entries):
         if (subject, code) in first_at:
@@ -562,8 +563,11 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
             changing(visit, patient_id=visit.patient_id, study_id=visit.patient.study_id)
             recordings.append(_check_recording(visit, existing[visit.pk], entry))
         except ValidationError as exc:
+            locked = locked or isinstance(exc, RecordLocked)
             for field, messages in exc.message_dict.items():
                 errors.setdefault(f"visits.{index}.{field}", []).extend(messages)
+    if locked:  # a locked item: 423 naming it (and the other items' errors)
+        raise RecordLocked(errors)
     _refuse_batch(errors, preconditions)
     if recordings:
         _store_recordings(recordings)

@@ -1,2 +1,3 @@
-"""The data quality tables: queries and their messages, edit checks, source data verification,
-signatures, locks and freezes. One module per concern; each is imported here so Django finds its models."""
+from quality.models.review import Freeze, Lock, RecordKind, Signature, SourceVerification
+
+__all__ = ["Freeze", "Lock", "RecordKind", "Signature", "SourceVerification"]
