@@ -179,14 +179,7 @@ def exception_handler(exc, context):
             headers={"ETag": exc.etag} if exc.etag else None,
         )
     if isinstance(exc, RecordLocked):
-        errors = _field_errors(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
-        return problem(
-            423,
-            "The record is locked.",
-            "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors),
-            kind="locked",
-            errors=errors,
-        )
+        return _locked_problem(exc)
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = exceptions.ValidationError(detail)
@@ -225,6 +218,13 @@ def exception_handler(exc, context):
         429: "Too many requests.",
     }.get(response.status_code, detail)
     return problem(response.status_code, title, detail, kind=kind, headers=_retry_headers(response))
+
+
+def _locked_problem(exc: RecordLocked) -> Response:
+    """423 Locked, naming each locked record (a batch: its items) and why."""
+    errors = _field_errors(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
+    detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+    return problem(423, "The record is locked.", detail, kind="locked", errors=errors)
 
 
 def _retry_headers(response) -> dict:

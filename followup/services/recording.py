@@ -500,7 +500,11 @@ def _refuse_batch(errors: dict[str, list[str]], preconditions: dict[str, tuple[i
 def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str, str, VisitEntry]]) -> list[Visit]:
     """Record many visits of one study at one site, each named by (subject code, visit code): all are stored,
     or none. The rules are `visit_record`'s, visit by visit; the reads and writes are a fixed number of
-    statements for the whole batch. Errors are named `visits.<index>.<field>` (the index in `entries`)."""
+    statements for the whole batch. Errors are named `visits.<index>.<field>` (the index in `entries`); an item
+    whose record is locked makes the whole batch a RecordLocked (423) naming it.
+
+    Long because the batch is one sequence (read every visit, check every item, refuse or write all) whose
+    steps share the maps built on the way."""
     if len(entries) > c.MAX_BATCH_VISITS:
         raise ValidationError(
             {"visits": f"At most {c.MAX_BATCH_VISITS} visits in one batch; send the rest in another."}
