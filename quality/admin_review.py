@@ -385,9 +385,8 @@ class FreezeAdmin(_QualityPages, admin.ModelAdmin):
         return self.has_module_permission(request)
 
     def has_add_permission(self, request):
-        return request.user.is_active and (
-            request.user.is_superuser or review.role_site_ids(request.user, Role.DATA_MANAGER)
-        )
+        # Any writing member (cached for the request); the service refuses whoever is not a data manager.
+        return SiteScopedAdminMixin._is_member(self, request, write=True)
 
     def has_change_permission(self, request, obj=None):
         return False

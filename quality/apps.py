@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class QualityConfig(AppConfig):
     name = "quality"
-    verbose_name = "Data quality"
+    verbose_name = _("Data quality")
 
     def ready(self):
         # Source verification, signatures, locks and freezes: the write signals' receivers, the API's

@@ -120,14 +120,21 @@ def write_refusal(instance, *, patient_id: int | None, study_id: int) -> str | N
     if row["signed_kind"] == RecordKind.PATIENT:
         return _("The patient's casebook is signed by the investigator; a data manager must unlock it first.")
     if row["signed_kind"] is not None:
-        return _("This record is signed by the investigator; a data manager must unlock it first.")
+        return _SIGNED_RECORD()
     return None
 
 
+def _SIGNED_RECORD() -> str:  # noqa: N802 (a message, translated when asked)
+    return _("This record is signed by the investigator; a data manager must unlock it first.")
+
+
 def refuse_locked_write(instance, *, patient_id: int | None, study_id: int) -> None:
+    """Raise RecordLocked naming the visit, or else the patient (an adverse event signed itself: the event)."""
     refusal = write_refusal(instance, patient_id=patient_id, study_id=study_id)
     if refusal:
-        field = {Visit: "visit", AdverseEvent: "adverse_event"}.get(type(instance), "patient")
+        field = "visit" if isinstance(instance, Visit) else "patient"
+        if isinstance(instance, AdverseEvent) and refusal == _SIGNED_RECORD():
+            field = "adverse_event"
         raise RecordLocked({field: [refusal]}, code="locked")
 
 

@@ -33,6 +33,7 @@ def _fresh_export(study, user) -> bytes:
     return export_file(export_job_run(job_id=job.pk)).read_bytes()
 
 
+@pytest.mark.slow
 def test_a_freeze_reproduces_its_export_and_report_after_new_data(clinical, data_manager_a, study, site_a):
     freeze = freezes.freeze_create(study=study, name="Interim 2026", actor=data_manager_a)
     kept_export = freezes.freeze_export_bytes(freeze)

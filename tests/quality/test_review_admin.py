@@ -96,6 +96,7 @@ def test_a_write_to_a_locked_patient_shows_the_refusal_as_a_form_error(client, c
     )
     assert response.status_code == 200
     assert "Patient locked: Database lock 2026" in response.content.decode()
+    assert response.context["adminform"].form.errors["patient"] == ["Patient locked: Database lock 2026"]
     assert AdverseEvent.objects.count() == before
 
 
