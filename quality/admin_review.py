@@ -150,7 +150,7 @@ class SourceVerificationAdmin(_QualityPages, _ReadOnlyScoped):
 
     def verify_view(self, request, kind, pk):
         record = _record(request, kind, pk)
-        form = VerifyForm(request.POST or None)
+        form = VerifyForm(request.POST if request.method == "POST" else None)
         form.fields["fields"].choices = _form_fields_of(record)
         if request.method == "POST" and form.is_valid():
             try:
@@ -210,7 +210,7 @@ class SignatureAdmin(_QualityPages, _ReadOnlyScoped):
 
     def sign_view(self, request, kind, pk):
         record = _record(request, kind, pk)
-        form = SignForm(request.POST or None)
+        form = SignForm(request.POST if request.method == "POST" else None)
         needs_code = TOTPDevice.objects.devices_for_user(request.user, confirmed=True).exists()
         if not needs_code:
             del form.fields["otp_token"]
@@ -241,7 +241,7 @@ class SignatureAdmin(_QualityPages, _ReadOnlyScoped):
 
     def void_view(self, request, pk):
         signature = get_object_or_404(Signature.objects.for_user(request.user).select_related("patient"), pk=pk)
-        form = ReasonForm(request.POST or None)
+        form = ReasonForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             try:
                 review.signature_void(signature=signature, reason=form.cleaned_data["reason"], actor=request.user)
@@ -296,7 +296,7 @@ class LockAdmin(_QualityPages, _ReadOnlyScoped):
 
     def lock_patient_view(self, request, pk):
         patient = _record(request, RecordKind.PATIENT, pk)
-        form = ReasonForm(request.POST or None)
+        form = ReasonForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             try:
                 review.lock_patient(patient=patient, reason=form.cleaned_data["reason"], actor=request.user)
@@ -318,7 +318,7 @@ class LockAdmin(_QualityPages, _ReadOnlyScoped):
         )
 
     def lock_study_view(self, request):
-        form = StudyLockForm(request.POST or None)
+        form = StudyLockForm(request.POST if request.method == "POST" else None)
         form.fields["study"].queryset = Study.objects.for_user(request.user)
         if request.method == "POST" and form.is_valid():
             try:
@@ -341,7 +341,7 @@ class LockAdmin(_QualityPages, _ReadOnlyScoped):
 
     def unlock_view(self, request, pk):
         lock = get_object_or_404(Lock.objects.for_user(request.user), pk=pk)
-        form = ReasonForm(request.POST or None)
+        form = ReasonForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             try:
                 review.lock_release(lock=lock, reason=form.cleaned_data["reason"], actor=request.user)
@@ -424,7 +424,7 @@ class FreezeAdmin(_QualityPages, admin.ModelAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = FreezeForm(request.POST or None)
+        form = FreezeForm(request.POST if request.method == "POST" else None)
         form.fields["study"].queryset = Study.objects.for_user(request.user)
         if request.method == "POST" and form.is_valid():
             try:

@@ -151,3 +151,49 @@ def test_a_freeze_from_the_admin_serves_its_kept_files(client, clinical, data_ma
     assert hashlib.sha256(export.content).hexdigest() == freeze.export_sha256
     page = client.get(f"/admin/quality/freeze/{freeze.pk}/change/").content.decode()
     assert "export: unchanged; report: unchanged" in page
+
+
+# Who may open each page: another site's staff find nothing, a wrong role is refused ----------------------
+
+PAGES = [
+    # (name, URL builder, role that may act, POST data)
+    ("sign", lambda c, s: _sign_url("visit", c.visit("M1").pk), Role.INVESTIGATOR, {"password": PASSWORD}),
+    ("verify", lambda c, s: f"/admin/quality/sourceverification/verify/adverse_event/{c.ae.pk}/", Role.MONITOR, {}),
+    ("lock", lambda c, s: f"/admin/quality/lock/patient/{c.patient.pk}/", Role.DATA_MANAGER, {"reason": "DB lock"}),
+    ("void", lambda c, s: f"/admin/quality/signature/{s.pk}/void/", Role.DATA_MANAGER, {"reason": "Correction"}),
+]
+
+
+@pytest.fixture
+def signed(clinical, investigator_a):
+    return review.signature_sign(record=clinical.patient, actor=investigator_a, password=PASSWORD)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p[0] for p in PAGES])
+def test_another_sites_staff_find_no_record_page(client, clinical, signed, site_b, page):
+    _, url, role, data = page
+    outsider = make_user("outsider", site_b, role=role, password=PASSWORD)
+    client.force_login(outsider)
+    assert client.get(url(clinical, signed)).status_code == 404
+    assert client.post(url(clinical, signed), data).status_code == 404
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p[0] for p in PAGES])
+def test_a_wrong_role_at_the_site_changes_nothing(client, clinical, signed, page):
+    _, url, role, data = page
+    others = [r for r in (Role.COORDINATOR, Role.MONITOR, Role.INVESTIGATOR, Role.DATA_MANAGER) if r != role]
+    for number, other in enumerate(others):
+        client.force_login(make_user(f"other{number}", clinical.site, role=other, password=PASSWORD))
+        before = (
+            Signature.objects.filter(voided_at=None).count(),
+            SourceVerification.objects.count(),
+            Lock.objects.count(),
+        )
+        response = client.post(url(clinical, signed), data)
+        assert response.status_code == 200 and "errornote" in response.content.decode(), other
+        after = (
+            Signature.objects.filter(voided_at=None).count(),
+            SourceVerification.objects.count(),
+            Lock.objects.count(),
+        )
+        assert after == before, other
