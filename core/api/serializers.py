@@ -3,6 +3,7 @@
 import copy
 
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -52,6 +53,7 @@ class DataQualitySerializer(serializers.Serializer):
     lock_reason = serializers.CharField(allow_blank=True)
 
 
+@extend_schema_field(DataQualitySerializer)
 class DataQualityField(serializers.Field):
     """The record's source verification, signature and lock (`core.record_status`), read only."""
 
