@@ -11,9 +11,11 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('followup', '0012_adverse_event_pre_treatment'),
-        ('patients', '0005_subject_code_message_names_no_site'),
-        ('registry', '0010_study_site_removed_on'),
+        # The earliest states holding what the models refer to (visits, adverse events, patients, studies,
+        # sites), so that migrating followup back (tests/core/test_migrate_forward.py) leaves this applied.
+        ('followup', '0008_notification_key_visit_first'),
+        ('patients', '0004_history_updated_at_not_indexed'),
+        ('registry', '0008_history_updated_at_not_indexed'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
