@@ -1,20 +1,25 @@
-"""Reads of the data quality app: a record's queries for its admin page, and the worklist's open queries."""
+"""Reads of the data quality app: a record's queries for its admin page, the worklist's open queries, and the
+dashboard (per site and study: visits complete, in progress and overdue, the share of completed visits
+verified against source, the completed visits awaiting the investigator's signature, open queries)."""
 
 from __future__ import annotations
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import OuterRef, Q, Subquery, Value
+from django.db.models import Count, Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
+from followup.constants import VisitState
 from followup.models import Result, Visit
 from quality import constants as c
 from quality.checks.rules import question
-from quality.models import EditCheckSettings, Query
+from quality.models import EditCheckSettings, Query, RecordKind
 from quality.services.queries import can_act
+from quality.services.review import active_signatures, active_verifications
+from registry.models import Site, Study
 
 LIVE = (c.QueryState.OPEN, c.QueryState.ANSWERED)
 
@@ -88,3 +93,49 @@ def worklist_queries(*, user, limit: int = 50) -> list[dict]:
         }
         for q in queries
     ]
+
+
+def dashboard(*, user, now=None) -> list[dict]:
+    """One row per (site, study) of the user's sites, in one query over the visits."""
+    visits = Visit.objects.for_user(user).with_state(now)
+    verified = active_verifications().filter(kind=RecordKind.VISIT, visit_id=OuterRef("pk"))
+    signed = active_signatures().filter(
+        Q(kind=RecordKind.VISIT, visit_id=OuterRef("pk"))
+        | Q(kind=RecordKind.PATIENT, patient_id=OuterRef("patient_id"))
+    )
+    completed = Q(state=VisitState.COMPLETED)
+    rows = (
+        visits.annotate(verified=Exists(verified), signed=Exists(signed))
+        .values("patient__site_id", "patient__study_id")
+        .annotate(
+            complete=Count("pk", filter=completed),
+            in_progress=Count("pk", filter=Q(state=VisitState.IN_PROGRESS)),
+            overdue=Count("pk", filter=Q(state=VisitState.OVERDUE)),
+            verified=Count("pk", filter=completed & Q(verified=True)),
+            unsigned=Count("pk", filter=completed & Q(signed=False)),
+        )
+        .order_by("patient__site_id", "patient__study_id")
+    )
+    rows = list(rows)
+    live = Query.objects.filter(state__in=LIVE, patient__site_id__in={r["patient__site_id"] for r in rows})
+    counts = live.values("patient__site_id", "study_id").annotate(n=Count("pk")).order_by()
+    open_queries = {(row["patient__site_id"], row["study_id"]): row["n"] for row in counts}
+    sites = Site.objects.in_bulk({r["patient__site_id"] for r in rows})
+    studies = Study.objects.in_bulk({r["patient__study_id"] for r in rows})
+    result = []
+    for row in rows:
+        site, study = sites[row["patient__site_id"]], studies[row["patient__study_id"]]
+        result.append(
+            {
+                "site": site,
+                "study": study,
+                "complete": row["complete"],
+                "in_progress": row["in_progress"],
+                "overdue": row["overdue"],
+                "verified": row["verified"],
+                "verified_percent": round(100 * row["verified"] / row["complete"], 1) if row["complete"] else None,
+                "signatures_pending": row["unsigned"],
+                "open_queries": open_queries.get((site.pk, study.pk), 0),
+            }
+        )
+    return result

@@ -34,6 +34,11 @@ class PreconditionError(DjangoValidationError):
         self.status, self.etag, self.header = status, etag, header
 
 
+class RecordLocked(DjangoValidationError):
+    """A write to a locked record (a data manager's lock, or an investigator's signature): the API answers
+    423 Locked naming the record; any other door shows it as a validation error."""
+
+
 def _field_errors(detail, prefix: str = "") -> list[dict]:
     errors = []
     if isinstance(detail, dict):
@@ -197,6 +202,8 @@ def exception_handler(exc, context):
             errors=errors,
             headers={"ETag": exc.etag} if exc.etag else None,
         )
+    if isinstance(exc, RecordLocked):
+        return _locked_problem(exc)
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = exceptions.ValidationError(detail)
@@ -235,6 +242,13 @@ def exception_handler(exc, context):
         429: "Too many requests.",
     }.get(response.status_code, detail)
     return problem(response.status_code, title, detail, kind=kind, headers=_retry_headers(response))
+
+
+def _locked_problem(exc: RecordLocked) -> Response:
+    """423 Locked, naming each locked record (a batch: its items) and why."""
+    errors = _field_errors(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
+    detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+    return problem(423, "The record is locked.", detail, kind="locked", errors=errors)
 
 
 def _retry_headers(response) -> dict:

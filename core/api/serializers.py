@@ -4,6 +4,7 @@ import copy
 
 from django.db import models
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.spreadsheets import strip_keeping_formula_start
@@ -68,3 +69,28 @@ class OffsetDateTimeField(serializers.DateTimeField):
             if parsed is not None and parsed.tzinfo is None:
                 self.fail("naive")
         return super().to_internal_value(value)
+
+
+class DataQualitySerializer(serializers.Serializer):
+    source_verified = serializers.BooleanField(help_text="Verified against source by a monitor, unchanged since.")
+    verified_at = serializers.DateTimeField(allow_null=True)
+    signed = serializers.BooleanField(help_text="Signed by an investigator (the record itself).")
+    signed_at = serializers.DateTimeField(allow_null=True)
+    locked = serializers.BooleanField(help_text="Writes are refused (423): locked, or signed (itself or its casebook).")
+    lock_reason = serializers.CharField(allow_blank=True)
+
+
+@extend_schema_field(DataQualitySerializer)
+class DataQualityField(serializers.Field):
+    """The record's source verification, signature and lock (`core.record_status`), read only."""
+
+    def __init__(self, **kwargs):
+        kwargs.update(source="*", read_only=True)
+        kwargs.setdefault("help_text", "Source verification, investigator signature and lock of the record.")
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        from core import record_status
+
+        status = record_status.status_of(value)
+        return None if status is None else DataQualitySerializer(status).data

@@ -10,6 +10,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
 
+from core import record_status
 from core.api.etags import etag_of
 from core.api.pagination import UpdatedCursorPagination
 from core.api.problems import exception_handler
@@ -36,7 +37,7 @@ class ScopedViewSet(GenericViewSet):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no key and may have no database
             model = getattr(getattr(self.serializer_class, "Meta", None), "model", None)
             return model._default_manager.none() if model is not None else self.base_queryset().none()
-        return self.scoped(self.base_queryset())
+        return record_status.annotate(self.scoped(self.base_queryset()))
 
     def scoped(self, queryset):
         return queryset.for_sites([self.site_id])

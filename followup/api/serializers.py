@@ -7,7 +7,7 @@ from rest_framework import serializers
 from rest_framework.fields import SkipField, empty
 from rest_framework.settings import api_settings
 
-from core.api.serializers import ModelSerializer, OffsetDateTimeField
+from core.api.serializers import DataQualityField, ModelSerializer, OffsetDateTimeField
 from followup import constants as c
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
@@ -117,6 +117,8 @@ class VisitSerializer(ModelSerializer):
         "completing the visit still needs."
     )
 
+    data_quality = DataQualityField()
+
     class Meta:
         model = Visit
         fields = [
@@ -138,6 +140,7 @@ class VisitSerializer(ModelSerializer):
             "not_done",
             "missing_items",
             "updated_at",
+            "data_quality",
         ]
 
     def get_missing_items(self, obj) -> list[str]:
@@ -330,6 +333,8 @@ class AdverseEventSerializer(ModelSerializer):
     serious = serializers.BooleanField(read_only=True)
     is_susar = serializers.BooleanField(read_only=True)
 
+    data_quality = DataQualityField()
+
     class Meta:
         model = AdverseEvent
         fields = [
@@ -346,6 +351,7 @@ class AdverseEventSerializer(ModelSerializer):
             "initial_report_submitted_on",
             "complete_report_submitted_on",
             "updated_at",
+            "data_quality",
         ]
 
 

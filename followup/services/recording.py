@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from core.api.etags import require_version, version_refusal
-from core.api.problems import PreconditionError
+from core.api.problems import PreconditionError, RecordLocked
 from core.audit import history_of_rows
 from core.bulk import insert_values, update_rows, without_jit
 from core.signals import changed, changed_together, changing
@@ -505,7 +505,11 @@ def _refuse_batch(errors: dict[str, list[str]], preconditions: dict[str, tuple[i
 def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str, str, VisitEntry]]) -> list[Visit]:
     """Record many visits of one study at one site, each named by (subject code, visit code): all are stored,
     or none. The rules are `visit_record`'s, visit by visit; the reads and writes are a fixed number of
-    statements for the whole batch. Errors are named `visits.<index>.<field>` (the index in `entries`)."""
+    statements for the whole batch. Errors are named `visits.<index>.<field>` (the index in `entries`); an item
+    whose record is locked makes the whole batch a RecordLocked (423) naming it.
+
+    Long because the batch is one sequence (read every visit, check every item, refuse or write all) whose
+    steps share the maps built on the way."""
     if len(entries) > c.MAX_BATCH_VISITS:
         raise ValidationError(
             {"visits": f"At most {c.MAX_BATCH_VISITS} visits in one batch; send the rest in another."}
@@ -514,6 +518,7 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
     without_jit()
     errors: dict[str, list[str]] = {}
     preconditions: dict[str, tuple[int, str]] = {}
+    locked = False
     first_at: dict[tuple[str, str], int] = {}
     for index, (subject, code, _) in enumerate(entries):
         if (subject, code) in first_at:
@@ -566,8 +571,11 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
         try:
             recordings.append(_check_recording(visit, existing[visit.pk], entry))
         except ValidationError as exc:
+            locked = locked or isinstance(exc, RecordLocked)
             for field, messages in exc.message_dict.items():
                 errors.setdefault(f"visits.{index}.{field}", []).extend(messages)
+    if locked:  # a locked item: 423 naming it (and the other items' errors)
+        raise RecordLocked(errors)
     _refuse_batch(errors, preconditions)
     if recordings:
         _store_recordings(recordings)

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from core.api.serializers import ModelSerializer, OffsetDateTimeField, TextField
+from core.api.serializers import DataQualityField, ModelSerializer, OffsetDateTimeField, TextField
 from patients import constants as c
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from registry.constants import Sex
@@ -12,6 +12,8 @@ class PatientSerializer(ModelSerializer):
     study = serializers.SlugRelatedField(slug_field="code", read_only=True)
     site = serializers.SlugRelatedField(slug_field="code", read_only=True)
     refractory_to = serializers.ListField(child=serializers.ChoiceField(choices=c.Drug.choices))
+
+    data_quality = DataQualityField()
 
     class Meta:
         model = Patient
@@ -32,6 +34,7 @@ class PatientSerializer(ModelSerializer):
             "status_reason",
             "created_at",
             "updated_at",
+            "data_quality",
         ]
 
 

@@ -2,5 +2,15 @@
 signatures, locks and freezes. One module per concern; each is imported here so Django finds its models."""
 
 from quality.models.queries import EditCheckSettings, Query, QueryMessage
+from quality.models.review import Freeze, Lock, RecordKind, Signature, SourceVerification
 
-__all__ = ["EditCheckSettings", "Query", "QueryMessage"]
+__all__ = [
+    "EditCheckSettings",
+    "Freeze",
+    "Lock",
+    "Query",
+    "QueryMessage",
+    "RecordKind",
+    "Signature",
+    "SourceVerification",
+]

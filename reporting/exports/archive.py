@@ -88,8 +88,9 @@ def _write_csv(zf: zipfile.ZipFile, table: Table, ctx: Context, kept: list | Non
     return member.record
 
 
-def build_export_zip(job: ExportJob, path: Path) -> dict:
-    """Write the whole export of `job` to `path` (a zip) and return its manifest."""
+def build_export_zip(job: ExportJob, path: Path, *, freeze: int | None = None) -> dict:
+    """Write the whole export of `job` to `path` (a zip) and return its manifest (naming the freeze it was
+    captured for, if any)."""
     site_ids = sorted(job.site_ids)
     sites = {s.pk: s for s in Site.objects.filter(pk__in=site_ids)}
     if set(sites) != set(site_ids):
@@ -135,6 +136,8 @@ def build_export_zip(job: ExportJob, path: Path) -> dict:
             },
             "files": files,
         }
+        if freeze is not None:
+            manifest["freeze"] = freeze
         with zf.open("manifest.json", "w") as entry:
             entry.write(json.dumps(manifest, indent=2).encode())
     return manifest

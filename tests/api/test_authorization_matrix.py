@@ -387,3 +387,55 @@ def test_lot_writer_key_is_still_bound_to_its_site(world):
     assert_problem(response, 404)
     response = call(client_for(world.keys["a_lots"]), "GET", "/api/v1/lots/", {"page_size": 200})
     assert LOT_B_ONLY not in {row["lot_number"] for row in response.json()["results"]}
+
+
+# Locked records: every clinical write answers 423 --------------------------------------------------------
+
+CLINICAL_WRITES = [route for route in WRITES if not route.lots and route.name != "export-list"]
+
+
+@pytest.mark.parametrize("route", CLINICAL_WRITES, ids=[r.id for r in CLINICAL_WRITES])
+def test_every_clinical_write_to_a_locked_study_answers_423(world, route, superuser):
+    from quality.services import review
+
+    review.lock_study(study=world.study, reason="Database lock for the final analysis", actor=superuser)
+    before = row_snapshot()
+    response = send(world, route, writer(world, route), "a")
+    body = assert_problem(response, 423)
+    assert body["type"].endswith("/locked") and "Database lock for the final analysis" in body["detail"]
+    assert changed_tables(before, row_snapshot()) == {}
+
+
+PATIENT_WRITES = [route for route in CLINICAL_WRITES if route.name != "patient-list"]
+
+
+@pytest.mark.parametrize("route", PATIENT_WRITES, ids=[r.id for r in PATIENT_WRITES])
+def test_every_write_to_a_locked_patient_answers_423_naming_the_record(world, route, superuser):
+    from quality.services import review
+
+    review.lock_patient(patient=world.a.patient, reason="Source documents under review", actor=superuser)
+    response = send(world, route, writer(world, route), "a")
+    body = assert_problem(response, 423)
+    fields = {error["field"] for error in body["errors"]}
+    if route.name == "visit-record-batch":
+        assert fields == {"visits.0.visit"}
+    else:
+        assert fields <= {"patient", "visit", "adverse_event"} and fields
+
+
+@pytest.mark.parametrize("name", ["patient-detail", "visit-detail", "adverse-event-detail"])
+def test_records_show_their_verification_signature_and_lock(world, name, superuser):
+    from quality.services import review
+
+    route = next(r for r in READS if r.name == name)
+    review.lock_patient(patient=world.a.patient, reason="Database lock", actor=superuser)
+    response = send(world, route, writer(world, route), "a")
+    assert response.status_code == 200
+    assert response.json()["data_quality"] == {
+        "source_verified": False,
+        "verified_at": None,
+        "signed": False,
+        "signed_at": None,
+        "locked": True,
+        "lock_reason": "Database lock",
+    }

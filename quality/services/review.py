@@ -1,0 +1,388 @@
+"""Source data verification, investigator signatures and locks: every door (admin, API, commands) calls
+these functions, and the receivers of `core.signals` (`quality/receivers.py`) call `write_refusal` and
+`verifications_clear` for every clinical write.
+
+Roles (registry.constants.Role), each for the sites where the user holds it: a monitor verifies against
+source, an investigator signs, a data manager locks, unlocks and voids signatures.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from core.api.problems import RecordLocked
+from core.audit import current_audit_context
+from followup.models import AdverseEvent, Visit
+from patients.models import Patient
+from quality.models import Lock, RecordKind, Signature, SourceVerification
+from registry.constants import Role
+from registry.models import Membership, Study
+
+# Who may ------------------------------------------------------------------------------------------------
+
+
+def has_role(user, site_id: int, role: str, *, superuser: bool = True) -> bool:
+    """Whether `user` holds `role` at the site (a superuser counts unless `superuser` is False)."""
+    if user is None or not user.is_active:
+        return False
+    if superuser and user.is_superuser:
+        return True
+    return Membership.objects.filter(user_id=user.pk, site_id=site_id, role=role).exists()
+
+
+def role_site_ids(user, role: str) -> set[int] | None:
+    """The sites where `user` holds `role` (None: every site, for a superuser)."""
+    if user.is_superuser:
+        return None
+    return set(Membership.objects.filter(user_id=user.pk, role=role).values_list("site_id", flat=True))
+
+
+def _require(user, site_id: int, role: str, message: str, *, superuser: bool = True) -> None:
+    if not has_role(user, site_id, role, superuser=superuser):
+        raise PermissionDenied(message)
+
+
+# Records ------------------------------------------------------------------------------------------------
+
+
+def record_parts(record) -> dict:
+    """{kind, patient, visit, adverse_event} of a visit, an adverse event or a patient."""
+    if isinstance(record, Visit):
+        return {"kind": RecordKind.VISIT, "patient": record.patient, "visit": record, "adverse_event": None}
+    if isinstance(record, AdverseEvent):
+        return {"kind": RecordKind.ADVERSE_EVENT, "patient": record.patient, "visit": None, "adverse_event": record}
+    if isinstance(record, Patient):
+        return {"kind": RecordKind.PATIENT, "patient": record, "visit": None, "adverse_event": None}
+    raise TypeError(f"not a record of source verification or signature: {type(record).__name__}")
+
+
+def _record_filter(record) -> Q:
+    parts = record_parts(record)
+    if parts["kind"] == RecordKind.VISIT:
+        return Q(kind=RecordKind.VISIT, visit_id=record.pk)
+    if parts["kind"] == RecordKind.ADVERSE_EVENT:
+        return Q(kind=RecordKind.ADVERSE_EVENT, adverse_event_id=record.pk)
+    return Q(kind=RecordKind.PATIENT, patient_id=record.pk)
+
+
+# Locks --------------------------------------------------------------------------------------------------
+
+
+def active_locks() -> QuerySet:
+    return Lock.objects.filter(released_at__isnull=True)
+
+
+def active_signatures() -> QuerySet:
+    return Signature.objects.filter(voided_at__isnull=True)
+
+
+def write_refusal(instance, *, patient_id: int | None, study_id: int) -> str | None:
+    """Why a write to `instance` (a patient, infusion, medication, adverse event or visit) is refused, or None:
+    an active lock of the patient or of the study at the patient's site, a signature of the patient's
+    casebook, or a signature of the visit or adverse event itself. One query."""
+    if patient_id is None:
+        site_id = instance.site_id
+        locks = active_locks().filter(study_id=study_id, site_id=site_id, patient__isnull=True)
+        lock = locks.values_list("reason", flat=True).first()
+        if lock is not None:
+            return _("Study locked at this site: %(reason)s") % {"reason": lock}
+        return None
+    site = Patient.objects.filter(pk=patient_id).values("site_id")
+    lock = active_locks().filter(
+        Q(patient_id=patient_id) | Q(patient__isnull=True, study_id=study_id, site_id=Subquery(site))
+    )
+    signed = Q(kind=RecordKind.PATIENT, patient_id=patient_id)
+    if isinstance(instance, Visit) and instance.pk:
+        signed |= Q(kind=RecordKind.VISIT, visit_id=instance.pk)
+    elif isinstance(instance, AdverseEvent) and instance.pk:
+        signed |= Q(kind=RecordKind.ADVERSE_EVENT, adverse_event_id=instance.pk)
+    row = (
+        Patient.objects.filter(pk=patient_id)
+        .annotate(
+            lock_reason=Subquery(lock.order_by("locked_at").values("reason")[:1]),
+            lock_whole=Subquery(lock.order_by("locked_at").values("patient_id")[:1]),
+            signed_kind=Subquery(active_signatures().filter(signed).order_by("signed_at").values("kind")[:1]),
+        )
+        .values("lock_reason", "lock_whole", "signed_kind")
+        .first()
+    )
+    if row is None:
+        return None
+    if row["lock_reason"] is not None:
+        if row["lock_whole"] is None:
+            return _("Study locked at this site: %(reason)s") % {"reason": row["lock_reason"]}
+        return _("Patient locked: %(reason)s") % {"reason": row["lock_reason"]}
+    if row["signed_kind"] == RecordKind.PATIENT:
+        return _("The patient's casebook is signed by the investigator; a data manager must unlock it first.")
+    if row["signed_kind"] is not None:
+        return _SIGNED_RECORD()
+    return None
+
+
+def _SIGNED_RECORD() -> str:  # noqa: N802 (a message, translated when asked)
+    return _("This record is signed by the investigator; a data manager must unlock it first.")
+
+
+def refuse_locked_write(instance, *, patient_id: int | None, study_id: int) -> None:
+    """Raise RecordLocked naming the visit, or else the patient (an adverse event signed itself: the event)."""
+    refusal = write_refusal(instance, patient_id=patient_id, study_id=study_id)
+    if refusal:
+        field = "visit" if isinstance(instance, Visit) else "patient"
+        if isinstance(instance, AdverseEvent) and refusal == _SIGNED_RECORD():
+            field = "adverse_event"
+        raise RecordLocked({field: [refusal]}, code="locked")
+
+
+def _check_reason(reason: str, field: str = "reason") -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({field: _("Give a reason.")})
+    return reason
+
+
+@transaction.atomic
+def lock_patient(*, patient: Patient, reason: str, actor) -> Lock:
+    """Lock one patient: every clinical write to the patient and their records is refused."""
+    _require(actor, patient.site_id, Role.DATA_MANAGER, _("Only a data manager of the patient's site can lock."))
+    reason = _check_reason(reason)
+    if active_locks().filter(patient=patient).exists():
+        raise ValidationError({"patient": _("Patient %(code)s is already locked.") % {"code": patient.subject_code}})
+    return Lock.objects.create(
+        study_id=patient.study_id,
+        site_id=patient.site_id,
+        patient=patient,
+        reason=reason,
+        locked_by=actor,
+        locked_at=timezone.now(),
+    )
+
+
+@transaction.atomic
+def lock_study(*, study: Study, reason: str, actor) -> list[Lock]:
+    """Lock a whole study at each of the actor's sites where they are a data manager (a superuser: every site
+    of the study). New patients, and every write to the study's patients there, are refused."""
+    reason = _check_reason(reason)
+    sites = set(study.study_sites.values_list("site_id", flat=True))
+    mine = role_site_ids(actor, Role.DATA_MANAGER) if actor.is_active else set()
+    if mine is not None:
+        sites &= mine
+    if not sites:
+        raise PermissionDenied(_("Only a data manager of a site of the study can lock it."))
+    held = set(active_locks().filter(study=study, patient__isnull=True).values_list("site_id", flat=True))
+    now = timezone.now()
+    return [
+        Lock.objects.create(study=study, site_id=site_id, reason=reason, locked_by=actor, locked_at=now)
+        for site_id in sorted(sites - held)
+    ]
+
+
+def _covered_signatures(lock: Lock) -> QuerySet:
+    signatures = active_signatures().filter(patient__study_id=lock.study_id, patient__site_id=lock.site_id)
+    return signatures.filter(patient_id=lock.patient_id) if lock.patient_id else signatures
+
+
+@transaction.atomic
+def lock_release(*, lock: Lock, reason: str, actor) -> Lock:
+    """Unlock: needs a reason, and voids every signature of the records the lock covered."""
+    lock = Lock.objects.select_for_update().get(pk=lock.pk)
+    _require(actor, lock.site_id, Role.DATA_MANAGER, _("Only a data manager of the site can unlock."))
+    reason = _check_reason(reason, "release_reason")
+    if lock.released_at is not None:
+        raise ValidationError({"lock": _("This lock was already released.")})
+    now = timezone.now()
+    lock.released_at, lock.released_by, lock.release_reason = now, actor, reason
+    lock._change_reason = reason
+    lock.save()
+    for signature in _covered_signatures(lock):
+        _void(signature, actor=actor, reason=_("Unlocked: %(reason)s") % {"reason": reason}, now=now)
+    return lock
+
+
+def _void(signature: Signature, *, actor, reason: str, now) -> None:
+    signature.voided_at, signature.voided_by, signature.void_reason = now, actor, reason
+    signature._change_reason = reason
+    signature.save()
+
+
+@transaction.atomic
+def signature_void(*, signature: Signature, reason: str, actor) -> Signature:
+    """Unlock a signed record: the signature is voided with the reason and the record can be changed again."""
+    signature = Signature.objects.select_for_update().select_related("patient").get(pk=signature.pk)
+    _require(actor, signature.patient.site_id, Role.DATA_MANAGER, _("Only a data manager of the site can unlock."))
+    reason = _check_reason(reason, "void_reason")
+    if signature.voided_at is not None:
+        raise ValidationError({"signature": _("This signature was already voided.")})
+    _void(signature, actor=actor, reason=reason, now=timezone.now())
+    return signature
+
+
+# Signatures ---------------------------------------------------------------------------------------------
+
+
+def signature_meaning(kind: str) -> str:
+    """What signing means, shown before signing and stored with the signature (21 CFR 11.50(a)(3))."""
+    return {
+        RecordKind.VISIT: _(
+            "I am the investigator responsible for this patient. I have reviewed the data of this visit and "
+            "attest that they are accurate and complete."
+        ),
+        RecordKind.ADVERSE_EVENT: _(
+            "I am the investigator responsible for this patient. I have reviewed this adverse event, its grade, "
+            "seriousness and relatedness, and attest that the record is accurate and complete."
+        ),
+        RecordKind.PATIENT: _(
+            "I am the investigator responsible for this patient. I have reviewed the whole casebook and attest "
+            "that its data are accurate and complete."
+        ),
+    }[kind]
+
+
+def printed_name(user) -> str:
+    return user.get_full_name().strip() or user.get_username()
+
+
+@transaction.atomic
+def signature_sign(*, record, actor, password: str, otp_token: str = "") -> Signature:
+    """An investigator of the record's site signs it, re-entering the password (and the current TOTP code
+    when they have a confirmed device). The signature stores the printed name, the time and the meaning."""
+    parts = record_parts(record)
+    patient = parts["patient"]
+    _require(
+        actor,
+        patient.site_id,
+        Role.INVESTIGATOR,
+        _("Only an investigator of the patient's site can sign."),
+        superuser=False,
+    )
+    if not password or not actor.check_password(password):
+        raise ValidationError({"password": _("The password is not correct; the record was not signed.")})
+    devices = TOTPDevice.objects.devices_for_user(actor, confirmed=True)
+    if devices.exists():
+        token = (otp_token or "").strip()
+        if not token or not any(device.verify_token(token) for device in devices):
+            raise ValidationError({"otp_token": _("The authenticator code is not correct; the record was not signed.")})
+    if active_signatures().filter(_record_filter(record)).exists():
+        raise ValidationError({"record": _("This record is already signed.")})
+    refusal = active_locks().filter(
+        Q(patient=patient) | Q(patient__isnull=True, study_id=patient.study_id, site_id=patient.site_id)
+    )
+    if refusal.exists():
+        raise RecordLocked({"record": [_("The record is locked; it cannot be signed until it is unlocked.")]})
+    return Signature.objects.create(
+        **parts,
+        signer=actor,
+        printed_name=printed_name(actor),
+        meaning=signature_meaning(parts["kind"]),
+        signed_at=timezone.now(),
+    )
+
+
+# Source data verification -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def sdv_mark(*, record, actor, fields: list[str] | None = None) -> SourceVerification:
+    """A monitor of the record's site marks it verified against source: the whole form, or the named fields."""
+    parts = record_parts(record)
+    _require(
+        actor, parts["patient"].site_id, Role.MONITOR, _("Only a monitor of the patient's site can verify source.")
+    )
+    fields = [f.strip() for f in (fields or []) if f and f.strip()]
+    if len(set(fields)) != len(fields):
+        raise ValidationError({"fields": _("Name each field once.")})
+    if active_verifications().filter(_record_filter(record)).exists():
+        raise ValidationError({"record": _("This record is already verified against source.")})
+    return SourceVerification.objects.create(**parts, fields=fields, verified_by=actor, verified_at=timezone.now())
+
+
+def active_verifications() -> QuerySet:
+    return SourceVerification.objects.filter(cleared_at__isnull=True)
+
+
+def verifications_clear(instance, *, patient_id: int | None) -> int:
+    """A change to a visit, an adverse event or a patient clears its verification, saying who changed it and
+    through which door. Changes to a patient's infusions or medications clear the baseline's."""
+    if patient_id is None:
+        return 0
+    return verifications_clear_many(type(instance), [instance], patient_ids=[patient_id])
+
+
+def verifications_clear_many(model, instances: list, *, patient_ids: list[int]) -> int:
+    """`verifications_clear` for records of one kind changed together (a visit batch), in a fixed number of
+    statements."""
+    if model is Visit:
+        target = Q(kind=RecordKind.VISIT, visit_id__in=[i.pk for i in instances])
+    elif model is AdverseEvent:
+        target = Q(kind=RecordKind.ADVERSE_EVENT, adverse_event_id__in=[i.pk for i in instances])
+    else:
+        target = Q(kind=RecordKind.PATIENT, patient_id__in=patient_ids)
+    ctx = current_audit_context()
+    who = ctx.actor or _("the system")
+    label = getattr(model._meta, "verbose_name", model.__name__)
+    reason = _("Changed after verification (%(what)s, by %(who)s through %(door)s).") % {
+        "what": label,
+        "who": who,
+        "door": ctx.door,
+    }
+    now = timezone.now()
+    cleared = 0
+    for verification in active_verifications().filter(target):
+        verification.cleared_at, verification.cleared_reason = now, reason
+        verification._change_reason = reason
+        verification.save(update_fields=["cleared_at", "cleared_reason"])
+        cleared += 1
+    return cleared
+
+
+# Status of records (API fields, admin) ------------------------------------------------------------------
+
+
+def _kind_of(model) -> str:
+    return {Visit: RecordKind.VISIT, AdverseEvent: RecordKind.ADVERSE_EVENT, Patient: RecordKind.PATIENT}[model]
+
+
+def status_annotate(queryset: QuerySet) -> QuerySet:
+    """Annotate visits, adverse events or patients with their verification, signature and lock (subqueries
+    of the same statement: a page costs no more queries)."""
+    model = queryset.model
+    kind = _kind_of(model)
+    ref = {RecordKind.VISIT: "visit_id", RecordKind.ADVERSE_EVENT: "adverse_event_id", RecordKind.PATIENT: "patient_id"}
+    patient_ref = "pk" if kind == RecordKind.PATIENT else "patient_id"
+    study_ref = "study_id" if kind == RecordKind.PATIENT else "patient__study_id"
+    site_ref = "site_id" if kind == RecordKind.PATIENT else "patient__site_id"
+    own = Q(kind=kind, **{ref[kind]: OuterRef("pk")})
+    locks = active_locks().filter(
+        Q(patient_id=OuterRef(patient_ref))
+        | Q(patient__isnull=True, study_id=OuterRef(study_ref), site_id=OuterRef(site_ref))
+    )
+    return queryset.annotate(
+        dq_verified_at=Subquery(active_verifications().filter(own).values("verified_at")[:1]),
+        dq_signed_at=Subquery(active_signatures().filter(own).values("signed_at")[:1]),
+        dq_casebook_signed=Exists(
+            active_signatures().filter(kind=RecordKind.PATIENT, patient_id=OuterRef(patient_ref))
+        ),
+        dq_lock_reason=Subquery(locks.order_by("locked_at").values("reason")[:1]),
+    )
+
+
+def status_of(obj) -> dict:
+    """{source_verified, verified_at, signed, signed_at, locked, lock_reason} of a visit, adverse event or
+    patient: from `status_annotate`'s annotations when present, else read now."""
+    if not hasattr(obj, "dq_lock_reason"):
+        obj = status_annotate(type(obj).objects.filter(pk=obj.pk)).get()
+    signed = obj.dq_signed_at is not None
+    locked = obj.dq_lock_reason is not None or signed or obj.dq_casebook_signed
+    reason = obj.dq_lock_reason or ("signed" if signed or obj.dq_casebook_signed else "")
+    return {
+        "source_verified": obj.dq_verified_at is not None,
+        "verified_at": obj.dq_verified_at,
+        "signed": signed,
+        "signed_at": obj.dq_signed_at,
+        "locked": bool(locked),
+        "lock_reason": reason,
+    }

@@ -1,0 +1,267 @@
+"""Source verification, signatures and locks through their services, and the refusal of every clinical
+write service to a locked or signed record."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from core.api.problems import RecordLocked
+from followup import constants as fc
+from followup.services import VisitEntry, ae_record, ae_save, visit_mark_missed, visit_record, visits_record_batch
+from patients.constants import DoseUnit, Drug, PatientStatus
+from patients.services import medication_record, patient_change_status, patient_update
+from quality.models import Lock, RecordKind, Signature, SourceVerification
+from quality.services import review
+from tests.factories import make_patient, make_transplant
+from tests.quality.conftest import M1, PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+# Roles and scoping ---------------------------------------------------------------------------------------
+
+
+def test_only_a_monitor_of_the_site_verifies(clinical, monitor, coordinator_a, coordinator_b):
+    visit = clinical.visit("M1")
+    for user in (coordinator_a, coordinator_b):
+        with pytest.raises(PermissionDenied):
+            review.sdv_mark(record=visit, actor=user)
+    mark = review.sdv_mark(record=visit, actor=monitor, fields=["actual_date", "result:CREAT"])
+    assert (mark.kind, mark.visit_id, mark.fields) == (RecordKind.VISIT, visit.pk, ["actual_date", "result:CREAT"])
+
+
+def test_only_an_investigator_of_the_site_signs(clinical, investigator_a, coordinator_a, superuser, site_b):
+    from tests.factories import make_user
+
+    other = make_user("inv_b", site_b, role="investigator", password=PASSWORD)
+    for user in (coordinator_a, other, superuser):
+        with pytest.raises(PermissionDenied):
+            review.signature_sign(record=clinical.visit("M1"), actor=user, password=PASSWORD)
+    assert not Signature.objects.exists()
+
+
+def test_only_a_data_manager_of_the_site_locks(clinical, coordinator_a, data_manager_b, data_manager_a):
+    for user in (coordinator_a, data_manager_b):
+        with pytest.raises(PermissionDenied):
+            review.lock_patient(patient=clinical.patient, reason="Database lock", actor=user)
+    with pytest.raises(ValidationError) as refused:
+        review.lock_patient(patient=clinical.patient, reason="  ", actor=data_manager_a)
+    assert "reason" in refused.value.message_dict
+    review.lock_patient(patient=clinical.patient, reason="Database lock", actor=data_manager_a)
+
+
+def test_a_study_lock_covers_only_the_data_managers_sites(clinical, data_manager_a, study, site_a):
+    locks = review.lock_study(study=study, reason="Interim analysis", actor=data_manager_a)
+    assert [(lock.site_id, lock.patient_id) for lock in locks] == [(site_a.pk, None)]
+
+
+def test_lists_are_scoped_to_the_users_sites(clinical, monitor, coordinator_b, data_manager_a):
+    review.sdv_mark(record=clinical.ae, actor=monitor)
+    review.lock_patient(patient=clinical.patient, reason="Database lock", actor=data_manager_a)
+    assert SourceVerification.objects.for_user(coordinator_b).count() == 0
+    assert Lock.objects.for_user(coordinator_b).count() == 0
+    assert SourceVerification.objects.for_user(monitor).count() == 1
+
+
+# Signatures ----------------------------------------------------------------------------------------------
+
+
+def test_a_wrong_password_signs_nothing(clinical, investigator_a):
+    with pytest.raises(ValidationError) as refused:
+        review.signature_sign(record=clinical.visit("M1"), actor=investigator_a, password="wrong")
+    assert "password" in refused.value.message_dict
+    assert not Signature.objects.exists()
+
+
+def test_signature_keeps_name_time_and_meaning(clinical, investigator_a, frozen_now):
+    signature = review.signature_sign(record=clinical.visit("M1"), actor=investigator_a, password=PASSWORD)
+    assert signature.printed_name == "Lan Chen"
+    assert signature.signed_at.isoformat() == "2026-09-01T09:00:00+00:00"
+    assert "reviewed the data of this visit" in signature.meaning
+
+
+def test_a_totp_device_needs_the_current_code(clinical, investigator_a):
+    device = TOTPDevice.objects.create(user=investigator_a, name="phone", confirmed=True)
+    with pytest.raises(ValidationError) as refused:
+        review.signature_sign(record=clinical.ae, actor=investigator_a, password=PASSWORD, otp_token="000000")
+    assert "otp_token" in refused.value.message_dict
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    code = f"{totp.token():0{device.digits}d}"
+    review.signature_sign(record=clinical.ae, actor=investigator_a, password=PASSWORD, otp_token=code)
+    assert Signature.objects.filter(kind=RecordKind.ADVERSE_EVENT, adverse_event=clinical.ae).count() == 1
+
+
+def test_a_signed_visit_refuses_changes_until_its_signature_is_voided(clinical, investigator_a, data_manager_a):
+    visit = clinical.visit("M1")
+    signature = review.signature_sign(record=visit, actor=investigator_a, password=PASSWORD)
+    with pytest.raises(RecordLocked):
+        visit_record(visit=visit, actual_date=M1, results={"CREAT": "95"}, reason="Transcription error")
+    review.signature_void(signature=signature, reason="Creatinine to correct", actor=data_manager_a)
+    visit_record(visit=visit, actual_date=M1, results={"CREAT": "95"}, reason="Transcription error")
+    signature.refresh_from_db()
+    assert signature.void_reason == "Creatinine to correct" and signature.voided_by == data_manager_a
+
+
+def test_a_signed_casebook_refuses_every_record_of_the_patient(clinical, investigator_a):
+    review.signature_sign(record=clinical.patient, actor=investigator_a, password=PASSWORD)
+    with pytest.raises(RecordLocked):
+        ae_record(
+            patient=clinical.patient,
+            term="Fever",
+            category=fc.AECategory.OTHER,
+            grade=1,
+            relatedness=fc.Relatedness.UNLIKELY,
+            expected=True,
+            onset_date=dt.date(2025, 5, 2),
+            aware_date=dt.date(2025, 5, 2),
+        )
+
+
+# Locks at every service --------------------------------------------------------------------------------
+
+
+def _writes(clinical):
+    """Every clinical write service, each as a call on the patient's records."""
+    patient = clinical.patient
+    ae = clinical.ae
+    return {
+        "patient_update": lambda: patient_update(patient=patient, birth_year=1991, reason="ID card"),
+        "patient_status": lambda: patient_change_status(
+            patient=patient, status=PatientStatus.COMPLETED, on_date=dt.date(2026, 3, 1), reason="Done"
+        ),
+        "infusion": lambda: make_transplant(patient, clinical.lot, day=dt.date(2025, 9, 1)),
+        "medication": lambda: medication_record(
+            patient=patient,
+            drug=Drug.HYDROXYCHLOROQUINE,
+            dose=Decimal("200"),
+            unit=DoseUnit.MG,
+            frequency="bid",
+            start_date=dt.date(2025, 3, 1),
+        ),
+        "adverse_event": lambda: ae_save(ae=_with(ae, outcome=fc.AEOutcome.RECOVERING), reason="Call"),
+        "visit": lambda: visit_record(visit=clinical.visit("M3"), actual_date=dt.date(2025, 6, 2)),
+        "missed": lambda: visit_mark_missed(visit=clinical.visit("M3"), reason="Abroad"),
+        "batch": lambda: visits_record_batch(
+            site=clinical.site,
+            study_code=clinical.study.code,
+            entries=[(patient.subject_code, "M3", VisitEntry(actual_date=dt.date(2025, 6, 2)))],
+        ),
+    }
+
+
+def _with(ae, **changes):
+    ae.refresh_from_db()
+    for name, value in changes.items():
+        setattr(ae, name, value)
+    return ae
+
+
+WRITES = ["patient_update", "patient_status", "infusion", "medication", "adverse_event", "visit", "missed", "batch"]
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_every_write_service_refuses_a_locked_patient(clinical, data_manager_a, write, frozen_now):
+    review.lock_patient(patient=clinical.patient, reason="Database lock 2026", actor=data_manager_a)
+    with pytest.raises(RecordLocked) as refused:
+        _writes(clinical)[write]()
+    assert "Database lock 2026" in str(refused.value.messages)
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_every_write_service_is_accepted_after_unlock(clinical, data_manager_a, write, frozen_now):
+    lock = review.lock_patient(patient=clinical.patient, reason="Database lock", actor=data_manager_a)
+    review.lock_release(lock=lock, reason="Query to resolve", actor=data_manager_a)
+    _writes(clinical)[write]()
+
+
+def test_a_study_lock_refuses_new_patients_at_the_site_only(clinical, data_manager_a, study, site_a, site_b):
+    review.lock_study(study=study, reason="Final analysis", actor=data_manager_a)
+    with pytest.raises(RecordLocked):
+        make_patient(study, site_a)
+    make_patient(study, site_b)
+
+
+def test_a_batch_names_the_locked_item(clinical, data_manager_a, study, site_a):
+    other = make_patient(study, site_a)
+    make_transplant(other, clinical.lot)
+    review.lock_patient(patient=clinical.patient, reason="Database lock", actor=data_manager_a)
+    entries = [
+        (other.subject_code, "M3", VisitEntry(actual_date=dt.date(2025, 6, 2))),
+        (clinical.patient.subject_code, "M3", VisitEntry(actual_date=dt.date(2025, 6, 2))),
+    ]
+    with pytest.raises(RecordLocked) as refused:
+        visits_record_batch(site=site_a, study_code=study.code, entries=entries)
+    assert list(refused.value.message_dict) == ["visits.1.visit"]
+    assert other.visits.get(code="M3").actual_date is None
+
+
+def test_unlock_voids_the_signatures_it_covered(clinical, investigator_a, data_manager_a):
+    on_visit = review.signature_sign(record=clinical.visit("M1"), actor=investigator_a, password=PASSWORD)
+    on_casebook = review.signature_sign(record=clinical.patient, actor=investigator_a, password=PASSWORD)
+    lock = review.lock_patient(patient=clinical.patient, reason="Database lock", actor=data_manager_a)
+    with pytest.raises(ValidationError):
+        review.lock_release(lock=lock, reason="", actor=data_manager_a)
+    review.lock_release(lock=lock, reason="Late lab result", actor=data_manager_a)
+    for signature in (on_visit, on_casebook):
+        signature.refresh_from_db()
+        assert signature.voided_at is not None and "Late lab result" in signature.void_reason
+    assert lock.history.count() == 2  # audited: locked, then released
+
+
+# Source verification cleared by a change ----------------------------------------------------------------
+
+
+def test_a_change_clears_the_verification_and_says_why(clinical, monitor):
+    visit = clinical.visit("M1")
+    mark = review.sdv_mark(record=visit, actor=monitor)
+    on_ae = review.sdv_mark(record=clinical.ae, actor=monitor)
+    visit_record(visit=visit, actual_date=M1, results={"CREAT": "120"}, reason="Lab report re-read")
+    mark.refresh_from_db()
+    on_ae.refresh_from_db()
+    assert mark.cleared_at is not None and "Changed after verification" in mark.cleared_reason
+    assert on_ae.cleared_at is None  # the adverse event did not change
+    assert not review.status_of(visit)["source_verified"]
+
+
+def test_a_batch_clears_the_verification_of_the_visits_it_changed(clinical, monitor, study, site_a):
+    visit = clinical.visit("M1")
+    mark = review.sdv_mark(record=visit, actor=monitor)
+    other = review.sdv_mark(record=clinical.visit("M3"), actor=monitor)
+    entry = VisitEntry(M1, {"CREAT": "120"}, reason="Lab report re-read", version=visit.updated_at)
+    entries = [(clinical.patient.subject_code, "M1", entry)]
+    visits_record_batch(site=site_a, study_code=study.code, entries=entries)
+    mark.refresh_from_db()
+    other.refresh_from_db()
+    assert mark.cleared_at is not None and "Changed after verification" in mark.cleared_reason
+    assert other.cleared_at is None  # M3 was not in the batch
+
+
+def test_a_patient_change_clears_the_baseline_verification(clinical, monitor):
+    mark = review.sdv_mark(record=clinical.patient, actor=monitor)
+    patient_update(patient=clinical.patient, birth_year=1989, reason="ID card")
+    mark.refresh_from_db()
+    assert mark.cleared_at is not None
+
+
+def test_status_reads_verified_signed_and_locked(clinical, monitor, investigator_a, data_manager_a):
+    visit = clinical.visit("M1")
+    assert review.status_of(visit) == {
+        "source_verified": False,
+        "verified_at": None,
+        "signed": False,
+        "signed_at": None,
+        "locked": False,
+        "lock_reason": "",
+    }
+    review.sdv_mark(record=visit, actor=monitor)
+    review.signature_sign(record=visit, actor=investigator_a, password=PASSWORD)
+    status = review.status_of(visit)
+    assert status["source_verified"] and status["signed"] and status["locked"]
+    review.lock_patient(patient=clinical.patient, reason="DB lock", actor=data_manager_a)
+    assert review.status_of(clinical.patient)["lock_reason"] == "DB lock"
