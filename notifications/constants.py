@@ -8,6 +8,7 @@ class NotificationKind(models.TextChoices):
     VISIT_ESCALATION = "visit_escalation", "Overdue visit escalated"
     AE_REPORT = "ae_report", "Expedited safety report"
     SAFETY_SIGNAL = "safety_signal", "Safety signal to review"
+    QUERY_OVERDUE = "query_overdue", "Query open too long"
 
 
 class NotificationState(models.TextChoices):

@@ -19,8 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-import zoneinfo
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -36,16 +34,26 @@ from django.utils.translation import gettext
 from followup import constants as c
 from followup.models import AdverseEvent, SafetySignal, Visit
 from notifications import delivery
+from notifications import queries as overdue_query
 from notifications.constants import NotificationKind, NotificationState, ReminderStage
-from notifications.models import Notification, NotificationPreference
+from notifications.models import Notification
+from notifications.recipients import (
+    BATCH,
+    Recipient,
+    SweepReport,
+    _insert,
+    _recipient_still_applies,
+    _site_today,
+    members,
+    members_of_sites,
+    send_after,
+)
 from patients.constants import INACTIVE_STATUSES
 from patients.models import Patient
 from registry.constants import Role
-from registry.models import Membership, ReminderPolicy, Site, Study, StudySite
+from registry.models import ReminderPolicy, Site, Study, StudySite
 
 logger = logging.getLogger(__name__)
-
-BATCH = 500
 
 
 def claim_timeout() -> dt.timedelta:
@@ -97,48 +105,6 @@ def ae_report_stages(ae: AdverseEvent, *, today: dt.date, due_soon_days: int) ->
 # Recipients --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Recipient:
-    email: str
-    user_id: int | None
-    language: str = "en"
-    digest: bool = True
-
-
-def _preferences(user_ids: Iterable[int]) -> dict[int, NotificationPreference]:
-    return {p.user_id: p for p in NotificationPreference.objects.filter(user_id__in=set(user_ids))}
-
-
-def members(site_id: int, role: str, today: dt.date) -> list[Recipient]:
-    """Active members of a site with the role and an e-mail address who have not paused or unsubscribed."""
-    return members_of_sites({site_id: today}, role).get(site_id, [])
-
-
-def members_of_sites(today_by_site: dict[int, dt.date], role: str) -> dict[int, list[Recipient]]:
-    """`members` of several sites at once (two queries), by site id."""
-    rows = list(
-        Membership.objects.filter(site_id__in=list(today_by_site), role=role, user__is_active=True)
-        .exclude(user__email="")
-        .order_by("site_id", "pk")
-        .values_list("site_id", "user_id", "user__email")
-    )
-    prefs = _preferences(uid for _, uid, _ in rows)
-    recipients: dict[int, list[Recipient]] = {}
-    for site_id, user_id, email in rows:
-        pref = prefs.get(user_id)
-        if pref and (pref.unsubscribed or (pref.paused_until and pref.paused_until >= today_by_site[site_id])):
-            continue
-        recipients.setdefault(site_id, []).append(
-            Recipient(
-                email=email,
-                user_id=user_id,
-                language=pref.language if pref else "en",
-                digest=pref.digest if pref else True,
-            )
-        )
-    return recipients
-
-
 def safety_recipients(site: Site, study, today: dt.date) -> list[Recipient]:
     recipients = {r.email: r for r in members(site.pk, Role.INVESTIGATOR, today)}
     for email in (site.safety_email, study.safety_contact_email):
@@ -147,56 +113,7 @@ def safety_recipients(site: Site, study, today: dt.date) -> list[Recipient]:
     return list(recipients.values())
 
 
-def send_after(site: Site, today: dt.date, hour: int) -> dt.datetime:
-    """The site's local sending hour on `today`, as a UTC instant (DST-safe)."""
-    local = dt.datetime.combine(today, dt.time(hour), tzinfo=zoneinfo.ZoneInfo(site.time_zone))
-    return local.astimezone(dt.UTC)
-
-
 # Sweeps ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SweepReport:
-    considered: int = 0
-    inserted: int = 0
-    rows: list[Notification] = field(default_factory=list)
-
-
-def _insert(rows: list[Notification], report: SweepReport, dry_run: bool) -> None:
-    if not rows:
-        return
-    if dry_run:  # report only the rows that a real sweep would add
-        keys = {(r.kind, r.object_id, r.stage, r.recipient_email) for r in rows}
-        existing = set(
-            Notification.objects.filter(object_id__in={r.object_id for r in rows}).values_list(
-                "kind", "object_id", "stage", "recipient_email"
-            )
-        )
-        new = [r for r in rows if (r.kind, r.object_id, r.stage, r.recipient_email) not in existing]
-        report.rows.extend(new)
-        report.inserted += len({(r.kind, r.object_id, r.stage, r.recipient_email) for r in new} & keys)
-        return
-    report.inserted += _insert_new(rows)
-
-
-def _insert_new(rows: list[Notification]) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING, in batches: the database says how many rows were new (exact even
-    when another sweep inserts the same keys at the same moment)."""
-    fields = [f for f in Notification._meta.concrete_fields if not f.primary_key]
-    table = connection.ops.quote_name(Notification._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    inserted = 0
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), BATCH):
-            batch = rows[start : start + BATCH]
-            values, params = [], []
-            for row in batch:
-                values.append("(" + ", ".join(["%s"] * len(fields)) + ")")
-                params.extend(f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields)
-            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {', '.join(values)} ON CONFLICT DO NOTHING", params)
-            inserted += cursor.rowcount
-    return inserted
 
 
 def _removed_pairs() -> set[tuple[int, int]]:
@@ -206,10 +123,6 @@ def _removed_pairs() -> set[tuple[int, int]]:
 
 def _policies() -> dict[int, ReminderPolicy]:
     return {p.study_id: p for p in ReminderPolicy.objects.all()}
-
-
-def _site_today(site: Site, now: dt.datetime) -> dt.date:
-    return now.astimezone(zoneinfo.ZoneInfo(site.time_zone)).date()
 
 
 def _values(rows: list[tuple], types: tuple[str, ...]) -> tuple[str, list]:
@@ -330,7 +243,8 @@ def _reminders_sweep_set_based(now: dt.datetime, report: SweepReport) -> None:
 
 @transaction.atomic
 def reminders_sweep(*, now: dt.datetime | None = None, dry_run: bool = False) -> SweepReport:
-    """Insert the visit reminders that apply today, one per (visit, stage, coordinator).
+    """Insert the visit reminders that apply today, one per (visit, stage, coordinator), and the overdue
+    queries (`notifications.queries`).
 
     On PostgreSQL a real sweep is one set-based statement (`_reminders_sweep_set_based`); a dry run, and
     other databases, compute the stages in Python, visit by visit, with the same rules.
@@ -339,6 +253,7 @@ def reminders_sweep(*, now: dt.datetime | None = None, dry_run: bool = False) ->
     if connection.vendor == "postgresql" and not dry_run:
         report = SweepReport()
         _reminders_sweep_set_based(now, report)
+        overdue_query.overdue_queries_sweep(now, report, dry_run)
         return report
     policies = _policies()
     default_policy = ReminderPolicy()
@@ -391,6 +306,7 @@ def reminders_sweep(*, now: dt.datetime | None = None, dry_run: bool = False) ->
                 _insert(rows, report, dry_run)
                 rows = []
         _insert(rows, report, dry_run)
+    overdue_query.overdue_queries_sweep(now, report, dry_run)
     if dry_run:
         transaction.set_rollback(True)
     return report
@@ -473,14 +389,6 @@ def signals_notify_sweep(*, now: dt.datetime | None = None, dry_run: bool = Fals
 # Re-check at send time ---------------------------------------------------------------------------------
 
 
-def _recipient_still_applies(row: Notification, role: str, today: dt.date) -> bool:
-    if row.recipient_user_id is None:
-        site = row.site
-        study_emails = set(site.studies.values_list("safety_contact_email", flat=True))
-        return row.recipient_email in {site.safety_email, *study_emails}
-    return any(r.user_id == row.recipient_user_id for r in members(row.site_id, role, today))
-
-
 def still_applies(row: Notification, now: dt.datetime) -> str:
     """'' when the item should still be sent; otherwise why not (the row is cancelled with that reason)."""
     today = _site_today(row.site, now)
@@ -526,6 +434,8 @@ def still_applies(row: Notification, now: dt.datetime) -> str:
         if not _recipient_still_applies(row, Role.INVESTIGATOR, today):
             return "the recipient no longer reviews signals"
         return ""
+    if row.kind == NotificationKind.QUERY_OVERDUE:
+        return overdue_query.still_applies(row, now)
     return "unknown kind"
 
 
@@ -565,6 +475,8 @@ def describe(row: Notification) -> dict:
             "due": ae.initial_report_due if report == "initial" else ae.complete_report_due,
             "url": _admin_url("admin:followup_adverseevent_change", ae.pk),
         }
+    if row.kind == NotificationKind.QUERY_OVERDUE:
+        return overdue_query.describe(row, _admin_url)
     signal = SafetySignal.objects.select_related("patient").get(pk=row.object_id)
     return {
         "kind": row.kind,

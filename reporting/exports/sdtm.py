@@ -1,4 +1,4 @@
-"""The CDISC SDTM datasets (DM, EX, CM, LB, QS, AE) in SDTMIG 3.4 variable order: the columns of each
+"""The CDISC SDTM datasets (DM, EX, CM, LB, QS, AE, and CO from `sdtm_co`) in SDTMIG 3.4 variable order: the columns of each
 domain, described for the data dictionary, and its rows, with USUBJID = STUDYID-SUBJID, study days counted
 from the first infusion as day 1 (SDTM has no day 0), EPOCH from the infusion dates and every character value
 in ASCII. The controlled terms are in `sdtm_terms`; the XPT, Dataset-JSON and define.xml in `sdtm_files`."""
@@ -34,6 +34,7 @@ from reporting.exports.common import (
     _s,
     _sequence,
 )
+from reporting.exports.sdtm_co import CO_COLUMNS, _sdtm_co
 from reporting.exports.sdtm_terms import (
     EPOCHS,
     EX_DOSE_SCALE,
@@ -761,4 +762,5 @@ SDTM_TABLES: list[Table] = [
     Table("sdtm/lb.csv", "SDTM LB (laboratory results).", LB_COLUMNS, _ascii_rows(_sdtm_lb)),
     Table("sdtm/qs.csv", "SDTM QS (SLEDAI-2K items and total; PGA).", QS_COLUMNS, _ascii_rows(_sdtm_qs)),
     Table("sdtm/ae.csv", "SDTM AE (adverse events).", AE_SDTM_COLUMNS, _ascii_rows(_sdtm_ae)),
+    Table("sdtm/co.csv", "SDTM CO (comments: open data clarification queries).", CO_COLUMNS, _ascii_rows(_sdtm_co)),
 ]

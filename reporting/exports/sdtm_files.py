@@ -42,6 +42,7 @@ KEYS = {
     "LB": ["STUDYID", "USUBJID", "LBTESTCD", "VISITNUM", "LBDTC"],
     "QS": ["STUDYID", "USUBJID", "QSCAT", "QSTESTCD", "VISITNUM", "QSDTC"],
     "AE": ["STUDYID", "USUBJID", "AETERM", "AESTDTC"],
+    "CO": ["STUDYID", "USUBJID", "COSEQ"],
 }
 
 

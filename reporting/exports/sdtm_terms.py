@@ -259,6 +259,18 @@ _DOMAIN_LABELS = {
         "AESTDY": ("Study Day of Start of Adverse Event", "Perm"),
         "AEENDY": ("Study Day of End of Adverse Event", "Perm"),
     },
+    "CO": {
+        "RDOMAIN": ("Related Domain Abbreviation", "Perm"),
+        "COSEQ": ("Sequence Number", "Req"),
+        "IDVAR": ("Identifying Variable", "Perm"),
+        "IDVARVAL": ("Identifying Variable Value", "Perm"),
+        "COREF": ("Comment Reference", "Perm"),
+        "COVAL": ("Comment", "Req"),
+        "COVAL1": ("Comment", "Perm"),
+        "COVAL2": ("Comment", "Perm"),
+        "CODTC": ("Date/Time of Comment", "Perm"),
+        "CODY": ("Study Day of Comment", "Perm"),
+    },
 }
 
 DATASET_LABELS = {
@@ -268,6 +280,7 @@ DATASET_LABELS = {
     "LB": "Laboratory Test Results",
     "QS": "Questionnaires",
     "AE": "Adverse Events",
+    "CO": "Comments",
 }
 DATASET_CLASS = {
     "DM": "SPECIAL PURPOSE",
@@ -276,6 +289,7 @@ DATASET_CLASS = {
     "LB": "FINDINGS",
     "QS": "FINDINGS",
     "AE": "EVENTS",
+    "CO": "SPECIAL PURPOSE",
 }
 DATASET_STRUCTURE = {
     "DM": "One record per subject",
@@ -284,6 +298,7 @@ DATASET_STRUCTURE = {
     "LB": "One record per lab test per time point per visit per subject",
     "QS": "One record per questionnaire per question per time point per visit per subject",
     "AE": "One record per adverse event per subject",
+    "CO": "One record per comment per subject",
 }
 
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from followup.models import AdverseEvent, ComputedOutcome, Result, Visit
 from patients.models import Patient, TransplantEvent
+from quality import constants as qc
+from quality.models import Query, RecordKind
+from quality.services.review import active_signatures, active_verifications
 from reporting.exports.common import SERIOUS_FIELDS, Context
 
 CHUNK_SIZE = 2000
@@ -43,6 +47,59 @@ def _first_infusion_id(patient_ref: str) -> Subquery:
     return Subquery(
         TransplantEvent.objects.filter(patient_id=OuterRef(patient_ref), infusion_number=1).values("pk")[:1]
     )
+
+
+LIVE_QUERY_STATES = (qc.QueryState.OPEN, qc.QueryState.ANSWERED)
+
+
+def _live_queries(model) -> QuerySet:
+    """Open or answered queries on records of `model`, matched through the content type's names inside the
+    statement (no content type lookup of its own)."""
+    return Query.objects.filter(
+        state__in=LIVE_QUERY_STATES,
+        content_type__app_label=model._meta.app_label,
+        content_type__model=model._meta.model_name,
+    ).order_by()
+
+
+def _count(queries, group: str) -> Coalesce:
+    return Coalesce(
+        Subquery(queries.order_by().values(group).annotate(n=Count("pk")).values("n")[:1]),
+        Value(0),
+        output_field=IntegerField(),
+    )
+
+
+def _quality(kind: str, ref: str = "pk") -> dict:
+    """Annotations of a visit's, adverse event's or patient's data quality, as subqueries of the same statement:
+    `dq_open_queries` (open or answered queries on the record; for a visit, also on its results),
+    `dq_verified` (an uncleared source data verification) and `dq_signed` (an unvoided signature of the record
+    itself). `ref` names the record's primary key in the annotated queryset."""
+    field = {RecordKind.VISIT: "visit_id", RecordKind.ADVERSE_EVENT: "adverse_event_id"}.get(kind, "patient_id")
+    own = Q(kind=kind, **{field: OuterRef(ref)})
+    if kind == RecordKind.VISIT:
+        results = Result.objects.filter(visit_id=OuterRef(OuterRef(ref))).values("pk")
+        queries = Query.objects.filter(state__in=LIVE_QUERY_STATES, content_type__app_label="followup").filter(
+            Q(content_type__model="visit", object_id=OuterRef(ref))
+            | Q(content_type__model="result", object_id__in=results)
+        )
+    else:
+        model = AdverseEvent if kind == RecordKind.ADVERSE_EVENT else Patient
+        queries = _live_queries(model).filter(object_id=OuterRef(ref))
+    return {
+        "dq_open_queries": _count(queries, "patient_id"),
+        "dq_verified": Exists(active_verifications().filter(own)),
+        "dq_signed": Exists(active_signatures().filter(own)),
+    }
+
+
+def _result_queries(ref: str = "pk") -> Coalesce:
+    """Open or answered queries on one result."""
+    return _count(_live_queries(Result).filter(object_id=OuterRef(ref)), "patient_id")
+
+
+def _yes(value) -> str:
+    return "Y" if value else "N"
 
 
 def _patients(ctx: Context):
@@ -103,7 +160,8 @@ AE_FIELDS = (
 )
 
 
-def _ae_rows(ctx: Context) -> Iterator[dict]:
+def _ae_rows(ctx: Context, *, quality: bool = False) -> Iterator[dict]:
+    """The study's adverse events as dicts (with `_quality`'s annotations when `quality`)."""
     qs = (
         AdverseEvent.objects.for_sites(ctx.site_ids)
         .filter(patient__study_id=ctx.study.pk)
@@ -111,8 +169,13 @@ def _ae_rows(ctx: Context) -> Iterator[dict]:
             day0_at=_first_infusion("patient_id"),
             last_at=_last_infusion("patient_id"),
             first_infusion_id=_first_infusion_id("patient_id"),
+            **(_quality(RecordKind.ADVERSE_EVENT) if quality else {}),
         )
         .order_by("patient__subject_code", "onset_date", "pk")
-        .values(*AE_FIELDS, "pk", "patient_id", "transplant_id", "day0_at", "last_at", "first_infusion_id")
+        .values(
+            *AE_FIELDS,
+            *("pk", "patient_id", "transplant_id", "day0_at", "last_at", "first_infusion_id"),
+            *(("dq_open_queries", "dq_verified", "dq_signed") if quality else ()),
+        )
     )
     return _stream(qs)

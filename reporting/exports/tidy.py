@@ -13,6 +13,7 @@ from followup import outcomes as o
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from patients import constants as pc
 from patients.models import ConcomitantMedication, TransplantEvent
+from quality.models import RecordKind
 from registry import constants as rc
 from reporting.exports.common import (
     CELL_TYPE,
@@ -32,9 +33,12 @@ from reporting.exports.sources import (
     _first_infusion,
     _outcome_rows,
     _patients,
+    _quality,
+    _result_queries,
     _results,
     _stream,
     _visits,
+    _yes,
 )
 
 # Value formatting --------------------------------------------------------------------------------------
@@ -47,6 +51,26 @@ def _flag(value) -> str | int:
 def _day(on: dt.date | None, day_zero: dt.date | None) -> str | int:
     """Day since the first infusion (day 0 = the day of the first infusion, the registry's convention)."""
     return (on - day_zero).days if on and day_zero else ""
+
+
+def _quality_columns(queried: str, verified: str, signed: str) -> list[Column]:
+    return [
+        Column(
+            "open_queries", "integer", f"Open or answered (not yet closed) data clarification queries on {queried}."
+        ),
+        Column(
+            "source_verified", "string", f"Y = {verified} is verified against source, unchanged since.", values="Y; N"
+        ),
+        Column("signed", "string", f"Y = an investigator signed {signed} (signature not voided).", values="Y; N"),
+    ]
+
+
+QUALITY_FIELDS = ("dq_open_queries", "dq_verified", "dq_signed")
+
+
+def _quality_values(values: tuple) -> tuple:
+    open_queries, verified, signed = values
+    return (open_queries, _yes(verified), _yes(signed))
 
 
 # Tidy CSV ----------------------------------------------------------------------------------------------
@@ -63,7 +87,7 @@ ANALYTE_CODES = "; ".join(f"{a.code}={a.label} [{a.unit}]" for a in ANALYTES.val
 def _tidy_patients(ctx: Context) -> Iterator[tuple]:
     qs = (
         _patients(ctx)
-        .annotate(day0_at=_first_infusion("pk"), n_infusions=_count_infusions("pk"))
+        .annotate(day0_at=_first_infusion("pk"), n_infusions=_count_infusions("pk"), **_quality(RecordKind.PATIENT))
         .order_by("subject_code")
         .values_list(
             "site_id",
@@ -78,9 +102,11 @@ def _tidy_patients(ctx: Context) -> Iterator[tuple]:
             "status_date",
             "day0_at",
             "n_infusions",
+            *QUALITY_FIELDS,
         )
     )
-    for site, subject, sex, birth, diag, criteria, refractory, consent, status, status_date, day0_at, n in _stream(qs):
+    for row in _stream(qs):
+        site, subject, sex, birth, diag, criteria, refractory, consent, status, status_date, day0_at, n = row[:12]
         yield (
             ctx.study.code,
             ctx.site_code(site),
@@ -95,6 +121,7 @@ def _tidy_patients(ctx: Context) -> Iterator[tuple]:
             _date(status_date),
             _date(ctx.local_date(day0_at, site)),
             n or 0,
+            *_quality_values(row[12:]),
         )
 
 
@@ -119,6 +146,7 @@ PATIENT_COLUMNS = [
     Column("status_date", "date", "Date the current status began (death date for deceased)."),
     Column("day_zero", "date", "Day 0 of follow-up: local date of the first infusion."),
     Column("infusions", "integer", "Number of MSC infusions recorded."),
+    *_quality_columns("the patient", "the patient's baseline form", "the patient's whole casebook"),
 ]
 
 
@@ -200,7 +228,7 @@ def _tidy_visits(ctx: Context) -> Iterator[tuple]:
     qs = (
         _visits(ctx)
         .with_state(ctx.generated_at)
-        .annotate(day0_at=_first_infusion("patient_id"))
+        .annotate(day0_at=_first_infusion("patient_id"), **_quality(RecordKind.VISIT))
         .order_by("patient__subject_code", "target_date", "code")
         .values_list(
             "patient__site_id",
@@ -217,24 +245,13 @@ def _tidy_visits(ctx: Context) -> Iterator[tuple]:
             "day0_at",
             "sledai_items",
             "deviation_reason",
+            *QUALITY_FIELDS,
         )
     )
-    for (
-        site,
-        subject,
-        code,
-        label,
-        definition,
-        target,
-        start,
-        end,
-        outcome,
-        state,
-        actual,
-        day0_at,
-        items,
-        dev,
-    ) in _stream(qs):
+    for row in _stream(qs):
+        site, subject, code, label, definition, target, start, end, outcome, state, actual, day0_at, items, dev = row[
+            :14
+        ]
         yield (
             ctx.study.code,
             ctx.site_code(site),
@@ -252,6 +269,7 @@ def _tidy_visits(ctx: Context) -> Iterator[tuple]:
             _flag(items is not None),
             ";".join(sorted(items)) if items else "",
             _flag(bool(dev)),
+            *_quality_values(row[14:]),
         )
 
 
@@ -279,13 +297,22 @@ VISIT_COLUMNS = [
         values=_choices((i.code, i.label) for i in SLEDAI_ITEMS.values()),
     ),
     Column("out_of_window", "flag", "1 = the visit took place outside its window (a deviation reason was recorded)."),
+    *_quality_columns("the visit or any of its results", "the visit", "the visit"),
 ]
 
 
 def _tidy_results(ctx: Context) -> Iterator[tuple]:
     qs = (
         _results(ctx)
-        .annotate(day0_at=_first_infusion("visit__patient_id"))
+        .annotate(
+            day0_at=_first_infusion("visit__patient_id"),
+            dq_result_queries=_result_queries(),
+            **{
+                name: value
+                for name, value in _quality(RecordKind.VISIT, "visit_id").items()
+                if name != "dq_open_queries"
+            },
+        )
         .order_by("visit__patient__subject_code", "visit__target_date", "visit__code", "code")
         .values_list(
             "visit__patient__site_id",
@@ -299,9 +326,13 @@ def _tidy_results(ctx: Context) -> Iterator[tuple]:
             "entered_unit",
             "derived",
             "comparator",
+            "dq_result_queries",
+            "dq_verified",
+            "dq_signed",
         )
     )
-    for site, subject, visit, on, day0_at, code, value, entered, entered_unit, derived, comparator in _stream(qs):
+    for row in _stream(qs):
+        site, subject, visit, on, day0_at, code, value, entered, entered_unit, derived, comparator = row[:11]
         analyte = ANALYTES.get(code)
         yield (
             ctx.study.code,
@@ -319,6 +350,7 @@ def _tidy_results(ctx: Context) -> Iterator[tuple]:
             entered_unit,
             _flag(derived),
             (analyte.loinc or "") if analyte else "",
+            *_quality_values(row[11:]),
         )
 
 
@@ -346,6 +378,7 @@ RESULT_COLUMNS = [
     Column("entered_unit", "string", "Unit as entered."),
     Column("derived", "flag", "1 = computed by the registry (SLEDAI-2K total from items, eGFR from creatinine)."),
     Column("loinc", "string", "LOINC code, where one exists."),
+    *_quality_columns("the result", "the result's visit", "the result's visit"),
 ]
 
 
@@ -553,7 +586,7 @@ MEDICATION_COLUMNS = [
 
 def _tidy_adverse_events(ctx: Context) -> Iterator[tuple]:
     seq = _sequence()
-    for ae in _ae_rows(ctx):
+    for ae in _ae_rows(ctx, quality=True):
         site, subject = ae["patient__site_id"], ae["patient__subject_code"]
         serious = any(ae[name] for name in SERIOUS_FIELDS)
         susar = serious and not ae["expected"] and ae["relatedness"] in c.RELATED_LEVELS
@@ -592,6 +625,7 @@ def _tidy_adverse_events(ctx: Context) -> Iterator[tuple]:
             _date(ae["complete_report_due"]),
             _date(ae["complete_report_submitted_on"]),
             _s(ae["transplant__infusion_number"]),
+            *_quality_values(tuple(ae[name] for name in QUALITY_FIELDS)),
         )
 
 
@@ -630,6 +664,7 @@ AE_COLUMNS = [
     Column("complete_report_due", "date", "Expedited complete report due (fatal or life-threatening SUSAR)."),
     Column("complete_report_submitted_on", "date", "Expedited complete report submitted."),
     Column("infusion_number", "integer", "The infusion, for an infusion-related event."),
+    *_quality_columns("the event", "the event", "the event"),
 ]
 
 

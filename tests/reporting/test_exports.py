@@ -65,7 +65,7 @@ TIDY = [
     "tidy/medications.csv",
     "tidy/adverse_events.csv",
 ]
-SDTM = ["sdtm/dm.csv", "sdtm/ex.csv", "sdtm/cm.csv", "sdtm/lb.csv", "sdtm/qs.csv", "sdtm/ae.csv"]
+SDTM = ["sdtm/dm.csv", "sdtm/ex.csv", "sdtm/cm.csv", "sdtm/lb.csv", "sdtm/qs.csv", "sdtm/ae.csv", "sdtm/co.csv"]
 SDTM_DELIVERY = [name.replace(".csv", ext) for name in SDTM for ext in (".xpt", ".json")] + ["sdtm/define.xml"]
 EVERY_FILE = {*TIDY, *SDTM, *SDTM_DELIVERY, "data_dictionary.csv", "fhir/bundle.json", "manifest.json"}
 FHIR_TYPES = {

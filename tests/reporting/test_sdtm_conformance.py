@@ -20,10 +20,14 @@ from pathlib import Path
 import jsonschema
 import pyreadstat
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import transaction
 
 from devdata.demo import STUDY_CODE
+from followup.models import AdverseEvent, Result
+from patients.models import Patient
+from quality.services.queries import query_close, query_raise
 from registry.models import Study
 from reporting.exports.archive import build_export_zip
 from reporting.exports.sdtm_terms import ascii_text, ct_unit, epoch, variable_meta
@@ -32,6 +36,8 @@ from reporting.models import ExportJob
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 DATASETS = ["DM", "EX", "CM", "LB", "QS", "AE"]
+# Every dataset delivered, with CO (comments: the open queries), which has no coded values, EPOCH or ranges.
+DELIVERED = [*DATASETS, "CO"]
 CT_FILE = Path(__file__).parent / "ct" / "sdtm_ct_subset.csv"
 DATASET_JSON_SCHEMA = Path(__file__).parent / "schemas" / "dataset-json-1.1.schema.json"
 
@@ -56,6 +62,8 @@ SDTMIG_ORDER = {
     "AEHLT AEHLTCD AEHLGT AEHLGTCD AECAT AESCAT AEPRESP AEBODSYS AEBDSYCD AESOC AESOCCD AELOC AESEV AESER AEACN "
     "AEACNOTH AEREL AERELNST AEPATT AEOUT AESCAN AESCONG AESDISAB AESDTH AESHOSP AESLIFE AESOD AESMIE AECONTRT "
     "AETOXGR TAETORD EPOCH AEDTC AESTDTC AEENDTC AEDY AESTDY AEENDY AEDUR AEENRF AEENRTPT AEENTPT",
+    "CO": "STUDYID DOMAIN RDOMAIN USUBJID POOLID COSEQ IDVAR IDVARVAL COREF COVAL COVAL1 COVAL2 COEVAL COEVALID "
+    "CODTC CODY",
 }
 
 # Variable -> CT codelist (short name in the CT subset).
@@ -92,6 +100,7 @@ REQUIRED = {
     "LB": {"LBSEQ", "LBTESTCD", "LBTEST"},
     "QS": {"QSSEQ", "QSTESTCD", "QSTEST", "QSCAT"},
     "AE": {"AESEQ", "AETERM", "AEDECOD"},
+    "CO": {"COSEQ", "COVAL"},
 }
 # Req variables that may be empty: AEDECOD waits for MedDRA coding of the verbatim term.
 REQ_MAY_BE_EMPTY = {("AE", "AEDECOD")}
@@ -103,11 +112,25 @@ def export(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[str, by
     with django_db_blocker.unblock(), transaction.atomic():
         call_command("seed_demo", patients=8, quiet=True, stdout=io.StringIO())
         study = Study.objects.get(code=STUDY_CODE)
+        raise_queries(study)
         job = ExportJob.objects.create(study=study, site_ids=sorted(study.sites.values_list("pk", flat=True)))
         build_export_zip(job, path)
         transaction.set_rollback(True)
     with zipfile.ZipFile(path) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
+
+
+def raise_queries(study: Study) -> None:
+    """Open queries on an adverse event (a long one, in Chinese), a result and a patient; a closed one."""
+    monitor = User.objects.create_superuser("co_monitor", password=None)
+    ae = AdverseEvent.objects.filter(patient__study=study).order_by("patient__subject_code", "onset_date", "pk")[1]
+    query_raise(target=ae, text="请核对发病日期。" * 40, actor=monitor, field="onset_date")
+    result = Result.objects.filter(visit__patient__study=study, code="CREAT").order_by("pk").first()
+    query_raise(target=result, text="Creatinine 5x the previous visit: units?", actor=monitor, field="CREAT")
+    patient = Patient.objects.filter(study=study).order_by("subject_code").first()
+    query_raise(target=patient, text="Diagnosis date after consent?", actor=monitor, field="diagnosis_date")
+    closed = query_raise(target=patient, text="Closed one", actor=monitor)
+    query_close(query=closed, actor=monitor, text="Fine.")
 
 
 def table(export, domain: str) -> list[dict]:
@@ -139,12 +162,12 @@ def study_day(on: dt.date, reference: dt.date) -> int:
 
 
 def test_every_dataset_holds_rows(export):
-    counts = {domain: len(table(export, domain)) for domain in DATASETS}
+    counts = {domain: len(table(export, domain)) for domain in DELIVERED}
     assert all(counts.values()), counts
     assert counts["DM"] == 8
 
 
-@pytest.mark.parametrize("domain", DATASETS)
+@pytest.mark.parametrize("domain", DELIVERED)
 def test_variables_follow_the_sdtmig_order(export, domain):
     reference = SDTMIG_ORDER[domain].split()
     columns = header(export, domain)
@@ -153,7 +176,7 @@ def test_variables_follow_the_sdtmig_order(export, domain):
     assert positions == sorted(positions), f"{domain}: {columns}"
 
 
-@pytest.mark.parametrize("domain", DATASETS)
+@pytest.mark.parametrize("domain", DELIVERED)
 def test_required_variables_are_present_and_filled(export, domain):
     columns, rows = header(export, domain), table(export, domain)
     required = [name for name in columns if variable_meta(domain, name)[1] == "Req"]
@@ -200,6 +223,27 @@ def test_lab_codes_of_the_registry_are_mapped_to_ct(export):
     assert {r["LBSTRESU"] for r in lb if r["LBTESTCD"] == "GFRE"} == {"mL/min/{1.73_m2}"}
 
 
+def test_co_holds_the_open_queries_pointing_at_their_records(export):
+    co = table(export, "CO")
+    assert len(co) == 3  # the closed query is not a comment
+    ae = next(r for r in co if r["RDOMAIN"] == "AE")
+    aes = [r for r in table(export, "AE") if r["USUBJID"] == ae["USUBJID"] and r["AESEQ"] == ae["IDVARVAL"]]
+    assert ae["IDVAR"] == "AESEQ" and len(aes) == 1
+    assert ae["COVAL"].startswith("<U+8BF7><U+6838>") and len(ae["COVAL"]) == len(ae["COVAL1"]) == 200
+    assert ae["COVAL2"].endswith(f"[truncated: query #{ae['COREF'].split()[1]}]")
+    assert ae["COREF"].endswith("onset_date")
+    lab = next(r for r in co if "CREAT" in r["COREF"])
+    assert (lab["RDOMAIN"], lab["IDVAR"], lab["COVAL"], lab["COVAL1"]) == (
+        "",
+        "",
+        "Creatinine 5x the previous visit: units?",
+        "",
+    )
+    assert " VISIT " in lab["COREF"]
+    dm = next(r for r in co if r["RDOMAIN"] == "DM")
+    assert (dm["IDVAR"], dm["COVAL"]) == ("", "Diagnosis date after consent?")
+
+
 def test_every_character_value_is_ascii(export):
     """The CSV, Dataset-JSON and define.xml files as bytes; the XPT files' values in the round trip below."""
     for name, data in export.items():
@@ -217,7 +261,7 @@ def test_ae_term_is_transliterated_in_sdtm_and_verbatim_in_tidy(export):
 def test_study_days_and_end_days(export):
     start = {r["USUBJID"]: r["RFSTDTC"] for r in table(export, "DM")}
     checked = Counter()
-    for domain in DATASETS[1:]:
+    for domain in DELIVERED[1:]:
         columns, rows = header(export, domain), table(export, domain)
         pairs = [(f"{domain}{dtc}DTC", f"{domain}{dy}DY") for dtc, dy in (("ST", "ST"), ("EN", "EN"), ("", ""))]
         pairs = [(dtc, dy) for dtc, dy in pairs if dtc in columns]
@@ -230,7 +274,7 @@ def test_study_days_and_end_days(export):
                     checked[dy] += 1
                 else:
                     assert r[dy] == "", (domain, dy, r)
-    assert checked["EXENDY"] and checked["AEENDY"] and checked["LBDY"] and checked["QSDY"], checked
+    assert checked["EXENDY"] and checked["AEENDY"] and checked["LBDY"] and checked["QSDY"] and checked["CODY"], checked
 
 
 def test_epoch_follows_the_infusion_dates(export):
@@ -271,7 +315,7 @@ def test_last_observation_before_exposure_flag(export, domain):
 # Delivery ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("domain", DATASETS)
+@pytest.mark.parametrize("domain", DELIVERED)
 def test_xpt_round_trip_in_pyreadstat_with_labels(export, domain, tmp_path):
     path = tmp_path / f"{domain.lower()}.xpt"
     path.write_bytes(export[f"sdtm/{domain.lower()}.xpt"])
@@ -293,7 +337,7 @@ def test_xpt_round_trip_in_pyreadstat_with_labels(export, domain, tmp_path):
                 assert float(got) == float(r[name]), (domain, name, i)
 
 
-@pytest.mark.parametrize("domain", DATASETS)
+@pytest.mark.parametrize("domain", DELIVERED)
 def test_dataset_json_structure(export, domain):
     document = json.loads(export[f"sdtm/{domain.lower()}.json"])
     schema = json.loads(DATASET_JSON_SCHEMA.read_text())
@@ -330,10 +374,10 @@ def test_define_xml_lists_every_dataset_variable_and_codelist(export):
     standards = {(s.get("Name"), s.get("Version")) for s in mdv.findall("def:Standards/def:Standard", ns)}
     assert ("SDTMIG", "3.4") in standards
     groups = {g.get("Name"): g for g in mdv.findall("odm:ItemGroupDef", ns)}
-    assert set(groups) == set(DATASETS)
+    assert set(groups) == set(DELIVERED)
     items = {i.get("OID"): i for i in mdv.findall("odm:ItemDef", ns)}
     codelists = {c.get("OID"): c for c in mdv.findall("odm:CodeList", ns)}
-    for domain in DATASETS:
+    for domain in DELIVERED:
         refs = sorted(groups[domain].findall("odm:ItemRef", ns), key=lambda r: int(r.get("OrderNumber")))
         names = [items[r.get("ItemOID")].get("Name") for r in refs]
         assert names == header(export, domain), domain
@@ -354,7 +398,7 @@ def test_manifest_lists_the_new_files_with_their_checksums(export):
 
     manifest = json.loads(export["manifest.json"])
     listed = {f["name"]: f for f in manifest["files"]}
-    for domain in DATASETS:
+    for domain in DELIVERED:
         for ext in ("xpt", "json"):
             name = f"sdtm/{domain.lower()}.{ext}"
             assert listed[name]["sha256"] == hashlib.sha256(export[name]).hexdigest()

@@ -27,6 +27,7 @@ from followup import services as followup_services
 from followup.models import AdverseEvent, SafetySignal, Visit
 from patients import services as patient_services
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
+from quality.services.queries import query_raise
 from registry import services as registry_services
 from registry.api_keys import api_key_issue
 from registry.models import CODE_VALIDATOR, CellProduct, Donor, Site, Study, VisitDefinition
@@ -351,12 +352,14 @@ def assert_no_formula(name: str, text: str) -> int:
 
 def test_every_csv_of_the_export_holds_no_formula(full_world, tmp_path):
     study, site = full_world.study, full_world.site
+    # A query's question is free text too: it comes out in sdtm/co.csv.
+    query_raise(target=full_world.patient, text=hostile("query"), actor=make_superuser("injection_monitor"))
     job = ExportJob.objects.create(study=study, site_ids=[site.pk])
     build_export_zip(job, tmp_path / "export.zip")
     seen = set()
     with zipfile.ZipFile(tmp_path / "export.zip") as archive:
         members = [name for name in archive.namelist() if name.endswith(".csv")]
-        assert len(members) == 15
+        assert len(members) == 16
         for name in members:
             text = archive.read(name).decode()
             assert_no_formula(name, text)
@@ -366,6 +369,7 @@ def test_every_csv_of_the_export_holds_no_formula(full_world, tmp_path):
     carried = {label.rsplit(".", 1)[1] for label in FREE_TEXT if "'" + hostile(label.rsplit(".", 1)[1]) in seen}
     assert carried == EXPORTED_FREE_TEXT
     assert "'" + hostile("term") in seen  # a stored term of before the rule, in tidy and sdtm/ae.csv
+    assert "'" + hostile("query") in seen  # a query's question, in sdtm/co.csv
 
 
 def test_the_cohort_report_csv_holds_no_formula(full_world):
