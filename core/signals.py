@@ -10,15 +10,17 @@ kwargs of both: `instance` (the patient, infusion, medication, adverse event or 
 enrolled, the unsaved patient), `patient_id` (None for a new patient), `study_id`.
 
 A batch that writes many records of one study at once (the partner API's visit batch) sends
-`record_changing` per record but `records_changed` once after the write, with `instances` and `patient_ids`
-(the same order) and `study_id`, so that a receiver can do its work for the whole batch in a fixed number
-of statements.
+`records_changing` once before and `records_changed` once after the write, with `instances` and
+`patient_ids` (the same order) and `study_id`, so that a receiver can do its work for the whole batch in a
+fixed number of statements. A receiver of `records_changing` does not raise: it returns {record pk:
+ValidationError} for the records it refuses, and the batch reports each as that item's error.
 """
 
 from django.dispatch import Signal
 
 record_changing = Signal()
 record_changed = Signal()
+records_changing = Signal()
 records_changed = Signal()
 
 
@@ -34,3 +36,15 @@ def changed_together(model, instances: list, *, study_id: int) -> None:
     records_changed.send(
         sender=model, instances=instances, patient_ids=[i.patient_id for i in instances], study_id=study_id
     )
+
+
+def refusals_together(model, instances: list, *, study_id: int) -> dict:
+    """{record pk: ValidationError} of the records some receiver of `records_changing` refuses."""
+    refused: dict = {}
+    responses = records_changing.send(
+        sender=model, instances=instances, patient_ids=[i.patient_id for i in instances], study_id=study_id
+    )
+    for _, answer in responses:
+        for pk, error in (answer or {}).items():
+            refused.setdefault(pk, error)
+    return refused

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.dispatch import receiver
 
-from core.signals import record_changed, record_changing, records_changed
+from core.signals import record_changed, record_changing, records_changed, records_changing
 from quality.services import review
 
 
@@ -22,3 +22,8 @@ def clear_verification(sender, instance, patient_id, study_id, **kwargs):
 @receiver(records_changed, dispatch_uid="quality.clear_verification_batch")
 def clear_verification_batch(sender, instances, patient_ids, study_id, **kwargs):
     review.verifications_clear_many(sender, instances, patient_ids=patient_ids)
+
+
+@receiver(records_changing, dispatch_uid="quality.refuse_locked_batch")
+def refuse_locked_batch(sender, instances, patient_ids, study_id, **kwargs):
+    return review.locked_visits(instances, study_id=study_id)

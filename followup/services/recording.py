@@ -17,7 +17,7 @@ from core.api.etags import require_version, version_refusal
 from core.api.problems import PreconditionError, RecordLocked
 from core.audit import history_of_rows
 from core.bulk import insert_values, update_rows, without_jit
-from core.signals import changed, changed_together, changing
+from core.signals import changed, changed_together, changing, refusals_together
 from core.spreadsheets import formula_errors
 from followup import constants as c
 from followup.catalogue import ANALYTES
@@ -165,14 +165,18 @@ RESULT_VALUE_FIELDS = ["value", "entered_value", "entered_unit", "derived", "com
 NEW_RESULT_FIELDS = ("created_at", "updated_at", "visit_id", "code", *RESULT_VALUE_FIELDS[:5])
 
 
-def _check_recording(visit: Visit, existing: dict[str, Result], entry: VisitEntry) -> _Recording:
+def _check_recording(
+    visit: Visit, existing: dict[str, Result], entry: VisitEntry, *, announced: bool = False
+) -> _Recording:
     """Every rule of recording one visit, without touching the database: the visit's fields are set, the
     results converted; a ValidationError names each field at fault. The write is announced first
-    (`record_changing`), so that a refusal of it is one of these errors.
+    (`record_changing`; a batch announces all its visits at once, `announced`), so that a refusal of it is
+    one of these errors.
 
     Long because the rules follow the order a coordinator meets them on the form, each a few lines."""
     patient = visit.patient
-    changing(visit, patient_id=patient.pk, study_id=patient.study_id)
+    if not announced:
+        changing(visit, patient_id=patient.pk, study_id=patient.study_id)
     reason = entry.reason or ""
     # Adding to a visit in progress is still entering it; changing a closed visit is a correction.
     correcting = visit.outcome not in (VisitOutcome.OPEN, VisitOutcome.IN_PROGRESS)
@@ -557,6 +561,8 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
     for row in Result.objects.filter(visit_id__any=list(existing)).order_by():
         existing[row.visit_id][row.code] = row
     recordings = []
+    study_id = next(iter(visits.values())).patient.study_id if visits else None
+    refused = refusals_together(Visit, list(visits.values()), study_id=study_id) if visits else {}
     for index, (subject, code, entry) in enumerate(entries):
         visit = visits.get((subject, code))
         if visit is None:
@@ -569,7 +575,9 @@ def visits_record_batch(*, site: Site, study_code: str, entries: list[tuple[str,
         if refusal is not None:
             preconditions[f"visits.{index}.version"] = refusal
         try:
-            recordings.append(_check_recording(visit, existing[visit.pk], entry))
+            if visit.pk in refused:
+                raise refused[visit.pk]
+            recordings.append(_check_recording(visit, existing[visit.pk], entry, announced=True))
         except ValidationError as exc:
             locked = locked or isinstance(exc, RecordLocked)
             for field, messages in exc.message_dict.items():

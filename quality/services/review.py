@@ -138,6 +138,44 @@ def refuse_locked_write(instance, *, patient_id: int | None, study_id: int) -> N
         raise RecordLocked({field: [refusal]}, code="locked")
 
 
+def locked_visits(visits: list[Visit], *, study_id: int) -> dict[int, RecordLocked]:
+    """`refuse_locked_write` for the visits of a batch at once, in one query: {visit pk: RecordLocked}."""
+    if not visits:
+        return {}
+    lock = active_locks().filter(
+        Q(patient_id=OuterRef("patient_id"))
+        | Q(patient__isnull=True, study_id=study_id, site_id=OuterRef("patient__site_id"))
+    )
+    signed = active_signatures().filter(
+        Q(kind=RecordKind.PATIENT, patient_id=OuterRef("patient_id"))
+        | Q(kind=RecordKind.VISIT, visit_id=OuterRef("pk"))
+    )
+    rows = (
+        Visit.objects.filter(pk__in=[v.pk for v in visits])
+        .annotate(
+            lock_reason=Subquery(lock.order_by("locked_at").values("reason")[:1]),
+            lock_whole=Subquery(lock.order_by("locked_at").values("patient_id")[:1]),
+            signed_kind=Subquery(signed.order_by("signed_at").values("kind")[:1]),
+        )
+        .filter(Q(lock_reason__isnull=False) | Q(signed_kind__isnull=False))
+        .values_list("pk", "lock_reason", "lock_whole", "signed_kind")
+    )
+    refused = {}
+    for pk, reason, whole, kind in rows:
+        if reason is not None:
+            text = (
+                _("Study locked at this site: %(reason)s") % {"reason": reason}
+                if whole is None
+                else _("Patient locked: %(reason)s") % {"reason": reason}
+            )
+        elif kind == RecordKind.PATIENT:
+            text = _("The patient's casebook is signed by the investigator; a data manager must unlock it first.")
+        else:
+            text = _SIGNED_RECORD()
+        refused[pk] = RecordLocked({"visit": [text]}, code="locked")
+    return refused
+
+
 def _check_reason(reason: str, field: str = "reason") -> str:
     reason = (reason or "").strip()
     if not reason:

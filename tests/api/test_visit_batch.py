@@ -35,8 +35,10 @@ pytestmark = pytest.mark.django_db
 URL = "/api/v1/visits/record-batch/"
 # Queries of a batch of 1, 50 and 100 visits on PostgreSQL, without and with outcomes to write (the same for
 # any size: the key, the idempotency claim, the site's participation in the study, the visits and results read
-# and locked, the writes and their history, the outcomes).
-PINNED_BATCH_QUERIES = {"BL": [24, 26, 26], "M1": [25, 29, 29]}
+# and locked, the writes and their history, the outcomes); data quality adds eight: the locks and signatures of
+# all the batch's visits (one query), clearing their source verification (one), and the edit checks over the
+# batch's patients (six).
+PINNED_BATCH_QUERIES = {"BL": [32, 34, 34], "M1": [33, 37, 37]}
 M1 = dt.date(2025, 4, 2)
 
 
@@ -269,8 +271,9 @@ def test_a_batch_is_attributed_to_the_keys_site_only(world):
 # the answer's results are the ones just written, not read back), without and with an outcome to write. On SQLite
 # the history rows are written from the rows read back (PostgreSQL copies them by INSERT ... SELECT), and the
 # outcomes are compared with the stored ones in Python (PostgreSQL: in the upsert).
-# Data quality adds three: the lock check, clearing the visit's source verification, its status in the answer.
-PINNED_RECORD_QUERIES = {"postgresql": {"BL": 20, "M1": 21}, "sqlite": {"BL": 22, "M1": 24}}
+# Data quality adds nine: the lock check, clearing the visit's source verification, its status in the answer,
+# and the edit checks over the patient (six).
+PINNED_RECORD_QUERIES = {"postgresql": {"BL": 26, "M1": 27}, "sqlite": {"BL": 28, "M1": 30}}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -20,10 +20,14 @@ OUR_MODELS = [model for label in OUR_APPS for model in apps.get_app_config(label
 
 
 def catalogue() -> dict[str, str]:
-    """The .po file's translations, by English text."""
+    """The .po file's translations, by English text (those without a context: `gettext` reads only those)."""
     text = (MESSAGES / "django.po").read_text(encoding="utf-8")
-    pairs = re.findall(r'^msgid "(.*)"\nmsgstr "(.*)"$', text, flags=re.M)
-    return {msgid.replace('\\"', '"'): msgstr.replace('\\"', '"') for msgid, msgstr in pairs if msgid}
+    entries = re.findall(r'^(msgctxt ".*"\n)?msgid "(.*)"\nmsgstr "(.*)"$', text, flags=re.M)
+    return {
+        msgid.replace('\\"', '"'): msgstr.replace('\\"', '"')
+        for context, msgid, msgstr in entries
+        if msgid and not context
+    }
 
 
 def names(model, language: str) -> tuple[str, str]:

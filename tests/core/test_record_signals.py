@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from core.signals import record_changed, record_changing, records_changed
+from core.signals import record_changed, record_changing, records_changed, records_changing
 from followup.models import AdverseEvent, Result, Visit
 from followup.services import VisitEntry, ae_record, visit_mark_missed, visit_record, visits_record_batch
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
@@ -34,6 +34,12 @@ def heard():
     def on_changed(sender, instance, patient_id, study_id, **kwargs):
         seen["changed"].append((sender, instance.pk, patient_id, study_id))
 
+    def on_batch_changing(sender, instances, patient_ids, study_id, **kwargs):
+        seen["changing"] += [(sender, p, study_id) for p in patient_ids]
+        if seen.get("refuse"):
+            return {i.pk: ValidationError({"record": "refused"}) for i in instances}
+        return {}
+
     def on_batch(sender, instances, patient_ids, study_id, **kwargs):
         seen["changed"] += [(sender, i.pk, p, study_id) for i, p in zip(instances, patient_ids, strict=True)]
         seen["batches"] = seen.get("batches", 0) + 1
@@ -41,7 +47,9 @@ def heard():
     record_changing.connect(on_changing, dispatch_uid="test-changing")
     record_changed.connect(on_changed, dispatch_uid="test-changed")
     records_changed.connect(on_batch, dispatch_uid="test-batch")
+    records_changing.connect(on_batch_changing, dispatch_uid="test-batch-changing")
     yield seen
+    records_changing.disconnect(dispatch_uid="test-batch-changing")
     record_changing.disconnect(dispatch_uid="test-changing")
     record_changed.disconnect(dispatch_uid="test-changed")
     records_changed.disconnect(dispatch_uid="test-batch")

@@ -302,7 +302,8 @@ def test_worklist_of_the_other_site_shows_only_its_own(client, world):
     client.force_login(world.coord_b)
     html, page = home(client)
     assert page.per_site == [["WLB", "0", "0", "1", "0", "2", "1"]]
-    assert {text.split(" – ")[0] for _, _, text in page.links} == {"WL-B-SECRET"}
+    # Query links read "#<query> <subject> – ...".
+    assert {text.split(" – ")[0].split(" ")[-1] for _, _, text in page.links} == {"WL-B-SECRET"}
     for secret in ("WL-A-001", "WL-A-002", "WL-A2-001", "Anaphylaxis after infusion"):
         assert secret not in html
 
@@ -328,13 +329,14 @@ def test_every_worklist_link_opens_the_visit_ae_or_signal_page(client, world):
     client.force_login(world.coord_a)
     _, page = home(client)
     assert page.links
-    pattern = re.compile(r"^/admin/followup/(visit|adverseevent|safetysignal)/(\d+)/change/$")
+    pattern = re.compile(r"^/admin/(?:followup|quality)/(visit|adverseevent|safetysignal|query)/(\d+)/change/$")
     expected_model = {
         "overdue": "visit",
         "due": "visit",
         "upcoming": "visit",
         "reports": "adverseevent",
         "signals": "safetysignal",
+        "queries": "query",
     }
     for section, href, text in page.links:
         match = pattern.match(href)
@@ -342,7 +344,7 @@ def test_every_worklist_link_opens_the_visit_ae_or_signal_page(client, world):
         assert match.group(1) == expected_model[section], (section, href)
         response = client.get(href)
         assert response.status_code == 200, href
-        subject_code = text.split(" – ")[0]
+        subject_code = text.split(" – ")[0].split(" ")[-1]
         assert subject_code in response.content.decode(), (href, subject_code)
 
 

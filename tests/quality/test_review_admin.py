@@ -10,8 +10,9 @@ import pytest
 
 from followup import constants as fc
 from followup.models import AdverseEvent
-from quality.models import Freeze, Lock, Signature, SourceVerification
+from quality.models import Freeze, Lock, Query, Signature, SourceVerification
 from quality.services import review
+from quality.services.queries import query_raise
 from registry.constants import Role
 from tests.factories import make_user
 from tests.quality.conftest import PASSWORD
@@ -120,13 +121,15 @@ def test_only_a_data_manager_locks_in_the_admin(client, clinical, monitor):
 
 def test_the_dashboard_counts_per_site_and_study(client, clinical, monitor, investigator_a, site_b):
     review.sdv_mark(record=clinical.visit("M1"), actor=monitor)
+    before = Query.objects.filter(state__in=["open", "answered"], patient__site=clinical.site).count()
+    query_raise(target=clinical.visit("M1"), text="Is the date right?", actor=monitor, field="actual_date")
     client.force_login(monitor)
     response = client.get("/admin/quality/sourceverification/dashboard/")
     rows = response.context["rows"]
     assert [(r["site"].code, r["complete"], r["verified"], r["signatures_pending"]) for r in rows] == [
         (clinical.site.code, 1, 1, 1)
     ]
-    assert rows[0]["open_queries"] is None  # no queries model in this app yet
+    assert rows[0]["open_queries"] == before + 1
     other = make_user("coord_b_staff", site_b, role=Role.COORDINATOR)
     client.force_login(other)
     assert client.get("/admin/quality/sourceverification/dashboard/").context["rows"] == []
