@@ -401,7 +401,12 @@ def test_task_redelivered_by_redis_after_its_worker_died_sends_each_key_once(tmp
         second = Worker("heir", env, tmp_path).start()
         workers.append(second)
         second.wait_ready()
-        wait_until(lambda: second.received(task_id) >= 1, what="Redis to redeliver the unacknowledged task")
+        # kombu's Redis transport looks for unacknowledged messages older than the visibility timeout every 10 s
+        # but restores them on every 10th look only (`QoS.restore_visible(interval=10)`): when its first look
+        # comes before the timeout has passed (a loaded machine), the redelivery waits for the next, ~100 s on.
+        wait_until(
+            lambda: second.received(task_id) >= 1, timeout=130, what="Redis to redeliver the unacknowledged task"
+        )
         wait_until(lambda: f"[{task_id}] succeeded" in second.text(), what="the redelivered task to finish")
         left_after_redelivery = Notification.objects.exclude(state=nc.NotificationState.SENT).count()
         if left_after_redelivery:
