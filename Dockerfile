@@ -11,6 +11,12 @@ RUN groupadd --system registry \
 
 WORKDIR /app
 
+# pg_dump / pg_restore for `manage.py backup` and `restore` (docs/operations.md): Debian trixie's client (17)
+# dumps the compose file's PostgreSQL 16.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first (pyproject.toml alone), so a code change does not reinstall them.
 COPY pyproject.toml ./
 RUN pip install .
@@ -22,6 +28,7 @@ RUN DJANGO_SETTINGS_MODULE=config.settings.production \
     DJANGO_SECRET_KEY=collectstatic-only \
     DJANGO_ALLOWED_HOSTS=localhost \
     python manage.py collectstatic --noinput \
+    && mkdir -p /app/var/exports \
     && chown -R registry:registry /app/var
 
 USER registry

@@ -9,7 +9,7 @@ VAR_DIR := $(or $(REGISTRY_VAR_DIR),var)
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: venv run test test-fast lint check clean bench
+.PHONY: venv run test test-fast lint check clean bench backup restore
 
 # The virtual environment; dependencies are reinstalled only when pyproject.toml changes.
 venv: $(STAMP)
@@ -57,6 +57,19 @@ check: venv
 # (msct_bench_run_<size>), prints one JSON object. BENCH_PATIENTS / BENCH_SMALL_PATIENTS set the sizes.
 bench: venv
 	$(PY) -m bench
+
+# One archive of the database and the export files under $(BACKUP_DIR) (docs/operations.md, "Backup and restore"):
+# pg_dump -Fc on PostgreSQL, SQLite's online backup otherwise (safe while `make run` runs).
+BACKUP_DIR ?= $(VAR_DIR)/backups
+backup: venv
+	mkdir -p $(VAR_DIR)
+	$(PY) manage.py backup --output-dir $(BACKUP_DIR)
+
+# Restore FILE into an empty database (FORCE=1 replaces one that has tables); checksums are verified first.
+restore: venv
+	@test -n "$(FILE)" || { echo "usage: make restore FILE=var/backups/registry-backup-....tar [FORCE=1]"; exit 2; }
+	mkdir -p $(VAR_DIR)
+	$(PY) manage.py restore $(if $(FORCE),--force) $(FILE)
 
 clean:
 	rm -rf var

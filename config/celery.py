@@ -26,9 +26,13 @@ def _create_filesystem_broker_folders(sender, source, **kwargs):
 
 @app.on_after_finalize.connect
 def _install_beat_schedule(sender, **kwargs):
+    from django.conf import settings
+
     from config.schedule import BEAT_SCHEDULE
 
-    sender.conf.beat_schedule = BEAT_SCHEDULE
+    # A settings module may replace the schedule: tests/integration/fast_beat_settings.py runs the production
+    # settings with the reminder sweep every few seconds, to watch real beat processes within a test.
+    sender.conf.beat_schedule = getattr(settings, "REGISTRY_BEAT_SCHEDULE", None) or BEAT_SCHEDULE
 
 
 @signals.after_setup_logger.connect

@@ -1,7 +1,8 @@
 """Every periodic job, in one place. Each entry's task calls a service that a management command also runs.
 
-Celery beat reads this mapping (see `config.celery`); exactly one beat process may run. Each job works
-from database state, so a missed run catches up and an extra run does nothing.
+Celery beat reads this mapping (see `config.celery`). Each job works from database state, so a missed run
+catches up and an extra run does nothing: a second beat (docs/operations.md, "Scaling out") sends no reminder
+twice.
 """
 
 import datetime as dt
