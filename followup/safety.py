@@ -15,22 +15,19 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import uuid
-import zlib
 import zoneinfo
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import DecimalField, F, Func, Q, ValueRange, Window, WindowFrameExclusion
 from django.db.models.fields.json import KT
 from django.db.models.functions import LastValue
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
+from core import locks
 from core.audit import current_audit_context
 from followup import constants as c
 from followup.computations import censored_text, plain
@@ -246,33 +243,13 @@ def malignancy_findings(now: dt.datetime) -> list[Finding]:
 # One run at a time ---------------------------------------------------------------------------------------
 
 LOCK_NAME = "msct-registry:safety-checks"
-LOCK_KEY = zlib.crc32(LOCK_NAME.encode())  # a stable 32-bit key for pg_try_advisory_lock
-LOCK_TIMEOUT = 6 * 3600  # the cache lock of other databases expires should its holder die
+LOCK_KEY = locks.lock_key(LOCK_NAME)  # the key of pg_try_advisory_lock on PostgreSQL
 
 
-@contextlib.contextmanager
-def single_run() -> Iterator[bool]:
-    """Hold the safety checks' lock for the block: yields True when this run holds it, False when another run
-    does (the caller then skips). PostgreSQL: a session advisory lock, released when the block ends or the
-    connection closes; other databases: an entry in the cache that expires after `LOCK_TIMEOUT`."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
-            held = cursor.fetchone()[0]
-        try:
-            yield held
-        finally:
-            if held:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
-        return
-    token = uuid.uuid4().hex
-    held = cache.add(LOCK_NAME, token, timeout=LOCK_TIMEOUT)
-    try:
-        yield held
-    finally:
-        if held and cache.get(LOCK_NAME) == token:
-            cache.delete(LOCK_NAME)
+def single_run() -> contextlib.AbstractContextManager[bool]:
+    """Hold the safety checks' lock for the block (core/locks.py): yields True when this run holds it, False
+    when another run does (the caller then skips)."""
+    return locks.single_run(LOCK_NAME)
 
 
 # The sweep -----------------------------------------------------------------------------------------------

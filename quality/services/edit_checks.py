@@ -27,6 +27,9 @@ from quality.models import EditCheckSettings, Query, QueryMessage
 from quality.services.queries import value_of
 from registry.models import Study
 
+# The study run's lock (core/locks.py): the nightly task and the command skip while another run holds it.
+LOCK_NAME = "msct-registry:edit-checks"
+
 CHECK_ACTOR = "edit check"
 CORRECTED_NOTE = gettext_noop("The data were corrected: the edit check passes now. Closed by the edit check.")
 REOPENED_NOTE = gettext_noop("The edit check fails again. Re-opened by the edit check.")

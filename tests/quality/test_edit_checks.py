@@ -272,3 +272,64 @@ def test_weight_change_between_infusions(clinical):
 def test_status_change_of_a_patient_without_events_opens_nothing(clinical):
     patient_change_status(patient=clinical.patient, status="completed", on_date=D(2025, 9, 1), reason="Done")
     assert Query.objects.count() == 0
+
+
+# One study run at a time (two beats may start it at the same moment) --------------------------------------
+
+
+@pytest.fixture
+def edit_check_lock_held_elsewhere():
+    """The study run's lock held by another run: another PostgreSQL session, or the cache entry."""
+    from django.core.cache import cache
+    from django.db import connection, connections
+
+    from core.locks import lock_key
+    from quality.services.edit_checks import LOCK_NAME
+
+    if connection.vendor == "postgresql":
+        other = connections.create_connection("default")
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [lock_key(LOCK_NAME)])
+        yield
+        other.close()
+    else:
+        cache.add(LOCK_NAME, "another run", timeout=60)
+        yield
+        cache.delete(LOCK_NAME)
+
+
+def _missing_items(clinical):
+    record(clinical, "M1", {"CREAT": ("80", None)}, status="complete")
+    VisitDefinition.objects.filter(study=clinical.study, code="M1").update(required_items=["CREAT", "C4"])
+
+
+def test_a_study_run_while_another_holds_the_lock_skips_and_says_so(clinical, edit_check_lock_held_elsewhere):
+    _missing_items(clinical)
+    out = io.StringIO()
+    call_command("run_edit_checks", stdout=out)
+    assert out.getvalue() == "skipped: another run of the edit checks is in progress\n"
+    assert queries("required_items_missing") == []
+
+
+def test_the_nightly_task_skips_while_another_run_holds_the_lock(clinical, edit_check_lock_held_elsewhere, caplog):
+    import logging
+
+    from quality.tasks import run_study_edit_checks
+
+    _missing_items(clinical)
+    with caplog.at_level(logging.WARNING):
+        assert run_study_edit_checks() == 0
+    assert "run_study_edit_checks skipped: another run of the edit checks is in progress" in caplog.text
+    assert queries("required_items_missing") == []
+
+
+def test_the_nightly_task_runs_and_releases_the_lock(clinical):
+    from core.locks import single_run
+    from quality.services.edit_checks import LOCK_NAME
+    from quality.tasks import run_study_edit_checks
+
+    _missing_items(clinical)
+    assert run_study_edit_checks() == 1
+    assert len(queries("required_items_missing")) == 1
+    with single_run(LOCK_NAME) as held:
+        assert held

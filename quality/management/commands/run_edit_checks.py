@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from quality.services.edit_checks import run_edit_checks
+from core.locks import single_run
+from quality.services.edit_checks import LOCK_NAME, run_edit_checks
 from registry.models import Study
 
 
@@ -17,7 +18,11 @@ class Command(BaseCommand):
             missing = sorted(set(study) - set(studies.values_list("code", flat=True)))
             if missing:
                 raise CommandError(f"--study: no study {', '.join(missing)}.")
-        report = run_edit_checks(study_ids=list(studies.values_list("pk", flat=True)))
+        with single_run(LOCK_NAME) as held:
+            if not held:
+                self.stdout.write("skipped: another run of the edit checks is in progress")
+                return
+            report = run_edit_checks(study_ids=list(studies.values_list("pk", flat=True)))
         self.stdout.write(
             f"findings: {report.findings}; queries opened: {report.opened}; closed as corrected: {report.closed}; "
             f"re-opened: {report.reopened}"
