@@ -106,7 +106,7 @@ COLUMNS: dict[str, list[Column]] = {
         Column("lot", True, "Lot number of a cell product of the study.", "研究中细胞产品的批号。", "UC-2008-001"),
         Column("weight_kg", True, "Body weight at infusion, kg.", "输注时体重（kg）。", "58.5"),
         Column("dose_cells_per_kg", True, "Dose in cells per kg.", "剂量（细胞数/kg）。", "1000000"),
-        Column("route", False, "Route (IV).", "给药途径（IV）。", "IV"),
+        Column("route", False, "Route: iv (intravenous, the default).", "给药途径：iv（静脉，默认）。", "iv"),
         Column("duration_minutes", False, "Duration of the infusion in minutes.", "输注时长（分钟）。", "30"),
         Column("premedication", False, "Premedication given.", "预处理用药。", ""),
         Column("conditioning", False, "Conditioning regimen.", "预处理方案。", ""),

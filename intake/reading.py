@@ -17,6 +17,7 @@ KIND_NAMES = [
     (Kind.ADVERSE_EVENTS, ("adverse_events", "adverse-events", "adverseevents", "ae", "不良事件")),
     (Kind.MEDICATIONS, ("medications", "medication", "cm", "用药")),
     (Kind.INFUSIONS, ("infusions", "infusion", "transplants", "ex", "输注")),
+    ("results", ("results",)),  # the long results table of the registry's own export (intake/tidy.py)
     (Kind.VISITS, ("visits", "visit", "随访")),
     (Kind.PATIENTS, ("patients", "patient", "dm", "患者")),
 ]

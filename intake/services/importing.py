@@ -38,6 +38,7 @@ from intake.parsing import (
 )
 from intake.reading import FileError, Sheet, read_files
 from intake.services import visits as v
+from intake.tidy import from_tidy
 from patients import constants as pc
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import (
@@ -95,7 +96,7 @@ def cohort_import(
     """Check (`dry_run`) or import `files` ((name, content) pairs) into `study`, all or nothing."""
     report = ImportReport()
     try:
-        sheets = read_files(files)
+        sheets = from_tidy(read_files(files))
     except FileError as exc:
         report.problems.append(Problem(str(exc).split(":")[0], None, "", "file", str(exc)))
         return report
@@ -310,7 +311,7 @@ class _Run:
             "infused_at": self.cell("infused_at", parse_datetime, cells["infused_at"], patient.site.time_zone),
             "weight_kg": self.cell("weight_kg", parse_decimal, cells["weight_kg"]),
             "dose_cells_per_kg": self.cell("dose_cells_per_kg", parse_int, cells["dose_cells_per_kg"]),
-            "route": text(cells.get("route")).upper() or pc.Route.IV,
+            "route": text(cells.get("route")).lower() or pc.Route.IV,
             "duration_minutes": self.cell("duration_minutes", parse_int, cells.get("duration_minutes")),
             "premedication": text(cells.get("premedication")),
             "conditioning": text(cells.get("conditioning")),
