@@ -176,3 +176,28 @@ def test_a_locked_record_is_refused_per_item(frozen_now, study, lot, site_a):
 
     assert _where(report) == {("visits.csv", 3, "visit_code", "locked")}  # NJ-002's row is not refused
     assert not report.written
+
+
+def test_sledai_items_as_columns_and_a_file_saved_as_gb18030(frozen_now, study, lot):
+    from tests.intake.cohort import ADVERSE_EVENTS, csv_bytes
+
+    visits = [{**row, "SLEDAI:arthritis": "", "SLEDAI:rash": ""} for row in VISITS]
+    visits[2] = {**visits[2], "sledai_items": "", "SLEDAI:arthritis": "1", "SLEDAI:rash": "0"}
+    events = [{**ADVERSE_EVENTS[0], "term": "带状疱疹"}]
+    files = cohort_files(visits=visits)
+    files[4] = ("不良事件.csv", csv_bytes(events).decode().encode("gb18030"))
+
+    report = _import(study, files=files)
+
+    assert report.problems == []
+    assert Visit.objects.get(patient__subject_code="NJ-001", code="M3").sledai_items == ["arthritis"]
+    assert AdverseEvent.objects.get().term == "带状疱疹"
+
+
+def test_a_second_import_costs_a_fixed_number_of_queries(frozen_now, study, lot, django_assert_num_queries):
+    _import(study)
+
+    with django_assert_num_queries(16):  # the study read once, each infusion, medication and event looked up by key
+        again = _import(study)
+
+    assert again.changes == 0
