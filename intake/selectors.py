@@ -17,6 +17,13 @@ def report_lines(report) -> list[str]:
         counts = report.counts.get(kind)
         if counts:
             lines.append(f"{kind}: " + ", ".join(f"{what} {n}" for what, n in sorted(counts.items())))
+    if report.committed_through:
+        lines.append(_("Written up to patient %(code)s.") % {"code": report.committed_through})
+    if report.resume_from:
+        lines.append(
+            _("Stopped at patient %(code)s: correct the rows above and run the same import again to resume there.")
+            % {"code": report.resume_from}
+        )
     if report.written:
         lines.append(_("Imported: %(n)s change(s) written.") % {"n": report.changes})
     elif not report.problems:

@@ -70,6 +70,8 @@ class ImportReport:
     counts: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     files: dict[str, str] = field(default_factory=dict)  # file -> SHA-256
     written: bool = False
+    committed_through: str | None = None  # with chunks: the last patient of the last chunk written
+    resume_from: str | None = None  # with chunks: the first patient of the chunk that failed
 
     def count(self, kind: str, what: str) -> None:
         self.counts[kind][what] += 1
@@ -92,8 +94,14 @@ def cohort_import(
     reason: str = "",
     dry_run: bool = False,
     progress: Progress | None = None,
+    chunk_patients: int | None = None,
 ) -> ImportReport:
-    """Check (`dry_run`) or import `files` ((name, content) pairs) into `study`, all or nothing."""
+    """Check (`dry_run`) or import `files` ((name, content) pairs) into `study`, all or nothing.
+
+    `chunk_patients`: a large import is checked whole first, then written in chunks of that many patients (all
+    their rows in every file), each chunk all or nothing in its own transaction. A chunk that fails stops the
+    import; `resume_from` names its first patient, and running the same import again resumes there, the
+    chunks written before being recognised unchanged."""
     report = ImportReport()
     try:
         sheets = from_tidy(read_files(files))
@@ -101,6 +109,39 @@ def cohort_import(
         report.problems.append(Problem(str(exc).split(":")[0], None, "", "file", str(exc)))
         return report
     report.files = {sheet.file: sheet.sha256 for sheet in sheets}
+    if not chunk_patients or dry_run:
+        _import_sheets(sheets, study=study, site=site, actor=actor, reason=reason, report=report, progress=progress,
+                       dry_run=dry_run)  # fmt: skip
+        return report
+    _import_sheets(sheets, study=study, site=site, actor=actor, reason=reason, report=report, progress=None,
+                   dry_run=True)  # fmt: skip
+    if report.problems:
+        return report
+    subjects = list(dict.fromkeys(text(cells.get("subject_code")) for sheet in sheets for _, cells in sheet.rows))
+    total = ImportReport(files=report.files)
+    for start in range(0, len(subjects), chunk_patients):
+        chunk = set(subjects[start : start + chunk_patients])
+        part = ImportReport(files=report.files)
+        narrowed = [
+            Sheet(s.file, s.kind, s.sha256, s.header, [r for r in s.rows if text(r[1].get("subject_code")) in chunk])
+            for s in sheets
+        ]
+        _import_sheets(narrowed, study=study, site=site, actor=actor, reason=reason, report=part, progress=None,
+                       dry_run=False)  # fmt: skip
+        for kind, counts in part.counts.items():
+            for what, n in counts.items():
+                total.counts[kind][what] += n
+        if part.problems:
+            total.problems, total.resume_from = part.problems, subjects[start]
+            break
+        total.committed_through = subjects[min(start + chunk_patients, len(subjects)) - 1]
+        if progress:
+            progress("patients", min(start + chunk_patients, len(subjects)), len(subjects))
+    total.written = total.committed_through is not None
+    return total
+
+
+def _import_sheets(sheets, *, study, site, actor, reason, report, progress, dry_run) -> None:
     run = _Run(study=study, site=site, actor=actor, reason=reason.strip(), report=report, progress=progress)
     try:
         with transaction.atomic():
@@ -117,7 +158,6 @@ def cohort_import(
         pass
     else:
         report.written = True
-    return report
 
 
 def _attribution(actor, sheet: Sheet) -> str:

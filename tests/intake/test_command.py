@@ -94,3 +94,31 @@ def test_a_filled_workbook_imports_like_the_csv_files(frozen_now, study, lot):
     assert Visit.objects.filter(outcome="completed").count() == len(VISITS)
     assert {p.file for p in report.problems} == set()
     assert "cohort.xlsx:visits" in report.files
+
+
+def test_in_chunks_each_chunk_commits_and_a_failed_one_names_the_resume_point(frozen_now, study, lot, monkeypatch):
+    from django.core.exceptions import ValidationError
+
+    from intake.services import importing
+
+    real = importing.visits_record_batch
+
+    def refuse_nj002_alone(*, site, study_code, entries):
+        if {subject for subject, _, _ in entries} == {"NJ-002"}:
+            raise ValidationError({"visits.0.actual_date": ["refused for the test"]})
+        return real(site=site, study_code=study_code, entries=entries)
+
+    monkeypatch.setattr(importing, "visits_record_batch", refuse_nj002_alone)
+
+    report = cohort_import(study=study, files=cohort_files(), chunk_patients=1)
+
+    assert report.committed_through == "NJ-001" and report.resume_from == "NJ-002"
+    assert [(p.file, p.row) for p in report.problems] == [("visits.csv", 5)]
+    assert list(Patient.objects.values_list("subject_code", flat=True)) == ["NJ-001"]
+
+    monkeypatch.setattr(importing, "visits_record_batch", real)
+    resumed = cohort_import(study=study, files=cohort_files(), chunk_patients=1)
+
+    assert resumed.problems == [] and resumed.committed_through == "NJ-002"
+    assert resumed.counts["patients"] == {"unchanged": 1, "created": 1}
+    assert Visit.objects.filter(outcome="completed").count() == len(VISITS)

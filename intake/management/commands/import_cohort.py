@@ -20,6 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("--site", default="", help="Site code of every patient (else the site column).")
         parser.add_argument("--dry-run", action="store_true", help="Check every row and write nothing.")
         parser.add_argument("--reason", default="", help="Reason for the corrections a re-import makes.")
+        parser.add_argument(
+            "--chunk", type=int, default=0, help="Write N patients per transaction (after checking the whole import)."
+        )
         parser.add_argument("--template", metavar="DIR", help="Write empty templates into DIR and stop.")
 
     def handle(self, *args, **options):
@@ -51,11 +54,18 @@ class Command(BaseCommand):
             bar.update(done - bar.n)
 
         report = cohort_import(
-            study=study, files=files, site=site, reason=options["reason"], dry_run=options["dry_run"], progress=progress
+            study=study,
+            files=files,
+            site=site,
+            reason=options["reason"],
+            dry_run=options["dry_run"],
+            progress=progress,
+            chunk_patients=options["chunk"] or None,
         )
         for bar in bars.values():
             bar.close()
         for line in report_lines(report):
             self.stdout.write(line)
         if report.problems:
-            raise CommandError(f"{len(report.problems)} problem(s); nothing was written.")
+            written = "" if report.committed_through is None else f" after patient {report.committed_through}"
+            raise CommandError(f"{len(report.problems)} problem(s); nothing was written{written}.")
