@@ -201,3 +201,18 @@ def test_a_second_import_costs_a_fixed_number_of_queries(frozen_now, study, lot,
         again = _import(study)
 
     assert again.changes == 0
+
+
+def test_a_status_is_applied_after_the_visits_and_a_second_import_leaves_it(frozen_now, study, lot):
+    patients = [dict(row) for row in PATIENTS]
+    patients[0].update(status="deceased", status_date="2025-07-01", status_reason="Renal failure")
+    files = cohort_files(patients=patients)
+
+    first = _import(study, files=files)
+
+    assert first.problems == []
+    patient = Patient.objects.get(subject_code="NJ-001")
+    assert (patient.status, patient.status_date) == ("deceased", dt.date(2025, 7, 1))
+    assert Visit.objects.get(patient=patient, code="M3").outcome == "completed"  # recorded before the death
+    assert Visit.objects.get(patient=patient, code="M12").outcome == "not_required"
+    assert _import(study, files=files).changes == 0
