@@ -21,6 +21,7 @@ class Door(models.TextChoices):
     ADMIN = "admin", "Admin"
     API = "api", "API key"
     COMMAND = "command", "Management command"
+    IMPORT = "import", "Spreadsheet import"
     SYSTEM = "system", "System (task or shell)"
 
 

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# core <- registry <- patients <- followup <- quality <- {notifications, reporting} <- devdata, config <- bench
+# core <- registry <- patients <- followup <- quality <- {notifications, reporting, intake} <- devdata, config <- bench
 RANK = {
     "core": 0,
     "registry": 1,
@@ -16,6 +16,7 @@ RANK = {
     "quality": 4,
     "notifications": 5,
     "reporting": 5,
+    "intake": 5,
     "devdata": 6,
     "config": 6,
     "bench": 7,

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "quality",
     "notifications",
     "reporting",
+    "intake",
 ]
 
 MIDDLEWARE = [
