@@ -18,7 +18,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from followup.models import AdverseEvent, Visit
 from patients.models import Patient
 from quality import selectors
-from quality.models import Freeze, Lock, RecordKind, Signature, SourceVerification
+from quality.models import Freeze, Lock, RecordKind, Signature, SigningFailure, SourceVerification
 from quality.services import freezes, review
 from registry.admin_tools import SiteScopedAdminMixin
 from registry.constants import Role
@@ -253,6 +253,19 @@ class SignatureAdmin(_QualityPages, _ReadOnlyScoped):
                 messages.success(request, gettext("Signature voided; the record can be changed again."))
                 return HttpResponseRedirect(reverse("admin:quality_signature_changelist"))
         return self._page(request, title=gettext("Void signature: %(signature)s") % {"signature": signature}, form=form)
+
+
+@admin.register(SigningFailure)
+class SigningFailureAdmin(_ReadOnlyScoped):
+    """Wrong passwords and codes given to sign, kept for the audit; the row that locked signing says until when."""
+
+    list_display = ["failed_at", "user", "kind", "patient", "field", "locks_until"]
+    list_filter = ["field", "kind", "patient__site"]
+    list_select_related = ["user", "patient"]
+    search_fields = ["user__username", "patient__subject_code"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Lock)

@@ -105,6 +105,31 @@ class Signature(_RecordMixin):
         return f"{self.printed_name}: {self.record_label()}"
 
 
+class SigningFailure(models.Model):
+    """A wrong password or authenticator code given to sign a record (21 CFR 11.300(d): attempts at the
+    unauthorised use of a signature are kept). Enough of them in a row lock signing for the user for a while:
+    the row that reached the limit carries `locks_until` (`quality.services.review.signature_sign`)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(_("record"), max_length=16, choices=RecordKind.choices)
+    patient = models.ForeignKey("patients.Patient", on_delete=models.PROTECT, related_name="+")
+    field = models.CharField(_("wrong"), max_length=16, help_text=_("password or otp_token"))
+    failed_at = models.DateTimeField(_("failed at"))
+    locks_until = models.DateTimeField(_("signing locked until"), null=True, blank=True)
+
+    objects = SiteScopedQuerySet.as_manager()
+    SITE_LOOKUP = "patient__site"
+
+    class Meta:
+        verbose_name = _("failed signing attempt")
+        verbose_name_plural = _("failed signing attempts")
+        ordering = ["-failed_at"]
+        indexes = [models.Index(fields=["user", "failed_at"], name="signing_failure_user_at")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.field} {self.failed_at:%Y-%m-%d %H:%M}"
+
+
 class Lock(models.Model):
     """A data manager's lock on one patient or on a whole study at one site: no clinical write to what it
     covers is accepted while it is active. Releasing it needs a reason and voids the signatures it covers."""

@@ -8,6 +8,11 @@ source, an investigator signs, a data manager locks, unlocks and voids signature
 
 from __future__ import annotations
 
+import datetime as dt
+
+from axes.helpers import get_cool_off
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
@@ -19,7 +24,7 @@ from core.api.problems import RecordLocked
 from core.audit import current_audit_context
 from followup.models import AdverseEvent, Visit
 from patients.models import Patient
-from quality.models import Lock, RecordKind, Signature, SourceVerification
+from quality.models import Lock, RecordKind, Signature, SigningFailure, SourceVerification
 from registry.constants import Role
 from registry.models import Membership, Study
 
@@ -284,10 +289,96 @@ def printed_name(user) -> str:
     return user.get_full_name().strip() or user.get_username()
 
 
+def signing_limits() -> tuple[int, dt.timedelta]:
+    """How many wrong passwords or codes in a row lock signing, and for how long: the sign-in lockout's
+    (django-axes: AXES_FAILURE_LIMIT, AXES_COOLOFF_HOURS in config/settings/base.py)."""
+    return int(settings.AXES_FAILURE_LIMIT), get_cool_off() or dt.timedelta(minutes=30)
+
+
+def signing_locked_until(user, *, now=None):
+    """Until when signing is locked for `user` after too many wrong passwords or codes (None: not locked)."""
+    now = now or timezone.now()
+    return (
+        SigningFailure.objects.filter(user_id=user.pk, locks_until__gt=now)
+        .order_by("-locks_until")
+        .values_list("locks_until", flat=True)
+        .first()
+    )
+
+
 @transaction.atomic
+def _signing_failed(*, actor, parts: dict, field: str, now) -> bool:
+    """Record a wrong password or code; True when it reaches the limit and locks signing. The failures counted
+    are the user's since their last signature and within the cool-off; the user's row is locked first, so two
+    wrong attempts at once count as two."""
+    limit, cool_off = signing_limits()
+    get_user_model().objects.select_for_update().filter(pk=actor.pk).first()
+    since = now - cool_off
+    last_signed = (
+        Signature.objects.filter(signer_id=actor.pk).order_by("-signed_at").values_list("signed_at", flat=True).first()
+    )
+    if last_signed is not None:
+        since = max(since, last_signed)
+    locks = SigningFailure.objects.filter(user_id=actor.pk, failed_at__gt=since).count() + 1 >= limit
+    SigningFailure.objects.create(
+        user=actor,
+        kind=parts["kind"],
+        patient=parts["patient"],
+        field=field,
+        failed_at=now,
+        locks_until=now + cool_off if locks else None,
+    )
+    return locks
+
+
+def _check_signing_credentials(*, actor, parts: dict, password: str, otp_token: str) -> None:
+    """Refuse a locked user, then a wrong password or code (recorded, in its own transaction, so that the
+    refusal does not undo it)."""
+    now = timezone.now()
+    limit, cool_off = signing_limits()
+    until = signing_locked_until(actor, now=now)
+    if until is not None:
+        raise ValidationError(
+            {
+                "password": _(
+                    "Signing is locked for your account after %(limit)d wrong passwords or authenticator codes; "
+                    "try again after %(until)s."
+                )
+                % {"limit": limit, "until": timezone.localtime(until).strftime("%Y-%m-%d %H:%M %Z")}
+            }
+        )
+    wrong = None
+    if not password or not actor.check_password(password):
+        wrong = ("password", _("The password is not correct; the record was not signed."))
+    else:
+        devices = TOTPDevice.objects.devices_for_user(actor, confirmed=True)
+        if devices.exists():
+            token = (otp_token or "").strip()
+            if not token or not any(device.verify_token(token) for device in devices):
+                wrong = ("otp_token", _("The authenticator code is not correct; the record was not signed."))
+    if wrong is None:
+        return
+    field, message = wrong
+    if _signing_failed(actor=actor, parts=parts, field=field, now=now):
+        message = " ".join(
+            [
+                message,
+                _(
+                    "After %(limit)d wrong passwords or codes, signing is now locked for your account for "
+                    "%(minutes)d minutes."
+                )
+                % {"limit": limit, "minutes": int(cool_off.total_seconds() // 60)},
+            ]
+        )
+    raise ValidationError({field: message})
+
+
 def signature_sign(*, record, actor, password: str, otp_token: str = "") -> Signature:
     """An investigator of the record's site signs it, re-entering the password (and the current TOTP code
-    when they have a confirmed device). The signature stores the printed name, the time and the meaning."""
+    when they have a confirmed device). The signature stores the printed name, the time and the meaning.
+
+    Each wrong password or code is recorded (`SigningFailure`); as many in a row as lock sign-in (5 within 30
+    minutes) lock signing for the user for the cool-off (30 minutes), whatever is given meanwhile."""
     parts = record_parts(record)
     patient = parts["patient"]
     _require(
@@ -297,13 +388,13 @@ def signature_sign(*, record, actor, password: str, otp_token: str = "") -> Sign
         _("Only an investigator of the patient's site can sign."),
         superuser=False,
     )
-    if not password or not actor.check_password(password):
-        raise ValidationError({"password": _("The password is not correct; the record was not signed.")})
-    devices = TOTPDevice.objects.devices_for_user(actor, confirmed=True)
-    if devices.exists():
-        token = (otp_token or "").strip()
-        if not token or not any(device.verify_token(token) for device in devices):
-            raise ValidationError({"otp_token": _("The authenticator code is not correct; the record was not signed.")})
+    _check_signing_credentials(actor=actor, parts=parts, password=password, otp_token=otp_token)
+    return _signature_create(record=record, parts=parts, actor=actor)
+
+
+@transaction.atomic
+def _signature_create(*, record, parts: dict, actor) -> Signature:
+    patient = parts["patient"]
     if active_signatures().filter(_record_filter(record)).exists():
         raise ValidationError({"record": _("This record is already signed.")})
     refusal = active_locks().filter(

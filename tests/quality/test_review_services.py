@@ -86,11 +86,15 @@ def test_signature_keeps_name_time_and_meaning(clinical, investigator_a, frozen_
     assert "reviewed the data of this visit" in signature.meaning
 
 
-def test_a_totp_device_needs_the_current_code(clinical, investigator_a):
+def test_a_totp_device_needs_the_current_code(clinical, investigator_a, frozen_now):
     device = TOTPDevice.objects.create(user=investigator_a, name="phone", confirmed=True)
     with pytest.raises(ValidationError) as refused:
         review.signature_sign(record=clinical.ae, actor=investigator_a, password=PASSWORD, otp_token="000000")
     assert "otp_token" in refused.value.message_dict
+    # The wrong code is kept, and so is the device's throttle (django-otp: a second after a wrong code).
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 1
+    frozen_now.shift(dt.timedelta(seconds=2))
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
     code = f"{totp.token():0{device.digits}d}"
     review.signature_sign(record=clinical.ae, actor=investigator_a, password=PASSWORD, otp_token=code)
