@@ -56,10 +56,14 @@ _ONE_RECORD = (
 
 class SourceVerification(_RecordMixin):
     """A monitor's mark that a visit, an adverse event or a patient's baseline was checked against the source
-    documents (the whole form, or the fields named in `fields`). A later change to the record clears it:
-    `cleared_at` and `cleared_reason` say when and why; the mark itself is kept."""
+    documents (the whole form, or the fields named in `fields`, whose values then are kept in `values`). A later
+    change to the record clears a whole-form mark, and a mark of chosen fields when one of them changed:
+    `cleared_at` and `cleared_reason` say when and why (which field, from what to what); the mark is kept."""
 
     fields = models.JSONField(_("fields"), default=list, blank=True, help_text=_("Empty: the whole form."))
+    values = models.JSONField(
+        _("values verified"), default=dict, blank=True, help_text=_("The chosen fields' values when verified.")
+    )
     verified_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     verified_at = models.DateTimeField(_("verified at"))
     cleared_at = models.DateTimeField(_("cleared at"), null=True, blank=True)

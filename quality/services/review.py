@@ -22,9 +22,10 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from core.api.problems import RecordLocked
 from core.audit import current_audit_context
-from followup.models import AdverseEvent, Visit
+from followup.models import AdverseEvent, Result, Visit
 from patients.models import Patient
 from quality.models import Lock, RecordKind, Signature, SigningFailure, SourceVerification
+from quality.services.queries import value_of
 from registry.constants import Role
 from registry.models import Membership, Study
 
@@ -414,9 +415,36 @@ def _signature_create(*, record, parts: dict, actor) -> Signature:
 # Source data verification -------------------------------------------------------------------------------
 
 
+def sdv_field_choices(record) -> list[tuple[str, str]]:
+    """The fields of a record a monitor may verify one by one: its editable fields, and a visit's results
+    (`result:<code>`)."""
+    names = [
+        (f.name, str(f.verbose_name))
+        for f in type(record)._meta.concrete_fields
+        if f.editable and not f.primary_key and f.name not in ("patient", "study", "site", "definition")
+    ]
+    if isinstance(record, Visit):
+        names += [(f"result:{code}", code) for code in record.results.order_by("code").values_list("code", flat=True)]
+    return names
+
+
+def _field_values(record, fields: list[str], results: dict[str, Result]) -> dict[str, str]:
+    """The values of `fields` of `record` as text ("" for a result not recorded); `results` are the visit's by
+    code."""
+    values = {}
+    for name in fields:
+        if name.startswith("result:"):
+            result = results.get(name.removeprefix("result:"))
+            values[name] = value_of(result) if result is not None else ""
+        else:
+            values[name] = type(record)._meta.get_field(name).value_to_string(record)
+    return values
+
+
 @transaction.atomic
 def sdv_mark(*, record, actor, fields: list[str] | None = None) -> SourceVerification:
-    """A monitor of the record's site marks it verified against source: the whole form, or the named fields."""
+    """A monitor of the record's site marks it verified against source: the whole form, or the named fields
+    (their values are kept, so that only a change to one of them clears the mark)."""
     parts = record_parts(record)
     _require(
         actor, parts["patient"].site_id, Role.MONITOR, _("Only a monitor of the patient's site can verify source.")
@@ -424,9 +452,24 @@ def sdv_mark(*, record, actor, fields: list[str] | None = None) -> SourceVerific
     fields = [f.strip() for f in (fields or []) if f and f.strip()]
     if len(set(fields)) != len(fields):
         raise ValidationError({"fields": _("Name each field once.")})
+    values = {}
+    if fields:
+        known = [name for name, _label in sdv_field_choices(record)]
+        unknown = [name for name in fields if name not in known]
+        if unknown:
+            raise ValidationError(
+                {
+                    "fields": _("%(fields)s: not a field of this record; choose among %(known)s.")
+                    % {"fields": ", ".join(unknown), "known": ", ".join(known)}
+                }
+            )
+        results = {r.code: r for r in record.results.all()} if isinstance(record, Visit) else {}
+        values = _field_values(record, fields, results)
     if active_verifications().filter(_record_filter(record)).exists():
         raise ValidationError({"record": _("This record is already verified against source.")})
-    return SourceVerification.objects.create(**parts, fields=fields, verified_by=actor, verified_at=timezone.now())
+    return SourceVerification.objects.create(
+        **parts, fields=fields, values=values, verified_by=actor, verified_at=timezone.now()
+    )
 
 
 def active_verifications() -> QuerySet:
@@ -441,26 +484,71 @@ def verifications_clear(instance, *, patient_id: int | None) -> int:
     return verifications_clear_many(type(instance), [instance], patient_ids=[patient_id])
 
 
+def _changed_fields(marks: list[SourceVerification]) -> dict[int, list[str]]:
+    """For each mark of chosen fields (with their values kept): the fields whose value differs now, as
+    "field: before -> now". Reads each kind of record once, and the results once when a result was verified."""
+    by_field = [m for m in marks if m.fields and m.values]
+    if not by_field:
+        return {}
+    models = {RecordKind.VISIT: (Visit, "visit_id"), RecordKind.ADVERSE_EVENT: (AdverseEvent, "adverse_event_id")}
+    models[RecordKind.PATIENT] = (Patient, "patient_id")
+    records = {}
+    for kind, (model, ref) in models.items():
+        ids = {getattr(m, ref) for m in by_field if m.kind == kind}
+        if ids:
+            records[kind] = model.objects.in_bulk(ids)
+    results: dict[int, dict[str, Result]] = {}
+    visit_ids = {m.visit_id for m in by_field if any(f.startswith("result:") for f in m.fields)}
+    if visit_ids:
+        for result in Result.objects.filter(visit_id__in=visit_ids):
+            results.setdefault(result.visit_id, {})[result.code] = result
+    changed = {}
+    for mark in by_field:
+        model, ref = models[mark.kind]
+        record = records[mark.kind].get(getattr(mark, ref))
+        now = _field_values(record, mark.fields, results.get(mark.visit_id, {})) if record else {}
+        changed[mark.pk] = [
+            f"{name}: {mark.values.get(name, '')} -> {now.get(name, '')}"
+            for name in mark.fields
+            if mark.values.get(name) != now.get(name)
+        ]
+    return changed
+
+
 def verifications_clear_many(model, instances: list, *, patient_ids: list[int]) -> int:
     """`verifications_clear` for records of one kind changed together (a visit batch), in a fixed number of
-    statements."""
+    statements. A mark of chosen fields is cleared only when one of them changed, and its reason names them."""
     if model is Visit:
         target = Q(kind=RecordKind.VISIT, visit_id__in=[i.pk for i in instances])
     elif model is AdverseEvent:
         target = Q(kind=RecordKind.ADVERSE_EVENT, adverse_event_id__in=[i.pk for i in instances])
     else:
         target = Q(kind=RecordKind.PATIENT, patient_id__in=patient_ids)
+    marks = list(active_verifications().filter(target))
+    if not marks:
+        return 0
+    changed = _changed_fields(marks)
     ctx = current_audit_context()
     who = ctx.actor or _("the system")
     label = getattr(model._meta, "verbose_name", model.__name__)
-    reason = _("Changed after verification (%(what)s, by %(who)s through %(door)s).") % {
-        "what": label,
-        "who": who,
-        "door": ctx.door,
-    }
     now = timezone.now()
     cleared = 0
-    for verification in active_verifications().filter(target):
+    for verification in marks:
+        if verification.pk in changed:
+            if not changed[verification.pk]:
+                continue  # none of the fields verified changed
+            reason = _("Changed after verification: %(fields)s (%(what)s, by %(who)s through %(door)s).") % {
+                "fields": "; ".join(changed[verification.pk]),
+                "what": label,
+                "who": who,
+                "door": ctx.door,
+            }
+        else:
+            reason = _("Changed after verification (%(what)s, by %(who)s through %(door)s).") % {
+                "what": label,
+                "who": who,
+                "door": ctx.door,
+            }
         verification.cleared_at, verification.cleared_reason = now, reason
         verification._change_reason = reason
         verification.save(update_fields=["cleared_at", "cleared_reason"])
