@@ -78,11 +78,11 @@ class RaiseQueryForm(forms.Form):
 
 @admin.register(Query)
 class QueryAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    list_display = ["number", "patient", "record", "field", "rule_label", "state", "age", "created_at"]
+    list_display = ["number", "patient", "record", "field", "rule_label", "state", "age", "raised_at"]
     list_filter = ["state", "patient__site", QueryAgeFilter, QueryRuleFilter, "study"]
     search_fields = ["patient__subject_code", "text"]
     list_select_related = ["patient", "content_type"]
-    fields = ["patient", "record", "field", "rule_label", "question", "state", "age", "created_at", "raised_by"]
+    fields = ["patient", "record", "field", "rule_label", "question", "state", "age", "raised_at", "raised_by"]
     readonly_fields = fields
     change_form_template = "admin/quality/query/change_form.html"
 
@@ -113,6 +113,10 @@ class QueryAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("question"))
     def question(self, obj):
         return question(obj.rule, obj.detail) if obj.rule else obj.text
+
+    @admin.display(description=_("raised at"), ordering="created_at")
+    def raised_at(self, obj):
+        return obj.created_at
 
     @admin.display(description=_("age (days)"))
     def age(self, obj):

@@ -18,7 +18,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from followup.models import AdverseEvent, Visit
 from patients.models import Patient
 from quality import selectors
-from quality.models import Freeze, Lock, RecordKind, Signature, SourceVerification
+from quality.models import Freeze, Lock, RecordKind, Signature, SigningFailure, SourceVerification
 from quality.services import freezes, review
 from registry.admin_tools import SiteScopedAdminMixin
 from registry.constants import Role
@@ -85,17 +85,6 @@ class FreezeForm(forms.Form):
     name = forms.CharField(label=_("Name"), max_length=100)
 
 
-def _form_fields_of(record) -> list[tuple[str, str]]:
-    names = [
-        (f.name, str(f.verbose_name))
-        for f in type(record)._meta.concrete_fields
-        if f.editable and not f.primary_key and f.name not in ("patient", "study", "site", "definition")
-    ]
-    if isinstance(record, Visit):
-        names += [(f"result:{code}", code) for code in record.results.order_by("code").values_list("code", flat=True)]
-    return names
-
-
 def _service_errors(form, exc: ValidationError) -> None:
     if hasattr(exc, "error_dict"):
         for key, errors in exc.error_dict.items():
@@ -151,7 +140,7 @@ class SourceVerificationAdmin(_QualityPages, _ReadOnlyScoped):
     def verify_view(self, request, kind, pk):
         record = _record(request, kind, pk)
         form = VerifyForm(request.POST if request.method == "POST" else None)
-        form.fields["fields"].choices = _form_fields_of(record)
+        form.fields["fields"].choices = review.sdv_field_choices(record)
         if request.method == "POST" and form.is_valid():
             try:
                 review.sdv_mark(record=record, actor=request.user, fields=form.cleaned_data["fields"])
@@ -253,6 +242,19 @@ class SignatureAdmin(_QualityPages, _ReadOnlyScoped):
                 messages.success(request, gettext("Signature voided; the record can be changed again."))
                 return HttpResponseRedirect(reverse("admin:quality_signature_changelist"))
         return self._page(request, title=gettext("Void signature: %(signature)s") % {"signature": signature}, form=form)
+
+
+@admin.register(SigningFailure)
+class SigningFailureAdmin(_ReadOnlyScoped):
+    """Wrong passwords and codes given to sign, kept for the audit; the row that locked signing says until when."""
+
+    list_display = ["failed_at", "user", "kind", "patient", "field", "locks_until"]
+    list_filter = ["field", "kind", "patient__site"]
+    list_select_related = ["user", "patient"]
+    search_fields = ["user__username", "patient__subject_code"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Lock)

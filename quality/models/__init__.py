@@ -2,7 +2,7 @@
 signatures, locks and freezes. One module per concern; each is imported here so Django finds its models."""
 
 from quality.models.queries import EditCheckSettings, Query, QueryMessage
-from quality.models.review import Freeze, Lock, RecordKind, Signature, SourceVerification
+from quality.models.review import Freeze, Lock, RecordKind, Signature, SigningFailure, SourceVerification
 
 __all__ = [
     "EditCheckSettings",
@@ -12,5 +12,6 @@ __all__ = [
     "QueryMessage",
     "RecordKind",
     "Signature",
+    "SigningFailure",
     "SourceVerification",
 ]

@@ -23,7 +23,7 @@ class Query(TimeStampedModel):
     one query per record and rule). Changed only by `quality.services.queries`."""
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="queries")
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="queries")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="queries", verbose_name=_("patient"))
     content_type = models.ForeignKey(ContentType, on_delete=models.PROTECT, related_name="+")
     object_id = models.PositiveBigIntegerField()
     target = GenericForeignKey("content_type", "object_id")
@@ -45,7 +45,12 @@ class Query(TimeStampedModel):
     state = models.CharField(_("state"), max_length=10, choices=c.QueryState.choices, default=c.QueryState.OPEN)
     resolution = models.CharField(max_length=10, choices=c.Resolution.choices, blank=True, default="")
     raised_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("raised by"),
     )
     answered_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)

@@ -56,10 +56,14 @@ _ONE_RECORD = (
 
 class SourceVerification(_RecordMixin):
     """A monitor's mark that a visit, an adverse event or a patient's baseline was checked against the source
-    documents (the whole form, or the fields named in `fields`). A later change to the record clears it:
-    `cleared_at` and `cleared_reason` say when and why; the mark itself is kept."""
+    documents (the whole form, or the fields named in `fields`, whose values then are kept in `values`). A later
+    change to the record clears a whole-form mark, and a mark of chosen fields when one of them changed:
+    `cleared_at` and `cleared_reason` say when and why (which field, from what to what); the mark is kept."""
 
     fields = models.JSONField(_("fields"), default=list, blank=True, help_text=_("Empty: the whole form."))
+    values = models.JSONField(
+        _("values verified"), default=dict, blank=True, help_text=_("The chosen fields' values when verified.")
+    )
     verified_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     verified_at = models.DateTimeField(_("verified at"))
     cleared_at = models.DateTimeField(_("cleared at"), null=True, blank=True)
@@ -103,6 +107,31 @@ class Signature(_RecordMixin):
 
     def __str__(self) -> str:
         return f"{self.printed_name}: {self.record_label()}"
+
+
+class SigningFailure(models.Model):
+    """A wrong password or authenticator code given to sign a record (21 CFR 11.300(d): attempts at the
+    unauthorised use of a signature are kept). Enough of them in a row lock signing for the user for a while:
+    the row that reached the limit carries `locks_until` (`quality.services.review.signature_sign`)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(_("record"), max_length=16, choices=RecordKind.choices)
+    patient = models.ForeignKey("patients.Patient", on_delete=models.PROTECT, related_name="+")
+    field = models.CharField(_("wrong"), max_length=16, help_text=_("password or otp_token"))
+    failed_at = models.DateTimeField(_("failed at"))
+    locks_until = models.DateTimeField(_("signing locked until"), null=True, blank=True)
+
+    objects = SiteScopedQuerySet.as_manager()
+    SITE_LOOKUP = "patient__site"
+
+    class Meta:
+        verbose_name = _("failed signing attempt")
+        verbose_name_plural = _("failed signing attempts")
+        ordering = ["-failed_at"]
+        indexes = [models.Index(fields=["user", "failed_at"], name="signing_failure_user_at")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.field} {self.failed_at:%Y-%m-%d %H:%M}"
 
 
 class Lock(models.Model):

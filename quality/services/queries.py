@@ -212,7 +212,11 @@ def _move(query: Query, *, allowed, state: str, action: str) -> None:
 
 @transaction.atomic
 def query_answer(*, query: Query, text: str, actor) -> Query:
-    """The site answers an open query (the coordinator may also correct the data through the usual services)."""
+    """The site answers an open query (the coordinator may also correct the data through the usual services).
+
+    An answer is allowed on a locked or signed record, at every door: it is communication about the data, not
+    a change to them (no `core.signals.record_changing` is sent). Correcting the data goes through the clinical
+    write services, which refuse a locked or signed record (`RecordLocked`, 423 in the API)."""
     query = _locked(query)
     _require(actor, query.patient.site_id, c.ANSWER_ROLES, action="answer")
     text = _text(text, required=True)

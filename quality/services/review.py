@@ -8,6 +8,11 @@ source, an investigator signs, a data manager locks, unlocks and voids signature
 
 from __future__ import annotations
 
+import datetime as dt
+
+from axes.helpers import get_cool_off
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
@@ -17,9 +22,10 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from core.api.problems import RecordLocked
 from core.audit import current_audit_context
-from followup.models import AdverseEvent, Visit
+from followup.models import AdverseEvent, Result, Visit
 from patients.models import Patient
-from quality.models import Lock, RecordKind, Signature, SourceVerification
+from quality.models import Lock, RecordKind, Signature, SigningFailure, SourceVerification
+from quality.services.queries import value_of
 from registry.constants import Role
 from registry.models import Membership, Study
 
@@ -284,10 +290,96 @@ def printed_name(user) -> str:
     return user.get_full_name().strip() or user.get_username()
 
 
+def signing_limits() -> tuple[int, dt.timedelta]:
+    """How many wrong passwords or codes in a row lock signing, and for how long: the sign-in lockout's
+    (django-axes: AXES_FAILURE_LIMIT, AXES_COOLOFF_HOURS in config/settings/base.py)."""
+    return int(settings.AXES_FAILURE_LIMIT), get_cool_off() or dt.timedelta(minutes=30)
+
+
+def signing_locked_until(user, *, now=None):
+    """Until when signing is locked for `user` after too many wrong passwords or codes (None: not locked)."""
+    now = now or timezone.now()
+    return (
+        SigningFailure.objects.filter(user_id=user.pk, locks_until__gt=now)
+        .order_by("-locks_until")
+        .values_list("locks_until", flat=True)
+        .first()
+    )
+
+
 @transaction.atomic
+def _signing_failed(*, actor, parts: dict, field: str, now) -> bool:
+    """Record a wrong password or code; True when it reaches the limit and locks signing. The failures counted
+    are the user's since their last signature and within the cool-off; the user's row is locked first, so two
+    wrong attempts at once count as two."""
+    limit, cool_off = signing_limits()
+    get_user_model().objects.select_for_update().filter(pk=actor.pk).first()
+    since = now - cool_off
+    last_signed = (
+        Signature.objects.filter(signer_id=actor.pk).order_by("-signed_at").values_list("signed_at", flat=True).first()
+    )
+    if last_signed is not None:
+        since = max(since, last_signed)
+    locks = SigningFailure.objects.filter(user_id=actor.pk, failed_at__gt=since).count() + 1 >= limit
+    SigningFailure.objects.create(
+        user=actor,
+        kind=parts["kind"],
+        patient=parts["patient"],
+        field=field,
+        failed_at=now,
+        locks_until=now + cool_off if locks else None,
+    )
+    return locks
+
+
+def _check_signing_credentials(*, actor, parts: dict, password: str, otp_token: str) -> None:
+    """Refuse a locked user, then a wrong password or code (recorded, in its own transaction, so that the
+    refusal does not undo it)."""
+    now = timezone.now()
+    limit, cool_off = signing_limits()
+    until = signing_locked_until(actor, now=now)
+    if until is not None:
+        raise ValidationError(
+            {
+                "password": _(
+                    "Signing is locked for your account after %(limit)d wrong passwords or authenticator codes; "
+                    "try again after %(until)s."
+                )
+                % {"limit": limit, "until": timezone.localtime(until).strftime("%Y-%m-%d %H:%M %Z")}
+            }
+        )
+    wrong = None
+    if not password or not actor.check_password(password):
+        wrong = ("password", _("The password is not correct; the record was not signed."))
+    else:
+        devices = TOTPDevice.objects.devices_for_user(actor, confirmed=True)
+        if devices.exists():
+            token = (otp_token or "").strip()
+            if not token or not any(device.verify_token(token) for device in devices):
+                wrong = ("otp_token", _("The authenticator code is not correct; the record was not signed."))
+    if wrong is None:
+        return
+    field, message = wrong
+    if _signing_failed(actor=actor, parts=parts, field=field, now=now):
+        message = " ".join(
+            [
+                message,
+                _(
+                    "After %(limit)d wrong passwords or codes, signing is now locked for your account for "
+                    "%(minutes)d minutes."
+                )
+                % {"limit": limit, "minutes": int(cool_off.total_seconds() // 60)},
+            ]
+        )
+    raise ValidationError({field: message})
+
+
 def signature_sign(*, record, actor, password: str, otp_token: str = "") -> Signature:
     """An investigator of the record's site signs it, re-entering the password (and the current TOTP code
-    when they have a confirmed device). The signature stores the printed name, the time and the meaning."""
+    when they have a confirmed device). The signature stores the printed name, the time and the meaning.
+
+    Each wrong password or code is recorded (`SigningFailure`); as many in a row as lock sign-in (5 within 30
+    minutes) lock signing for the user for the cool-off (30 minutes), whatever is given meanwhile."""
     parts = record_parts(record)
     patient = parts["patient"]
     _require(
@@ -297,13 +389,13 @@ def signature_sign(*, record, actor, password: str, otp_token: str = "") -> Sign
         _("Only an investigator of the patient's site can sign."),
         superuser=False,
     )
-    if not password or not actor.check_password(password):
-        raise ValidationError({"password": _("The password is not correct; the record was not signed.")})
-    devices = TOTPDevice.objects.devices_for_user(actor, confirmed=True)
-    if devices.exists():
-        token = (otp_token or "").strip()
-        if not token or not any(device.verify_token(token) for device in devices):
-            raise ValidationError({"otp_token": _("The authenticator code is not correct; the record was not signed.")})
+    _check_signing_credentials(actor=actor, parts=parts, password=password, otp_token=otp_token)
+    return _signature_create(record=record, parts=parts, actor=actor)
+
+
+@transaction.atomic
+def _signature_create(*, record, parts: dict, actor) -> Signature:
+    patient = parts["patient"]
     if active_signatures().filter(_record_filter(record)).exists():
         raise ValidationError({"record": _("This record is already signed.")})
     refusal = active_locks().filter(
@@ -323,9 +415,36 @@ def signature_sign(*, record, actor, password: str, otp_token: str = "") -> Sign
 # Source data verification -------------------------------------------------------------------------------
 
 
+def sdv_field_choices(record) -> list[tuple[str, str]]:
+    """The fields of a record a monitor may verify one by one: its editable fields, and a visit's results
+    (`result:<code>`)."""
+    names = [
+        (f.name, str(f.verbose_name))
+        for f in type(record)._meta.concrete_fields
+        if f.editable and not f.primary_key and f.name not in ("patient", "study", "site", "definition")
+    ]
+    if isinstance(record, Visit):
+        names += [(f"result:{code}", code) for code in record.results.order_by("code").values_list("code", flat=True)]
+    return names
+
+
+def _field_values(record, fields: list[str], results: dict[str, Result]) -> dict[str, str]:
+    """The values of `fields` of `record` as text ("" for a result not recorded); `results` are the visit's by
+    code."""
+    values = {}
+    for name in fields:
+        if name.startswith("result:"):
+            result = results.get(name.removeprefix("result:"))
+            values[name] = value_of(result) if result is not None else ""
+        else:
+            values[name] = type(record)._meta.get_field(name).value_to_string(record)
+    return values
+
+
 @transaction.atomic
 def sdv_mark(*, record, actor, fields: list[str] | None = None) -> SourceVerification:
-    """A monitor of the record's site marks it verified against source: the whole form, or the named fields."""
+    """A monitor of the record's site marks it verified against source: the whole form, or the named fields
+    (their values are kept, so that only a change to one of them clears the mark)."""
     parts = record_parts(record)
     _require(
         actor, parts["patient"].site_id, Role.MONITOR, _("Only a monitor of the patient's site can verify source.")
@@ -333,9 +452,24 @@ def sdv_mark(*, record, actor, fields: list[str] | None = None) -> SourceVerific
     fields = [f.strip() for f in (fields or []) if f and f.strip()]
     if len(set(fields)) != len(fields):
         raise ValidationError({"fields": _("Name each field once.")})
+    values = {}
+    if fields:
+        known = [name for name, _label in sdv_field_choices(record)]
+        unknown = [name for name in fields if name not in known]
+        if unknown:
+            raise ValidationError(
+                {
+                    "fields": _("%(fields)s: not a field of this record; choose among %(known)s.")
+                    % {"fields": ", ".join(unknown), "known": ", ".join(known)}
+                }
+            )
+        results = {r.code: r for r in record.results.all()} if isinstance(record, Visit) else {}
+        values = _field_values(record, fields, results)
     if active_verifications().filter(_record_filter(record)).exists():
         raise ValidationError({"record": _("This record is already verified against source.")})
-    return SourceVerification.objects.create(**parts, fields=fields, verified_by=actor, verified_at=timezone.now())
+    return SourceVerification.objects.create(
+        **parts, fields=fields, values=values, verified_by=actor, verified_at=timezone.now()
+    )
 
 
 def active_verifications() -> QuerySet:
@@ -350,26 +484,71 @@ def verifications_clear(instance, *, patient_id: int | None) -> int:
     return verifications_clear_many(type(instance), [instance], patient_ids=[patient_id])
 
 
+def _changed_fields(marks: list[SourceVerification]) -> dict[int, list[str]]:
+    """For each mark of chosen fields (with their values kept): the fields whose value differs now, as
+    "field: before -> now". Reads each kind of record once, and the results once when a result was verified."""
+    by_field = [m for m in marks if m.fields and m.values]
+    if not by_field:
+        return {}
+    models = {RecordKind.VISIT: (Visit, "visit_id"), RecordKind.ADVERSE_EVENT: (AdverseEvent, "adverse_event_id")}
+    models[RecordKind.PATIENT] = (Patient, "patient_id")
+    records = {}
+    for kind, (model, ref) in models.items():
+        ids = {getattr(m, ref) for m in by_field if m.kind == kind}
+        if ids:
+            records[kind] = model.objects.in_bulk(ids)
+    results: dict[int, dict[str, Result]] = {}
+    visit_ids = {m.visit_id for m in by_field if any(f.startswith("result:") for f in m.fields)}
+    if visit_ids:
+        for result in Result.objects.filter(visit_id__in=visit_ids):
+            results.setdefault(result.visit_id, {})[result.code] = result
+    changed = {}
+    for mark in by_field:
+        model, ref = models[mark.kind]
+        record = records[mark.kind].get(getattr(mark, ref))
+        now = _field_values(record, mark.fields, results.get(mark.visit_id, {})) if record else {}
+        changed[mark.pk] = [
+            f"{name}: {mark.values.get(name, '')} -> {now.get(name, '')}"
+            for name in mark.fields
+            if mark.values.get(name) != now.get(name)
+        ]
+    return changed
+
+
 def verifications_clear_many(model, instances: list, *, patient_ids: list[int]) -> int:
     """`verifications_clear` for records of one kind changed together (a visit batch), in a fixed number of
-    statements."""
+    statements. A mark of chosen fields is cleared only when one of them changed, and its reason names them."""
     if model is Visit:
         target = Q(kind=RecordKind.VISIT, visit_id__in=[i.pk for i in instances])
     elif model is AdverseEvent:
         target = Q(kind=RecordKind.ADVERSE_EVENT, adverse_event_id__in=[i.pk for i in instances])
     else:
         target = Q(kind=RecordKind.PATIENT, patient_id__in=patient_ids)
+    marks = list(active_verifications().filter(target))
+    if not marks:
+        return 0
+    changed = _changed_fields(marks)
     ctx = current_audit_context()
     who = ctx.actor or _("the system")
     label = getattr(model._meta, "verbose_name", model.__name__)
-    reason = _("Changed after verification (%(what)s, by %(who)s through %(door)s).") % {
-        "what": label,
-        "who": who,
-        "door": ctx.door,
-    }
     now = timezone.now()
     cleared = 0
-    for verification in active_verifications().filter(target):
+    for verification in marks:
+        if verification.pk in changed:
+            if not changed[verification.pk]:
+                continue  # none of the fields verified changed
+            reason = _("Changed after verification: %(fields)s (%(what)s, by %(who)s through %(door)s).") % {
+                "fields": "; ".join(changed[verification.pk]),
+                "what": label,
+                "who": who,
+                "door": ctx.door,
+            }
+        else:
+            reason = _("Changed after verification (%(what)s, by %(who)s through %(door)s).") % {
+                "what": label,
+                "who": who,
+                "door": ctx.door,
+            }
         verification.cleared_at, verification.cleared_reason = now, reason
         verification._change_reason = reason
         verification.save(update_fields=["cleared_at", "cleared_reason"])

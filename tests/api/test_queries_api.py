@@ -112,3 +112,34 @@ def test_age_is_counted_in_whole_days(world, api_clock):
     api_clock.shift(dt.timedelta(days=8))
     [row] = call(client_for(world.keys["a_rw"]), "GET", "/api/v1/queries/", {"min_age_days": 7}).json()["results"]
     assert row["age_days"] == 8
+
+
+@pytest.mark.parametrize("lock", ["patient", "study"])
+def test_a_query_on_a_locked_record_is_answered_but_the_record_is_not_corrected(world, superuser, lock):
+    """Answering is communication about the data, not a change to them: allowed on a locked (or signed)
+    record. Correcting the data stays refused (423) until a data manager unlocks."""
+    from quality.models import Lock
+    from quality.services import review
+
+    if lock == "patient":
+        review.lock_patient(patient=world.a.patient, reason="Source documents under review", actor=superuser)
+    else:
+        review.lock_study(study=world.study, reason="Database lock", actor=superuser)
+    client = client_for(world.keys["a_rw"])
+    url = f"/api/v1/queries/{world.a.query.pk}/answer/"
+    response = call(
+        client, "POST", url, {"text": "1990 per the ID card; the record is locked, please unlock to correct."}
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["state"] == "answered"
+    world.a.query.refresh_from_db()
+    assert world.a.query.state == QueryState.ANSWERED
+
+    patient_url = f"/api/v1/patients/{world.a.patient.pk}/"
+    etag = call(client, "GET", patient_url)["ETag"]
+    correction = {"birth_year": 1991, "reason": "Year of birth corrected from the ID card"}
+    refused = assert_problem(call(client, "PATCH", patient_url, correction, **{"If-Match": etag}), 423)
+    assert refused["type"].endswith("/locked")
+    world.a.patient.refresh_from_db()
+    assert world.a.patient.birth_year == 1990
+    assert Lock.objects.filter(released_at__isnull=True).exists()

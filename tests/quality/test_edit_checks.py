@@ -333,3 +333,57 @@ def test_the_nightly_task_runs_and_releases_the_lock(clinical):
     assert len(queries("required_items_missing")) == 1
     with single_run(LOCK_NAME) as held:
         assert held
+
+
+# The cost of the checks on one recording ----------------------------------------------------------------
+
+
+def _check_statements(clinical, code, results, **kwargs) -> list[str]:
+    """The statements the edit checks add to one visit recording (those of `run_edit_checks`)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from quality import handlers
+
+    captured: list[str] = []
+    original = handlers.run_edit_checks
+
+    def counted(**kw):
+        with CaptureQueriesContext(connection) as ctx:
+            result = original(**kw)
+        captured.extend(q["sql"] for q in ctx.captured_queries)
+        return result
+
+    handlers.run_edit_checks = counted
+    try:
+        record(clinical, code, results, **kwargs)
+    finally:
+        handlers.run_edit_checks = original
+    return captured
+
+
+def test_one_visit_recording_costs_a_fixed_number_of_statements_for_the_checks(clinical):
+    """Six reads (the settings, the creatinine, eGFR and SLEDAI-2K candidates, the required items, the live
+    queries of the patient) whatever the patient's history; opening a query adds the insert, the read of its
+    key, its history row and its thread message, closing one the update, its history row, the read of the
+    query and its record and the thread message. A history row is one INSERT ... SELECT on PostgreSQL, a read
+    and an insert elsewhere (`core.audit.history_of_rows`)."""
+    from django.contrib.contenttypes.models import ContentType
+    from django.db import connection
+
+    from followup.models import Result
+
+    ContentType.objects.get_for_model(Result)  # cached for the process: not a cost of each recording
+    history = 1 if connection.vendor == "postgresql" else 2
+    assert len(_check_statements(clinical, "BL", {"CREAT": ("80", None)})) == 6
+    assert len(_check_statements(clinical, "M1", {"CREAT": ("85", None)})) == 6
+    # A longer history reads no more.
+    assert len(_check_statements(clinical, "M3", {"CREAT": ("90", None)})) == 6
+    # A finding opens a query.
+    opening = _check_statements(clinical, "M3", {"CREAT": ("150", None)}, reason="re-entered")
+    assert len(queries("creatinine_rise")) == 1
+    assert len(opening) == 6 + 3 + history
+    # The correction closes it.
+    closing = _check_statements(clinical, "M3", {"CREAT": ("90", None)}, reason="Transcription error")
+    assert queries("creatinine_rise")[0].state == QueryState.CLOSED
+    assert len(closing) == 6 + 4 + history

@@ -86,11 +86,15 @@ def test_signature_keeps_name_time_and_meaning(clinical, investigator_a, frozen_
     assert "reviewed the data of this visit" in signature.meaning
 
 
-def test_a_totp_device_needs_the_current_code(clinical, investigator_a):
+def test_a_totp_device_needs_the_current_code(clinical, investigator_a, frozen_now):
     device = TOTPDevice.objects.create(user=investigator_a, name="phone", confirmed=True)
     with pytest.raises(ValidationError) as refused:
         review.signature_sign(record=clinical.ae, actor=investigator_a, password=PASSWORD, otp_token="000000")
     assert "otp_token" in refused.value.message_dict
+    # The wrong code is kept, and so is the device's throttle (django-otp: a second after a wrong code).
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 1
+    frozen_now.shift(dt.timedelta(seconds=2))
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
     code = f"{totp.token():0{device.digits}d}"
     review.signature_sign(record=clinical.ae, actor=investigator_a, password=PASSWORD, otp_token=code)
@@ -247,6 +251,60 @@ def test_a_patient_change_clears_the_baseline_verification(clinical, monitor):
     patient_update(patient=clinical.patient, birth_year=1989, reason="ID card")
     mark.refresh_from_db()
     assert mark.cleared_at is not None
+
+
+def test_a_mark_of_chosen_fields_is_cleared_only_when_one_of_them_changes(clinical, monitor):
+    visit = clinical.visit("M1")
+    mark = review.sdv_mark(record=visit, actor=monitor, fields=["actual_date", "result:CREAT"])
+    assert mark.values == {"actual_date": M1.isoformat(), "result:CREAT": "80 umol/L"}
+    # C3 was not verified: its correction leaves the mark.
+    visit_record(visit=visit, actual_date=M1, results={"C3": "0.7", "CREAT": "80"}, reason="Lab report re-read")
+    mark.refresh_from_db()
+    assert mark.cleared_at is None
+    assert review.status_of(visit)["source_verified"]
+    # The creatinine was: the mark is cleared, naming the field and both values.
+    visit_record(visit=visit, actual_date=M1, results={"C3": "0.7", "CREAT": "95"}, reason="Lab report re-read")
+    mark.refresh_from_db()
+    assert mark.cleared_at is not None
+    assert "result:CREAT: 80 umol/L -> 95 umol/L" in mark.cleared_reason
+    assert "actual_date" not in mark.cleared_reason
+
+
+def test_a_mark_of_the_whole_form_is_cleared_by_any_change(clinical, monitor):
+    visit = clinical.visit("M1")
+    mark = review.sdv_mark(record=visit, actor=monitor)
+    visit_record(visit=visit, actual_date=M1, results={"C3": "0.7", "CREAT": "80"}, reason="Lab report re-read")
+    mark.refresh_from_db()
+    assert mark.cleared_at is not None and "Changed after verification (visit" in mark.cleared_reason
+
+
+def test_chosen_fields_of_an_adverse_event_and_a_baseline(clinical, monitor):
+    on_ae = review.sdv_mark(record=clinical.ae, actor=monitor, fields=["grade"])
+    baseline = review.sdv_mark(record=clinical.patient, actor=monitor, fields=["birth_year"])
+    ae_save(ae=_with(clinical.ae, description="Dermatomal rash"), reason="Narrative added")
+    medication_record(
+        patient=clinical.patient,
+        drug=Drug.HYDROXYCHLOROQUINE,
+        dose=Decimal("200"),
+        unit=DoseUnit.MG,
+        frequency="bid",
+        start_date=dt.date(2025, 3, 1),
+    )
+    on_ae.refresh_from_db()
+    baseline.refresh_from_db()
+    assert on_ae.cleared_at is None and baseline.cleared_at is None
+    ae_save(ae=_with(clinical.ae, grade=fc.CTCAEGrade.SEVERE), reason="Hospitalised")
+    patient_update(patient=clinical.patient, birth_year=1989, reason="ID card")
+    on_ae.refresh_from_db()
+    baseline.refresh_from_db()
+    assert "grade: 2 -> 3" in on_ae.cleared_reason
+    assert "birth_year" in baseline.cleared_reason
+
+
+def test_a_field_the_record_does_not_have_is_refused(clinical, monitor):
+    with pytest.raises(ValidationError) as refused:
+        review.sdv_mark(record=clinical.visit("M1"), actor=monitor, fields=["result:XYZ"])
+    assert "result:XYZ" in refused.value.message_dict["fields"][0]
 
 
 def test_status_reads_verified_signed_and_locked(clinical, monitor, investigator_a, data_manager_a):
