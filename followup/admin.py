@@ -736,6 +736,15 @@ class PatientWorkspaceAdmin(PatientAdmin):
     search_fields = ["subject_code", "transplants__lot__lot_number"]
     inlines = [AdverseEventInline, MedicationInline]
     actions = [export_csv_action]
+    change_form_template = "admin/followup/patient/change_form.html"
+
+    def get_urls(self):
+        from django.urls import path
+
+        from followup.patient_print import patient_print_view
+
+        view = self.admin_site.admin_view(lambda request, object_id: patient_print_view(self, request, object_id))
+        return [path("<path:object_id>/print/", view, name="patients_patient_print"), *super().get_urls()]
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)

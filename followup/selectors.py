@@ -90,6 +90,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
         ):
             continue
         rows.append(visit)
+        visit.days = _days_of(visit)
     reports = []
     for ae in (
         AdverseEvent.objects.for_user(user).filter(initial_report_due__isnull=False).select_related("patient__site")
@@ -116,6 +117,8 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
             "upcoming": counts[(site.code, VisitState.SCHEDULED)],
             "reports": counts[(site.code, "reports")],
             "signals": counts[(site.code, "signals")],
+            "today": site.today(now),
+            "time_zone": site.time_zone,
         }
         for site in sorted(sites.values(), key=lambda s: s.code)
     ]
@@ -131,6 +134,21 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
         "per_site": per_site,
         "horizon_days": horizon_days,
     }
+
+
+def _days_of(visit) -> int:
+    """The days a worklist visit counts at its site: since it was seen (in progress), late since its window
+    closed (overdue), left until its window closes (due), until its window opens (coming)."""
+    from followup.constants import VisitState
+
+    today = visit.site_today
+    if visit.state == VisitState.IN_PROGRESS:
+        return (today - visit.actual_date).days if visit.actual_date else 0
+    if visit.state == VisitState.OVERDUE:
+        return (today - visit.window_end).days
+    if visit.state == VisitState.DUE:
+        return (visit.window_end - today).days
+    return (visit.window_start - today).days
 
 
 def open_safety_findings(user) -> tuple[list, list]:
