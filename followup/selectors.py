@@ -165,3 +165,21 @@ def open_safety_findings(user) -> tuple[list, list]:
     )
     routine = [s for s in findings if s.severity == SignalSeverity.ROUTINE]
     return [s for s in findings if s.severity != SignalSeverity.ROUTINE], routine
+
+
+def next_overdue_visit(*, user, exclude_pk=None, now=None):
+    """The overdue visit of the user's sites whose window closed first (patients followed), other than
+    `exclude_pk`; None when nothing else is overdue. One query."""
+    from followup.constants import VisitState
+    from followup.models import Visit
+    from patients.constants import INACTIVE_STATUSES
+
+    visits = (
+        Visit.objects.for_user(user)
+        .with_state(now)
+        .filter(state=VisitState.OVERDUE)
+        .exclude(patient__status__in=INACTIVE_STATUSES)
+        .exclude(pk=exclude_pk)
+        .order_by("window_end", "patient__subject_code", "target_date")
+    )
+    return visits.only("pk").first()
