@@ -406,7 +406,9 @@ class VisitAdmin(ScopedAdmin):
         if "_complete_next" in request.POST:
             following = next_overdue_visit(user=request.user, exclude_pk=obj.pk)
             if following is not None:
-                return HttpResponseRedirect(reverse(f"{self.admin_site.name}:followup_visit_change", args=[following.pk]))
+                return HttpResponseRedirect(
+                    reverse(f"{self.admin_site.name}:followup_visit_change", args=[following.pk])
+                )
             self.message_user(request, gettext("No other visit is overdue."), messages.INFO)
         return HttpResponseRedirect(reverse(f"{self.admin_site.name}:index"))
 
@@ -414,7 +416,11 @@ class VisitAdmin(ScopedAdmin):
     def requested_status(request, instance) -> str:
         """ "Complete visit" completes; "Save (in progress)", the default that Enter presses, does not. A
         completed visit's page saves a correction, which keeps it complete."""
-        if "_complete" in request.POST or "_complete_next" in request.POST or instance.outcome == VisitOutcome.COMPLETED:
+        if (
+            "_complete" in request.POST
+            or "_complete_next" in request.POST
+            or instance.outcome == VisitOutcome.COMPLETED
+        ):
             return RecordStatus.COMPLETE
         return RecordStatus.IN_PROGRESS
 

@@ -7,13 +7,14 @@ import re
 
 import pytest
 
-from tests.followup.test_workspace_pages import (  # noqa: F401 - fixtures
-    clock,
-    patient_url,
-    world,
-)
+from tests.followup import test_workspace_pages as pages
+from tests.followup.test_workspace_pages import patient_url
 
 pytestmark = pytest.mark.django_db
+
+# The fixtures of the worklist's world, shared with test_workspace_pages.py.
+clock = pages.clock
+world = pages.world
 
 
 def print_url(patient) -> str:

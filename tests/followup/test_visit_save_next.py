@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 
 from followup.constants import VisitOutcome
-from tests.followup.test_workspace_pages import (  # noqa: F401 - fixtures
-    clock,
-    visit_of,
-    visit_url,
-    world,
-)
+from tests.followup import test_workspace_pages as pages
+from tests.followup.test_workspace_pages import visit_of, visit_url
 
 pytestmark = pytest.mark.django_db
+
+# The fixtures of the worklist's world, shared with test_workspace_pages.py.
+clock = pages.clock
+world = pages.world
 
 RESULTS_TABLE = {"results-TOTAL_FORMS": "0", "results-INITIAL_FORMS": "0"}
 

@@ -17,17 +17,15 @@ from quality.models import Query
 from quality.selectors import dashboard
 from quality.services import queries as query_services
 from registry import constants as rc
-from tests.followup.test_workspace_pages import (  # noqa: F401 - fixtures
-    NOW,
-    clock,
-    home,
-    visit_of,
-    visit_url,
-    world,
-)
 from tests.factories import make_user
+from tests.followup import test_workspace_pages as pages
+from tests.followup.test_workspace_pages import NOW, home, visit_of, visit_url
 
 pytestmark = pytest.mark.django_db
+
+# The fixtures of the worklist's world, shared with test_workspace_pages.py.
+clock = pages.clock
+world = pages.world
 
 
 def monitor_of(world):
@@ -142,3 +140,17 @@ def test_the_header_has_no_view_site_link(client, world):
     client.force_login(world.coord_a)
     html, _ = home(client)
     assert "View site" not in html
+
+
+def test_the_days_and_the_dashboard_read_in_chinese(client, world):
+    client.force_login(world.coord_a)
+    client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/admin/"})
+    html, page = home(client)
+    text = " ".join(page.text.split())
+    assert "WLA 今天：2026-09-01（Asia/Shanghai）" in text
+    assert row_text(html, visit_url(visit_of(world.a1, "BL"))).endswith("逾期 22 天")
+    assert row_text(html, visit_url(visit_of(world.a2, "M1"))).endswith("还剩 6 天")
+    assert row_text(html, visit_url(visit_of(world.a1, "M1"))).endswith("1 天后")
+    assert page.headings["quality"] == "您所在中心的数据质量"
+    for english in ("days late", "days left", "Today at", "under 7 days", "over 30 days"):
+        assert english not in text, english

@@ -9,9 +9,12 @@ import pytest
 from reporting import exports
 from reporting.constants import ExportState
 from reporting.models import ExportJob
-from tests.reporting.test_exports import run_export, world  # noqa: F401 - fixture
+from tests.reporting import test_exports
+from tests.reporting.test_exports import run_export
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.reporting.test_exports")]
+
+world = test_exports.world  # the exports' world fixture
 
 
 def progress_url(job) -> str:
