@@ -89,8 +89,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
             days=horizon_days
         ):
             continue
-        rows.append(visit)
-        visit.days = _days_of(visit)
+        rows.append(_with_days(visit))
     reports = []
     for ae in (
         AdverseEvent.objects.for_user(user).filter(initial_report_due__isnull=False).select_related("patient__site")
@@ -117,8 +116,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
             "upcoming": counts[(site.code, VisitState.SCHEDULED)],
             "reports": counts[(site.code, "reports")],
             "signals": counts[(site.code, "signals")],
-            "today": site.today(now),
-            "time_zone": site.time_zone,
+            **{"today": site.today(now), "time_zone": site.time_zone},
         }
         for site in sorted(sites.values(), key=lambda s: s.code)
     ]
@@ -136,19 +134,21 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
     }
 
 
-def _days_of(visit) -> int:
-    """The days a worklist visit counts at its site: since it was seen (in progress), late since its window
-    closed (overdue), left until its window closes (due), until its window opens (coming)."""
+def _with_days(visit):
+    """The worklist visit with `days`, counted at its site's today: since it was seen (in progress), late
+    since its window closed (overdue), left until its window closes (due), until its window opens (coming)."""
     from followup.constants import VisitState
 
     today = visit.site_today
     if visit.state == VisitState.IN_PROGRESS:
-        return (today - visit.actual_date).days if visit.actual_date else 0
-    if visit.state == VisitState.OVERDUE:
-        return (today - visit.window_end).days
-    if visit.state == VisitState.DUE:
-        return (visit.window_end - today).days
-    return (visit.window_start - today).days
+        visit.days = (today - visit.actual_date).days if visit.actual_date else 0
+    elif visit.state == VisitState.OVERDUE:
+        visit.days = (today - visit.window_end).days
+    elif visit.state == VisitState.DUE:
+        visit.days = (visit.window_end - today).days
+    else:
+        visit.days = (visit.window_start - today).days
+    return visit
 
 
 def open_safety_findings(user) -> tuple[list, list]:
