@@ -12,6 +12,8 @@ class RegistryAdminSite(admin.AdminSite):
     site_title = _("MSCT registry")
     index_title = _("Worklist")
     index_template = "admin/registry_index.html"
+    # The registry has no public site: no "View site" link in the header (the home page is the worklist).
+    site_url = None
 
     @property
     def requires_second_factor(self) -> bool:
@@ -33,12 +35,13 @@ class RegistryAdminSite(admin.AdminSite):
 
     def index(self, request, extra_context=None):
         from followup.selectors import worklist
-        from quality.selectors import worklist_queries
+        from quality.selectors import dashboard, worklist_queries
 
         extra = {}
         if request.user.is_active:
             extra = {"worklist": worklist(user=request.user), "open_queries": worklist_queries(user=request.user)}
             extra["email_trouble"] = email_trouble_of(request)
+            extra["quality_dashboard"] = dashboard(user=request.user)
         return super().index(request, {**extra, **(extra_context or {})})
 
 

@@ -31,7 +31,7 @@ from followup.constants import (
 )
 from followup.history import visit_history
 from followup.models import AdverseEvent, ComputedOutcome, LotLookback, MedDRATerm, Result, SafetySignal, Visit
-from followup.selectors import lot_lookback
+from followup.selectors import lot_lookback, next_overdue_visit
 from patients.admin import PatientAdmin
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import day_zero
@@ -403,13 +403,24 @@ class VisitAdmin(ScopedAdmin):
             if missing:
                 message += " " + gettext("Completing it needs: %(items)s.") % {"items": ", ".join(missing)}
             self.message_user(request, message, messages.WARNING)
+        if "_complete_next" in request.POST:
+            following = next_overdue_visit(user=request.user, exclude_pk=obj.pk)
+            if following is not None:
+                return HttpResponseRedirect(
+                    reverse(f"{self.admin_site.name}:followup_visit_change", args=[following.pk])
+                )
+            self.message_user(request, gettext("No other visit is overdue."), messages.INFO)
         return HttpResponseRedirect(reverse(f"{self.admin_site.name}:index"))
 
     @staticmethod
     def requested_status(request, instance) -> str:
         """ "Complete visit" completes; "Save (in progress)", the default that Enter presses, does not. A
         completed visit's page saves a correction, which keeps it complete."""
-        if "_complete" in request.POST or instance.outcome == VisitOutcome.COMPLETED:
+        if (
+            "_complete" in request.POST
+            or "_complete_next" in request.POST
+            or instance.outcome == VisitOutcome.COMPLETED
+        ):
             return RecordStatus.COMPLETE
         return RecordStatus.IN_PROGRESS
 
@@ -736,6 +747,15 @@ class PatientWorkspaceAdmin(PatientAdmin):
     search_fields = ["subject_code", "transplants__lot__lot_number"]
     inlines = [AdverseEventInline, MedicationInline]
     actions = [export_csv_action]
+    change_form_template = "admin/followup/patient/change_form.html"
+
+    def get_urls(self):
+        from django.urls import path
+
+        from followup.patient_print import patient_print_view
+
+        view = self.admin_site.admin_view(lambda request, object_id: patient_print_view(self, request, object_id))
+        return [path("<path:object_id>/print/", view, name="patients_patient_print"), *super().get_urls()]
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)

@@ -89,7 +89,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
             days=horizon_days
         ):
             continue
-        rows.append(visit)
+        rows.append(_with_days(visit))
     reports = []
     for ae in (
         AdverseEvent.objects.for_user(user).filter(initial_report_due__isnull=False).select_related("patient__site")
@@ -116,6 +116,7 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
             "upcoming": counts[(site.code, VisitState.SCHEDULED)],
             "reports": counts[(site.code, "reports")],
             "signals": counts[(site.code, "signals")],
+            **{"today": site.today(now), "time_zone": site.time_zone},
         }
         for site in sorted(sites.values(), key=lambda s: s.code)
     ]
@@ -133,6 +134,23 @@ def worklist(*, user, now=None, horizon_days: int = 14) -> dict:
     }
 
 
+def _with_days(visit):
+    """The worklist visit with `days`, counted at its site's today: since it was seen (in progress), late
+    since its window closed (overdue), left until its window closes (due), until its window opens (coming)."""
+    from followup.constants import VisitState
+
+    today = visit.site_today
+    if visit.state == VisitState.IN_PROGRESS:
+        visit.days = (today - visit.actual_date).days if visit.actual_date else 0
+    elif visit.state == VisitState.OVERDUE:
+        visit.days = (today - visit.window_end).days
+    elif visit.state == VisitState.DUE:
+        visit.days = (visit.window_end - today).days
+    else:
+        visit.days = (visit.window_start - today).days
+    return visit
+
+
 def open_safety_findings(user) -> tuple[list, list]:
     """The open findings of the user's sites, the most severe first (one query): the signals to review, and
     the routine checks (the yearly malignancy question), which are worklist tasks."""
@@ -147,3 +165,21 @@ def open_safety_findings(user) -> tuple[list, list]:
     )
     routine = [s for s in findings if s.severity == SignalSeverity.ROUTINE]
     return [s for s in findings if s.severity != SignalSeverity.ROUTINE], routine
+
+
+def next_overdue_visit(*, user, exclude_pk=None, now=None):
+    """The overdue visit of the user's sites whose window closed first (patients followed), other than
+    `exclude_pk`; None when nothing else is overdue. One query."""
+    from followup.constants import VisitState
+    from followup.models import Visit
+    from patients.constants import INACTIVE_STATUSES
+
+    visits = (
+        Visit.objects.for_user(user)
+        .with_state(now)
+        .filter(state=VisitState.OVERDUE)
+        .exclude(patient__status__in=INACTIVE_STATUSES)
+        .exclude(pk=exclude_pk)
+        .order_by("window_end", "patient__subject_code", "target_date")
+    )
+    return visits.only("pk").first()

@@ -4,6 +4,8 @@ verified against source, the completed visits awaiting the investigator's signat
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -22,6 +24,7 @@ from quality.services.review import active_signatures, active_verifications
 from registry.models import Site, Study
 
 LIVE = (c.QueryState.OPEN, c.QueryState.ANSWERED)
+AGE_BUCKETS = ("week", "month", "older")
 
 
 def _form_field(target_model, field: str) -> str:
@@ -96,8 +99,10 @@ def worklist_queries(*, user, limit: int = 50) -> list[dict]:
 
 
 def dashboard(*, user, now=None) -> list[dict]:
-    """One row per (site, study) of the user's sites, in one query over the visits."""
-    visits = Visit.objects.for_user(user).with_state(now)
+    """One row per (site, study) of the user's sites, in one query over the visits (four in all: the user's
+    sites, the visits, the open queries, the studies)."""
+    sites = {site.pk: site for site in Site.objects.for_user(user)}
+    visits = Visit.objects.for_user(user).with_state(now, sites=list(sites.values()))
     verified = active_verifications().filter(kind=RecordKind.VISIT, visit_id=OuterRef("pk"))
     signed = active_signatures().filter(
         Q(kind=RecordKind.VISIT, visit_id=OuterRef("pk"))
@@ -118,9 +123,19 @@ def dashboard(*, user, now=None) -> list[dict]:
     )
     rows = list(rows)
     live = Query.objects.filter(state__in=LIVE, patient__site_id__in={r["patient__site_id"] for r in rows})
-    counts = live.values("patient__site_id", "study_id").annotate(n=Count("pk")).order_by()
-    open_queries = {(row["patient__site_id"], row["study_id"]): row["n"] for row in counts}
-    sites = Site.objects.in_bulk({r["patient__site_id"] for r in rows})
+    now = now or timezone.now()
+    week_ago, month_ago = now - timedelta(days=7), now - timedelta(days=30)
+    counts = (
+        live.values("patient__site_id", "study_id")
+        .annotate(
+            n=Count("pk"),
+            week=Count("pk", filter=Q(created_at__gt=week_ago)),
+            month=Count("pk", filter=Q(created_at__lte=week_ago, created_at__gt=month_ago)),
+            older=Count("pk", filter=Q(created_at__lte=month_ago)),
+        )
+        .order_by()
+    )
+    open_queries = {(row["patient__site_id"], row["study_id"]): row for row in counts}
     studies = Study.objects.in_bulk({r["patient__study_id"] for r in rows})
     result = []
     for row in rows:
@@ -135,7 +150,9 @@ def dashboard(*, user, now=None) -> list[dict]:
                 "verified": row["verified"],
                 "verified_percent": round(100 * row["verified"] / row["complete"], 1) if row["complete"] else None,
                 "signatures_pending": row["unsigned"],
-                "open_queries": open_queries.get((site.pk, study.pk), 0),
+                "open_queries": open_queries.get((site.pk, study.pk), {}).get("n", 0),
+                # Open queries by age: under 7 days, 7 to 30 days, over 30 days.
+                "queries_by_age": [open_queries.get((site.pk, study.pk), {}).get(k, 0) for k in AGE_BUCKETS],
             }
         )
     return result

@@ -55,6 +55,11 @@ class ExportRequestForm(forms.ModelForm):
 @admin.register(ExportJob)
 class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     form = ExportRequestForm
+
+    class Media:
+        # Polls each unfinished job's progress (the `progress` view) while the page is open.
+        js = ["reporting/export_progress.js"]
+
     list_display = ["id", "study", "sites", "state", "progress_percent", "requested", "created_at", "download"]
     list_filter = ["state"]
     list_select_related = ["study", "requested_by", "requested_by_key"]
@@ -125,7 +130,31 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             self.admin_site.admin_view(self.download_view),
             name="reporting_exportjob_download",
         )
-        return [download, *super().get_urls()]
+        progress = path(
+            "<path:object_id>/progress/",
+            self.admin_site.admin_view(self.progress_view),
+            name="reporting_exportjob_progress",
+        )
+        return [download, progress, *super().get_urls()]
+
+    def progress_view(self, request, object_id):
+        """A job's state and progress as JSON, for the page to update itself; the same scoping as the page."""
+        job = self.get_object(request, object_id)
+        if job is None or not self.has_view_permission(request, job):
+            raise Http404("No such export.")
+        done = job.state == ExportState.DONE
+        return JsonResponse(
+            {
+                "id": job.pk,
+                "state": job.state,
+                "state_label": job.get_state_display(),
+                "progress": job.progress,
+                "finished": job.state in (ExportState.DONE, ExportState.FAILED),
+                "download_url": reverse(f"{self.admin_site.name}:reporting_exportjob_download", args=[job.pk])
+                if done
+                else None,
+            }
+        )
 
     def download_view(self, request, object_id):
         """The finished zip of a job whose every site is one of the user's sites; anything else is 404."""
@@ -154,7 +183,10 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="progress")
     def progress_percent(self, obj):
-        return f"{obj.progress}%"
+        if obj.state in (ExportState.DONE, ExportState.FAILED):
+            return f"{obj.progress}%"
+        url = reverse(f"{self.admin_site.name}:reporting_exportjob_progress", args=[obj.pk])
+        return format_html('<span class="export-progress" data-progress-url="{}">{}%</span>', url, obj.progress)
 
     @admin.display(description="requested by")
     def requested(self, obj):
