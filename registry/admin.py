@@ -1,10 +1,13 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from simple_history.admin import SimpleHistoryAdmin
 
 from core.forms import PlainTextFormMixin
-from registry import services
+from registry import services, two_factor
 from registry.admin_tools import ScopedAdmin, ScopedReadOnlyInlineMixin
 from registry.api_keys import api_key_issue, api_key_revoke
 from registry.constants import ISCT_TEST_FIELDS, LOT_TEST_FIELDS, Role
@@ -117,6 +120,33 @@ class MembershipAdmin(ScopedAdmin):
     autocomplete_fields = ["user", "site"]
     superuser_writes_only = True
     reason_on_change = False
+    actions = ["reset_second_factor"]
+
+    @admin.action(description=gettext_lazy("Reset two-factor sign-in of the selected people"))
+    def reset_second_factor(self, request, queryset):
+        """A data manager of the person's site (or a superuser), e.g. after a lost phone; audited
+        (registry/two_factor.py)."""
+        done, refused = [], []
+        for user in {membership.user for membership in queryset.select_related("user")}:
+            try:
+                two_factor.second_factor_reset(
+                    actor=request.user, user=user, reason=_("Reset from the memberships list")
+                )
+                done.append(user.get_username())
+            except PermissionDenied:
+                refused.append(user.get_username())
+        if done:
+            names = ", ".join(sorted(done))
+            messages.success(
+                request,
+                _("Two-factor sign-in reset for: %(names)s. They set it up again at their next sign-in.")
+                % {"names": names},
+            )
+        if refused:
+            names = ", ".join(sorted(refused))
+            messages.error(
+                request, _("Not reset (only a data manager of their site may): %(names)s") % {"names": names}
+            )
 
 
 @admin.register(Donor)
