@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
@@ -117,7 +116,6 @@ def second_factor_redirect(request):
         return None
     enrolled, required = second_factor_state(request)
     if required and not enrolled:
-        messages.warning(request, _("Set up two-factor sign-in to use the registry."))
         return redirect("admin:two_factor")
     return None
 
@@ -162,6 +160,9 @@ def two_factor_page(request, site):
 
     context = {
         **site.each_context(request),
+        # The header's tools (log out, language) for everyone signed in; the admin's menu only once it opens.
+        "has_permission": True,
+        **({} if site.has_permission(request) else {"available_apps": [], "is_nav_sidebar_enabled": False}),
         "title": _("Two-factor sign-in"),
         "enrolled": enrolled,
         "required": two_factor.second_factor_required(user),

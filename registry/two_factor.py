@@ -84,6 +84,9 @@ def totp_confirm(*, user, device: TOTPDevice, token: str) -> list[str]:
     if device.user_id != user.pk or device.confirmed:
         raise ValidationError({"token": _("This authenticator is not waiting for confirmation; reload the page.")})
     token = "".join((token or "").split())
+    allowed, _why = device.verify_is_allowed()
+    if not allowed:  # django-otp waits longer after each wrong code (1 s, 2 s, 4 s, ...)
+        raise ValidationError({"token": _("Too many wrong codes in a row: wait a few seconds, then try again.")})
     if not (token.isdigit() and len(token) == device.digits) or not device.verify_token(token):
         raise ValidationError(
             {"token": _("The code is not correct: enter the 6 digits your authenticator app shows now.")}

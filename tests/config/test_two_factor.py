@@ -245,3 +245,22 @@ def test_the_reset_action_in_the_admin(client, coordinator, site):
     assert response.status_code == 302
     assert not two_factor.second_factor_enrolled(coordinator)
     assert SecondFactorEvent.objects.filter(user=coordinator, actor=manager).exists()
+
+
+def test_a_wrong_code_at_enrolment_makes_the_next_try_wait(coordinator):
+    device = two_factor.totp_begin(user=coordinator)
+    with pytest.raises(ValidationError):
+        two_factor.totp_confirm(user=coordinator, device=device, token="000000")
+    device.refresh_from_db()
+    with pytest.raises(ValidationError) as refused:
+        two_factor.totp_confirm(user=coordinator, device=device, token=code_of(device))
+    assert "wait a few seconds" in refused.value.message_dict["token"][0]
+    device.throttle_reset()
+    assert len(two_factor.totp_confirm(user=coordinator, device=device, token=code_of(device))) == 10
+
+
+def test_a_required_user_on_the_enrolment_page_can_log_out_but_sees_no_menu(client, investigator, required):
+    login(client, investigator.username)
+    page = client.get(ENROL_URL).content.decode()
+    assert 'id="logout-form"' in page
+    assert 'id="nav-sidebar"' not in page
