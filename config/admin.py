@@ -6,6 +6,7 @@ from functools import update_wrapper
 from django.contrib import admin
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
 
 
 class RegistryAdminSite(admin.AdminSite):
@@ -36,6 +37,9 @@ class RegistryAdminSite(admin.AdminSite):
         from config.signin import second_factor_redirect
 
         inner = super().admin_view(view, cacheable)
+        if getattr(view, "__name__", "") == "logout":
+            # Anyone signed in may sign out, also before the admin opens to them (on the set-up page).
+            return update_wrapper(never_cache(view), view)
 
         def guarded(request, *args, **kwargs):
             return second_factor_redirect(request) or inner(request, *args, **kwargs)

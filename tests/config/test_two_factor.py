@@ -264,3 +264,11 @@ def test_a_required_user_on_the_enrolment_page_can_log_out_but_sees_no_menu(clie
     page = client.get(ENROL_URL).content.decode()
     assert 'id="logout-form"' in page
     assert 'id="nav-sidebar"' not in page
+
+
+def test_a_required_user_can_sign_out_before_setting_up(client, investigator, required):
+    login(client, investigator.username)
+    response = client.post("/admin/logout/")
+    assert response.status_code == 200  # the admin's "logged out" page
+    assert "_auth_user_id" not in client.session
+    assert client.get(ENROL_URL)["Location"].startswith("/admin/login/")
