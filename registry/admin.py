@@ -18,6 +18,7 @@ from registry.models import (
     Membership,
     OutcomeSettings,
     ReminderPolicy,
+    SecondFactorEvent,
     Site,
     Study,
     StudySite,
@@ -304,3 +305,34 @@ class ApiKeyAdmin(SimpleHistoryAdmin):
         for key in queryset:
             api_key_revoke(key=key)
         self.message_user(request, f"{queryset.count()} key(s) revoked.")
+
+
+@admin.register(SecondFactorEvent)
+class SecondFactorEventAdmin(admin.ModelAdmin):
+    """The audit of two-factor sign-in (set up, new backup codes, reset), read only: superusers see all, data
+    managers the people of their sites."""
+
+    list_display = ["at", "username", "action", "actor", "reason"]
+    list_filter = ["action"]
+    search_fields = ["username"]
+
+    def get_queryset(self, request):
+        return two_factor.second_factor_events_for(request.user)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return False
+        return user.is_superuser or user.memberships.filter(role=Role.DATA_MANAGER).exists()
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -128,6 +128,18 @@ def sign_in_device(*, user, token: str) -> Device | None:
     return device
 
 
+def second_factor_events_for(viewer):
+    """The sign-in audit a viewer may read: everything for a superuser; for a data manager, the events of the
+    people of the sites they manage; nothing for anyone else."""
+    events = SecondFactorEvent.objects.select_related("actor").order_by("-at", "-pk")
+    if not (viewer.is_active and viewer.is_staff):
+        return events.none()
+    if viewer.is_superuser:
+        return events
+    manager_sites = Membership.objects.filter(user_id=viewer.pk, role=c.Role.DATA_MANAGER).values("site_id")
+    return events.filter(user__memberships__site_id__in=manager_sites).distinct()
+
+
 def _may_reset(actor, user) -> bool:
     if not (actor.is_active and actor.is_staff):
         return False

@@ -272,3 +272,18 @@ def test_a_required_user_can_sign_out_before_setting_up(client, investigator, re
     assert response.status_code == 200  # the admin's "logged out" page
     assert "_auth_user_id" not in client.session
     assert client.get(ENROL_URL)["Location"].startswith("/admin/login/")
+
+
+def test_the_audit_is_read_by_data_managers_of_the_persons_site(client, coordinator, site):
+    enrol(coordinator)
+    other = make_user("twof.other", make_site("TWOH"), role=rc.Role.COORDINATOR)
+    enrol(other)
+    manager = make_user("twof.manager", site, role=rc.Role.DATA_MANAGER, password=PASSWORD)
+    assert [event.username for event in two_factor.second_factor_events_for(manager)] == [coordinator.username]
+    client.force_login(manager)
+    page = client.get("/admin/registry/secondfactorevent/").content.decode()
+    assert coordinator.username in page and other.username not in page
+    colleague = make_user("twof.colleague", site, role=rc.Role.COORDINATOR)
+    client.force_login(colleague)
+    assert client.get("/admin/registry/secondfactorevent/").status_code == 403
+    assert two_factor.second_factor_events_for(colleague).count() == 0
