@@ -1,10 +1,12 @@
-"""The registry's admin site: its home page is the coordinator's worklist; two-factor sign-in when required."""
+"""The registry's admin site: its home page is the coordinator's worklist; sign-in with a second factor for
+whoever enrolled one, and enrolment first for those who must (config/signin.py, registry/two_factor.py)."""
 
-from django.conf import settings
+from functools import update_wrapper
+
 from django.contrib import admin
-from django.contrib.admin.forms import AdminAuthenticationForm
+from django.urls import path
 from django.utils.translation import gettext_lazy as _
-from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
+from django.views.decorators.cache import never_cache
 
 
 class RegistryAdminSite(admin.AdminSite):
@@ -15,23 +17,44 @@ class RegistryAdminSite(admin.AdminSite):
     # The registry has no public site: no "View site" link in the header (the home page is the worklist).
     site_url = None
 
-    @property
-    def requires_second_factor(self) -> bool:
-        return getattr(settings, "REGISTRY_REQUIRE_2FA", False)
+    login_template = "admin/registry_login.html"
 
     @property
     def login_form(self):
-        return OTPAdminAuthenticationForm if self.requires_second_factor else AdminAuthenticationForm
+        from config.signin import RegistryLoginForm
 
-    @property
-    def login_template(self):
-        return OTPAdminSite.login_template if self.requires_second_factor else None
+        return RegistryLoginForm
 
     def has_permission(self, request):
+        from config.signin import second_factor_state
+
         allowed = super().has_permission(request)
-        if allowed and self.requires_second_factor:
-            return request.user.is_verified()
-        return allowed
+        if not allowed or request.user.is_verified():
+            return allowed
+        # Whoever enrolled signs in with the code; whoever must enrol cannot use the admin before.
+        enrolled, required = second_factor_state(request)
+        return not (enrolled or required)
+
+    def admin_view(self, view, cacheable=False):
+        from config.signin import second_factor_redirect
+
+        inner = super().admin_view(view, cacheable)
+        if getattr(view, "__name__", "") == "logout":
+            # Anyone signed in may sign out, also before the admin opens to them (on the set-up page).
+            return update_wrapper(never_cache(view), view)
+
+        def guarded(request, *args, **kwargs):
+            return second_factor_redirect(request) or inner(request, *args, **kwargs)
+
+        return update_wrapper(guarded, view)
+
+    def get_urls(self):
+        from config.signin import two_factor_page
+
+        def page(request):
+            return two_factor_page(request, self)
+
+        return [path("two-factor/", page, name="two_factor"), *super().get_urls()]
 
     def index(self, request, extra_context=None):
         from followup.selectors import worklist

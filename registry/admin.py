@@ -1,10 +1,13 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from simple_history.admin import SimpleHistoryAdmin
 
 from core.forms import PlainTextFormMixin
-from registry import services
+from registry import services, two_factor
 from registry.admin_tools import ScopedAdmin, ScopedReadOnlyInlineMixin
 from registry.api_keys import api_key_issue, api_key_revoke
 from registry.constants import ISCT_TEST_FIELDS, LOT_TEST_FIELDS, Role
@@ -15,6 +18,7 @@ from registry.models import (
     Membership,
     OutcomeSettings,
     ReminderPolicy,
+    SecondFactorEvent,
     Site,
     Study,
     StudySite,
@@ -117,6 +121,33 @@ class MembershipAdmin(ScopedAdmin):
     autocomplete_fields = ["user", "site"]
     superuser_writes_only = True
     reason_on_change = False
+    actions = ["reset_second_factor"]
+
+    @admin.action(description=gettext_lazy("Reset two-factor sign-in of the selected people"))
+    def reset_second_factor(self, request, queryset):
+        """A data manager of the person's site (or a superuser), e.g. after a lost phone; audited
+        (registry/two_factor.py)."""
+        done, refused = [], []
+        for user in {membership.user for membership in queryset.select_related("user")}:
+            try:
+                two_factor.second_factor_reset(
+                    actor=request.user, user=user, reason=_("Reset from the memberships list")
+                )
+                done.append(user.get_username())
+            except PermissionDenied:
+                refused.append(user.get_username())
+        if done:
+            names = ", ".join(sorted(done))
+            messages.success(
+                request,
+                _("Two-factor sign-in reset for: %(names)s. They set it up again at their next sign-in.")
+                % {"names": names},
+            )
+        if refused:
+            names = ", ".join(sorted(refused))
+            messages.error(
+                request, _("Not reset (only a data manager of their site may): %(names)s") % {"names": names}
+            )
 
 
 @admin.register(Donor)
@@ -274,3 +305,34 @@ class ApiKeyAdmin(SimpleHistoryAdmin):
         for key in queryset:
             api_key_revoke(key=key)
         self.message_user(request, f"{queryset.count()} key(s) revoked.")
+
+
+@admin.register(SecondFactorEvent)
+class SecondFactorEventAdmin(admin.ModelAdmin):
+    """The audit of two-factor sign-in (set up, new backup codes, reset), read only: superusers see all, data
+    managers the people of their sites."""
+
+    list_display = ["at", "username", "action", "actor", "reason"]
+    list_filter = ["action"]
+    search_fields = ["username"]
+
+    def get_queryset(self, request):
+        return two_factor.second_factor_events_for(request.user)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return False
+        return user.is_superuser or user.memberships.filter(role=Role.DATA_MANAGER).exists()
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,6 +1,7 @@
 """Choices and catalogues of the registry app."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class StudyPhase(models.TextChoices):
@@ -142,3 +143,14 @@ DEFAULT_VISIT_TEMPLATE: tuple[tuple[str, str, int, int, int], ...] = (
 # done with a reason): result codes of the catalogue (followup/catalogue.py), at these visits.
 DEFAULT_REQUIRED_ITEMS: tuple[str, ...] = ("SLEDAI2K", "PROT24H", "CREAT", "C3", "C4", "ADSDNA")
 DEFAULT_REQUIRED_AT: tuple[str, ...] = ("BL", "M3", "M6", "M12")
+
+
+class SecondFactorAction(models.TextChoices):
+    ENROLLED = "enrolled", _("Enrolled an authenticator app")
+    BACKUP_CODES = "backup_codes", _("Issued new backup codes")
+    RESET = "reset", _("Two-factor sign-in reset")
+
+
+# Who must sign in with a second factor when REGISTRY_REQUIRE_2FA is on (superusers too): docs/sign-in.md.
+SECOND_FACTOR_ROLES = frozenset({Role.INVESTIGATOR, Role.DATA_MANAGER})
+BACKUP_CODE_COUNT = 10

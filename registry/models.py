@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
 from core.audit import audit_history
@@ -553,3 +554,23 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api_key.prefix}: {self.key}"
+
+
+class SecondFactorEvent(models.Model):
+    """A change to someone's two-factor sign-in (enrolled, new backup codes, reset by a data manager): the audit
+    trail of sign-in devices, which django-otp does not keep. The username stays when the account is deleted."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="second_factor_events"
+    )
+    username = models.CharField(max_length=150)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    action = models.CharField(max_length=20, choices=c.SecondFactorAction.choices)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.username}: {self.get_action_display()}"

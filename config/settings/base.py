@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "core",
     "registry",
     "patients",
@@ -60,13 +61,19 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# Login: repeated failures lock the account for a while (django-axes); two-factor authentication with a TOTP
-# device (django-otp) is available to everyone and required for the admin when REGISTRY_REQUIRE_2FA is on.
+# Login: repeated failures lock the username *at that address* for a while (django-axes), so a mistyped or
+# made-up name never locks the colleagues behind the same hospital NAT; a warning from the third failure on, and
+# a lockout page (config/signin.py) naming how long and whom to contact. Two-factor sign-in (django-otp: an
+# authenticator app, and one-time backup codes) is open to everyone and, when REGISTRY_REQUIRE_2FA is on,
+# required of investigators, data managers and superusers (docs/sign-in.md).
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.5)
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.signin.lockout_response"
+AXES_WARN_AFTER_FAILURES = 3
+REGISTRY_SUPPORT_CONTACT = env.str("REGISTRY_SUPPORT_CONTACT", default="")
 REGISTRY_REQUIRE_2FA = env.bool("DJANGO_REQUIRE_2FA", default=False)
 OTP_TOTP_ISSUER = "MSCT registry"
 SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_COOKIE_AGE", default=8 * 3600)

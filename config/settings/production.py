@@ -26,7 +26,7 @@ SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
-# Staff sign in to the admin with a second factor in production.
+# Investigators, data managers and superusers sign in with a second factor in production (docs/sign-in.md).
 REGISTRY_REQUIRE_2FA = env.bool("DJANGO_REQUIRE_2FA", default=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
