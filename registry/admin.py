@@ -326,7 +326,12 @@ class SecondFactorEventAdmin(admin.ModelAdmin):
         user = request.user
         if not (user.is_active and user.is_staff):
             return False
-        return user.is_superuser or user.memberships.filter(role=Role.DATA_MANAGER).exists()
+        if user.is_superuser:
+            return True
+        # Asked for the app list and again for the model's permissions: read once per request.
+        if not hasattr(request, "_registry_is_data_manager"):
+            request._registry_is_data_manager = user.memberships.filter(role=Role.DATA_MANAGER).exists()
+        return request._registry_is_data_manager
 
     def has_add_permission(self, request):
         return False
