@@ -9,6 +9,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.shortcuts import redirect
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import format_lazy
@@ -251,7 +252,7 @@ class VisitAdmin(ScopedAdmin):
     list_display = [
         "patient",
         "code",
-        "label",
+        "label_display",
         "target_date",
         "window_start",
         "window_end",
@@ -266,7 +267,7 @@ class VisitAdmin(ScopedAdmin):
     readonly_fields = [
         "patient",
         "code",
-        "label",
+        "label_display",
         "target_date",
         "window",
         "state_display",
@@ -295,7 +296,7 @@ class VisitAdmin(ScopedAdmin):
                 {
                     "fields": [
                         "patient",
-                        ("code", "label"),
+                        ("code", "label_display"),
                         ("target_date", "window"),
                         "state_display",
                         "outcome_reason",
@@ -321,6 +322,10 @@ class VisitAdmin(ScopedAdmin):
         context["required_items"] = required
         context["visit_completed"] = obj is not None and obj.outcome == VisitOutcome.COMPLETED
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    @admin.display(description=_("label"), ordering="label")
+    def label_display(self, obj):
+        return obj.label_shown
 
     @admin.display(description=_("state"), ordering="state")
     def state_display(self, obj):
@@ -574,6 +579,10 @@ class LotLookbackAdmin(ScopedAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def history_view(self, request, object_id, extra_context=None):
+        # A proxy has no history of its own (simple-history records the lot): the lot's history page.
+        return redirect("admin:registry_cellproduct_history", object_id)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         lot = self.get_object(request, object_id)
         extra_context = {**(extra_context or {}), "recipients": lot_lookback(lot=lot, user=request.user) if lot else []}
@@ -778,7 +787,7 @@ class PatientWorkspaceAdmin(PatientAdmin):
             (
                 reverse("admin:followup_visit_change", args=[v.pk]),
                 v.code,
-                v.label,
+                v.label_shown,
                 f"{v.window_start:%Y-%m-%d}",
                 f"{v.window_end:%Y-%m-%d}",
                 VisitState(v.state).label,

@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy
 
 from core.audit import audit_history
+from core.i18n import in_language
 from registry import constants as c
 
 # Site scoping ------------------------------------------------------------------------------------------
@@ -376,6 +377,9 @@ class VisitDefinition(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="visit_definitions")
     code = models.CharField(max_length=10, validators=[CODE_VALIDATOR])
     label = models.CharField(max_length=100)
+    label_zh = models.CharField(
+        "label (Chinese)", max_length=100, blank=True, help_text="Shown to users reading Chinese; blank: the label."
+    )
     offset_days = models.PositiveIntegerField()
     window_before_days = models.PositiveIntegerField(default=0)
     window_after_days = models.PositiveIntegerField(default=0)
@@ -387,7 +391,7 @@ class VisitDefinition(models.Model):
     )
 
     history = audit_history()
-    PLAIN_TEXT_FIELDS = ("label",)
+    PLAIN_TEXT_FIELDS = ("label", "label_zh")
 
     class Meta:
         ordering = ["study", "offset_days"]
@@ -398,6 +402,11 @@ class VisitDefinition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} (day {self.offset_days})"
+
+    @property
+    def label_shown(self) -> str:
+        """The label in the active language (core/i18n.py, `in_language`)."""
+        return in_language(self.label, zh=self.label_zh)
 
     @property
     def window_first_day(self) -> int:

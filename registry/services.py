@@ -361,6 +361,7 @@ def schedule_install_default(*, study: Study) -> list[VisitDefinition]:
             study=study,
             code=code,
             label=label,
+            label_zh=c.DEFAULT_VISIT_LABELS_ZH.get(code, ""),
             offset_days=offset,
             window_before_days=before,
             window_after_days=after,

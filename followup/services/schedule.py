@@ -25,6 +25,7 @@ def _visit_from(definition: VisitDefinition, patient: Patient, day_zero: dt.date
         definition=definition,
         code=definition.code,
         label=definition.label,
+        label_zh=definition.label_zh,
         target_date=target,
         window_start=target - dt.timedelta(days=definition.window_before_days),
         window_end=target + dt.timedelta(days=definition.window_after_days),
