@@ -7,9 +7,9 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.shortcuts import redirect
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import format_lazy
@@ -65,6 +65,32 @@ OUTCOME_GRADES = {
     "mild_moderate": _("mild or moderate"),
     "severe": _("severe"),
 }
+
+
+REPORTS = {"initial": _("initial report"), "complete": _("complete report")}
+REPORT_STATES = {
+    "due": _("due"),
+    "overdue": _("overdue"),
+    "submitted on time": _("submitted on time"),
+    "submitted late": _("submitted late"),
+}
+
+
+def report_clock_text(clock: dict) -> str:
+    """One expedited report's clock (followup/services/adverse_events.py, `ae_report_clock`) in words."""
+    text = gettext("%(report)s due %(date)s: %(state)s") % {
+        "report": REPORTS.get(clock["report"], clock["report"]),
+        "date": clock["due"].isoformat(),
+        "state": REPORT_STATES.get(clock["state"], clock["state"]),
+    }
+    if clock["state"] == "due":
+        text += (
+            " (" + ngettext("%(n)d day left", "%(n)d days left", clock["days_left"]) % {"n": clock["days_left"]} + ")"
+        )
+    if clock["state"] == "overdue":
+        late = -clock["days_left"]
+        text += " (" + ngettext("%(n)d day late", "%(n)d days late", late) % {"n": late} + ")"
+    return text
 
 
 def outcome_grade(code: str) -> str:
@@ -460,6 +486,24 @@ class ResultAdmin(ScopedAdmin):
         return obj.shown_entered_value or self.get_empty_value_display()
 
 
+class OutcomeWordsFilter(admin.AllValuesFieldListFilter):
+    """The values a graded outcome takes (complete, partial, none, severe, ...), in the user's language."""
+
+    def choices(self, changelist):
+        for choice in super().choices(changelist):
+            if choice.get("display") in OUTCOME_GRADES:
+                choice = {**choice, "display": outcome_grade(choice["display"])}
+            yield choice
+
+
+def _outcome_word(field: str):
+    @admin.display(description=_(str(ComputedOutcome._meta.get_field(field).verbose_name)), ordering=field)
+    def shown(self, obj):
+        return outcome_grade(getattr(obj, field))
+
+    return shown
+
+
 @admin.register(ComputedOutcome)
 class ComputedOutcomeAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     list_display = [
@@ -467,13 +511,23 @@ class ComputedOutcomeAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         "sledai",
         "sledai_change",
         "sri4",
-        "remission",
-        "renal_response",
-        "flare",
+        "remission_shown",
+        "renal_response_shown",
+        "flare_shown",
         "relapse",
         "algorithm_version",
     ]
-    list_filter = ["remission", "renal_response", "flare", "relapse", "visit__code", "visit__patient__site"]
+    list_filter = [
+        ("remission", OutcomeWordsFilter),
+        ("renal_response", OutcomeWordsFilter),
+        ("flare", OutcomeWordsFilter),
+        "relapse",
+        "visit__code",
+        "visit__patient__site",
+    ]
+    remission_shown = _outcome_word("remission")
+    renal_response_shown = _outcome_word("renal_response")
+    flare_shown = _outcome_word("flare")
     search_fields = ["visit__patient__subject_code"]
     list_select_related = ["visit__patient"]
 
@@ -524,23 +578,18 @@ class AdverseEventAdmin(ScopedAdmin):
             obj.meddra_soc,
         )
 
-    @admin.display(description="serious", boolean=True)
+    @admin.display(description=_("serious"), boolean=True)
     def serious_flag(self, obj):
         return obj.serious
 
-    @admin.display(description="expedited reporting")
+    @admin.display(description=_("expedited reporting"))
     def report_clock(self, obj):
         if obj.pk is None:
             return "—"
         clock = services.ae_report_clock(obj)
         if not clock:
-            return "not a SUSAR: no expedited report"
-        return "; ".join(
-            f"{c['report']} due {c['due'].isoformat()}: {c['state']}"
-            + (f" ({c['days_left']} days left)" if c["state"] == "due" else "")
-            + (f" ({-c['days_left']} days late)" if c["state"] == "overdue" else "")
-            for c in clock
-        )
+            return gettext("not a SUSAR: no expedited report")
+        return "; ".join(report_clock_text(c) for c in clock)
 
     def service_save(self, request, instance, cleaned_data, change):
         return services.ae_save(ae=instance, actor=request.user, reason=cleaned_data.get("reason", ""))
@@ -591,20 +640,24 @@ class LotLookbackAdmin(ScopedAdmin):
 
 class SignalReviewForm(ServiceModelForm):
     decision = forms.ChoiceField(
-        choices=[("", "—"), ("dismiss", "Dismiss (or answer the malignancy question)"), ("accept", "Accept as an AE")],
+        choices=[
+            ("", "—"),
+            ("dismiss", _("Dismiss (or answer the malignancy question)")),
+            ("accept", _("Accept as an AE")),
+        ],
         required=False,
     )
-    ae_term = keep_formula_start(forms.CharField(required=False, label="AE term (when accepting)"))
-    ae_category = forms.ChoiceField(choices=[("", "—"), *AECategory.choices], required=False, label="AE category")
+    ae_term = keep_formula_start(forms.CharField(required=False, label=_("AE term (when accepting)")))
+    ae_category = forms.ChoiceField(choices=[("", "—"), *AECategory.choices], required=False, label=_("AE category"))
     ae_grade = forms.TypedChoiceField(
-        choices=[("", "—"), *CTCAEGrade.choices], coerce=int, required=False, label="CTCAE grade"
+        choices=[("", "—"), *CTCAEGrade.choices], coerce=int, required=False, label=_("CTCAE grade")
     )
     ae_relatedness = forms.ChoiceField(
-        choices=[("", "—"), *Relatedness.choices], required=False, label="relatedness to MSCT"
+        choices=[("", "—"), *Relatedness.choices], required=False, label=_("relatedness to MSCT")
     )
-    ae_expected = forms.BooleanField(required=False, label="expected")
-    ae_onset_date = forms.DateField(required=False, label="onset date")
-    ae_aware_date = forms.DateField(required=False, label="date the site became aware")
+    ae_expected = forms.BooleanField(required=False, label=_("expected"))
+    ae_onset_date = forms.DateField(required=False, label=_("onset date"))
+    ae_aware_date = forms.DateField(required=False, label=_("date the site became aware"))
 
     class Meta:
         model = SafetySignal
@@ -660,22 +713,24 @@ class SafetySignalAdmin(ScopedAdmin):
             }
             missing = [name for name, value in fields.items() if value in (None, "") and name != "expected"]
             if missing:
-                raise ValidationError({f"ae_{name}": "Needed to record the adverse event." for name in missing})
+                raise ValidationError(
+                    {f"ae_{name}": gettext("Needed to record the adverse event.") for name in missing}
+                )
             return safety.signal_accept(
                 signal=instance, actor=request.user, description=cleaned_data.get("review_reason", ""), **fields
             )
-        raise ValidationError({"decision": "Choose to dismiss the signal or accept it as an adverse event."})
+        raise ValidationError({"decision": gettext("Choose to dismiss the signal or accept it as an adverse event.")})
 
 
 # The patient page: patients' own admin, with the follow-up picture added -----------------------------
 
 
 class CellSourceFilter(admin.SimpleListFilter):
-    title = "cell source"
+    title = _("cell source")
     parameter_name = "cell_source"
 
     def lookups(self, request, model_admin):
-        return TissueSource.choices
+        return [(value, _(label)) for value, label in TissueSource.choices]
 
     def queryset(self, request, queryset):
         if self.value():
@@ -685,11 +740,11 @@ class CellSourceFilter(admin.SimpleListFilter):
 
 
 class InfusionsFilter(admin.SimpleListFilter):
-    title = "infusions"
+    title = _("infusions")
     parameter_name = "infusions"
 
     def lookups(self, request, model_admin):
-        return [("single", "single MSCT"), ("double", "double MSCT"), ("none", "not infused yet")]
+        return [("single", _("single MSCT")), ("double", _("double MSCT")), ("none", _("not infused yet"))]
 
     def queryset(self, request, queryset):
         # Counted in a subquery: a join on transplants made by another filter must not change the count.
@@ -709,11 +764,11 @@ class InfusionsFilter(admin.SimpleListFilter):
 
 
 class OverdueFilter(admin.SimpleListFilter):
-    title = "follow-up"
+    title = _("follow-up")
     parameter_name = "overdue"
 
     def lookups(self, request, model_admin):
-        return [("yes", "has an overdue visit")]
+        return [("yes", _("has an overdue visit"))]
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
@@ -762,15 +817,24 @@ class PatientWorkspaceAdmin(PatientAdmin):
             (_("Site"), f"{obj.site.code} ({obj.site.time_zone})"),
             (
                 _("Status"),
-                f"{obj.get_status_display()}" + (f" since {obj.status_date:%Y-%m-%d}" if obj.status_date else ""),
+                gettext("%(status)s since %(date)s")
+                % {"status": obj.get_status_display(), "date": f"{obj.status_date:%Y-%m-%d}"}
+                if obj.status_date
+                else obj.get_status_display(),
             ),
             (_("Day 0"), day0.isoformat() if day0 else _("not infused yet")),
             (_("Cell source"), infusions[0].lot.get_tissue_source_display() if infusions else "—"),
             (
                 _("Infusions"),
                 "; ".join(
-                    f"#{t.infusion_number} {t.infused_at.astimezone(obj.site.zone):%Y-%m-%d %H:%M} lot {t.lot.lot_number}, "
-                    f"{t.dose_cells_per_kg:,} cells/kg × {t.weight_kg} kg"
+                    gettext("#%(number)s %(when)s lot %(lot)s, %(dose)s cells/kg × %(weight)s kg")
+                    % {
+                        "number": t.infusion_number,
+                        "when": f"{t.infused_at.astimezone(obj.site.zone):%Y-%m-%d %H:%M}",
+                        "lot": t.lot.lot_number,
+                        "dose": f"{t.dose_cells_per_kg:,}",
+                        "weight": t.weight_kg,
+                    }
                     for t in infusions
                 )
                 or "—",
@@ -796,9 +860,13 @@ class PatientWorkspaceAdmin(PatientAdmin):
             for v in visits
         ]
         if not rows:
-            return "No visits: the schedule starts with the first infusion."
+            return gettext("No visits: the schedule starts with the first infusion.")
         return format_html(
-            "<table><tr><th>visit</th><th></th><th>window</th><th></th><th>state</th><th>date</th></tr>{}</table>",
+            "<table><tr><th>{}</th><th></th><th>{}</th><th></th><th>{}</th><th>{}</th></tr>{}</table>",
+            gettext("visit"),
+            gettext("window"),
+            gettext("state"),
+            gettext("date"),
             format_html_join(
                 "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', rows
             ),
@@ -822,7 +890,11 @@ class VisitDefinitionItemsForm(ServiceModelForm):
     """A time point of the template, its required items chosen from the catalogue."""
 
     required_items = forms.MultipleChoiceField(
-        choices=[(code, f"{code}: {analyte.label}") for code, analyte in ANALYTES.items() if not analyte.computed],
+        choices=[
+            (code, format_lazy("{}: {}", code, _(analyte.label)))
+            for code, analyte in ANALYTES.items()
+            if not analyte.computed
+        ],
         required=False,
         widget=forms.CheckboxSelectMultiple,
         label=_("required items"),

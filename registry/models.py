@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from core.audit import audit_history
 from core.i18n import in_language
@@ -56,9 +56,9 @@ CODE_VALIDATOR = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Use letters, d
 def validate_code_list(value) -> None:
     """A list of distinct codes (e.g. a visit's required result codes)."""
     if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
-        raise ValidationError('Give a list of codes, e.g. ["CREAT", "C3"].')
+        raise ValidationError(gettext('Give a list of codes, e.g. ["CREAT", "C3"].'))
     if len(set(value)) != len(value):
-        raise ValidationError("Each code once.")
+        raise ValidationError(gettext("Each code once."))
     for code in value:
         CODE_VALIDATOR(code)
 
@@ -71,7 +71,9 @@ PERCENT_VALIDATORS = [
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
-        raise ValidationError(f"'{value}' is not an IANA time zone (e.g. Asia/Shanghai).", code="time_zone")
+        raise ValidationError(
+            gettext("'%(value)s' is not an IANA time zone (e.g. Asia/Shanghai).") % {"value": value}, code="time_zone"
+        )
 
 
 class TimeStampedModel(models.Model):

@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from registry.admin_tools import SiteScopedAdminMixin
 from registry.constants import TissueSource
@@ -40,7 +41,9 @@ class ExportRequestForm(forms.ModelForm):
     class Meta:
         model = ExportJob
         fields = ["study"]
-        help_texts = {"study": "The export holds the data of your sites in this study, with pseudonymous codes only."}
+        help_texts = {
+            "study": _("The export holds the data of your sites in this study, with pseudonymous codes only.")
+        }
 
     def _post_clean(self):
         super()._post_clean()
@@ -107,7 +110,7 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         return type(form.__name__, (form,), {"request": request})
 
     def add_view(self, request, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "title": "Export a study"}
+        extra_context = {**(extra_context or {}), "title": gettext("Export a study")}
         return super().add_view(request, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
@@ -116,7 +119,7 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         # Site codes for the "sites" column, read once per list rather than once per row.
         _local.site_codes = dict(Site.objects.values_list("pk", "code"))
-        extra_context = {**(extra_context or {}), "title": "Study exports"}
+        extra_context = {**(extra_context or {}), "title": gettext("Study exports")}
         return super().changelist_view(request, extra_context)
 
     def get_urls(self):

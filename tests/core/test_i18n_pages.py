@@ -14,6 +14,7 @@ data and is not looked at: form fields' values, text areas and the options of pi
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import re
 from html.parser import HTMLParser
@@ -72,9 +73,75 @@ def fragments(text: str) -> list[str]:
     return [piece.strip(" :,.()") for piece in PLACEHOLDER.split(text) if len(piece.strip(" :,.()").split()) >= 2]
 
 
+SOURCE_KEYWORDS = {"label", "title", "description", "help_text", "empty_label", "verbose_name", "short_description"}
+
+
+def _python_texts(path: Path) -> set[str]:
+    """Texts a Python module gives the admin to show: labels, titles, descriptions, help texts, the labels of
+    choices lists, and "title" in a page's context."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            for keyword in node.keywords:
+                if keyword.arg in SOURCE_KEYWORDS and isinstance(keyword.value, ast.Constant):
+                    found.add(keyword.value.value)
+                if keyword.arg == "choices" and isinstance(keyword.value, ast.List | ast.Tuple):
+                    for item in keyword.value.elts:
+                        if (
+                            isinstance(item, ast.Tuple)
+                            and len(item.elts) == 2
+                            and isinstance(item.elts[1], ast.Constant)
+                        ):
+                            found.add(item.elts[1].value)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            if any(isinstance(t, ast.Name) and t.id in SOURCE_KEYWORDS for t in node.targets):
+                found.add(node.value.value)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):  # help_texts = {...}, labels = {...}
+            if any(isinstance(t, ast.Name) and t.id in {"help_texts", "labels"} for t in node.targets):
+                found.update(v.value for v in node.value.values if isinstance(v, ast.Constant))
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "title" and isinstance(value, ast.Constant):
+                    found.add(value.value)
+        elif isinstance(node, ast.Tuple) and len(node.elts) == 2:  # a fieldset: (name, {"fields": ...})
+            name, options = node.elts
+            if (
+                isinstance(name, ast.Constant)
+                and isinstance(options, ast.Dict)
+                and any(isinstance(k, ast.Constant) and k.value == "fields" for k in options.keys)
+            ):
+                found.add(name.value)
+    return {text for text in found if isinstance(text, str)}
+
+
+TEMPLATE_CODE = re.compile(
+    r"{%\s*comment\s*%}.*?{%\s*endcomment\s*%}|{%\s*blocktrans(?:late)?\b.*?{%\s*endblocktrans(?:late)?\s*%}"
+    r"|<script.*?</script>|<style.*?</style>|{#.*?#}|{%.*?%}|{{.*?}}|<[^>]*>",
+    flags=re.S,
+)
+
+
+def _template_texts(path: Path) -> set[str]:
+    """The text of a template written outside `{% translate %}`: what it shows as it is, in every language."""
+    return {" ".join(piece.split()) for piece in TEMPLATE_CODE.split(path.read_text(encoding="utf-8")) if piece.strip()}
+
+
+def source_texts() -> set[str]:
+    base = Path(settings.BASE_DIR)
+    texts = set()
+    for app in PROJECT_APPS:
+        for path in (base / app).rglob("*.py"):
+            if "migrations" not in path.parts:
+                texts |= _python_texts(path)
+    for path in [*base.glob("*/templates/**/*.html"), *(base / "templates").rglob("*.html")]:
+        if "email" not in path.parts:
+            texts |= _template_texts(path)
+    return {text for text in texts if len(re.findall(r"[A-Za-z]{2,}", text)) >= 2}
+
+
 def english_texts() -> set[str]:
     translations = catalogue()
-    texts = set(translations) | choice_texts() | {label for _, label, *_ in DEFAULT_VISIT_TEMPLATE}
+    texts = set(translations) | choice_texts() | source_texts() | {label for _, label, *_ in DEFAULT_VISIT_TEMPLATE}
     needles = set()
     for text in texts:
         if text in SAME_IN_BOTH or translations.get(text) == text:
@@ -159,6 +226,7 @@ def english_left(html: str, needles: set[str], data: list[str]) -> list[str]:
     parser.feed(html)
     shown = " ".join(parser.text().split())
     segments = set(parser.segments)
+    listed = parser.segments
     for value in data:
         shown = shown.replace(value, " \u00a4 ")
     segments -= set(data)
@@ -166,7 +234,8 @@ def english_left(html: str, needles: set[str], data: list[str]) -> list[str]:
     for needle in sorted(needles):
         if " " not in needle:
             if needle in segments:
-                found.append(f"{needle!r} standing alone")
+                at = listed.index(needle)
+                found.append(f"{needle!r} standing alone, after {listed[max(0, at - 3) : at]}")
             continue
         hit = re.search(r"(?<![\w-])" + re.escape(needle) + r"(?![\w-])", shown)
         if hit:
@@ -228,6 +297,8 @@ def model_pages() -> list[str]:
     """Changelist, add form and the first row's change and history pages of every registered model."""
     urls = []
     for model in admin.site._registry:
+        if model._meta.app_label not in PROJECT_APPS:  # Django's users and groups, the sign-in libraries' records
+            continue
         name = f"admin:{model._meta.app_label}_{model._meta.model_name}"
         urls.append(reverse(f"{name}_changelist"))
         urls.append(reverse(f"{name}_add"))
@@ -312,7 +383,8 @@ def test_every_admin_page_in_chinese_shows_none_of_the_projects_english(client, 
             continue
         assert response.status_code == 200, f"{url} answered {response.status_code}"
         opened += 1
-        left = english_left(response.content.decode(), needles, data)
+        # simple-history prints a change without a reason as Python's None
+        left = english_left(response.content.decode(), needles - {"None"} if "/history/" in url else needles, data)
         if left:
             problems[url] = left
 
