@@ -316,6 +316,8 @@ class VisitAdmin(ScopedAdmin):
         sledai = ["sledai_assessed", "sledai_items", "sledai_total_only"]
         if "SLEDAI2K" in required:
             sledai[-1] = ("sledai_total_only", "SLEDAI2K_not_done")
+        if obj is not None and not self.has_change_permission(request, obj):
+            return self._read_only_fieldsets()
         return [
             (
                 None,
@@ -338,6 +340,21 @@ class VisitAdmin(ScopedAdmin):
             (_("Missed visit"), {"fields": ["missed_reason"], "classes": ["collapse"]}),
             (_("Computed outcomes"), {"fields": ["outcome_summary"]}),
             (_("Correction"), {"fields": ["reason"]}),
+        ]
+
+    @staticmethod
+    def _read_only_fieldsets():
+        """A visit the user may only read (signed, locked, another role's): its recorded fields; the results are
+        in the table below. The entry form's own fields (units, not-done reasons, a reason for a correction)
+        have nothing to show, and Django would label them by their names, in English."""
+        return [
+            (
+                None,
+                {"fields": ["patient", ("code", "label_display"), ("target_date", "window"), "state_display"]},
+            ),
+            (_("Record the visit"), {"fields": ["actual_date", "deviation_reason", "outcome_reason"]}),
+            ("SLEDAI-2K", {"fields": ["sledai_items"]}),
+            (_("Computed outcomes"), {"fields": ["outcome_summary"]}),
         ]
 
     def get_queryset(self, request):
@@ -648,12 +665,19 @@ class SignalReviewForm(ServiceModelForm):
         required=False,
     )
     ae_term = keep_formula_start(forms.CharField(required=False, label=_("AE term (when accepting)")))
-    ae_category = forms.ChoiceField(choices=[("", "—"), *AECategory.choices], required=False, label=_("AE category"))
+    ae_category = forms.ChoiceField(
+        choices=[("", "—"), *((v, _(label)) for v, label in AECategory.choices)], required=False, label=_("AE category")
+    )
     ae_grade = forms.TypedChoiceField(
-        choices=[("", "—"), *CTCAEGrade.choices], coerce=int, required=False, label=_("CTCAE grade")
+        choices=[("", "—"), *((v, _(label)) for v, label in CTCAEGrade.choices)],
+        coerce=int,
+        required=False,
+        label=_("CTCAE grade"),
     )
     ae_relatedness = forms.ChoiceField(
-        choices=[("", "—"), *Relatedness.choices], required=False, label=_("relatedness to MSCT")
+        choices=[("", "—"), *((v, _(label)) for v, label in Relatedness.choices)],
+        required=False,
+        label=_("relatedness to MSCT"),
     )
     ae_expected = forms.BooleanField(required=False, label=_("expected"))
     ae_onset_date = forms.DateField(required=False, label=_("onset date"))

@@ -336,8 +336,7 @@ def page_fillers() -> dict[str, list]:
     that only acts (POST) is given none: it has no page to read."""
     from followup.models import AdverseEvent, Visit
     from patients.models import Patient
-    from quality.models import Freeze, Lock, Query, Signature
-    from reporting.models import ExportJob
+    from quality.models import Freeze, Lock, Signature
 
     visit, event, patient = first_pk(Visit), first_pk(AdverseEvent), first_pk(Patient)
     return {
@@ -350,15 +349,48 @@ def page_fillers() -> dict[str, list]:
         "quality_freeze_export": [(pk,) for pk in [first_pk(Freeze)] if pk],
         "quality_freeze_report": [(pk,) for pk in [first_pk(Freeze)] if pk],
         "quality_query_raise": [("visit", visit), ("adverse_event", event), ("patient", patient)],
-        "quality_query_act": [(pk,) for pk in [first_pk(Query)] if pk],
-        "reporting_exportjob_download": [(pk,) for pk in [first_pk(ExportJob)] if pk],
+        "quality_query_act": [],  # POST only: it answers, closes or reopens a query shown on its change page
+        "reporting_exportjob_download": [],  # a zip file, not a page
     }
 
 
 @pytest.fixture
 def seeded(superuser):
+    """The demo study, and a record of every kind the admin lists: safety signals, reminders, queries (raised
+    by the edit checks and by hand), an export, a source verification, a signature, a lock and a freeze."""
+    from followup.models import Visit
+    from followup.safety import safety_sweep
+    from notifications.ledger import reminders_sweep
+    from notifications.models import NotificationPreference
+    from patients.models import Patient
+    from quality.services.edit_checks import run_edit_checks
+    from quality.services.freezes import freeze_create
+    from quality.services.queries import query_raise
+    from quality.services.review import lock_patient, sdv_mark, signature_sign
+    from registry.api_keys import api_key_issue
+    from registry.constants import Role
+    from registry.models import Site, Study
+    from reporting.exports.jobs import export_job_request
+    from tests.factories import make_user
+
     with time_machine.travel(NOW, tick=False):
         call_command("seed_demo", patients=8, quiet=True, stdout=StringIO())
+        study, site = Study.objects.get(), Site.objects.order_by("pk").first()
+        visit = Visit.objects.filter(outcome="completed").order_by("pk").first()
+        safety_sweep(now=NOW)
+        run_edit_checks()
+        reminders_sweep(now=NOW)
+        NotificationPreference.objects.create(user=superuser, language="zh-hans")
+        query_raise(target=visit, text="Please check the date.", actor=superuser, field="actual_date")
+        api_key_issue(site=site, name="partner")
+        export_job_request(study=study, user=superuser)
+        sdv_mark(record=visit, actor=superuser)
+        investigator = make_user("zh-investigator", visit.patient.site, role=Role.INVESTIGATOR)
+        signature_sign(record=visit, actor=investigator, password="not-used-in-tests")
+        lock_patient(
+            patient=Patient.objects.exclude(pk=visit.patient_id).first(), reason="database lock", actor=superuser
+        )
+        freeze_create(study=study, name="interim analysis", actor=superuser)
     return superuser
 
 

@@ -86,7 +86,6 @@ def test_a_reminder_names_the_visit_in_the_recipients_language(language, label):
         stage="due",
         recipient_email="coordinator@example.org",
         language=language,
-        key=f"visit:{visit.pk}:due:{language}",
     )
 
     message = compose([row])
