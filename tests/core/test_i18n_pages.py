@@ -1,15 +1,19 @@
 """Every admin page the project defines, rendered in Simplified Chinese on the demo data, shows none of the
 project's own English texts.
 
-The pages are enumerated, not listed: each model registered on the admin site gives its changelist, add form
-and the change form of its first row, and every URL pattern of the admin site whose view the project wrote
-(the worklist, the patient page, the reports, the data quality views) is visited with its arguments filled
-from the demo data. A pattern this module cannot fill fails the test, so a new page cannot be missed.
+The pages are enumerated, not listed: each of the project's models registered on the admin site gives its
+changelist, add form, and the change and history pages of its first row, and every URL pattern of the admin
+site whose view the project wrote (the worklist, the app pages, the reports, the data quality views) is
+visited with its arguments filled from the data. A pattern this module cannot fill fails the test, so a new
+page cannot be missed. The data: the demo study, plus a record of every kind the admin lists.
 
 The English texts looked for are the project's own: every msgid of locale/zh_Hans/LC_MESSAGES/django.po
-whose translation differs from it, the labels of the project's choices, and the labels of the default
-follow-up template (registry/constants.py). Text that users enter (subject codes, descriptions, reasons) is
-data and is not looked at: form fields' values, text areas and the options of pick lists of records.
+whose translation differs from it, the labels of the project's choices, the labels, titles, descriptions,
+help texts, fieldset names and choices written in the project's Python, the text of its templates written
+outside `{% translate %}`, and the labels of the default follow-up template (registry/constants.py). Text
+that users enter is data and is not looked at: every text stored in the project's tables (subject codes,
+terms, reasons, the history's reasons for changes) is blanked out first, as are text areas and the options
+of pick lists of records.
 """
 
 from __future__ import annotations
@@ -254,9 +258,7 @@ def entered_data(needles: set[str]) -> list[str]:
             config = apps.get_app_config(label)
         except LookupError:
             continue
-        for model in config.get_models():
-            if model.__name__.startswith("Historical"):
-                continue
+        for model in config.get_models():  # with the history's reasons for changes, written in English
             fields = [f.name for f in model._meta.concrete_fields if isinstance(f, models.CharField | models.TextField)]
             if not fields:
                 continue
