@@ -4,8 +4,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
-from django.db.models import Count, IntegerField, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -18,6 +16,15 @@ from django.utils.translation import gettext_lazy as _
 
 from core.forms import Censored, CensoredDecimalField, StrictDecimalField, keep_formula_start
 from followup import safety, services
+from followup.admin_filters import (
+    CellSourceFilter,
+    InfusionsFilter,
+    OutcomeWordsFilter,
+    OverdueFilter,
+    VisitStateFilter,
+    outcome_grade,
+    report_clock_text,
+)
 from followup.catalogue import ANALYTES, CENSORABLE_CODES, SLEDAI_ITEMS
 from followup.charts import patient_charts
 from followup.computations import censored_text, plain
@@ -34,7 +41,7 @@ from followup.history import visit_history
 from followup.models import AdverseEvent, ComputedOutcome, LotLookback, MedDRATerm, Result, SafetySignal, Visit
 from followup.selectors import lot_lookback
 from patients.admin import PatientAdmin
-from patients.models import ConcomitantMedication, Patient, TransplantEvent
+from patients.models import ConcomitantMedication, Patient
 from patients.services import day_zero
 from registry.admin import VisitDefinitionAdmin
 from registry.admin_tools import (
@@ -44,7 +51,6 @@ from registry.admin_tools import (
     SiteScopedAdminMixin,
     export_csv_action,
 )
-from registry.constants import TissueSource
 from registry.models import VisitDefinition
 
 ENTERED_ANALYTES = [a for a in ANALYTES.values() if not a.computed and a.code != "SLEDAI2K"]
@@ -55,47 +61,6 @@ def yes_no(value: bool | None) -> str:
     if value is None:
         return "—"
     return gettext("Yes") if value else gettext("No")
-
-
-OUTCOME_GRADES = {
-    "complete": _("complete"),
-    "partial": _("partial"),
-    "none": _("none"),
-    "not_applicable": _("not applicable (no renal involvement at baseline)"),
-    "mild_moderate": _("mild or moderate"),
-    "severe": _("severe"),
-}
-
-
-REPORTS = {"initial": _("initial report"), "complete": _("complete report")}
-REPORT_STATES = {
-    "due": _("due"),
-    "overdue": _("overdue"),
-    "submitted on time": _("submitted on time"),
-    "submitted late": _("submitted late"),
-}
-
-
-def report_clock_text(clock: dict) -> str:
-    """One expedited report's clock (followup/services/adverse_events.py, `ae_report_clock`) in words."""
-    text = gettext("%(report)s due %(date)s: %(state)s") % {
-        "report": REPORTS.get(clock["report"], clock["report"]),
-        "date": clock["due"].isoformat(),
-        "state": REPORT_STATES.get(clock["state"], clock["state"]),
-    }
-    if clock["state"] == "due":
-        text += (
-            " (" + ngettext("%(n)d day left", "%(n)d days left", clock["days_left"]) % {"n": clock["days_left"]} + ")"
-        )
-    if clock["state"] == "overdue":
-        late = -clock["days_left"]
-        text += " (" + ngettext("%(n)d day late", "%(n)d days late", late) % {"n": late} + ")"
-    return text
-
-
-def outcome_grade(code: str) -> str:
-    """A graded outcome (remission, renal response, flare) in words; a dash when it could not be assessed."""
-    return str(OUTCOME_GRADES.get(code, code)) if code else "—"
 
 
 def _sledai_choices():
@@ -252,19 +217,6 @@ class ResultInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
     @admin.display(description=_("entered value"))
     def shown_entered_value(self, obj):
         return self.get_empty_value_display() if obj.entered_value is None else obj.shown_entered_value
-
-
-class VisitStateFilter(admin.SimpleListFilter):
-    title = _("state")
-    parameter_name = "state"
-
-    def lookups(self, request, model_admin):
-        return VisitState.choices
-
-    def queryset(self, request, queryset):
-        if self.value() in VisitState.values:
-            return queryset.filter(state=self.value())
-        return queryset
 
 
 @admin.register(Visit)
@@ -503,16 +455,6 @@ class ResultAdmin(ScopedAdmin):
         return obj.shown_entered_value or self.get_empty_value_display()
 
 
-class OutcomeWordsFilter(admin.AllValuesFieldListFilter):
-    """The values a graded outcome takes (complete, partial, none, severe, ...), in the user's language."""
-
-    def choices(self, changelist):
-        for choice in super().choices(changelist):
-            if choice.get("display") in OUTCOME_GRADES:
-                choice = {**choice, "display": outcome_grade(choice["display"])}
-            yield choice
-
-
 def _outcome_word(field: str):
     @admin.display(description=_(str(ComputedOutcome._meta.get_field(field).verbose_name)), ordering=field)
     def shown(self, obj):
@@ -747,58 +689,6 @@ class SafetySignalAdmin(ScopedAdmin):
 
 
 # The patient page: patients' own admin, with the follow-up picture added -----------------------------
-
-
-class CellSourceFilter(admin.SimpleListFilter):
-    title = _("cell source")
-    parameter_name = "cell_source"
-
-    def lookups(self, request, model_admin):
-        return [(value, _(label)) for value, label in TissueSource.choices]
-
-    def queryset(self, request, queryset):
-        if self.value():
-            first_infusions = TransplantEvent.objects.filter(infusion_number=1, lot__tissue_source=self.value())
-            return queryset.filter(pk__in=first_infusions.values("patient_id"))
-        return queryset
-
-
-class InfusionsFilter(admin.SimpleListFilter):
-    title = _("infusions")
-    parameter_name = "infusions"
-
-    def lookups(self, request, model_admin):
-        return [("single", _("single MSCT")), ("double", _("double MSCT")), ("none", _("not infused yet"))]
-
-    def queryset(self, request, queryset):
-        # Counted in a subquery: a join on transplants made by another filter must not change the count.
-        per_patient = (
-            TransplantEvent.objects.filter(patient=OuterRef("pk"))
-            .order_by()
-            .values("patient")
-            .annotate(n=Count("pk"))
-            .values("n")
-        )
-        counted = queryset.alias(n_infusions=Coalesce(Subquery(per_patient, output_field=IntegerField()), 0))
-        return {
-            "single": counted.filter(n_infusions=1),
-            "double": counted.filter(n_infusions__gte=2),
-            "none": counted.filter(n_infusions=0),
-        }.get(self.value(), queryset)
-
-
-class OverdueFilter(admin.SimpleListFilter):
-    title = _("follow-up")
-    parameter_name = "overdue"
-
-    def lookups(self, request, model_admin):
-        return [("yes", _("has an overdue visit"))]
-
-    def queryset(self, request, queryset):
-        if self.value() == "yes":
-            overdue = Visit.objects.in_state(VisitState.OVERDUE).values("patient_id")
-            return queryset.filter(pk__in=overdue)
-        return queryset
 
 
 class AdverseEventInline(ScopedReadOnlyInlineMixin, admin.TabularInline):

@@ -231,7 +231,9 @@ def _check_range(errors: dict, field: str, value, low, high, unit: str) -> None:
 
 
 def _check_transplant(event: TransplantEvent) -> None:
-    """Every rule an infusion must meet; raises ValidationError naming the field and the rule."""
+    """Every rule an infusion must meet; raises ValidationError naming the field and the rule.
+
+    Long because each rule is one check in reading order, and each message is translated with its values."""
     patient, lot = event.patient, event.lot
     participation_check(site_id=patient.site_id, study_id=patient.study_id, field="patient")
     errors: dict[str, str] = {}
