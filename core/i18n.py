@@ -16,7 +16,7 @@ from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy
 
-OUR_APPS = ("registry", "patients", "followup", "notifications", "reporting")
+OUR_APPS = ("registry", "patients", "followup", "notifications", "reporting", "quality")
 
 
 def english(text) -> str:
@@ -75,3 +75,12 @@ def model_label_texts() -> list[str]:
                 for _, name in field.choices or []:
                     texts.add(english(name))
     return sorted(t for t in texts if t)
+
+
+def in_language(text: str, *, zh: str = "") -> str:
+    """A text kept in the data in both languages (a visit's label): its Chinese form while Chinese is active
+    and one is given, else the English one."""
+    language = translation.get_language() or ""
+    if zh and language.lower().startswith("zh"):
+        return zh
+    return text

@@ -4,9 +4,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
-from django.db.models import Count, IntegerField, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -17,6 +16,15 @@ from django.utils.translation import gettext_lazy as _
 
 from core.forms import Censored, CensoredDecimalField, StrictDecimalField, keep_formula_start
 from followup import safety, services
+from followup.admin_filters import (
+    CellSourceFilter,
+    InfusionsFilter,
+    OutcomeWordsFilter,
+    OverdueFilter,
+    VisitStateFilter,
+    outcome_grade,
+    report_clock_text,
+)
 from followup.catalogue import ANALYTES, CENSORABLE_CODES, SLEDAI_ITEMS
 from followup.charts import patient_charts
 from followup.computations import censored_text, plain
@@ -33,7 +41,7 @@ from followup.history import visit_history
 from followup.models import AdverseEvent, ComputedOutcome, LotLookback, MedDRATerm, Result, SafetySignal, Visit
 from followup.selectors import lot_lookback, next_overdue_visit
 from patients.admin import PatientAdmin
-from patients.models import ConcomitantMedication, Patient, TransplantEvent
+from patients.models import ConcomitantMedication, Patient
 from patients.services import day_zero
 from registry.admin import VisitDefinitionAdmin
 from registry.admin_tools import (
@@ -43,7 +51,6 @@ from registry.admin_tools import (
     SiteScopedAdminMixin,
     export_csv_action,
 )
-from registry.constants import TissueSource
 from registry.models import VisitDefinition
 
 ENTERED_ANALYTES = [a for a in ANALYTES.values() if not a.computed and a.code != "SLEDAI2K"]
@@ -54,21 +61,6 @@ def yes_no(value: bool | None) -> str:
     if value is None:
         return "—"
     return gettext("Yes") if value else gettext("No")
-
-
-OUTCOME_GRADES = {
-    "complete": _("complete"),
-    "partial": _("partial"),
-    "none": _("none"),
-    "not_applicable": _("not applicable (no renal involvement at baseline)"),
-    "mild_moderate": _("mild or moderate"),
-    "severe": _("severe"),
-}
-
-
-def outcome_grade(code: str) -> str:
-    """A graded outcome (remission, renal response, flare) in words; a dash when it could not be assessed."""
-    return str(OUTCOME_GRADES.get(code, code)) if code else "—"
 
 
 def _sledai_choices():
@@ -227,19 +219,6 @@ class ResultInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
         return self.get_empty_value_display() if obj.entered_value is None else obj.shown_entered_value
 
 
-class VisitStateFilter(admin.SimpleListFilter):
-    title = _("state")
-    parameter_name = "state"
-
-    def lookups(self, request, model_admin):
-        return VisitState.choices
-
-    def queryset(self, request, queryset):
-        if self.value() in VisitState.values:
-            return queryset.filter(state=self.value())
-        return queryset
-
-
 @admin.register(Visit)
 class VisitAdmin(ScopedAdmin):
     form = VisitRecordForm
@@ -251,7 +230,7 @@ class VisitAdmin(ScopedAdmin):
     list_display = [
         "patient",
         "code",
-        "label",
+        "label_display",
         "target_date",
         "window_start",
         "window_end",
@@ -266,7 +245,7 @@ class VisitAdmin(ScopedAdmin):
     readonly_fields = [
         "patient",
         "code",
-        "label",
+        "label_display",
         "target_date",
         "window",
         "state_display",
@@ -289,13 +268,15 @@ class VisitAdmin(ScopedAdmin):
         sledai = ["sledai_assessed", "sledai_items", "sledai_total_only"]
         if "SLEDAI2K" in required:
             sledai[-1] = ("sledai_total_only", "SLEDAI2K_not_done")
+        if obj is not None and not self.has_change_permission(request, obj):
+            return self._read_only_fieldsets()
         return [
             (
                 None,
                 {
                     "fields": [
                         "patient",
-                        ("code", "label"),
+                        ("code", "label_display"),
                         ("target_date", "window"),
                         "state_display",
                         "outcome_reason",
@@ -313,6 +294,21 @@ class VisitAdmin(ScopedAdmin):
             (_("Correction"), {"fields": ["reason"]}),
         ]
 
+    @staticmethod
+    def _read_only_fieldsets():
+        """A visit the user may only read (signed, locked, another role's): its recorded fields; the results are
+        in the table below. The entry form's own fields (units, not-done reasons, a reason for a correction)
+        have nothing to show, and Django would label them by their names, in English."""
+        return [
+            (
+                None,
+                {"fields": ["patient", ("code", "label_display"), ("target_date", "window"), "state_display"]},
+            ),
+            (_("Record the visit"), {"fields": ["actual_date", "deviation_reason", "outcome_reason"]}),
+            ("SLEDAI-2K", {"fields": ["sledai_items"]}),
+            (_("Computed outcomes"), {"fields": ["outcome_summary"]}),
+        ]
+
     def get_queryset(self, request):
         return super().get_queryset(request).with_state().select_related("patient__site", "definition")
 
@@ -321,6 +317,10 @@ class VisitAdmin(ScopedAdmin):
         context["required_items"] = required
         context["visit_completed"] = obj is not None and obj.outcome == VisitOutcome.COMPLETED
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    @admin.display(description=_("label"), ordering="label")
+    def label_display(self, obj):
+        return obj.label_shown
 
     @admin.display(description=_("state"), ordering="state")
     def state_display(self, obj):
@@ -466,6 +466,14 @@ class ResultAdmin(ScopedAdmin):
         return obj.shown_entered_value or self.get_empty_value_display()
 
 
+def _outcome_word(field: str):
+    @admin.display(description=_(str(ComputedOutcome._meta.get_field(field).verbose_name)), ordering=field)
+    def shown(self, obj):
+        return outcome_grade(getattr(obj, field))
+
+    return shown
+
+
 @admin.register(ComputedOutcome)
 class ComputedOutcomeAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     list_display = [
@@ -473,13 +481,23 @@ class ComputedOutcomeAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         "sledai",
         "sledai_change",
         "sri4",
-        "remission",
-        "renal_response",
-        "flare",
+        "remission_shown",
+        "renal_response_shown",
+        "flare_shown",
         "relapse",
         "algorithm_version",
     ]
-    list_filter = ["remission", "renal_response", "flare", "relapse", "visit__code", "visit__patient__site"]
+    list_filter = [
+        ("remission", OutcomeWordsFilter),
+        ("renal_response", OutcomeWordsFilter),
+        ("flare", OutcomeWordsFilter),
+        "relapse",
+        "visit__code",
+        "visit__patient__site",
+    ]
+    remission_shown = _outcome_word("remission")
+    renal_response_shown = _outcome_word("renal_response")
+    flare_shown = _outcome_word("flare")
     search_fields = ["visit__patient__subject_code"]
     list_select_related = ["visit__patient"]
 
@@ -530,23 +548,18 @@ class AdverseEventAdmin(ScopedAdmin):
             obj.meddra_soc,
         )
 
-    @admin.display(description="serious", boolean=True)
+    @admin.display(description=_("serious"), boolean=True)
     def serious_flag(self, obj):
         return obj.serious
 
-    @admin.display(description="expedited reporting")
+    @admin.display(description=_("expedited reporting"))
     def report_clock(self, obj):
         if obj.pk is None:
             return "—"
         clock = services.ae_report_clock(obj)
         if not clock:
-            return "not a SUSAR: no expedited report"
-        return "; ".join(
-            f"{c['report']} due {c['due'].isoformat()}: {c['state']}"
-            + (f" ({c['days_left']} days left)" if c["state"] == "due" else "")
-            + (f" ({-c['days_left']} days late)" if c["state"] == "overdue" else "")
-            for c in clock
-        )
+            return gettext("not a SUSAR: no expedited report")
+        return "; ".join(report_clock_text(c) for c in clock)
 
     def service_save(self, request, instance, cleaned_data, change):
         return services.ae_save(ae=instance, actor=request.user, reason=cleaned_data.get("reason", ""))
@@ -585,6 +598,10 @@ class LotLookbackAdmin(ScopedAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def history_view(self, request, object_id, extra_context=None):
+        # A proxy has no history of its own (simple-history records the lot): the lot's history page.
+        return redirect("admin:registry_cellproduct_history", object_id)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         lot = self.get_object(request, object_id)
         extra_context = {**(extra_context or {}), "recipients": lot_lookback(lot=lot, user=request.user) if lot else []}
@@ -593,20 +610,31 @@ class LotLookbackAdmin(ScopedAdmin):
 
 class SignalReviewForm(ServiceModelForm):
     decision = forms.ChoiceField(
-        choices=[("", "—"), ("dismiss", "Dismiss (or answer the malignancy question)"), ("accept", "Accept as an AE")],
+        choices=[
+            ("", "—"),
+            ("dismiss", _("Dismiss (or answer the malignancy question)")),
+            ("accept", _("Accept as an AE")),
+        ],
         required=False,
     )
-    ae_term = keep_formula_start(forms.CharField(required=False, label="AE term (when accepting)"))
-    ae_category = forms.ChoiceField(choices=[("", "—"), *AECategory.choices], required=False, label="AE category")
+    ae_term = keep_formula_start(forms.CharField(required=False, label=_("AE term (when accepting)")))
+    ae_category = forms.ChoiceField(
+        choices=[("", "—"), *((v, _(label)) for v, label in AECategory.choices)], required=False, label=_("AE category")
+    )
     ae_grade = forms.TypedChoiceField(
-        choices=[("", "—"), *CTCAEGrade.choices], coerce=int, required=False, label="CTCAE grade"
+        choices=[("", "—"), *((v, _(label)) for v, label in CTCAEGrade.choices)],
+        coerce=int,
+        required=False,
+        label=_("CTCAE grade"),
     )
     ae_relatedness = forms.ChoiceField(
-        choices=[("", "—"), *Relatedness.choices], required=False, label="relatedness to MSCT"
+        choices=[("", "—"), *((v, _(label)) for v, label in Relatedness.choices)],
+        required=False,
+        label=_("relatedness to MSCT"),
     )
-    ae_expected = forms.BooleanField(required=False, label="expected")
-    ae_onset_date = forms.DateField(required=False, label="onset date")
-    ae_aware_date = forms.DateField(required=False, label="date the site became aware")
+    ae_expected = forms.BooleanField(required=False, label=_("expected"))
+    ae_onset_date = forms.DateField(required=False, label=_("onset date"))
+    ae_aware_date = forms.DateField(required=False, label=_("date the site became aware"))
 
     class Meta:
         model = SafetySignal
@@ -662,66 +690,16 @@ class SafetySignalAdmin(ScopedAdmin):
             }
             missing = [name for name, value in fields.items() if value in (None, "") and name != "expected"]
             if missing:
-                raise ValidationError({f"ae_{name}": "Needed to record the adverse event." for name in missing})
+                raise ValidationError(
+                    {f"ae_{name}": gettext("Needed to record the adverse event.") for name in missing}
+                )
             return safety.signal_accept(
                 signal=instance, actor=request.user, description=cleaned_data.get("review_reason", ""), **fields
             )
-        raise ValidationError({"decision": "Choose to dismiss the signal or accept it as an adverse event."})
+        raise ValidationError({"decision": gettext("Choose to dismiss the signal or accept it as an adverse event.")})
 
 
 # The patient page: patients' own admin, with the follow-up picture added -----------------------------
-
-
-class CellSourceFilter(admin.SimpleListFilter):
-    title = "cell source"
-    parameter_name = "cell_source"
-
-    def lookups(self, request, model_admin):
-        return TissueSource.choices
-
-    def queryset(self, request, queryset):
-        if self.value():
-            first_infusions = TransplantEvent.objects.filter(infusion_number=1, lot__tissue_source=self.value())
-            return queryset.filter(pk__in=first_infusions.values("patient_id"))
-        return queryset
-
-
-class InfusionsFilter(admin.SimpleListFilter):
-    title = "infusions"
-    parameter_name = "infusions"
-
-    def lookups(self, request, model_admin):
-        return [("single", "single MSCT"), ("double", "double MSCT"), ("none", "not infused yet")]
-
-    def queryset(self, request, queryset):
-        # Counted in a subquery: a join on transplants made by another filter must not change the count.
-        per_patient = (
-            TransplantEvent.objects.filter(patient=OuterRef("pk"))
-            .order_by()
-            .values("patient")
-            .annotate(n=Count("pk"))
-            .values("n")
-        )
-        counted = queryset.alias(n_infusions=Coalesce(Subquery(per_patient, output_field=IntegerField()), 0))
-        return {
-            "single": counted.filter(n_infusions=1),
-            "double": counted.filter(n_infusions__gte=2),
-            "none": counted.filter(n_infusions=0),
-        }.get(self.value(), queryset)
-
-
-class OverdueFilter(admin.SimpleListFilter):
-    title = "follow-up"
-    parameter_name = "overdue"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "has an overdue visit")]
-
-    def queryset(self, request, queryset):
-        if self.value() == "yes":
-            overdue = Visit.objects.in_state(VisitState.OVERDUE).values("patient_id")
-            return queryset.filter(pk__in=overdue)
-        return queryset
 
 
 class AdverseEventInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
@@ -773,15 +751,24 @@ class PatientWorkspaceAdmin(PatientAdmin):
             (_("Site"), f"{obj.site.code} ({obj.site.time_zone})"),
             (
                 _("Status"),
-                f"{obj.get_status_display()}" + (f" since {obj.status_date:%Y-%m-%d}" if obj.status_date else ""),
+                gettext("%(status)s since %(date)s")
+                % {"status": obj.get_status_display(), "date": f"{obj.status_date:%Y-%m-%d}"}
+                if obj.status_date
+                else obj.get_status_display(),
             ),
             (_("Day 0"), day0.isoformat() if day0 else _("not infused yet")),
             (_("Cell source"), infusions[0].lot.get_tissue_source_display() if infusions else "—"),
             (
                 _("Infusions"),
                 "; ".join(
-                    f"#{t.infusion_number} {t.infused_at.astimezone(obj.site.zone):%Y-%m-%d %H:%M} lot {t.lot.lot_number}, "
-                    f"{t.dose_cells_per_kg:,} cells/kg × {t.weight_kg} kg"
+                    gettext("#%(number)s %(when)s lot %(lot)s, %(dose)s cells/kg × %(weight)s kg")
+                    % {
+                        "number": t.infusion_number,
+                        "when": f"{t.infused_at.astimezone(obj.site.zone):%Y-%m-%d %H:%M}",
+                        "lot": t.lot.lot_number,
+                        "dose": f"{t.dose_cells_per_kg:,}",
+                        "weight": t.weight_kg,
+                    }
                     for t in infusions
                 )
                 or "—",
@@ -798,7 +785,7 @@ class PatientWorkspaceAdmin(PatientAdmin):
             (
                 reverse("admin:followup_visit_change", args=[v.pk]),
                 v.code,
-                v.label,
+                v.label_shown,
                 f"{v.window_start:%Y-%m-%d}",
                 f"{v.window_end:%Y-%m-%d}",
                 VisitState(v.state).label,
@@ -807,9 +794,13 @@ class PatientWorkspaceAdmin(PatientAdmin):
             for v in visits
         ]
         if not rows:
-            return "No visits: the schedule starts with the first infusion."
+            return gettext("No visits: the schedule starts with the first infusion.")
         return format_html(
-            "<table><tr><th>visit</th><th></th><th>window</th><th></th><th>state</th><th>date</th></tr>{}</table>",
+            "<table><tr><th>{}</th><th></th><th>{}</th><th></th><th>{}</th><th>{}</th></tr>{}</table>",
+            gettext("visit"),
+            gettext("window"),
+            gettext("state"),
+            gettext("date"),
             format_html_join(
                 "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', rows
             ),
@@ -833,7 +824,11 @@ class VisitDefinitionItemsForm(ServiceModelForm):
     """A time point of the template, its required items chosen from the catalogue."""
 
     required_items = forms.MultipleChoiceField(
-        choices=[(code, f"{code}: {analyte.label}") for code, analyte in ANALYTES.items() if not analyte.computed],
+        choices=[
+            (code, format_lazy("{}: {}", code, _(analyte.label)))
+            for code, analyte in ANALYTES.items()
+            if not analyte.computed
+        ],
         required=False,
         widget=forms.CheckboxSelectMultiple,
         label=_("required items"),

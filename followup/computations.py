@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
 
 from followup.catalogue import ANALYTES, CANONICAL_PLACES, CENSORABLE_CODES, SLEDAI_ITEMS
 from followup.constants import Comparator
@@ -52,7 +53,12 @@ def to_canonical(code: str, value, unit: str | None = None, comparator: str = ""
     result is negative)."""
     analyte = ANALYTES.get(code)
     if analyte is None:
-        raise ValidationError({code: f"Unknown result code '{code}'; use one of {', '.join(ANALYTES)}."})
+        raise ValidationError(
+            {
+                code: gettext("Unknown result code '%(code)s'; use one of %(codes)s.")
+                % {"code": code, "codes": ", ".join(ANALYTES)}
+            }
+        )
     comparator = check_comparator(code, comparator)
     unit = unit or analyte.unit
     if unit not in analyte.units:
@@ -66,11 +72,21 @@ def to_canonical(code: str, value, unit: str | None = None, comparator: str = ""
     try:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError, TypeError):
-        raise ValidationError({code: f"{code}: '{value}' is not a number."}, code="invalid") from None
+        raise ValidationError(
+            {code: gettext("%(code)s: '%(value)s' is not a number.") % {"code": code, "value": value}}, code="invalid"
+        ) from None
     if not number.is_finite():
-        raise ValidationError({code: f"{code}: '{value}' is not a number."}, code="invalid")
+        raise ValidationError(
+            {code: gettext("%(code)s: '%(value)s' is not a number.") % {"code": code, "value": value}}, code="invalid"
+        )
     if analyte.whole and number != number.to_integral_value():
-        raise ValidationError({code: f"{code}: {value} is not a whole number of {analyte.unit}."}, code="invalid")
+        raise ValidationError(
+            {
+                code: gettext("%(code)s: %(value)s is not a whole number of %(unit)s.")
+                % {"code": code, "value": value, "unit": analyte.unit}
+            },
+            code="invalid",
+        )
     canonical = (number * analyte.factor(unit)).quantize(CANONICAL_PLACES)
     if not analyte.low <= canonical <= analyte.high:
         shown = f"{plain(number)} {unit}" + (f" (= {plain(canonical)} {analyte.unit})" if unit != analyte.unit else "")
@@ -116,5 +132,5 @@ def egfr_ckd_epi_2021(*, creatinine_umol_l: Decimal, age: int, sex: str) -> Deci
     if female:
         value *= 1.012
     if not math.isfinite(value):
-        raise ValidationError({"EGFR": "eGFR could not be computed from these inputs."})
+        raise ValidationError({"EGFR": gettext("eGFR could not be computed from these inputs.")})
     return Decimal(str(round(value, 1)))

@@ -1,6 +1,7 @@
 """Choices of the followup app."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class VisitOutcome(models.TextChoices):
@@ -52,13 +53,15 @@ BELOW_COMPARATORS = frozenset({Comparator.LT, Comparator.LE})
 
 
 class VisitState(models.TextChoices):
-    SCHEDULED = "scheduled", "Scheduled"
-    DUE = "due", "Due"
-    OVERDUE = "overdue", "Overdue"
-    IN_PROGRESS = "in_progress", "In progress"
-    COMPLETED = "completed", "Completed"
-    MISSED = "missed", "Missed"
-    NOT_REQUIRED = "not_required", "Not required"
+    # Not a field's choices (a state follows from the window and today), so translated here: shown in the
+    # user's language wherever a state is shown (lists, filters, the patient page's timeline).
+    SCHEDULED = "scheduled", _("Scheduled")
+    DUE = "due", _("Due")
+    OVERDUE = "overdue", _("Overdue")
+    IN_PROGRESS = "in_progress", _("In progress")
+    COMPLETED = "completed", _("Completed")
+    MISSED = "missed", _("Missed")
+    NOT_REQUIRED = "not_required", _("Not required")
 
 
 class AECategory(models.TextChoices):

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from core.audit import audit_history
+from core.i18n import in_language
 from followup import constants as c
 from followup.catalogue import RESULT_CODE_CHOICES
 from followup.computations import censored_text, plain
@@ -34,6 +35,9 @@ class Visit(TimeStampedModel):
     )
     code = models.CharField(max_length=10)
     label = models.CharField(max_length=100)
+    label_zh = models.CharField(
+        "label (Chinese)", max_length=100, blank=True, help_text="Shown to users reading Chinese; blank: the label."
+    )
     target_date = models.DateField()
     window_start = models.DateField()
     window_end = models.DateField()
@@ -56,7 +60,7 @@ class Visit(TimeStampedModel):
     SITE_LOOKUP = "patient__site"
     history = audit_history()
     # No label starts like a spreadsheet formula: refused (core/spreadsheets.py); the reasons are free text.
-    PLAIN_TEXT_FIELDS = ("label",)
+    PLAIN_TEXT_FIELDS = ("label", "label_zh")
 
     class Meta:
         ordering = ["patient", "target_date"]
@@ -85,6 +89,11 @@ class Visit(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.patient.subject_code} {self.code}"
+
+    @property
+    def label_shown(self) -> str:
+        """The label in the active language (core/i18n.py, `in_language`); exports keep `label`."""
+        return in_language(self.label, zh=self.label_zh)
 
     def required_missing(self, present) -> list[str]:
         """The required items of the visit's definition (in its order) with neither a value among `present`

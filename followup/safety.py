@@ -25,6 +25,7 @@ from django.db.models import DecimalField, F, Func, Q, ValueRange, Window, Windo
 from django.db.models.fields.json import KT
 from django.db.models.functions import LastValue
 from django.utils import timezone
+from django.utils.translation import gettext
 from simple_history.utils import bulk_create_with_history
 
 from core import locks
@@ -336,7 +337,12 @@ def _open_signal(signal: SafetySignal, actor) -> SafetySignal:
     signal = SafetySignal.objects.select_for_update().select_related("patient").get(pk=signal.pk)
     ensure_can_write(actor, signal.patient.site_id, field="patient")
     if signal.status != c.SignalStatus.OPEN:
-        raise ValidationError({"status": f"This signal was already reviewed ({signal.get_status_display()})."})
+        raise ValidationError(
+            {
+                "status": gettext("This signal was already reviewed (%(status)s).")
+                % {"status": signal.get_status_display()}
+            }
+        )
     return signal
 
 
@@ -354,7 +360,7 @@ def _close(signal: SafetySignal, status: str, reason: str, actor) -> SafetySigna
 def signal_dismiss(*, signal: SafetySignal, reason: str, actor=None) -> SafetySignal:
     signal = _open_signal(signal, actor)
     if not reason.strip():
-        raise ValidationError({"review_reason": "Give the reason for dismissing the signal."})
+        raise ValidationError({"review_reason": gettext("Give the reason for dismissing the signal.")})
     status = c.SignalStatus.ANSWERED if signal.kind == c.SignalKind.MALIGNANCY_CHECK else c.SignalStatus.DISMISSED
     return _close(signal, status, reason, actor)
 

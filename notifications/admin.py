@@ -27,6 +27,18 @@ class TroubleFilter(admin.SimpleListFilter):
         return queryset
 
 
+# The words a ledger row's stage is made of (notifications/ledger.py), in the user's language.
+STAGE_WORDS = {
+    "upcoming": _("Window opens soon"),
+    "due": _("Window open"),
+    "closing": _("Window closes soon"),
+    "overdue": _("Overdue"),
+    "initial": _("initial report"),
+    "complete": _("complete report"),
+    "late": _("late"),
+}
+
+
 @admin.register(Notification)
 class NotificationAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     """The ledger: every e-mail item, its state and its error; failed or cancelled items can be resent."""
@@ -35,7 +47,7 @@ class NotificationAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         "created_at",
         "kind",
         "object_id",
-        "stage",
+        "stage_display",
         "recipient_email",
         "site",
         "state",
@@ -50,11 +62,22 @@ class NotificationAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     list_select_related = ["site"]
     actions = ["resend"]
 
+    readonly_fields = ["stage_display"]
+
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def get_fields(self, request, obj=None):
+        return [
+            "stage_display" if f == "stage" else f for f in super().get_fields(request, obj) if f != "stage_display"
+        ]
+
+    @admin.display(description=_("stage"), ordering="stage")
+    def stage_display(self, obj):
+        return " ".join(str(STAGE_WORDS.get(word, word)) for word in obj.stage.split("-"))
 
     @admin.action(description=_("Resend the selected failed, cancelled or retrying items (if they still apply)"))
     def resend(self, request, queryset):

@@ -457,7 +457,7 @@ def describe(row: Notification) -> dict:
             "stage_full": row.stage,
             "subject_code": visit.patient.subject_code,
             "visit_code": visit.code,
-            "label": visit.label,
+            "label": visit.label_shown,
             "window_start": visit.window_start,
             "window_end": visit.window_end,
             "url": _admin_url("admin:followup_visit_change", visit.pk),

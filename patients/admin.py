@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.utils.text import capfirst
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from patients import services
 from patients.constants import Drug, PatientStatus
@@ -102,9 +102,9 @@ class PatientAdmin(ScopedAdmin):
             services.patient_update(patient=original, actor=request.user, reason=reason, **detail_changes)
         if status_changed:
             if not cleaned_data.get("status_date"):
-                raise ValidationError({"status_date": "Give the date of the new status."})
+                raise ValidationError({"status_date": gettext("Give the date of the new status.")})
             if cleaned_data["status"] == PatientStatus.ENROLLED and original.status == PatientStatus.SCREENING:
-                raise ValidationError({"consent_date": "A patient is enrolled by recording the consent date."})
+                raise ValidationError({"consent_date": gettext("A patient is enrolled by recording the consent date.")})
             services.patient_change_status(
                 patient=original,
                 status=cleaned_data["status"],

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from core.signals import changed, changing
 from patients import constants as c
@@ -30,7 +31,7 @@ from registry.services import (
 def local_date(moment: dt.datetime, site: Site) -> dt.date:
     """The calendar date of an instant at the site (its IANA zone)."""
     if timezone.is_naive(moment):
-        raise ValidationError({"infused_at": "Give the infusion time with its time zone."})
+        raise ValidationError({"infused_at": gettext("Give the infusion time with its time zone.")})
     return moment.astimezone(zoneinfo.ZoneInfo(site.time_zone)).date()
 
 
@@ -129,9 +130,11 @@ def patient_enroll(
 def patient_update(*, patient: Patient, actor=None, reason: str = "", **changes) -> Patient:
     """Change a patient's details (not their status: see `patient_change_status`)."""
     if "status" in changes or "status_date" in changes:
-        raise ValidationError({"status": "Change the status with patient_change_status, which applies its rules."})
+        raise ValidationError(
+            {"status": gettext("Change the status with patient_change_status, which applies its rules.")}
+        )
     if patient.pk and not reason:
-        raise ValidationError({"reason": "Give a reason for changing clinical data."})
+        raise ValidationError({"reason": gettext("Give a reason for changing clinical data.")})
     original_site = Patient.objects.filter(pk=patient.pk).values_list("site_id", flat=True).first()
     ensure_can_write(actor, original_site or patient.site_id)
     changing(patient, patient_id=patient.pk, study_id=patient.study_id)
@@ -155,28 +158,42 @@ def patient_change_status(*, patient: Patient, status: str, on_date: dt.date, re
     participation_check(site_id=patient.site_id, study_id=patient.study_id, field="patient")
     changing(patient, patient_id=patient.pk, study_id=patient.study_id)
     if status not in c.PatientStatus.values:
-        raise ValidationError({"status": f"Unknown status '{status}'; use one of {', '.join(c.PatientStatus.values)}."})
+        raise ValidationError(
+            {
+                "status": gettext("Unknown status '%(status)s'; use one of %(choices)s.")
+                % {"status": status, "choices": ", ".join(c.PatientStatus.values)}
+            }
+        )
     if patient.status == c.PatientStatus.DECEASED:
-        raise ValidationError({"status": "The patient is recorded as deceased; the status cannot change."})
+        raise ValidationError({"status": gettext("The patient is recorded as deceased; the status cannot change.")})
     if patient.status in c.INACTIVE_STATUSES and status not in c.INACTIVE_STATUSES:
         raise ValidationError(
-            {"status": f"The patient left follow-up ({patient.get_status_display()}); re-entry is not supported."}
+            {
+                "status": gettext("The patient left follow-up (%(status)s); re-entry is not supported.")
+                % {"status": patient.get_status_display()}
+            }
         )
     if on_date > patient.site.today():
-        raise ValidationError({"status_date": "The status date cannot be in the future."})
+        raise ValidationError({"status_date": gettext("The status date cannot be in the future.")})
     if status in c.DATED_STATUSES and not reason.strip():
-        raise ValidationError({"status_reason": f"Give a reason for the status '{c.PatientStatus(status).label}'."})
+        raise ValidationError(
+            {
+                "status_reason": gettext("Give a reason for the status '%(status)s'.")
+                % {"status": gettext(c.PatientStatus(status).label)}
+            }
+        )
     if status != c.PatientStatus.SCREENING and not patient.consent_date:
-        raise ValidationError({"consent_date": "Record the consent date before changing the status."})
+        raise ValidationError({"consent_date": gettext("Record the consent date before changing the status.")})
     if patient.consent_date and on_date < patient.consent_date:
-        raise ValidationError({"status_date": "The status date cannot be before consent."})
+        raise ValidationError({"status_date": gettext("The status date cannot be before consent.")})
     last = patient.transplants.order_by("-infused_at").first()
     if last and status in c.INACTIVE_STATUSES and on_date < local_date(last.infused_at, patient.site):
         raise ValidationError(
             {
-                "status_date": f"Infusion {last.infusion_number} is recorded on "
-                f"{local_date(last.infused_at, patient.site).isoformat()}; the patient cannot have left "
-                "follow-up before it."
+                "status_date": gettext(
+                    "Infusion %(number)s is recorded on %(date)s; the patient cannot have left follow-up before it."
+                )
+                % {"number": last.infusion_number, "date": local_date(last.infused_at, patient.site).isoformat()}
             }
         )
     patient.status, patient.status_date, patient.status_reason = status, on_date, reason
@@ -214,7 +231,9 @@ def _check_range(errors: dict, field: str, value, low, high, unit: str) -> None:
 
 
 def _check_transplant(event: TransplantEvent) -> None:
-    """Every rule an infusion must meet; raises ValidationError naming the field and the rule."""
+    """Every rule an infusion must meet; raises ValidationError naming the field and the rule.
+
+    Long because each rule is one check in reading order, and each message is translated with its values."""
     patient, lot = event.patient, event.lot
     participation_check(site_id=patient.site_id, study_id=patient.study_id, field="patient")
     errors: dict[str, str] = {}
@@ -227,34 +246,45 @@ def _check_transplant(event: TransplantEvent) -> None:
     if errors:
         raise ValidationError(errors)
     if event.infused_at > timezone.now():
-        raise ValidationError({"infused_at": "An infusion cannot be recorded in the future."})
+        raise ValidationError({"infused_at": gettext("An infusion cannot be recorded in the future.")})
     on_date = local_date(event.infused_at, patient.site)
 
     if not patient.consent_date:
-        raise ValidationError({"infused_at": f"Patient {patient.subject_code} has no consent recorded."})
+        raise ValidationError(
+            {"infused_at": gettext("Patient %(code)s has no consent recorded.") % {"code": patient.subject_code}}
+        )
     if on_date < patient.consent_date:
         raise ValidationError(
             {
-                "infused_at": f"The infusion ({on_date.isoformat()}) is before consent ({patient.consent_date.isoformat()})."
+                "infused_at": gettext("The infusion (%(date)s) is before consent (%(consent)s).")
+                % {"date": on_date.isoformat(), "consent": patient.consent_date.isoformat()}
             }
         )
     if patient.status in c.INACTIVE_STATUSES and patient.status_date and on_date >= patient.status_date:
         raise ValidationError(
             {
-                "patient": f"Patient {patient.subject_code} is {patient.get_status_display().lower()} since "
-                f"{patient.status_date.isoformat()}; no infusion can be recorded after that."
+                "patient": gettext(
+                    "Patient %(code)s is %(status)s since %(date)s; no infusion can be recorded after that."
+                )
+                % {
+                    "code": patient.subject_code,
+                    "status": patient.get_status_display().lower(),
+                    "date": patient.status_date.isoformat(),
+                }
             }
         )
     if lot.study_id != patient.study_id:
-        raise ValidationError({"lot": f"Lot {lot.lot_number} belongs to another study."})
+        raise ValidationError({"lot": gettext("Lot %(lot)s belongs to another study.") % {"lot": lot.lot_number}})
     lot_check_infusable(lot, on_date=on_date)
 
     others = TransplantEvent.objects.filter(patient=patient).exclude(pk=event.pk)
     if event.pk is None and event.infusion_number != others.count() + 1:
         raise ValidationError(
             {
-                "infusion_number": f"Infusions are numbered in order: this patient's next infusion is number "
-                f"{others.count() + 1}, not {event.infusion_number}."
+                "infusion_number": gettext(
+                    "Infusions are numbered in order: this patient's next infusion is number %(next)s, not %(number)s."
+                )
+                % {"next": others.count() + 1, "number": event.infusion_number}
             }
         )
     previous = others.filter(infusion_number__lt=event.infusion_number).order_by("-infusion_number").first()
@@ -262,13 +292,20 @@ def _check_transplant(event: TransplantEvent) -> None:
     if previous and event.infused_at <= previous.infused_at:
         raise ValidationError(
             {
-                "infused_at": f"Infusion {event.infusion_number} must come after infusion {previous.infusion_number} "
-                f"({previous.infused_at.isoformat()})."
+                "infused_at": gettext("Infusion %(number)s must come after infusion %(previous)s (%(when)s).")
+                % {
+                    "number": event.infusion_number,
+                    "previous": previous.infusion_number,
+                    "when": previous.infused_at.isoformat(),
+                }
             }
         )
     if following and event.infused_at >= following.infused_at:
         raise ValidationError(
-            {"infused_at": f"Infusion {event.infusion_number} must come before infusion {following.infusion_number}."}
+            {
+                "infused_at": gettext("Infusion %(number)s must come before infusion %(following)s.")
+                % {"number": event.infusion_number, "following": following.infusion_number}
+            }
         )
 
     event.total_cells = total_cells_for(weight_kg=event.weight_kg, dose_cells_per_kg=event.dose_cells_per_kg)
@@ -338,12 +375,14 @@ def transplant_record(
 def transplant_correct(*, transplant: TransplantEvent, reason: str, actor=None, **changes) -> TransplantEvent:
     """Correct a recorded infusion (with a reason). Moving the first infusion moves day 0 and open visits."""
     if not reason.strip():
-        raise ValidationError({"reason": "Give a reason for correcting an infusion."})
+        raise ValidationError({"reason": gettext("Give a reason for correcting an infusion.")})
     event = TransplantEvent.objects.select_for_update().select_related("patient__site", "lot").get(pk=transplant.pk)
     ensure_can_write(actor, event.patient.site_id, field="patient")
     changing(event, patient_id=event.patient_id, study_id=event.patient.study_id)
     if "patient" in changes or "infusion_number" in changes:
-        raise ValidationError({"infusion_number": "The patient and the infusion number of an infusion cannot change."})
+        raise ValidationError(
+            {"infusion_number": gettext("The patient and the infusion number of an infusion cannot change.")}
+        )
     old_day = local_date(event.infused_at, event.patient.site)
     for name, value in changes.items():
         setattr(event, name, value)
@@ -368,12 +407,12 @@ def medication_save(*, medication: ConcomitantMedication, actor=None, reason: st
     participation_check(site_id=medication.patient.site_id, study_id=medication.patient.study_id, field="patient")
     changing(medication, patient_id=medication.patient_id, study_id=medication.patient.study_id)
     if medication.pk and not reason.strip():
-        raise ValidationError({"reason": "Give a reason for changing clinical data."})
+        raise ValidationError({"reason": gettext("Give a reason for changing clinical data.")})
     patient = Patient.objects.select_related("site").get(pk=medication.patient_id)  # as stored: its status now
     start = medication.start_date
     today = patient.site.today()
     if start and start > today:
-        raise ValidationError({"start_date": "The start date cannot be in the future."})
+        raise ValidationError({"start_date": gettext("The start date cannot be in the future.")})
     beyond = horizon_errors(today, stop_date=medication.stop_date)
     if beyond:
         raise ValidationError(beyond)
@@ -382,8 +421,8 @@ def medication_save(*, medication: ConcomitantMedication, actor=None, reason: st
     if start and patient.status == c.PatientStatus.DECEASED and patient.status_date and start > patient.status_date:
         raise ValidationError(
             {
-                "start_date": f"Patient {patient.subject_code} died on {patient.status_date.isoformat()}; "
-                "a medication cannot start after that."
+                "start_date": gettext("Patient %(code)s died on %(date)s; a medication cannot start after that.")
+                % {"code": patient.subject_code, "date": patient.status_date.isoformat()}
             }
         )
     save_validated(medication, reason=reason)

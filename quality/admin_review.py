@@ -46,7 +46,7 @@ def _label(record) -> str:
     parts = review.record_parts(record)
     patient = parts["patient"]
     if parts["kind"] == RecordKind.VISIT:
-        return f"{patient.subject_code} – {record.code} {record.label}"
+        return f"{patient.subject_code} – {record.code} {record.label_shown}"
     if parts["kind"] == RecordKind.ADVERSE_EVENT:
         return f"{patient.subject_code} – {record.term} ({record.onset_date.isoformat()})"
     return gettext("%(code)s – whole casebook") % {"code": patient.subject_code}

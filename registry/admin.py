@@ -2,8 +2,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
-from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from core.forms import PlainTextFormMixin
@@ -59,9 +59,13 @@ class StudySiteInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
 class VisitDefinitionInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
     model = VisitDefinition
     extra = 0
-    fields = ["code", "label", "offset_days", "window_before_days", "window_after_days"]
+    fields = ["code", "label_display", "offset_days", "window_before_days", "window_after_days"]
     readonly_fields = fields
     show_change_link = True
+
+    @admin.display(description=_("label"))
+    def label_display(self, obj):
+        return obj.label_shown
 
 
 @admin.register(Study)
@@ -97,7 +101,7 @@ class StudySiteAdmin(ScopedAdmin):
 
 @admin.register(VisitDefinition)
 class VisitDefinitionAdmin(ScopedAdmin):
-    list_display = ["study", "code", "label", "offset_days", "window_before_days", "window_after_days"]
+    list_display = ["study", "code", "label_display", "offset_days", "window_before_days", "window_after_days"]
     list_filter = ["study"]
     superuser_writes_only = True
     reason_on_change = False
@@ -111,6 +115,10 @@ class VisitDefinitionAdmin(ScopedAdmin):
 
     def service_save(self, request, instance, cleaned_data, change):
         return services.visit_definition_save(definition=instance)
+
+    @admin.display(description=_("label"), ordering="label")
+    def label_display(self, obj):
+        return obj.label_shown
 
 
 @admin.register(Membership)
@@ -195,20 +203,20 @@ class CellProductAdmin(ScopedAdmin):
             },
         ),
         (
-            "ISCT minimal criteria",
+            _("ISCT minimal criteria"),
             {"fields": list(ISCT_TEST_FIELDS)},
         ),
-        ("Lot tests", {"fields": list(LOT_TEST_FIELDS)}),
-        ("Release", {"fields": ["release_status", "release_failures_list"]}),
+        (_("Lot tests"), {"fields": list(LOT_TEST_FIELDS)}),
+        (_("Release"), {"fields": ["release_status", "release_failures_list"]}),
     ]
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = list(super().get_fieldsets(request, obj))
         if obj is not None:
-            fieldsets.append(("Change", {"fields": ["reason"]}))
+            fieldsets.append((_("Change"), {"fields": ["reason"]}))
         return fieldsets
 
-    @admin.display(description="Criteria not met")
+    @admin.display(description=_("Criteria not met"))
     def release_failures_list(self, obj):
         return "; ".join(obj.release_failures) or "—"
 
@@ -300,7 +308,7 @@ class ApiKeyAdmin(SimpleHistoryAdmin):
             level=messages.WARNING,
         )
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description=_("Revoke the selected keys"))
     def revoke(self, request, queryset):
         for key in queryset:
             api_key_revoke(key=key)

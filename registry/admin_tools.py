@@ -222,7 +222,9 @@ class ScopedAdmin(SiteScopedAdminMixin, SimpleHistoryAdmin):
 
     def get_fields(self, request, obj=None):
         fields = [f for f in super().get_fields(request, obj) if f != "reason"]
-        if obj is not None and self.reason_on_change:
+        # A page the user may only read has nothing to change, so no reason for a change (read-only, it would
+        # show as an empty "Reason: None").
+        if obj is not None and self.reason_on_change and self.has_change_permission(request, obj):
             fields.append("reason")
         return fields
 

@@ -10,6 +10,7 @@ import secrets
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from registry.models import ApiKey, ApiKeyScope, Site
 from registry.services import full_clean_plain
@@ -34,7 +35,7 @@ def api_key_issue(
     """Create a key and return it with its secret, which is never stored and cannot be shown again."""
     expires_at = expires_at or timezone.now() + DEFAULT_LIFETIME
     if expires_at <= timezone.now():
-        raise ValidationError({"expires_at": "The expiry must be in the future."})
+        raise ValidationError({"expires_at": gettext("The expiry must be in the future.")})
     prefix = secrets.token_hex(KEY_PREFIX_LENGTH // 2)
     raw = f"msct_{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey(

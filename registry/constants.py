@@ -139,6 +139,23 @@ DEFAULT_VISIT_TEMPLATE: tuple[tuple[str, str, int, int, int], ...] = (
     ("M60", "Year 5", 1825, 30, 30),
 )
 
+# The default template's labels in Simplified Chinese, by code (shown to users reading Chinese; exports keep
+# the English label).
+DEFAULT_VISIT_LABELS_ZH: dict[str, str] = {
+    "BL": "基线（首次输注前）",
+    "D7": "第7天（第二次输注/早期安全性）",
+    "M1": "第1个月",
+    "M3": "第3个月",
+    "M6": "第6个月",
+    "M9": "第9个月",
+    "M12": "第12个月",
+    "M18": "第18个月",
+    "M24": "第2年",
+    "M36": "第3年",
+    "M48": "第4年",
+    "M60": "第5年",
+}
+
 # The items a visit of the default template needs before it can be completed (each recorded, or said not
 # done with a reason): result codes of the catalogue (followup/catalogue.py), at these visits.
 DEFAULT_REQUIRED_ITEMS: tuple[str, ...] = ("SLEDAI2K", "PROT24H", "CREAT", "C3", "C4", "ADSDNA")

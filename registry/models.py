@@ -10,9 +10,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from core.audit import audit_history
+from core.i18n import in_language
 from registry import constants as c
 
 # Site scoping ------------------------------------------------------------------------------------------
@@ -56,9 +57,9 @@ CODE_VALIDATOR = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "Use letters, d
 def validate_code_list(value) -> None:
     """A list of distinct codes (e.g. a visit's required result codes)."""
     if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
-        raise ValidationError('Give a list of codes, e.g. ["CREAT", "C3"].')
+        raise ValidationError(gettext('Give a list of codes, e.g. ["CREAT", "C3"].'))
     if len(set(value)) != len(value):
-        raise ValidationError("Each code once.")
+        raise ValidationError(gettext("Each code once."))
     for code in value:
         CODE_VALIDATOR(code)
 
@@ -71,7 +72,9 @@ PERCENT_VALIDATORS = [
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
-        raise ValidationError(f"'{value}' is not an IANA time zone (e.g. Asia/Shanghai).", code="time_zone")
+        raise ValidationError(
+            gettext("'%(value)s' is not an IANA time zone (e.g. Asia/Shanghai).") % {"value": value}, code="time_zone"
+        )
 
 
 class TimeStampedModel(models.Model):
@@ -377,6 +380,9 @@ class VisitDefinition(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="visit_definitions")
     code = models.CharField(max_length=10, validators=[CODE_VALIDATOR])
     label = models.CharField(max_length=100)
+    label_zh = models.CharField(
+        "label (Chinese)", max_length=100, blank=True, help_text="Shown to users reading Chinese; blank: the label."
+    )
     offset_days = models.PositiveIntegerField()
     window_before_days = models.PositiveIntegerField(default=0)
     window_after_days = models.PositiveIntegerField(default=0)
@@ -388,7 +394,7 @@ class VisitDefinition(models.Model):
     )
 
     history = audit_history()
-    PLAIN_TEXT_FIELDS = ("label",)
+    PLAIN_TEXT_FIELDS = ("label", "label_zh")
 
     class Meta:
         ordering = ["study", "offset_days"]
@@ -399,6 +405,11 @@ class VisitDefinition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} (day {self.offset_days})"
+
+    @property
+    def label_shown(self) -> str:
+        """The label in the active language (core/i18n.py, `in_language`)."""
+        return in_language(self.label, zh=self.label_zh)
 
     @property
     def window_first_day(self) -> int:

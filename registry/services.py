@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext
 from django.utils.translation import gettext as _
 
 from core.spreadsheets import formula_errors
@@ -37,7 +38,7 @@ def ensure_can_write(actor, site: Site | int, *, field: str = "site") -> None:
         return
     site_id = site.pk if isinstance(site, Site) else site
     if not user_can_write_site(actor, site_id):
-        raise ValidationError({field: "You can only enter data for the sites where you hold a writing role."})
+        raise ValidationError({field: gettext("You can only enter data for the sites where you hold a writing role.")})
 
 
 def date_horizon(today: dt.date) -> dt.date:
@@ -361,6 +362,7 @@ def schedule_install_default(*, study: Study) -> list[VisitDefinition]:
             study=study,
             code=code,
             label=label,
+            label_zh=c.DEFAULT_VISIT_LABELS_ZH.get(code, ""),
             offset_days=offset,
             window_before_days=before,
             window_after_days=after,
@@ -384,7 +386,9 @@ def donor_save(*, donor: Donor, actor=None, reason: str = "") -> Donor:
     if donor.pk is None and donor.site_id and donor.study_id:
         participation_check(site_id=donor.site_id, study_id=donor.study_id, field="site", removed_only=True)
     if donor.relation == c.DonorRelation.AUTOLOGOUS and donor.age_at_donation is None:
-        raise ValidationError({"age_at_donation": "An autologous donor is the patient: give the age at donation."})
+        raise ValidationError(
+            {"age_at_donation": gettext("An autologous donor is the patient: give the age at donation.")}
+        )
     return save_validated(donor, reason=reason)
 
 

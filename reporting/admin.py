@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from registry.admin_tools import SiteScopedAdminMixin
 from registry.constants import TissueSource
@@ -40,7 +41,9 @@ class ExportRequestForm(forms.ModelForm):
     class Meta:
         model = ExportJob
         fields = ["study"]
-        help_texts = {"study": "The export holds the data of your sites in this study, with pseudonymous codes only."}
+        help_texts = {
+            "study": _("The export holds the data of your sites in this study, with pseudonymous codes only.")
+        }
 
     def _post_clean(self):
         super()._post_clean()
@@ -112,7 +115,7 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         return type(form.__name__, (form,), {"request": request})
 
     def add_view(self, request, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "title": "Export a study"}
+        extra_context = {**(extra_context or {}), "title": gettext("Export a study")}
         return super().add_view(request, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
@@ -121,7 +124,7 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         # Site codes for the "sites" column, read once per list rather than once per row.
         _local.site_codes = dict(Site.objects.values_list("pk", "code"))
-        extra_context = {**(extra_context or {}), "title": "Study exports"}
+        extra_context = {**(extra_context or {}), "title": gettext("Study exports")}
         return super().changelist_view(request, extra_context)
 
     def get_urls(self):
@@ -173,7 +176,7 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
     # Columns ---------------------------------------------------------------------------------------------
 
-    @admin.display(description="sites")
+    @admin.display(description=_("sites"))
     def sites(self, obj):
         codes = getattr(_local, "site_codes", None) or {}
         missing = [pk for pk in obj.site_ids if pk not in codes]
@@ -181,27 +184,27 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             codes = {**codes, **dict(Site.objects.filter(pk__in=missing).values_list("pk", "code"))}
         return ", ".join(codes.get(pk, str(pk)) for pk in obj.site_ids)
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress_percent(self, obj):
         if obj.state in (ExportState.DONE, ExportState.FAILED):
             return f"{obj.progress}%"
         url = reverse(f"{self.admin_site.name}:reporting_exportjob_progress", args=[obj.pk])
         return format_html('<span class="export-progress" data-progress-url="{}">{}%</span>', url, obj.progress)
 
-    @admin.display(description="requested by")
+    @admin.display(description=_("requested by"))
     def requested(self, obj):
         if obj.requested_by_key_id:
             return f"API key {obj.requested_by_key.prefix}…"
         return obj.requested_by or "—"
 
-    @admin.display(description="download")
+    @admin.display(description=_("download"))
     def download(self, obj):
         if obj.state != ExportState.DONE:
             return "—"
         url = reverse(f"{self.admin_site.name}:reporting_exportjob_download", args=[obj.pk])
         return format_html('<a href="{}">Download zip</a>', url)
 
-    @admin.display(description="files")
+    @admin.display(description=_("files"))
     def files(self, obj):
         rows = (obj.manifest or {}).get("files") or []
         if not rows:

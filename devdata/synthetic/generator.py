@@ -347,6 +347,7 @@ class CohortGenerator:
                 definition_id=definition.pk,
                 code=definition.code,
                 label=definition.label,
+                label_zh=definition.label_zh,
                 target_date=target,
                 window_start=start,
                 window_end=end,

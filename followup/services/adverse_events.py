@@ -87,7 +87,7 @@ def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
     participation_check(site_id=ae.patient.site_id, study_id=ae.patient.study_id, field="patient")
     changing(ae, patient_id=ae.patient_id, study_id=ae.patient.study_id)
     if ae.pk and not reason.strip():
-        raise ValidationError({"reason": "Give a reason for changing an adverse event."})
+        raise ValidationError({"reason": gettext("Give a reason for changing an adverse event.")})
     stored_term = (
         AdverseEvent.objects.filter(pk=ae.pk).values_list("meddra_term_id", flat=True).first() if ae.pk else None
     )
@@ -153,9 +153,9 @@ def ae_record_submission(*, ae: AdverseEvent, report: str, on_date: dt.date, act
     ae = AdverseEvent.objects.select_for_update().select_related("patient__site").get(pk=ae.pk)
     field = {"initial": "initial_report_submitted_on", "complete": "complete_report_submitted_on"}.get(report)
     if field is None:
-        raise ValidationError({"report": "Say which report was submitted: 'initial' or 'complete'."})
+        raise ValidationError({"report": gettext("Say which report was submitted: 'initial' or 'complete'.")})
     if report == "complete" and ae.complete_report_due is None:
-        raise ValidationError({"report": "This event has no separate complete report due."})
+        raise ValidationError({"report": gettext("This event has no separate complete report due.")})
     setattr(ae, field, on_date)
     return ae_save(ae=ae, actor=actor, reason=f"{report} report submitted on {on_date.isoformat()}")
 

@@ -638,7 +638,7 @@ def visit_mark_missed(*, visit: Visit, reason: str, actor=None) -> Visit:
     participation_check(site_id=visit.patient.site_id, study_id=visit.patient.study_id, field="visit")
     changing(visit, patient_id=visit.patient_id, study_id=visit.patient.study_id)
     if not reason.strip():
-        raise ValidationError({"outcome_reason": "Give the reason the visit was missed."})
+        raise ValidationError({"outcome_reason": gettext("Give the reason the visit was missed.")})
     if visit.outcome != VisitOutcome.OPEN:
         raise ValidationError(
             {"outcome": f"Visit {visit.code} is {visit.get_outcome_display().lower()}, not open; correct it instead."}

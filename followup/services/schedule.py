@@ -7,6 +7,7 @@ import datetime as dt
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext
 
 from core.audit import bulk_create_audited
 from followup.constants import VisitOutcome
@@ -25,6 +26,7 @@ def _visit_from(definition: VisitDefinition, patient: Patient, day_zero: dt.date
         definition=definition,
         code=definition.code,
         label=definition.label,
+        label_zh=definition.label_zh,
         target_date=target,
         window_start=target - dt.timedelta(days=definition.window_before_days),
         window_end=target + dt.timedelta(days=definition.window_after_days),
@@ -75,7 +77,7 @@ def visits_take_out(*, patient: Patient, on_date: dt.date, reason: str) -> int:
     was in follow-up, and only a coordinator can say whether they were missed.
     """
     if not reason.strip():
-        raise ValidationError({"reason": "Give a reason for taking visits out of the schedule."})
+        raise ValidationError({"reason": gettext("Give a reason for taking visits out of the schedule.")})
     note = f"{patient.get_status_display()} on {on_date.isoformat()}: {reason}"
     visits = list(patient.visits.filter(outcome=VisitOutcome.OPEN, window_end__gte=on_date))
     for visit in visits:

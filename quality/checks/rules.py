@@ -352,7 +352,7 @@ SLEDAI_LABS = ("C3", "C4", "ADSDNA", "PROT24H", "PLT", "WBC")
 def _sledai(item: str, labs, defaults: dict, message: str) -> SledaiLabRule:
     return SledaiLabRule(
         code=f"sledai_{item}",
-        label=format_lazy(_("SLEDAI-2K \u201c{item}\u201d against the laboratory"), item=SLEDAI_ITEMS[item].label),
+        label=format_lazy(_("SLEDAI-2K \u201c{item}\u201d against the laboratory"), item=_(SLEDAI_ITEMS[item].label)),
         message=message,
         defaults=defaults,
         triggers=(Visit,),

@@ -12,6 +12,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext as _
 
 from core.audit import current_audit_context
@@ -106,13 +107,13 @@ def field_choices(target) -> list[tuple[str, str]]:
     record's editable fields."""
     if isinstance(target, Visit):
         return [
-            *((code, a.label) for code, a in ANALYTES.items()),
-            *((code, f"SLEDAI-2K: {item.label}") for code, item in SLEDAI_ITEMS.items()),
-            ("sledai_items", "SLEDAI-2K items"),
-            ("actual_date", "actual date"),
+            *((code, gettext(a.label)) for code, a in ANALYTES.items()),
+            *((code, f"SLEDAI-2K: {gettext(item.label)}") for code, item in SLEDAI_ITEMS.items()),
+            ("sledai_items", gettext("SLEDAI-2K items")),
+            ("actual_date", gettext("actual date")),
         ]
     if isinstance(target, Result):
-        return [(target.code, ANALYTES[target.code].label)]
+        return [(target.code, gettext(ANALYTES[target.code].label))]
     return [
         (f.name, str(f.verbose_name))
         for f in type(target)._meta.concrete_fields

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from core.spreadsheets import SpreadsheetSafeWriter
 from registry.models import Site
@@ -94,7 +95,7 @@ def build_export_zip(job: ExportJob, path: Path, *, freeze: int | None = None) -
     site_ids = sorted(job.site_ids)
     sites = {s.pk: s for s in Site.objects.filter(pk__in=site_ids)}
     if set(sites) != set(site_ids):
-        raise ValidationError("The export names a site that no longer exists.")
+        raise ValidationError(gettext("The export names a site that no longer exists."))
     progress = _Progress(job.pk, steps=len(TABLES) + 2)
     ctx = Context(
         job=job, study=job.study, site_ids=site_ids, sites=sites, generated_at=timezone.now(), heartbeat=progress.beat

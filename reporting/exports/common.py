@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from core.i18n import english
 from followup import constants as c
 from followup.computations import plain
 from patients import constants as pc
@@ -144,7 +145,8 @@ def _date(value) -> str:
 
 
 def _choices(choices) -> str:
-    return "; ".join(f"{value}={label}" for value, label in choices)
+    # Exports are in English whatever the requester's language (a choice's label may be a lazy translation).
+    return "; ".join(f"{value}={english(label)}" for value, label in choices)
 
 
 def _sequence() -> Callable[[str], int]:

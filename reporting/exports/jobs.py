@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from registry.models import ApiKey, Study, StudySite, user_site_ids
 from reporting.constants import ExportState
@@ -80,7 +81,9 @@ def export_job_request(*, study: Study, user=None, api_key: ApiKey | None = None
     else:
         site_ids = []
     if not site_ids:
-        raise ValidationError({"study": f"None of your sites takes part in study {study.code}."})
+        raise ValidationError(
+            {"study": gettext("None of your sites takes part in study %(study)s.") % {"study": study.code}}
+        )
     job = ExportJob(study=study, site_ids=site_ids, requested_by=user, requested_by_key=api_key)
     job.full_clean()
     job.save()

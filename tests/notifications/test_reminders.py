@@ -397,7 +397,8 @@ def test_chinese_recipient_gets_the_chinese_email(site_a, a1, a2):
     ]
     digest = next(m for m in mail.outbox if "今日待办" in m.subject)
     assert "您今日的随访待办（共 2 项）" in digest.body
-    assert "A-001 随访 M1（Month 1）：访视窗口开放至 2026-02-21" in digest.body
+    assert "A-001 随访 M1（第1个月）：访视窗口开放至 2026-02-21" in digest.body
+    assert "Month 1" not in digest.body
     assert "Your follow-up items" not in digest.body
 
 

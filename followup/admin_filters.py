@@ -1,0 +1,130 @@
+"""The follow-up admin's list filters, and the words in which its pages show graded outcomes and the expedited
+reporting clock, in the user's language."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from followup.constants import VisitState
+from followup.models import Visit
+from patients.models import TransplantEvent
+from registry.constants import TissueSource
+
+OUTCOME_GRADES = {
+    "complete": _("complete"),
+    "partial": _("partial"),
+    "none": _("none"),
+    "not_applicable": _("not applicable (no renal involvement at baseline)"),
+    "mild_moderate": _("mild or moderate"),
+    "severe": _("severe"),
+}
+
+
+REPORTS = {"initial": _("initial report"), "complete": _("complete report")}
+REPORT_STATES = {
+    "due": _("due"),
+    "overdue": _("overdue"),
+    "submitted on time": _("submitted on time"),
+    "submitted late": _("submitted late"),
+}
+
+
+def report_clock_text(clock: dict) -> str:
+    """One expedited report's clock (followup/services/adverse_events.py, `ae_report_clock`) in words."""
+    text = gettext("%(report)s due %(date)s: %(state)s") % {
+        "report": REPORTS.get(clock["report"], clock["report"]),
+        "date": clock["due"].isoformat(),
+        "state": REPORT_STATES.get(clock["state"], clock["state"]),
+    }
+    if clock["state"] == "due":
+        text += (
+            " (" + ngettext("%(n)d day left", "%(n)d days left", clock["days_left"]) % {"n": clock["days_left"]} + ")"
+        )
+    if clock["state"] == "overdue":
+        late = -clock["days_left"]
+        text += " (" + ngettext("%(n)d day late", "%(n)d days late", late) % {"n": late} + ")"
+    return text
+
+
+def outcome_grade(code: str) -> str:
+    """A graded outcome (remission, renal response, flare) in words; a dash when it could not be assessed."""
+    return str(OUTCOME_GRADES.get(code, code)) if code else "—"
+
+
+class VisitStateFilter(admin.SimpleListFilter):
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return VisitState.choices
+
+    def queryset(self, request, queryset):
+        if self.value() in VisitState.values:
+            return queryset.filter(state=self.value())
+        return queryset
+
+
+class OutcomeWordsFilter(admin.AllValuesFieldListFilter):
+    """The values a graded outcome takes (complete, partial, none, severe, ...), in the user's language."""
+
+    def choices(self, changelist):
+        for choice in super().choices(changelist):
+            if choice.get("display") in OUTCOME_GRADES:
+                choice = {**choice, "display": outcome_grade(choice["display"])}
+            yield choice
+
+
+class CellSourceFilter(admin.SimpleListFilter):
+    title = _("cell source")
+    parameter_name = "cell_source"
+
+    def lookups(self, request, model_admin):
+        return [(value, _(label)) for value, label in TissueSource.choices]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            first_infusions = TransplantEvent.objects.filter(infusion_number=1, lot__tissue_source=self.value())
+            return queryset.filter(pk__in=first_infusions.values("patient_id"))
+        return queryset
+
+
+class InfusionsFilter(admin.SimpleListFilter):
+    title = _("infusions")
+    parameter_name = "infusions"
+
+    def lookups(self, request, model_admin):
+        return [("single", _("single MSCT")), ("double", _("double MSCT")), ("none", _("not infused yet"))]
+
+    def queryset(self, request, queryset):
+        # Counted in a subquery: a join on transplants made by another filter must not change the count.
+        per_patient = (
+            TransplantEvent.objects.filter(patient=OuterRef("pk"))
+            .order_by()
+            .values("patient")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        counted = queryset.alias(n_infusions=Coalesce(Subquery(per_patient, output_field=IntegerField()), 0))
+        return {
+            "single": counted.filter(n_infusions=1),
+            "double": counted.filter(n_infusions__gte=2),
+            "none": counted.filter(n_infusions=0),
+        }.get(self.value(), queryset)
+
+
+class OverdueFilter(admin.SimpleListFilter):
+    title = _("follow-up")
+    parameter_name = "overdue"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("has an overdue visit"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            overdue = Visit.objects.in_state(VisitState.OVERDUE).values("patient_id")
+            return queryset.filter(pk__in=overdue)
+        return queryset
