@@ -37,6 +37,7 @@ from patients.models import ConcomitantMedication, Patient, TransplantEvent
 from patients.services import day_zero
 from registry.admin import VisitDefinitionAdmin
 from registry.admin_tools import (
+    BigListAdminMixin,
     ScopedAdmin,
     ScopedReadOnlyInlineMixin,
     ServiceModelForm,
@@ -240,8 +241,27 @@ class VisitStateFilter(admin.SimpleListFilter):
         return queryset
 
 
+class VisitCodeFilter(admin.SimpleListFilter):
+    """The time points of the follow-up templates (a small table), rather than every visit's code
+    (`SELECT DISTINCT` over the visits)."""
+
+    title = _("visit")
+    parameter_name = "code"
+
+    def __init__(self, request, params, model, model_admin):
+        self.lookup = "visit__code" if model is ComputedOutcome else "code"
+        super().__init__(request, params, model, model_admin)
+
+    def lookups(self, request, model_admin):
+        rows = VisitDefinition.objects.order_by("offset_days", "code").values_list("code", "offset_days")
+        return [(code, code) for code in dict(rows)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.lookup: self.value()}) if self.value() else queryset
+
+
 @admin.register(Visit)
-class VisitAdmin(ScopedAdmin):
+class VisitAdmin(BigListAdminMixin, ScopedAdmin):
     form = VisitRecordForm
 
     class Media:
@@ -258,10 +278,13 @@ class VisitAdmin(ScopedAdmin):
         "state_display",
         "actual_date",
     ]
-    list_filter = [VisitStateFilter, "code", "patient__site", "patient__study"]
+    list_filter = [VisitStateFilter, VisitCodeFilter, "patient__site", "patient__study"]
     search_fields = ["patient__subject_code"]
     list_select_related = ["patient"]
-    date_hierarchy = "target_date"
+    # The newest visits first, by the primary key's index: the model's order (study, subject, date) sorted
+    # every visit of the user's sites before showing the first hundred. A date hierarchy would read every
+    # visit's year first; the state and visit filters narrow instead.
+    ordering = ["-pk"]
     inlines = [ResultInline]
     readonly_fields = [
         "patient",
@@ -434,11 +457,12 @@ class VisitAdmin(ScopedAdmin):
 
 
 @admin.register(Result)
-class ResultAdmin(ScopedAdmin):
+class ResultAdmin(BigListAdminMixin, ScopedAdmin):
     list_display = ["visit", "code", "shown_value", "shown_entered_value", "entered_unit", "derived"]
-    list_filter = ["code", "derived", "visit__patient__site"]
+    list_filter = ["code", "derived", "visit__patient__site"]  # the code's choices come from the catalogue
     search_fields = ["visit__patient__subject_code"]
     list_select_related = ["visit__patient"]
+    ordering = ["-pk"]  # by the primary key's index (the model's order sorts every result by study and patient)
 
     def has_add_permission(self, request):
         return False
@@ -456,7 +480,7 @@ class ResultAdmin(ScopedAdmin):
 
 
 @admin.register(ComputedOutcome)
-class ComputedOutcomeAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
+class ComputedOutcomeAdmin(BigListAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     list_display = [
         "visit",
         "sledai",
@@ -468,9 +492,10 @@ class ComputedOutcomeAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         "relapse",
         "algorithm_version",
     ]
-    list_filter = ["remission", "renal_response", "flare", "relapse", "visit__code", "visit__patient__site"]
+    list_filter = ["remission", "renal_response", "flare", "relapse", VisitCodeFilter, "visit__patient__site"]
     search_fields = ["visit__patient__subject_code"]
     list_select_related = ["visit__patient"]
+    ordering = ["-pk"]
 
     def has_add_permission(self, request):
         return False
