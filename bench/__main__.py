@@ -355,7 +355,9 @@ def coordinator_pages(pages: dict, large: int) -> dict:
         for name, row in pages[large][who].items()
         if name != "report"
     )
-    report_hold = all(pages[large][who]["report"]["page_ms"] / 1000 <= REPORT_PAGE_S for who in ("all_sites", "one_site"))
+    report_hold = all(
+        pages[large][who]["report"]["page_ms"] / 1000 <= REPORT_PAGE_S for who in ("all_sites", "one_site")
+    )
     out.update(
         queries_by_size=counts,
         queries_constant=constant,

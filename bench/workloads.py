@@ -484,7 +484,6 @@ def _page_users():
 
     from registry.constants import Role
     from registry.models import Site
-
     from registry.services import membership_grant
 
     user_model = get_user_model()
@@ -509,14 +508,12 @@ def _bare_pages(study, site_ids, patient_id) -> dict:
     from patients.constants import INACTIVE_STATUSES
     from patients.models import ConcomitantMedication, Patient, TransplantEvent
 
-    horizon = dt.date.today() + dt.timedelta(days=15)
+    horizon = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=16)  # the worklist's 14 days, every zone
     per_page = 100
 
     def worklist():
         list(
-            Visit.objects.filter(
-                patient__site_id__in=site_ids, outcome="open", window_start__lte=horizon
-            )
+            Visit.objects.filter(patient__site_id__in=site_ids, outcome="open", window_start__lte=horizon)
             .exclude(patient__status__in=INACTIVE_STATUSES)
             .order_by("window_end")
             .values("id", "code", "label", "window_start", "window_end", "patient__subject_code")
@@ -586,7 +583,8 @@ def workload_pages() -> dict:
         bare = _bare_pages(study, site_ids, patient.pk)
         rows = {}
         for name, path in paths.items():
-            def load(path=path):
+
+            def load(path=path, client=client):
                 response = client.get(path)
                 assert response.status_code == 200, (path, response.status_code, response.content[:300])
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.admin.views.main import PAGE_VAR
-from django.core.paginator import Paginator
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _

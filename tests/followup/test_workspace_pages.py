@@ -786,4 +786,3 @@ def test_language_selector_is_in_the_header(client, world):
     assert 'id="language-select"' in html
     assert '<option value="zh-hans">简体中文</option>' in html
     assert 'action="/i18n/setlang/"' in html
-
