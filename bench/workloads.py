@@ -500,66 +500,11 @@ def _page_users():
     return {"all_sites": (manager, [s.pk for s in sites]), "one_site": (coordinator, [site.pk])}, study, site
 
 
-def _bare_pages(study, site_ids, patient_id) -> dict:
-    """The rows each page shows, read with `.values()`: no admin, no templates, no scoping by the user."""
-    import datetime as dt
-
-    from followup.models import AdverseEvent, Result, SafetySignal, Visit
-    from patients.constants import INACTIVE_STATUSES
-    from patients.models import ConcomitantMedication, Patient, TransplantEvent
-
-    horizon = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=16)  # the worklist's 14 days, every zone
-    per_page = 100
-
-    def worklist():
-        list(
-            Visit.objects.filter(patient__site_id__in=site_ids, outcome="open", window_start__lte=horizon)
-            .exclude(patient__status__in=INACTIVE_STATUSES)
-            .order_by("window_end")
-            .values("id", "code", "label", "window_start", "window_end", "patient__subject_code")
-        )
-        list(
-            SafetySignal.objects.filter(patient__site_id__in=site_ids, status="open")
-            .order_by()
-            .values("id", "kind", "severity", "patient__subject_code")
-        )
-        list(
-            AdverseEvent.objects.filter(patient__site_id__in=site_ids, initial_report_due__isnull=False)
-            .order_by()
-            .values("id", "term", "initial_report_due")
-        )
-
-    def patient():
-        list(Patient.objects.filter(pk=patient_id).values())
-        list(Visit.objects.filter(patient_id=patient_id).order_by("target_date").values())
-        list(Result.objects.filter(visit__patient_id=patient_id).order_by().values())
-        list(TransplantEvent.objects.filter(patient_id=patient_id).values())
-        list(AdverseEvent.objects.filter(patient_id=patient_id).values())
-        list(ConcomitantMedication.objects.filter(patient_id=patient_id).values())
-
-    def visits():
-        list(
-            Visit.objects.filter(patient__site_id__in=site_ids)
-            .order_by("-pk")
-            .values("id", "code", "label", "target_date", "window_start", "window_end", "actual_date")[:per_page]
-        )
-
-    def results():
-        list(
-            Result.objects.filter(visit__patient__site_id__in=site_ids)
-            .order_by("-pk")
-            .values("id", "visit_id", "code", "value", "entered_value", "entered_unit", "derived")[:per_page]
-        )
-
-    def report():
-        list(Patient.objects.filter(study=study, site_id__in=site_ids).order_by().values("id")[:1])
-
-    return {"worklist": worklist, "patient": patient, "visits": visits, "results": results, "report": report}
-
-
 def workload_pages() -> dict:
     """Each page for each user: the median of 3 loads through the whole stack (middleware, admin, templates)
-    beside the median of 3 bare reads of the same rows, and the page's query count."""
+    beside the median of 3 loads of a bare page of the same rows (`bench.views.bare_page`: the same client,
+    middleware and session, the rows read with `.values()` and written into a plain table), and the page's
+    query count."""
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -569,6 +514,7 @@ def workload_pages() -> dict:
     users, study, site = _page_users()
     # The patient shown: the site's patient with the most results (a long follow-up, every chart drawn).
     patient = Patient.objects.filter(study=study, site=site).order_by("pk").first()
+    query = f"patient={patient.pk}&study={study.pk}"
     paths = {
         "worklist": "/admin/",
         "patient": f"/admin/patients/patient/{patient.pk}/change/",
@@ -577,10 +523,9 @@ def workload_pages() -> dict:
         "report": f"/admin/reporting/cohortreport/{study.pk}/change/",
     }
     out: dict = {}
-    for who, (user, site_ids) in users.items():
+    for who, (user, _sites) in users.items():
         client = Client(HTTP_HOST="127.0.0.1")
         client.force_login(user)
-        bare = _bare_pages(study, site_ids, patient.pk)
         rows = {}
         for name, path in paths.items():
 
@@ -593,7 +538,7 @@ def workload_pages() -> dict:
                 # the cached page. The first load is reported too.
                 first_s = timed(load)[0]
             page_s = _median_s(load)
-            bare_s = _median_s(bare[name])
+            bare_s = _median_s(lambda name=name, client=client: load(f"/bench/bare/pages/{name}/?{query}", client))
             with CaptureQueriesContext(connection) as ctx:
                 load()
             rows[name] = {
