@@ -112,6 +112,15 @@ class ServiceModelForm(PlainTextFormMixin, forms.ModelForm):
             )
 
 
+def request_memo(request, key, compute):
+    """`compute()` once per request and key: a page asks the same permission of the same object many times
+    (the form, each inline, the buttons), and the answer does not change while the page is drawn."""
+    memo = request.__dict__.setdefault("_registry_permission_memo", {})
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
 class SiteScopedAdminMixin:
     """Lists, detail pages and foreign-key choices narrowed to the user's sites; permissions by membership."""
 
@@ -147,7 +156,13 @@ class SiteScopedAdminMixin:
         if request.user.is_superuser:
             return True
         site_id = _site_id_of(obj)
-        return site_id is not None and user_site_ids(request.user, write=write).filter(site_id=site_id).exists()
+        if site_id is None:
+            return False
+        return request_memo(
+            request,
+            ("reach", site_id, write),
+            lambda: user_site_ids(request.user, write=write).filter(site_id=site_id).exists(),
+        )
 
     def has_module_permission(self, request):
         return self._is_member(request)
@@ -160,7 +175,11 @@ class SiteScopedAdminMixin:
         # What a user may see is what the scoped queryset shows (e.g. a lot is seen by every site of its study).
         qs = self.model._default_manager.all()
         if hasattr(qs, "for_user"):
-            return qs.for_user(request.user).filter(pk=obj.pk).exists()
+            return request_memo(
+                request,
+                ("view", self.model._meta.label, obj.pk),
+                lambda: qs.for_user(request.user).filter(pk=obj.pk).exists(),
+            )
         return self._can_reach(request, obj, write=False)
 
     def has_add_permission(self, request):

@@ -67,8 +67,8 @@ def counts(client, paths: dict[str, str]) -> dict[str, int]:
 
 # Queries per page, after a first load (the patient's charts and the cohort report then come from the cache).
 PINNED = {
-    "all_sites": {"worklist": 25, "patient": 53, "visits": 19, "results": 16, "report": 18},
-    "one_site": {"worklist": 19, "patient": 50, "visits": 16, "results": 13, "report": 15},
+    "all_sites": {"worklist": 25, "patient": 37, "visits": 19, "results": 16, "report": 18},
+    "one_site": {"worklist": 19, "patient": 34, "visits": 16, "results": 13, "report": 15},
 }
 
 
