@@ -9,4 +9,5 @@ urlpatterns = [
     *production_urlpatterns,
     path("bench/bare/visits/", views.bare_visit_list),
     path("bench/bare/visits/<int:visit_id>/record/", views.bare_visit_record),
+    path("bench/bare/pages/<str:name>/", views.bare_page),
 ]

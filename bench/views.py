@@ -8,7 +8,8 @@ import json
 from decimal import Decimal
 
 from django.db import transaction
-from django.http import JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.template import Context, Template
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -62,3 +63,72 @@ def bare_visit_record(request, visit_id: int):
         )
         Result.objects.bulk_create(rows)
     return JsonResponse({"id": visit_id, "results": len(rows)})
+
+
+# Workload 8: bare pages of the rows each coordinator page shows ----------------------------------------
+
+BARE_PAGE = Template(
+    "<!doctype html><html><body>{% for name, rows in tables %}<h2>{{ name }}</h2><table>"
+    "{% for row in rows %}<tr>{% for value in row.values %}<td>{{ value }}</td>{% endfor %}</tr>{% endfor %}"
+    "</table>{% endfor %}</body></html>"
+)
+PER_PAGE = 100  # the admin lists' page
+
+
+def _bare_rows(name: str, site_ids: list[int], params) -> list[tuple[str, list[dict]]]:
+    from followup.models import AdverseEvent, SafetySignal
+    from patients.constants import INACTIVE_STATUSES
+    from patients.models import ConcomitantMedication, Patient, TransplantEvent
+
+    if name == "worklist":
+        horizon = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=16)  # the worklist's 14 days, every zone
+        visits = (
+            Visit.objects.filter(patient__site_id__in=site_ids, outcome="open", window_start__lte=horizon)
+            .exclude(patient__status__in=INACTIVE_STATUSES)
+            .order_by("window_end")
+            .values("id", "code", "label", "window_start", "window_end", "patient__subject_code")
+        )
+        signals = (
+            SafetySignal.objects.filter(patient__site_id__in=site_ids, status="open")
+            .order_by()
+            .values("id", "kind", "severity", "patient__subject_code")
+        )
+        reports = (
+            AdverseEvent.objects.filter(patient__site_id__in=site_ids, initial_report_due__isnull=False)
+            .order_by()
+            .values("id", "term", "initial_report_due")
+        )
+        return [("visits", list(visits)), ("signals", list(signals)), ("reports", list(reports))]
+    if name == "patient":
+        pk = int(params["patient"])
+        return [
+            ("patient", list(Patient.objects.filter(pk=pk, site_id__in=site_ids).values())),
+            ("visits", list(Visit.objects.filter(patient_id=pk).order_by("target_date").values())),
+            ("results", list(Result.objects.filter(visit__patient_id=pk).order_by().values())),
+            ("infusions", list(TransplantEvent.objects.filter(patient_id=pk).values())),
+            ("adverse events", list(AdverseEvent.objects.filter(patient_id=pk).values())),
+            ("medications", list(ConcomitantMedication.objects.filter(patient_id=pk).values())),
+        ]
+    if name == "visits":
+        fields = ("id", "patient__subject_code", "code", "label", "target_date", "window_start", "window_end")
+        rows = Visit.objects.filter(patient__site_id__in=site_ids).order_by("-pk").values(*fields, "actual_date")
+        return [("visits", list(rows[:PER_PAGE]))]
+    if name == "results":
+        fields = ("id", "visit__patient__subject_code", "visit__code", "code", "value", "entered_value")
+        rows = Result.objects.filter(visit__patient__site_id__in=site_ids).order_by("-pk").values(*fields)
+        return [("results", list(rows.values(*fields, "entered_unit", "derived")[:PER_PAGE]))]
+    if name == "report":
+        from registry.models import Study
+
+        return [("study", list(Study.objects.filter(pk=int(params["study"])).values()))]
+    raise Http404(name)
+
+
+def bare_page(request, name: str):
+    """The rows a coordinator page shows (workload 8), read with `.values()` for the signed-in user's sites
+    and written into a plain HTML table: no admin, no permissions beyond the session, no forms."""
+    from registry.models import Site
+
+    site_ids = list(Site.objects.for_user(request.user).values_list("pk", flat=True))
+    tables = _bare_rows(name, site_ids, request.GET)
+    return HttpResponse(BARE_PAGE.render(Context({"tables": tables})))

@@ -465,6 +465,96 @@ def workload_ingest_prepare(count: int, batch: int) -> dict:
     }
 
 
+# 8. Coordinator pages: the admin pages a coordinator and an all-sites data manager open, in process ------
+
+
+PAGE_LOADS = 3  # each page's figure is the median of this many loads, after one warm-up load
+
+
+def _median_s(fn) -> float:
+    fn()  # warm-up: imports, templates, the database's cache
+    return statistics.median(timed(fn)[0] for _ in range(PAGE_LOADS))
+
+
+def _page_users():
+    """An all-sites data manager (a member of every site, not a superuser) and the coordinator of the site
+    with the most patients of the synthetic study."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Count
+
+    from registry.constants import Role
+    from registry.models import Site
+    from registry.services import membership_grant
+
+    user_model = get_user_model()
+    study = synthetic_study()
+    sites = list(Site.objects.all())
+    site = Site.objects.filter(patients__study=study).annotate(n=Count("patients")).order_by("-n", "code").first()
+    manager, made = user_model.objects.get_or_create(username="bench_manager", defaults={"is_staff": True})
+    if made:
+        for s in sites:
+            membership_grant(user=manager, site=s, role=Role.DATA_MANAGER)
+    coordinator, made = user_model.objects.get_or_create(username="bench_coordinator", defaults={"is_staff": True})
+    if made:
+        membership_grant(user=coordinator, site=site, role=Role.COORDINATOR)
+    return {"all_sites": (manager, [s.pk for s in sites]), "one_site": (coordinator, [site.pk])}, study, site
+
+
+def workload_pages() -> dict:
+    """Each page for each user: the median of 3 loads through the whole stack (middleware, admin, templates)
+    beside the median of 3 loads of a bare page of the same rows (`bench.views.bare_page`: the same client,
+    middleware and session, the rows read with `.values()` and written into a plain table), and the page's
+    query count."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from patients.models import Patient
+
+    users, study, site = _page_users()
+    # The patient shown: the site's patient with the most results (a long follow-up, every chart drawn).
+    patient = Patient.objects.filter(study=study, site=site).order_by("pk").first()
+    query = f"patient={patient.pk}&study={study.pk}"
+    paths = {
+        "worklist": "/admin/",
+        "patient": f"/admin/patients/patient/{patient.pk}/change/",
+        "visits": "/admin/followup/visit/",
+        "results": "/admin/followup/result/",
+        "report": f"/admin/reporting/cohortreport/{study.pk}/change/",
+    }
+    out: dict = {}
+    for who, (user, _sites) in users.items():
+        client = Client(HTTP_HOST="127.0.0.1")
+        client.force_login(user)
+        rows = {}
+        for name, path in paths.items():
+
+            def load(path=path, client=client):
+                response = client.get(path)
+                assert response.status_code == 200, (path, response.status_code, response.content[:300])
+
+            if name == "report":
+                # The first load fills the report's cache (by study, sites and data version); the figure is
+                # the cached page. The first load is reported too.
+                first_s = timed(load)[0]
+            page_s = _median_s(load)
+            bare_s = _median_s(lambda name=name, client=client: load(f"/bench/bare/pages/{name}/?{query}", client))
+            with CaptureQueriesContext(connection) as ctx:
+                load()
+            rows[name] = {
+                "page_ms": round(page_s * 1000, 1),
+                "bare_ms": round(bare_s * 1000, 1),
+                "ratio": round(page_s / bare_s, 2) if bare_s else None,
+                "queries": len(ctx.captured_queries),
+            }
+            if name == "report":
+                rows[name]["first_load_ms"] = round(first_s * 1000, 1)
+        out[who] = rows
+    out["patients"] = Patient.objects.count()
+    out["peak_memory_mb"] = peak_mb()
+    return out
+
+
 def main(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.bench")
     import django
@@ -475,6 +565,7 @@ def main(argv: list[str]) -> None:
         "sweep": workload_sweep,
         "report": workload_report,
         "safety_checks": workload_safety_checks,
+        "pages": workload_pages,
         "read_queries": lambda: workload_read_queries(args[0]),
         "prepare": lambda: workload_prepare(int(args[0])),
         "ingest_prepare": lambda: workload_ingest_prepare(int(args[0]), int(args[1])),

@@ -10,9 +10,10 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from followup.constants import VisitState
-from followup.models import Visit
+from followup.models import ComputedOutcome, Visit
 from patients.models import TransplantEvent
 from registry.constants import TissueSource
+from registry.models import VisitDefinition
 
 OUTCOME_GRADES = {
     "complete": _("complete"),
@@ -128,3 +129,22 @@ class OverdueFilter(admin.SimpleListFilter):
             overdue = Visit.objects.in_state(VisitState.OVERDUE).values("patient_id")
             return queryset.filter(pk__in=overdue)
         return queryset
+
+
+class VisitCodeFilter(admin.SimpleListFilter):
+    """The time points of the follow-up templates (a small table), rather than every visit's code
+    (`SELECT DISTINCT` over the visits)."""
+
+    title = _("visit")
+    parameter_name = "code"
+
+    def __init__(self, request, params, model, model_admin):
+        self.lookup = "visit__code" if model is ComputedOutcome else "code"
+        super().__init__(request, params, model, model_admin)
+
+    def lookups(self, request, model_admin):
+        rows = VisitDefinition.objects.order_by("offset_days", "code").values_list("code", "offset_days")
+        return [(code, code) for code in dict(rows)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.lookup: self.value()}) if self.value() else queryset

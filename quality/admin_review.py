@@ -20,7 +20,7 @@ from patients.models import Patient
 from quality import selectors
 from quality.models import Freeze, Lock, RecordKind, Signature, SigningFailure, SourceVerification
 from quality.services import freezes, review
-from registry.admin_tools import SiteScopedAdminMixin
+from registry.admin_tools import SiteScopedAdminMixin, request_memo
 from registry.constants import Role
 from registry.models import Study
 
@@ -498,7 +498,7 @@ def make_lock_aware(model_admin) -> None:
     change_view = model_admin.change_view
 
     def has_change_permission(request, obj=None):
-        if obj is not None and _lock_state(obj):
+        if obj is not None and request_memo(request, ("lock", obj._meta.label, obj.pk), lambda: _lock_state(obj)):
             return False
         return has_change(request, obj)
 

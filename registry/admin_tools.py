@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.admin.exceptions import NotRegistered
+from django.contrib.admin.views.main import PAGE_VAR
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.paginator import Paginator
 from django.db import transaction
+from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -109,6 +112,15 @@ class ServiceModelForm(PlainTextFormMixin, forms.ModelForm):
             )
 
 
+def request_memo(request, key, compute):
+    """`compute()` once per request and key: a page asks the same permission of the same object many times
+    (the form, each inline, the buttons), and the answer does not change while the page is drawn."""
+    memo = request.__dict__.setdefault("_registry_permission_memo", {})
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
 class SiteScopedAdminMixin:
     """Lists, detail pages and foreign-key choices narrowed to the user's sites; permissions by membership."""
 
@@ -144,7 +156,13 @@ class SiteScopedAdminMixin:
         if request.user.is_superuser:
             return True
         site_id = _site_id_of(obj)
-        return site_id is not None and user_site_ids(request.user, write=write).filter(site_id=site_id).exists()
+        if site_id is None:
+            return False
+        return request_memo(
+            request,
+            ("reach", site_id, write),
+            lambda: user_site_ids(request.user, write=write).filter(site_id=site_id).exists(),
+        )
 
     def has_module_permission(self, request):
         return self._is_member(request)
@@ -157,7 +175,11 @@ class SiteScopedAdminMixin:
         # What a user may see is what the scoped queryset shows (e.g. a lot is seen by every site of its study).
         qs = self.model._default_manager.all()
         if hasattr(qs, "for_user"):
-            return qs.for_user(request.user).filter(pk=obj.pk).exists()
+            return request_memo(
+                request,
+                ("view", self.model._meta.label, obj.pk),
+                lambda: qs.for_user(request.user).filter(pk=obj.pk).exists(),
+            )
         return self._can_reach(request, obj, write=False)
 
     def has_add_permission(self, request):
@@ -210,6 +232,42 @@ class ScopedReadOnlyInlineMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class BoundedCountPaginator(Paginator):
+    """A paginator for lists over big tables: it counts the rows only as far as the page asked for plus ten
+    more pages (`SELECT count(*) FROM (... LIMIT n)`), so a list of millions of rows costs what its first
+    pages cost. `capped` says the list goes on beyond the count; the pagination shows "more than"."""
+
+    PAGES_AHEAD = 10
+
+    def __init__(self, object_list, per_page, *, page_number: int = 1, **kwargs):
+        super().__init__(object_list, per_page, **kwargs)
+        self.limit = (max(page_number, 1) + self.PAGES_AHEAD) * per_page + 1
+        self.capped = False
+
+    @cached_property
+    def count(self) -> int:
+        counted = self.object_list.order_by()[: self.limit].count()
+        self.capped = counted >= self.limit
+        return min(counted, self.limit - 1)
+
+
+class BigListAdminMixin:
+    """A list over a big table (visits, results, outcomes): no count of every row, neither of the filtered
+    list (`BoundedCountPaginator`) nor of the whole table (`show_full_result_count`)."""
+
+    show_full_result_count = False
+    paginator = BoundedCountPaginator
+
+    def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
+        try:
+            page_number = int(request.GET.get(PAGE_VAR, 1))
+        except ValueError:
+            page_number = 1
+        return self.paginator(
+            queryset, per_page, page_number=page_number, orphans=orphans, allow_empty_first_page=allow_empty_first_page
+        )
 
 
 class ScopedAdmin(SiteScopedAdminMixin, SimpleHistoryAdmin):

@@ -28,7 +28,7 @@ from reporting import exports
 from reporting.cohort import COMPARISON_LABELS, CohortFilter, cohort_report
 from reporting.constants import ExportState
 from reporting.models import CohortReport, ExportJob
-from reporting.rendering import parse_filter, render_csv, render_html
+from reporting.rendering import cached_report_html, parse_filter, render_csv
 
 _local = threading.local()
 
@@ -259,6 +259,8 @@ class CohortReportAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             "sites": Site.objects.for_user(request.user).order_by("code"),
             "cell_sources": TissueSource.choices,
             "compare_choices": list(COMPARISON_LABELS.items()),
-            "report_html": "" if errors else render_html(study=study, site_ids=site_ids, flt=flt, standalone=False),
+            "report_html": ""
+            if errors
+            else cached_report_html(study=study, site_ids=list(site_ids), flt=flt, standalone=False),
         }
         return TemplateResponse(request, "admin/reporting/cohortreport/report.html", context)

@@ -8,19 +8,16 @@ from collections import defaultdict
 import numpy as np
 from django.utils.translation import gettext
 
-from followup.charts import _month_axis, _svg
+from followup.charts import _month_axis, _svg, pyplot
 from registry.models import Study
 from reporting.cohort import CODE_INDEX, COMPARISON_LABELS, CohortFilter, _facts, cohort, group_label, survival
 
 
 def charts(*, study: Study, site_ids, flt: CohortFilter | None = None) -> dict[str, str]:
     """SVG figures: SLEDAI-2K and proteinuria over time (mean ± SE per group), and Kaplan-Meier curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from lifelines import KaplanMeierFitter
 
+    plt = pyplot()
     flt = flt or CohortFilter()
     offsets = dict(study.visit_definitions.values_list("code", "offset_days"))
     facts = _facts(cohort(study, site_ids, flt), flt.compare, list(offsets))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
+import json
 
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.utils.translation import gettext, gettext_lazy, ngettext
@@ -90,6 +93,60 @@ def _in_words(report: dict, flt: CohortFilter) -> dict:
             if isinstance(s, dict) and s.get("n") is not None and name != "female"
         ],
     }
+
+
+REPORT_CACHE_SECONDS = 24 * 3600
+AUDITED_APPS = ("registry", "patients", "followup")  # every table the report reads is kept with its history
+
+
+def data_version() -> str:
+    """A digest that changes whenever the registry's data change, in one query of index lookups whatever the
+    data size: the newest audit-history row of every audited table of the registry, patients and followup
+    apps (every write through the services leaves one, deletions included; the batch endpoint copies them
+    too), and the newest row of the patients, visits and results (rows loaded without history, as
+    `seed_synthetic` does)."""
+    from django.apps import apps
+    from django.db import connection
+
+    from followup.models import Result, Visit
+    from patients.models import Patient
+
+    qn = connection.ops.quote_name
+    parts = []
+    for label in AUDITED_APPS:
+        for model in apps.get_app_config(label).get_models():
+            history = getattr(model, "history", None)
+            if history is not None and hasattr(history, "model"):
+                parts.append(f"(SELECT MAX(history_id) FROM {qn(history.model._meta.db_table)})")
+    for model in (Patient, Visit, Result):
+        parts.append(f"(SELECT MAX({qn(model._meta.pk.column)}) FROM {qn(model._meta.db_table)})")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(sorted(parts)))
+        row = cursor.fetchone()
+    return hashlib.sha256(repr((connection.settings_dict["NAME"], row)).encode()).hexdigest()[:32]
+
+
+def cached_report_html(*, study, site_ids, flt: CohortFilter, standalone: bool = True) -> str:
+    """`render_html`, kept in the cache by study, sites, filter, language, day and `data_version()`: the
+    report is computed again only when the data changed (or the next day), and never shown stale."""
+    from django.utils import timezone
+    from django.utils.translation import get_language
+
+    identity = [
+        study.pk,
+        sorted(site_ids),
+        flt.describe(),
+        get_language(),
+        timezone.localdate().isoformat(),
+        standalone,
+        data_version(),
+    ]
+    key = "cohort-report:" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    html = cache.get(key)
+    if html is None:
+        html = render_html(study=study, site_ids=site_ids, flt=flt, standalone=standalone)
+        cache.set(key, html, REPORT_CACHE_SECONDS)
+    return html
 
 
 def render_html(*, study, site_ids, flt: CohortFilter, standalone: bool = True) -> str:

@@ -403,10 +403,29 @@ def test_patient_page_shows_summary_timeline_and_charts(client, world):
 
     charts = html[html.index("field-charts") :]
     svgs = re.findall(r"<svg.*?</svg>", charts, flags=re.S)
-    titles = [re.search(r"<!-- (SLEDAI-2K|C3 g/L|eGFR|proteinuria g/24h|anti-dsDNA IU/mL) -->", s) for s in svgs]
-    assert [t.group(1) for t in titles if t] == ["SLEDAI-2K", "C3 g/L"]
-    sledai = svgs[[t.group(1) if t else None for t in titles].index("SLEDAI-2K")]
+    texts = [found for found in (re.findall(r"<!-- (.*?) -->", s) for s in svgs) if set(found) & set(CHART_TITLES)]
+    svgs = [s for s in svgs if set(re.findall(r"<!-- (.*?) -->", s)) & set(CHART_TITLES)]
+    titles = [next(t for t in found if t in CHART_TITLES) for found in texts]
+    # In the catalogue's order: activity, kidney, serology, blood counts; each y-axis names its unit.
+    assert titles == ["SLEDAI-2K", "Complement C3", "Platelets"]
+    assert [CHART_TITLES[t] in found for t, found in zip(titles, texts, strict=True)] == [True, True, True]
+    sledai = svgs[titles.index("SLEDAI-2K")]
     assert data_markers(sledai) == 2  # BL and D7
+
+
+# Each chart's title and its y-axis label.
+CHART_TITLES = {
+    "SLEDAI-2K": "points",
+    "24-h urine protein": "g/24h",
+    "Serum creatinine": "umol/L",
+    "eGFR (CKD-EPI 2021)": "mL/min/1.73m2",
+    "Complement C3": "g/L",
+    "Complement C4": "g/L",
+    "Anti-dsDNA": "IU/mL",
+    "White cells": "10^9/L",
+    "Platelets": "10^9/L",
+    "Haemoglobin": "g/L",
+}
 
 
 def test_patient_page_lists_the_patients_adverse_events(client, world):
