@@ -60,7 +60,7 @@ class Visit(TimeStampedModel):
     SITE_LOOKUP = "patient__site"
     history = audit_history()
     # No label starts like a spreadsheet formula: refused (core/spreadsheets.py); the reasons are free text.
-    PLAIN_TEXT_FIELDS = ("label", "label_zh")
+    PLAIN_TEXT_FIELDS = ("label",)  # label_zh is copied from the visit definition, which refuses it
 
     class Meta:
         ordering = ["patient", "target_date"]

@@ -1,5 +1,6 @@
 import datetime as dt
 
+from django import forms
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 from django_filters import rest_framework as filters
@@ -15,6 +16,15 @@ from quality.models import Query
 from quality.services.queries import RECORD_TYPES, query_answer
 from registry.api.base import PartnerViewSet
 
+MAX_AGE_DAYS = 36500  # a hundred years: older is no date the registry holds
+
+
+class WholeDaysFilter(filters.NumberFilter):
+    """A number of whole days: 2.5, a negative number or more than `MAX_AGE_DAYS` is refused (400) naming the
+    parameter, never rounded or overflowing."""
+
+    field_class = forms.IntegerField
+
 
 class QueryFilter(UpdatedSinceFilter):
     state = filters.ChoiceFilter(choices=QueryState.choices)
@@ -22,8 +32,11 @@ class QueryFilter(UpdatedSinceFilter):
         choices=[(name, name) for name in RECORD_TYPES], method="filter_record_type", help_text="The kind of record."
     )
     record_id = filters.NumberFilter(field_name="object_id", help_text="The record's id (with record_type).")
-    min_age_days = filters.NumberFilter(
-        method="filter_min_age", min_value=0, help_text="Only queries raised at least this many days ago."
+    min_age_days = WholeDaysFilter(
+        method="filter_min_age",
+        min_value=0,
+        max_value=MAX_AGE_DAYS,
+        help_text="Only queries raised at least this many whole days ago (0 to 36500).",
     )
     subject_code = filters.CharFilter(field_name="patient__subject_code")
     rule = filters.CharFilter(field_name="rule", help_text="An edit check's code; blank for queries raised by hand.")
@@ -36,7 +49,7 @@ class QueryFilter(UpdatedSinceFilter):
         return queryset.filter(content_type=ContentType.objects.get_for_model(RECORD_TYPES[value]))
 
     def filter_min_age(self, queryset, name, value):
-        return queryset.filter(created_at__lte=timezone.now() - dt.timedelta(days=int(value)))
+        return queryset.filter(created_at__lte=timezone.now() - dt.timedelta(days=value))
 
 
 class QueryViewSet(PartnerViewSet):

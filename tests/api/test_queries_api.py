@@ -60,6 +60,12 @@ def test_an_unknown_state_is_refused_naming_the_parameter(world):
     assert "state" in field_errors(assert_problem(response, 400))
 
 
+@pytest.mark.parametrize("age", ["3.402823466e+38", "36501", "2.5", "-1", "1e400"])
+def test_an_impossible_age_is_refused_naming_the_parameter(world, age):
+    response = call(client_for(world.keys["a_rw"]), "GET", "/api/v1/queries/", {"min_age_days": age})
+    assert "min_age_days" in field_errors(assert_problem(response, 400))
+
+
 def test_answer_moves_the_query_to_answered_and_records_the_door(world):
     url = f"/api/v1/queries/{world.a.query.pk}/answer/"
     response = call(client_for(world.keys["a_rw"]), "POST", url, {"text": "1990 per the ID card."})
