@@ -24,4 +24,6 @@ BEAT_SCHEDULE: dict[str, dict] = {
     "run-edit-checks": {"task": "quality.tasks.run_study_edit_checks", "schedule": crontab(hour="2", minute="17")},
     # Exports whose task was lost (broker down when requested) or whose worker died are queued again.
     "resume-exports": {"task": "reporting.tasks.resume_exports", "schedule": crontab(minute="*/10")},
+    # Imports asked for in the admin, likewise.
+    "resume-imports": {"task": "intake.tasks.resume_imports", "schedule": crontab(minute="*/10")},
 }

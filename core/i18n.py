@@ -16,7 +16,7 @@ from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy
 
-OUR_APPS = ("registry", "patients", "followup", "notifications", "reporting", "quality")
+OUR_APPS = ("registry", "patients", "followup", "notifications", "reporting", "quality", "intake")
 
 
 def english(text) -> str:

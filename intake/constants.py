@@ -7,14 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Kind(models.TextChoices):
-    PATIENTS = "patients", "Patients"
-    INFUSIONS = "infusions", "Infusions"
-    VISITS = "visits", "Visits and results"
-    MEDICATIONS = "medications", "Concomitant medications"
-    ADVERSE_EVENTS = "adverse_events", "Adverse events"
+    PATIENTS = "patients", _("Patients")
+    INFUSIONS = "infusions", _("Infusions")
+    VISITS = "visits", _("Visits and results")
+    MEDICATIONS = "medications", _("Concomitant medications")
+    ADVERSE_EVENTS = "adverse_events", _("Adverse events")
 
 
 # The order of the import, whatever the order of the files given.
@@ -246,3 +247,14 @@ FIELD_COLUMNS: dict[str, dict[str, str]] = {
 
 NOT_DONE_CELLS = {"nd": "not_done", "not done": "not_done", "na": "not_available", "not available": "not_available"}
 CHUNK_VISITS = 500  # visits recorded per batch (below followup.constants.MAX_BATCH_VISITS)
+
+
+class ImportState(models.TextChoices):
+    QUEUED = "queued", _("Waiting for a worker")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Finished")
+    FAILED = "failed", _("Failed")
+
+
+# The files of one import, together (the admin page; the command reads files of any size).
+MAX_IMPORT_BYTES = 50 * 1024 * 1024

@@ -9,6 +9,8 @@ import re
 import zoneinfo
 from decimal import Decimal, InvalidOperation
 
+from django.utils.translation import gettext
+
 from followup.constants import Comparator
 
 _YEAR_FIRST = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
@@ -42,7 +44,10 @@ def parse_date(value) -> dt.date | None:
         return None
     if isinstance(value, dt.datetime):
         if value.time() != dt.time(0):
-            raise CellError("date_format", f"'{value.isoformat(sep=' ')}' has a time; give the date alone.")
+            raise CellError(
+                "date_format",
+                gettext("'%(value)s' has a time; give the date alone.") % {"value": value.isoformat(sep=" ")},
+            )
         return value.date()
     if isinstance(value, dt.date):
         return value
@@ -52,13 +57,21 @@ def parse_date(value) -> dt.date | None:
         try:
             return dt.date(*(int(part) for part in match.groups()))
         except ValueError:
-            raise CellError("date_format", f"'{raw}' is not a date of the calendar.") from None
+            raise CellError(
+                "date_format", gettext("'%(value)s' is not a date of the calendar.") % {"value": raw}
+            ) from None
     if _DAY_OR_MONTH_FIRST.match(raw):
         raise CellError(
             "ambiguous_date",
-            f"'{raw}' is ambiguous (day or month first?); write the year first: YYYY-MM-DD, e.g. 2010-03-04.",
+            gettext(
+                "'%(value)s' is ambiguous (day or month first?); write the year first: YYYY-MM-DD, e.g. 2010-03-04."
+            )
+            % {"value": raw},
         )
-    raise CellError("date_format", f"'{raw}' is not a date; write YYYY-MM-DD (or year first, 2010/3/4).")
+    raise CellError(
+        "date_format",
+        gettext("'%(value)s' is not a date; write YYYY-MM-DD (or year first, 2010/3/4).") % {"value": raw},
+    )
 
 
 def parse_datetime(value, time_zone: str) -> dt.datetime | None:
@@ -74,22 +87,25 @@ def parse_datetime(value, time_zone: str) -> dt.datetime | None:
     day, _, clock = stamp.partition(" ")
     if not clock.strip():
         raise CellError(
-            "datetime_format", f"'{raw}' has no time; give the infusion's date and time (2008-01-15 10:00)."
+            "datetime_format",
+            gettext("'%(value)s' has no time; give the infusion's date and time (2008-01-15 10:00).") % {"value": raw},
         )
     on = parse_date(day)
     match = _TIME.match(clock.strip())
     if match is None:
-        raise CellError("datetime_format", f"'{raw}': the time is not HH:MM.")
+        raise CellError("datetime_format", gettext("'%(value)s': the time is not HH:MM.") % {"value": raw})
     hour, minute, second = int(match[1]), int(match[2]), int(match[3] or 0)
     try:
         moment = dt.datetime.combine(on, dt.time(hour, minute, second))
     except ValueError:
-        raise CellError("datetime_format", f"'{raw}': the time is not HH:MM.") from None
+        raise CellError("datetime_format", gettext("'%(value)s': the time is not HH:MM.") % {"value": raw}) from None
     if offset:
         try:
             return dt.datetime.fromisoformat(f"{moment.isoformat()}{offset[1].replace('Z', '+00:00')}")
         except ValueError:
-            raise CellError("datetime_format", f"'{raw}': the offset is not +HH:MM.") from None
+            raise CellError(
+                "datetime_format", gettext("'%(value)s': the offset is not +HH:MM.") % {"value": raw}
+            ) from None
     return moment.replace(tzinfo=zone)
 
 
@@ -100,9 +116,9 @@ def parse_decimal(value) -> Decimal | None:
     try:
         number = Decimal(raw)
     except InvalidOperation:
-        raise CellError("number", f"'{text(value)}' is not a number.") from None
+        raise CellError("number", gettext("'%(value)s' is not a number.") % {"value": text(value)}) from None
     if not number.is_finite():
-        raise CellError("number", f"'{text(value)}' is not a number.")
+        raise CellError("number", gettext("'%(value)s' is not a number.") % {"value": text(value)})
     return number
 
 
@@ -111,7 +127,7 @@ def parse_int(value) -> int | None:
     if number is None:
         return None
     if number != number.to_integral_value():
-        raise CellError("number", f"'{text(value)}' is not a whole number.")
+        raise CellError("number", gettext("'%(value)s' is not a whole number.") % {"value": text(value)})
     return int(number)
 
 
@@ -140,4 +156,4 @@ def parse_flag(value) -> bool | None:
         return True
     if raw in {"n", "no", "0", "false", "否"}:
         return False
-    raise CellError("flag", f"'{text(value)}' is not Y or N.")
+    raise CellError("flag", gettext("'%(value)s' is not Y or N.") % {"value": text(value)})

@@ -9,9 +9,10 @@ rule refused by a service appears beside the field it names and nothing is saved
 from __future__ import annotations
 
 from django import forms
+from django.contrib import admin
 from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.admin.views.main import PAGE_VAR
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.utils.functional import cached_property
@@ -197,6 +198,26 @@ class SiteScopedAdminMixin:
     def has_delete_permission(self, request, obj=None):
         # Clinical records are corrected with a reason, never deleted from the admin.
         return False
+
+
+class StudyPageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
+    """A study list whose study opens a page of its own (the cohort report, the import): no adding or
+    changing studies here; a study outside the user's sites is refused."""
+
+    list_display = ["code", "registration_id", "title", "status"]
+    search_fields = ["code", "registration_id", "title"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def study_or_refuse(self, request, object_id):
+        study = self.get_object(request, object_id)
+        if study is None or not self.has_view_permission(request, study):
+            raise PermissionDenied
+        return study
 
 
 class ScopedReadOnlyInlineMixin:

@@ -13,7 +13,7 @@ import threading
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -21,7 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from registry.admin_tools import SiteScopedAdminMixin
+from registry.admin_tools import SiteScopedAdminMixin, StudyPageAdmin
 from registry.constants import TissueSource
 from registry.models import Site, Study
 from reporting import exports
@@ -220,22 +220,11 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(CohortReport)
-class CohortReportAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
+class CohortReportAdmin(StudyPageAdmin):
     """The study list; opening a study shows its cohort report for the user's sites (HTML, CSV or JSON)."""
 
-    list_display = ["code", "registration_id", "title", "status"]
-    search_fields = ["code", "registration_id", "title"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        study = self.get_object(request, object_id)
-        if study is None or not self.has_view_permission(request, study):
-            raise PermissionDenied
+        study = self.study_or_refuse(request, object_id)
         site_ids = Site.objects.for_user(request.user).values_list("pk", flat=True)
         errors, flt = {}, CohortFilter()
         try:

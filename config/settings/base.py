@@ -239,7 +239,19 @@ CACHES = {
         }
         if REDIS_URL
         else {"BACKEND": "core.cache.DatabaseCache", "LOCATION": CACHE_TABLE}
-    )
+    ),
+    # Live progress of long jobs (an import runs in one database transaction, so its progress cannot be read
+    # from the database until it ends): Redis when configured, otherwise files under var/, which the web
+    # server and the worker of `make run` share.
+    "progress": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "progress")}
+    ),
 }
 
 # The largest request body read (2.5 MB by default); the API answers 413 beyond it.

@@ -15,7 +15,10 @@ INSTALLED_APPS = [*INSTALLED_APPS, "devdata"]  # noqa: F405
 # Without Redis, each test process keeps its cache in memory: the tests pin query counts, which the database
 # cache would change with every throttled request (tests/api/test_hostile_requests.py tests that cache).
 if not REDIS_URL:  # noqa: F405
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "progress": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "progress"},
+    }
 
 # Under pytest-xdist each worker process gets its own Redis database, so one worker's flush or
 # cache entries never reach another's: worker gwN uses database (D - N) mod 16 of REDIS_URL's D.
@@ -28,4 +31,7 @@ if REDIS_URL and _XDIST_WORKER.startswith("gw"):  # noqa: F405
     _worker_db = (_base_db - int(_XDIST_WORKER[2:])) % 16
     REDIS_URL = urlunsplit(_parts._replace(path=f"/{_worker_db}"))
     CELERY_BROKER_URL = REDIS_URL
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+        "progress": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+    }

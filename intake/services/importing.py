@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
+from django.utils.translation import gettext
 
 from core.api.problems import RecordLocked
 from core.audit import Door, audit_context
@@ -211,7 +212,13 @@ class _Run:
         names = {c.name for c in COLUMNS[sheet.kind] if c.required}
         missing = sorted(names - set(sheet.header))
         for name in missing:
-            self.problem(sheet, 1, name, "required", f"The column {name} is missing from the header.")
+            self.problem(
+                sheet,
+                1,
+                name,
+                "required",
+                gettext("The column %(column)s is missing from the header.") % {"column": name},
+            )
         if missing:
             return
         if sheet.kind == Kind.VISITS:
@@ -226,7 +233,13 @@ class _Run:
         known = {c.name for c in COLUMNS[sheet.kind]}
         for column in sheet.header:
             if column and column not in known:
-                self.problem(sheet, 1, column, "unknown_column", f"The column {column} is not one of {sheet.kind}'s.")
+                self.problem(
+                    sheet,
+                    1,
+                    column,
+                    "unknown_column",
+                    gettext("The column %(column)s is not one of %(kind)s's.") % {"column": column, "kind": sheet.kind},
+                )
         for done, (number, cells) in enumerate(sheet.rows, start=1):
             self.attempt(sheet, number, lambda c=cells, n=number: write(sheet, n, c))
             if self.progress and (done % 50 == 0 or done == len(sheet.rows)):
@@ -236,7 +249,7 @@ class _Run:
         empty = [name for name in names if blank(cells.get(name))]
         if empty:
             raise ValidationError(
-                {name: ValidationError("This column needs a value.", code="required") for name in empty}
+                {name: ValidationError(gettext("This column needs a value."), code="required") for name in empty}
             )
 
     def cell(self, column: str, parse, value, *args):
@@ -253,7 +266,8 @@ class _Run:
             raise ValidationError(
                 {
                     "subject_code": ValidationError(
-                        f"No patient {code} of study {self.study.code} at your sites (in this import or stored).",
+                        gettext("No patient %(code)s of study %(study)s at your sites (in this import or stored).")
+                        % {"code": code, "study": self.study.code},
                         code="unknown_patient",
                     )
                 }
@@ -271,8 +285,11 @@ class _Run:
             raise ValidationError(
                 {
                     NON_FIELD_ERRORS: ValidationError(
-                        f"{what} is stored with other values ({shown}); importing it again is a correction: give "
-                        "the import a reason (--reason) or correct the row.",
+                        gettext(
+                            "%(what)s is stored with other values (%(fields)s); importing it again is a correction: "
+                            "give the import a reason (--reason) or correct the row."
+                        )
+                        % {"what": what, "fields": shown},
                         code="correction_reason",
                     )
                 }
@@ -288,7 +305,13 @@ class _Run:
         if site is None or (self.site is not None and site.pk != self.site.pk):
             taking = ", ".join(sorted(self.sites)) if self.site is None else self.site.code
             raise ValidationError(
-                {"site": ValidationError(f"Site '{site_code}' is not one of {taking} for this import.", code="site")}
+                {
+                    "site": ValidationError(
+                        gettext("Site '%(site)s' is not one of %(sites)s for this import.")
+                        % {"site": site_code, "sites": taking},
+                        code="site",
+                    )
+                }
             )
         values = {
             "sex": text(cells["sex"]).upper(),
@@ -311,12 +334,18 @@ class _Run:
         self.patient_of({"subject_code": code})  # another site's patient is unknown here
         if stored.site_id != site.pk:
             raise ValidationError(
-                {"site": ValidationError(f"Patient {code} is recorded at another site, not {site.code}.", code="site")}
+                {
+                    "site": ValidationError(
+                        gettext("Patient %(code)s is recorded at another site, not %(site)s.")
+                        % {"code": code, "site": site.code},
+                        code="site",
+                    )
+                }
             )
         changes = {name: value for name, value in values.items() if getattr(stored, name) != value}
         if not changes:
             return "unchanged"
-        self.correction(f"Patient {code}", changes)
+        self.correction(gettext("Patient %(code)s") % {"code": code}, changes)
         patient_update(patient=stored, actor=self.actor, reason=self.reason, **changes)
         return "changed"
 
@@ -328,9 +357,11 @@ class _Run:
             return None
         on = self.cell("status_date", parse_date, cells.get("status_date"))
         if on is None:
-            raise ValidationError({"status_date": ValidationError("Give the date of the status.", code="required")})
+            raise ValidationError(
+                {"status_date": ValidationError(gettext("Give the date of the status."), code="required")}
+            )
         if patient.status != pc.PatientStatus.ENROLLED:
-            self.correction(f"Patient {patient.subject_code}", {"status": status})
+            self.correction(gettext("Patient %(code)s") % {"code": patient.subject_code}, {"status": status})
         patient_change_status(
             patient=patient, status=status, on_date=on, reason=text(cells.get("status_reason")), actor=self.actor
         )
@@ -344,7 +375,13 @@ class _Run:
         lot = self.lots.get(text(cells["lot"]))
         if lot is None:
             raise ValidationError(
-                {"lot": ValidationError(f"No lot {text(cells['lot'])} in study {self.study.code}.", code="unknown_lot")}
+                {
+                    "lot": ValidationError(
+                        gettext("No lot %(lot)s in study %(study)s.")
+                        % {"lot": text(cells["lot"]), "study": self.study.code},
+                        code="unknown_lot",
+                    )
+                }
             )
         values = {
             "lot": lot,
@@ -364,7 +401,10 @@ class _Run:
         changes = {name: value for name, value in values.items() if getattr(stored, name) != value}
         if not changes:
             return "unchanged"
-        self.correction(f"Infusion {infusion_number} of {patient.subject_code}", changes)
+        self.correction(
+            gettext("Infusion %(number)s of %(code)s") % {"number": infusion_number, "code": patient.subject_code},
+            changes,
+        )
         transplant_correct(transplant=stored, reason=self.reason, actor=self.actor, **changes)
         return "changed"
 
@@ -374,7 +414,11 @@ class _Run:
         layout = v.layout_of(sheet.header)
         for column in layout.unknown:
             self.problem(
-                sheet, 1, column, "unknown_column", f"The column {column} is neither a visit column nor a result code."
+                sheet,
+                1,
+                column,
+                "unknown_column",
+                gettext("The column %(column)s is neither a visit column nor a result code.") % {"column": column},
             )
         patients = {p.pk: p for p in self.patients.values()}
         schedule: dict[int, list[Visit]] = defaultdict(list)
@@ -431,7 +475,10 @@ class _Run:
             return "unchanged"
         correcting = visit.outcome not in (v.VisitOutcome.OPEN, v.VisitOutcome.IN_PROGRESS)
         if correcting:
-            self.correction(f"Visit {visit.code} of {patient.subject_code}", {"values": True})
+            self.correction(
+                gettext("Visit %(visit)s of %(code)s") % {"visit": visit.code, "code": patient.subject_code},
+                {"values": True},
+            )
             row.columns["_outcome"] = "changed"
         entry = VisitEntry(
             actual_date=on,
@@ -488,7 +535,11 @@ class _Run:
         changes = {name: value for name, value in values.items() if getattr(stored, name) != value}
         if not changes:
             return "unchanged"
-        self.correction(f"Medication {drug} of {patient.subject_code} from {start}", changes)
+        self.correction(
+            gettext("Medication %(drug)s of %(code)s from %(start)s")
+            % {"drug": drug, "code": patient.subject_code, "start": start},
+            changes,
+        )
         for name, value in changes.items():
             setattr(stored, name, value)
         medication_save(medication=stored, actor=self.actor, reason=self.reason)
@@ -503,7 +554,11 @@ class _Run:
         serious = {name.lower() for name in parse_list(cells.get("serious"))}
         unknown = sorted(serious - SERIOUS.keys())
         if unknown:
-            raise CellError("serious", f"Unknown seriousness criteria {', '.join(unknown)}; use {', '.join(SERIOUS)}.")
+            raise CellError(
+                "serious",
+                gettext("Unknown seriousness criteria %(given)s; use %(known)s.")
+                % {"given": ", ".join(unknown), "known": ", ".join(SERIOUS)},
+            )
         infusion = self.cell("infusion_number", parse_int, cells.get("infusion_number"))
         values = {
             "category": text(cells["category"]).lower(),
@@ -525,7 +580,9 @@ class _Run:
             raise ValidationError(
                 {
                     "transplant": ValidationError(
-                        f"No infusion {infusion} of {patient.subject_code}.", code="unknown_infusion"
+                        gettext("No infusion %(number)s of %(code)s.")
+                        % {"number": infusion, "code": patient.subject_code},
+                        code="unknown_infusion",
                     )
                 }
             )
@@ -536,7 +593,11 @@ class _Run:
         changes = {name: value for name, value in values.items() if getattr(stored, name) != value}
         if not changes:
             return "unchanged"
-        self.correction(f"Adverse event {term} of {patient.subject_code} on {onset}", changes)
+        self.correction(
+            gettext("Adverse event %(term)s of %(code)s on %(onset)s")
+            % {"term": term, "code": patient.subject_code, "onset": onset},
+            changes,
+        )
         for name, value in changes.items():
             setattr(stored, name, value)
         ae_save(ae=stored, actor=self.actor, reason=self.reason)

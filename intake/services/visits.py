@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
 
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.computations import to_canonical
@@ -78,7 +79,14 @@ def read_row(cells: dict, layout: Layout) -> tuple[VisitRow, list[tuple[str, Cel
         unit = text(cells.get(layout.units[code])) if code in layout.units else ""
         if unit and header_unit and unit != header_unit:
             errors.append(
-                (column, CellError("unit", f"{code}: the header says {header_unit}, the unit column {unit}."))
+                (
+                    column,
+                    CellError(
+                        "unit",
+                        gettext("%(code)s: the header says %(header)s, the unit column %(unit)s.")
+                        % {"code": code, "header": header_unit, "unit": unit},
+                    ),
+                )
             )
             continue
         try:
@@ -108,13 +116,22 @@ def find_visit(visits: list[Visit], *, code: str, day_zero: dt.date | None, on: 
         for visit in visits:
             if visit.code.lower() == wanted or visit.label.lower() == wanted:
                 return visit
-        known = ", ".join(v.code for v in visits) or "none (no first infusion recorded)"
-        raise ValidationError({"visit_code": f"No visit '{code}' in the patient's schedule; the visits are {known}."})
+        known = ", ".join(v.code for v in visits) or gettext("none (no first infusion recorded)")
+        raise ValidationError(
+            {
+                "visit_code": gettext("No visit '%(code)s' in the patient's schedule; the visits are %(known)s.")
+                % {"code": code, "known": known}
+            }
+        )
     if on is None:
-        raise ValidationError({"visit_date": "Give the visit date (or the visit code)."})
+        raise ValidationError({"visit_date": gettext("Give the visit date (or the visit code).")})
     if day_zero is None:
         raise ValidationError(
-            {"visit_code": "The patient has no first infusion, so the visit cannot be found by its day; give its code."}
+            {
+                "visit_code": gettext(
+                    "The patient has no first infusion, so the visit cannot be found by its day; give its code."
+                )
+            }
         )
     scheduled = [v for v in visits if v.definition_id]
 

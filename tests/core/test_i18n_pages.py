@@ -337,6 +337,7 @@ def page_fillers() -> dict[str, list]:
     """Arguments for the project's admin views that take some: the first record of the kind each wants. A view
     that only acts (POST) is given none: it has no page to read."""
     from followup.models import AdverseEvent, Visit
+    from intake.models import ImportJob
     from patients.models import Patient
     from quality.models import Freeze, Lock, Signature
 
@@ -355,6 +356,8 @@ def page_fillers() -> dict[str, list]:
         "reporting_exportjob_download": [],  # a zip file, not a page
         "reporting_exportjob_progress": [],  # JSON the export pages poll, not a page
         "patients_patient_print": [(patient,)],
+        "intake_cohortimport_job": [(job.study_id, job.pk) for job in ImportJob.objects.order_by("pk")],
+        "intake_cohortimport_job_progress": [],  # JSON the import page polls, not a page
     }
 
 
@@ -364,6 +367,7 @@ def seeded(superuser):
     by the edit checks and by hand), an export, a source verification, a signature, a lock and a freeze."""
     from followup.models import Visit
     from followup.safety import safety_sweep
+    from intake.services import import_job_request, import_job_run
     from notifications.ledger import reminders_sweep
     from notifications.models import NotificationPreference
     from patients.models import Patient
@@ -376,6 +380,7 @@ def seeded(superuser):
     from registry.models import Site, Study
     from reporting.exports.jobs import export_job_request
     from tests.factories import make_user
+    from tests.intake.cohort import PATIENTS, cohort_files
 
     with time_machine.travel(NOW, tick=False):
         call_command("seed_demo", patients=8, quiet=True, stdout=StringIO())
@@ -395,6 +400,14 @@ def seeded(superuser):
             patient=Patient.objects.exclude(pk=visit.patient_id).first(), reason="database lock", actor=superuser
         )
         freeze_create(study=study, name="interim analysis", actor=superuser)
+        # An import check that found a problem (its report, in the language it was asked in), and one waiting.
+        patients = [{**row, "site": site.code} for row in PATIENTS]
+        patients[1]["birth_year"] = "19x0"
+        files = [(name, content) for name, content in cohort_files(patients=patients) if name == "patients.csv"]
+        with translation.override("zh-hans"):
+            checked = import_job_request(study=study, user=superuser, files=files, dry_run=True)
+            import_job_run(job_id=checked.pk)
+            import_job_request(study=study, user=superuser, files=files, dry_run=True)
     return superuser
 
 
