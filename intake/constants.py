@@ -246,7 +246,8 @@ FIELD_COLUMNS: dict[str, dict[str, str]] = {
 }
 
 NOT_DONE_CELLS = {"nd": "not_done", "not done": "not_done", "na": "not_available", "not available": "not_available"}
-CHUNK_VISITS = 500  # visits recorded per batch (below followup.constants.MAX_BATCH_VISITS)
+# Visits recorded per batch (below followup.constants.MAX_BATCH_VISITS); the progress is reported after each.
+CHUNK_VISITS = 100
 
 
 class ImportState(models.TextChoices):
