@@ -174,6 +174,40 @@ def test_coding_at_another_site_is_refused(clinical, release):
     assert "patient" in errors_of(excinfo)
 
 
+@pytest.mark.parametrize("role", [rc.Role.COORDINATOR, rc.Role.INVESTIGATOR])
+def test_only_a_data_manager_of_the_site_codes_an_event_through_the_coding_door(clinical, release, role):
+    writer = make_user(f"meddra-{role}", clinical.site, role=role)
+    ae = an_event(clinical)
+    with pytest.raises(ValidationError) as excinfo:
+        ae_code_meddra(ae=ae, llt_code=SHINGLES, actor=writer)
+    assert "data manager" in errors_of(excinfo)["meddra_term"]
+    ae.refresh_from_db()
+    assert ae.meddra_term_id is None and ae.meddra_llt_code is None
+    manager = make_user("meddra-dm-door", clinical.site, role=rc.Role.DATA_MANAGER)
+    assert ae_code_meddra(ae=ae, llt_code=SHINGLES, actor=manager).meddra_llt_code == SHINGLES
+
+
+def test_only_a_data_manager_of_the_site_codes_or_uncodes_an_event_through_its_page(clinical, release):
+    """The admin's door: the event saved with another LLT (ae_save), by a coordinator, then a data manager."""
+    coordinator = make_user("meddra-coord-page", clinical.site, role=rc.Role.COORDINATOR)
+    manager = make_user("meddra-dm-page", clinical.site, role=rc.Role.DATA_MANAGER)
+    ae = an_event(clinical)
+    ae.meddra_term = MedDRATerm.objects.get(release=release, llt_code=SHINGLES)
+    with pytest.raises(ValidationError) as excinfo:
+        ae_save(ae=ae, actor=coordinator, reason="coding")
+    assert "data manager" in errors_of(excinfo)["meddra_term"]
+    ae = ae_save(ae=ae, actor=manager, reason="coding")
+    assert ae.meddra_llt_code == SHINGLES
+    # The coordinator still edits the rest of a coded event, and cannot take the coding off.
+    ae.grade = c.CTCAEGrade.SEVERE
+    ae = ae_save(ae=ae, actor=coordinator, reason="grade corrected")
+    assert ae.meddra_llt_code == SHINGLES
+    ae.meddra_term = None
+    with pytest.raises(ValidationError) as excinfo:
+        ae_save(ae=ae, actor=coordinator, reason="uncoding")
+    assert "meddra_term" in errors_of(excinfo)
+
+
 # The worklist ------------------------------------------------------------------------------------------
 
 
