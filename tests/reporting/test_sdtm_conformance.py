@@ -30,7 +30,7 @@ from patients.models import Patient
 from quality.services.queries import query_close, query_raise
 from registry.models import Study
 from reporting.exports.archive import build_export_zip
-from reporting.exports.sdtm_terms import ascii_text, ct_unit, epoch, variable_meta
+from reporting.exports.sdtm_terms import LAB_TESTS, ascii_text, ct_unit, epoch, variable_meta
 from reporting.models import ExportJob
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -91,8 +91,17 @@ CODED = {
     **{("AE", v): "NY" for v in ("AESER", "AESCONG", "AESDISAB", "AESDTH", "AESHOSP", "AESLIFE", "AESMIE")},
     **{(d, "EPOCH"): "EPOCH" for d in ("EX", "CM", "LB", "QS", "AE")},
 }
-# Sponsor-defined terms (no CDISC CT term exists): regulatory T cells.
-SPONSOR_DEFINED = {("LBTESTCD", "TREG"), ("LBTEST", "Regulatory T Cells/CD4 T Cells")}
+# Sponsor-defined terms (no LB term in CDISC CT 2024-03-29): regulatory T cells, and the anti-dsDNA and
+# antinuclear antibodies (CT 2024-03-29 has an LB test for anti-dsDNA IgG only; the registry's assay is not
+# isotype-specific).
+SPONSOR_DEFINED = {
+    ("LBTESTCD", "TREG"),
+    ("LBTEST", "Regulatory T Cells/CD4 T Cells"),
+    ("LBTESTCD", "DSDNAAB"),
+    ("LBTEST", "Double Stranded DNA Antibody"),
+    ("LBTESTCD", "ANA"),
+    ("LBTEST", "Antinuclear Antibodies"),
+}
 # SDTMIG 3.4 Req variables of each domain (besides STUDYID, DOMAIN, USUBJID).
 REQUIRED = {
     "DM": {"SUBJID", "SITEID", "SEX", "COUNTRY"},
@@ -256,10 +265,13 @@ def test_coded_values_are_cdisc_ct_terms(export, domain):
 def test_lab_codes_of_the_registry_are_mapped_to_ct(export):
     lb = table(export, "LB")
     codes = {r["LBTESTCD"] for r in lb}
-    assert not codes & {"ADSDNA", "PROT24H", "EGFR", "PLT"}
+    assert not codes & {"ADSDNA", "PROT24H", "EGFR", "PLT", "BUN"}
     assert {r["LBTEST"] for r in lb if r["LBTESTCD"] == "CREAT"} == {"Creatinine"}
     assert {"CREAT", "GFRE", "C3"} <= codes
-    assert {r["LBSTRESU"] for r in lb if r["LBTESTCD"] == "GFRE"} == {"mL/min/{1.73_m2}"}
+    assert (LAB_TESTS["BUN"].testcd, LAB_TESTS["BUN"].test) == ("UREAN", "Urea Nitrogen")  # no BUN in CT 2024-03-29
+    # CT 2024-03-29 submission values (mL/min/1.73m2 and mg/mmol are synonyms there, of these).
+    assert {r["LBSTRESU"] for r in lb if r["LBTESTCD"] == "GFRE"} == {"mL/min/1.73 m2"}
+    assert {r["LBSTRESU"] for r in lb if r["LBTESTCD"] == "PROTCRT"} <= {"g/mol", "g/g"}
 
 
 def test_co_holds_the_open_queries_pointing_at_their_records(export):
@@ -430,6 +442,14 @@ def test_define_xml_lists_every_dataset_variable_and_codelist(export):
             assert ref.get("CodeListOID") in codelists
     lbtestcd = {i.get("CodedValue") for i in codelists["CL.LBTESTCD"].findall("odm:CodeListItem", ns)}
     assert lbtestcd >= {r["LBTESTCD"] for r in table(export, "LB")}
+    # The sponsor-defined terms are marked as extensions of the (extensible) CT codelists, and only they.
+    extended = {
+        i.get("CodedValue")
+        for c in codelists.values()
+        for i in c.findall("odm:CodeListItem", ns)
+        if i.get("{http://www.cdisc.org/ns/def/v2.1}ExtendedValue") == "Yes"
+    }
+    assert extended == {value for _, value in SPONSOR_DEFINED}
 
 
 def test_a_dataset_without_records_has_no_xpt_json_or_define_entry(tmp_path):
