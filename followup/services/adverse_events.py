@@ -16,6 +16,8 @@ from followup.states import site_today
 from patients.constants import PatientStatus
 from patients.models import Patient
 from patients.services import day_zero, local_date, patient_record_death
+from registry.constants import Role
+from registry.models import Membership
 from registry.services import ensure_can_write, full_clean_plain, participation_check
 
 # Adverse events ----------------------------------------------------------------------------------------
@@ -80,6 +82,19 @@ def _check_ae(ae: AdverseEvent) -> None:
         raise ValidationError(errors)
 
 
+def _ensure_can_code(actor, site_id: int) -> None:
+    """Coding an event to MedDRA (or taking the coding off) is a data manager's task at the patient's site
+    (a superuser counts; so does a command run without an actor)."""
+    if actor is None or (actor.is_active and actor.is_superuser):
+        return
+    if not Membership.objects.filter(
+        user_id=actor.pk, user__is_active=True, site_id=site_id, role=Role.DATA_MANAGER
+    ).exists():
+        raise ValidationError(
+            {"meddra_term": gettext("Only a data manager of the patient's site can code an adverse event to MedDRA.")}
+        )
+
+
 @transaction.atomic
 def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
     """Record or update an adverse event; computes the reporting clock; grade 5 records the death."""
@@ -91,6 +106,8 @@ def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
     stored_term = (
         AdverseEvent.objects.filter(pk=ae.pk).values_list("meddra_term_id", flat=True).first() if ae.pk else None
     )
+    if ae.meddra_term_id != stored_term:
+        _ensure_can_code(actor, ae.patient.site_id)
     meddra_apply(ae, stored_term_id=stored_term)
     full_clean_plain(ae, exclude=["initial_report_due", "complete_report_due"])
     _check_ae(ae)

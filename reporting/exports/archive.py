@@ -101,16 +101,19 @@ def build_export_zip(job: ExportJob, path: Path, *, freeze: int | None = None) -
         job=job, study=job.study, site_ids=site_ids, sites=sites, generated_at=timezone.now(), heartbeat=progress.beat
     )
     files = []
+    delivered = []  # the SDTM datasets with records: a submission holds no empty dataset
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
         for table in TABLES:
             if table in SDTM_TABLES:
                 rows: list[tuple] = []
                 files.append(_write_csv(zf, table, ctx, kept=rows))
-                files.extend(write_sdtm_files(zf, table, rows, ctx))
+                if rows:
+                    files.extend(write_sdtm_files(zf, table, rows, ctx))
+                    delivered.append(table)
             else:
                 files.append(_write_csv(zf, table, ctx))
             progress.step()
-        files.append(write_define(zf, ctx, SDTM_TABLES))
+        files.append(write_define(zf, ctx, delivered))
         files.append(_write_csv(zf, DICTIONARY, ctx))
         progress.step()
         files.append(write_fhir_bundle(zf, ctx))

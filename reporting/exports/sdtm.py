@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 
 import pycountry
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
 
 from followup import constants as c
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.computations import plain
-from followup.models import Result, Visit
+from followup.models import AdverseEvent, Result, Visit
 from patients import constants as pc
 from patients.models import ConcomitantMedication, TransplantEvent
 from registry import constants as rc
@@ -158,8 +158,23 @@ def _epoch(ctx: Context, site: int, on: dt.date | None, day0_at, last_at) -> str
     return epoch(on, ctx.local_date(day0_at, site), ctx.local_date(last_at, site))
 
 
+def _latest(model, field: str) -> Subquery:
+    """The latest `field` (a date) of the patient's `model` records (a blank one counts for none)."""
+    records = model.objects.filter(patient_id=OuterRef("pk"), **{f"{field}__isnull": False})
+    return Subquery(records.order_by(F(field).desc()).values(field)[:1])
+
+
+# Dates of a subject's records that fall within participation: RFPENDTC is never before any of them.
+_CONTACT_DATES = {
+    "last_visit_on": (Visit, "actual_date"),
+    "last_ae_onset": (AdverseEvent, "onset_date"),
+    "last_ae_end": (AdverseEvent, "resolution_date"),
+    "last_cm_start": (ConcomitantMedication, "start_date"),
+    "last_cm_stop": (ConcomitantMedication, "stop_date"),
+}
+
+
 def _sdtm_dm(ctx: Context) -> Iterator[tuple]:
-    last_visit = Visit.objects.filter(patient_id=OuterRef("pk"), actual_date__isnull=False).order_by("-actual_date")
     qs = (
         _patients(ctx)
         .annotate(
@@ -167,7 +182,7 @@ def _sdtm_dm(ctx: Context) -> Iterator[tuple]:
             n_infusions=_count_infusions("pk"),
             last_at=_last_infusion("pk"),
             last_minutes=_last_infusion("pk", "duration_minutes"),
-            last_visit_on=Subquery(last_visit.values("actual_date")[:1]),
+            **{name: _latest(model, field) for name, (model, field) in _CONTACT_DATES.items()},
         )
         .order_by("subject_code")
         .values_list(
@@ -182,24 +197,24 @@ def _sdtm_dm(ctx: Context) -> Iterator[tuple]:
             "n_infusions",
             "last_at",
             "last_minutes",
-            "last_visit_on",
+            *_CONTACT_DATES,
         )
     )
     for row in _stream(qs):
-        site, subject, sex, birth, consent, status, status_date, day0_at, n, last_at, minutes, last_visit_on = row
+        site, subject, sex, birth, consent, status, status_date, day0_at, n, last_at, minutes, *record_dates = row
         zone = ctx.zone(site)
         armcd, arm = _arm(n or 0)
         deceased = status == pc.PatientStatus.DECEASED
         ended = status in ENDED_STATUSES
         last_end = last_at + dt.timedelta(minutes=minutes) if last_at and minutes else last_at
-        contacts = [d for d in (last_visit_on, ctx.local_date(last_at, site), status_date if ended else None) if d]
+        contacts = [d for d in (*record_dates, ctx.local_date(last_at, site), status_date if ended else None) if d]
         yield (
             ctx.study.code,
             "DM",
             ctx.usubjid(subject),
             subject,
             _sdtm_datetime(day0_at, zone),
-            _date(status_date) if ended else "",
+            _sdtm_datetime(last_end, zone),
             _sdtm_datetime(day0_at, zone),
             _sdtm_datetime(last_end, zone),
             _date(consent),
@@ -227,14 +242,20 @@ DM_COLUMNS = [
     USUBJID,
     Column("SUBJID", "string", "Subject identifier within the study (pseudonymous subject code)."),
     Column("RFSTDTC", "datetime", "Reference start: first infusion, local date and time (ISO 8601)."),
-    Column("RFENDTC", "date", "Reference end: date the patient completed, withdrew, was lost or died."),
+    Column(
+        "RFENDTC",
+        "datetime",
+        "Reference end: the end of the last MSC infusion, as RFXENDTC (blank for a patient never infused; the"
+        " date follow-up ended is in RFPENDTC).",
+    ),
     Column("RFXSTDTC", "datetime", "First MSC infusion, local date and time (ISO 8601)."),
     Column("RFXENDTC", "datetime", "End of the last MSC infusion (its start + duration, or its start)."),
     Column("RFICDTC", "date", "Date of informed consent."),
     Column(
         "RFPENDTC",
         "date",
-        "End of participation: the latest of the last visit, the last infusion and the end-of-follow-up date.",
+        "End of participation: the latest of the last visit, the last infusion, the end-of-follow-up date and"
+        " the dates of the patient's adverse events and medications.",
     ),
     Column("DTHDTC", "date", "Date of death."),
     Column("DTHFL", "string", "Subject death flag.", values="Y"),

@@ -201,6 +201,10 @@ CODELISTS = [
 ]
 
 
+# Sponsor-defined terms (no CDISC CT term): marked as extended values of their codelist.
+SPONSOR_TERMS = {v for t in LAB_TESTS.values() if not t.standard for v in (t.testcd, t.test)}
+
+
 def _define_type(col: Column) -> str:
     return {"integer": "integer", "decimal": "float", "date": "date", "datetime": "datetime"}.get(col.kind, "text")
 
@@ -305,7 +309,10 @@ def _codelists(mdv: ET.Element) -> None:
             mdv, _q("CodeList"), {"OID": oid, "Name": name, "DataType": "text", _q("StandardOID", DEF): "STD.CT"}
         )
         for value, decode in terms:
-            term = ET.SubElement(codelist, _q("CodeListItem"), {"CodedValue": value})
+            attributes = {"CodedValue": value}
+            if value in SPONSOR_TERMS:
+                attributes[_q("ExtendedValue", DEF)] = "Yes"  # a sponsor's extension of an extensible codelist
+            term = ET.SubElement(codelist, _q("CodeListItem"), attributes)
             ET.SubElement(ET.SubElement(term, _q("Decode")), _q("TranslatedText"), {"xml:lang": "en"}).text = decode
 
 

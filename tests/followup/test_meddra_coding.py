@@ -174,6 +174,40 @@ def test_coding_at_another_site_is_refused(clinical, release):
     assert "patient" in errors_of(excinfo)
 
 
+@pytest.mark.parametrize("role", [rc.Role.COORDINATOR, rc.Role.INVESTIGATOR])
+def test_only_a_data_manager_of_the_site_codes_an_event_through_the_coding_door(clinical, release, role):
+    writer = make_user(f"meddra-{role}", clinical.site, role=role)
+    ae = an_event(clinical)
+    with pytest.raises(ValidationError) as excinfo:
+        ae_code_meddra(ae=ae, llt_code=SHINGLES, actor=writer)
+    assert "data manager" in errors_of(excinfo)["meddra_term"]
+    ae.refresh_from_db()
+    assert ae.meddra_term_id is None and ae.meddra_llt_code is None
+    manager = make_user("meddra-dm-door", clinical.site, role=rc.Role.DATA_MANAGER)
+    assert ae_code_meddra(ae=ae, llt_code=SHINGLES, actor=manager).meddra_llt_code == SHINGLES
+
+
+def test_only_a_data_manager_of_the_site_codes_or_uncodes_an_event_through_its_page(clinical, release):
+    """The admin's door: the event saved with another LLT (ae_save), by a coordinator, then a data manager."""
+    coordinator = make_user("meddra-coord-page", clinical.site, role=rc.Role.COORDINATOR)
+    manager = make_user("meddra-dm-page", clinical.site, role=rc.Role.DATA_MANAGER)
+    ae = an_event(clinical)
+    ae.meddra_term = MedDRATerm.objects.get(release=release, llt_code=SHINGLES)
+    with pytest.raises(ValidationError) as excinfo:
+        ae_save(ae=ae, actor=coordinator, reason="coding")
+    assert "data manager" in errors_of(excinfo)["meddra_term"]
+    ae = ae_save(ae=ae, actor=manager, reason="coding")
+    assert ae.meddra_llt_code == SHINGLES
+    # The coordinator still edits the rest of a coded event, and cannot take the coding off.
+    ae.grade = c.CTCAEGrade.SEVERE
+    ae = ae_save(ae=ae, actor=coordinator, reason="grade corrected")
+    assert ae.meddra_llt_code == SHINGLES
+    ae.meddra_term = None
+    with pytest.raises(ValidationError) as excinfo:
+        ae_save(ae=ae, actor=coordinator, reason="uncoding")
+    assert "meddra_term" in errors_of(excinfo)
+
+
 # The worklist ------------------------------------------------------------------------------------------
 
 
@@ -205,10 +239,9 @@ def test_the_llt_autocomplete_finds_current_terms_of_the_current_release_by_name
     assert found == ["Invented shingles LLT (94000001) - PT Invented zoster PT - SOC Invented infections SOC"]
 
 
-def test_a_data_manager_codes_an_event_on_its_admin_page(client, clinical, release):
-    manager = make_user("meddra-dm-admin", clinical.site, role=rc.Role.DATA_MANAGER)
-    ae = an_event(clinical)
-    client.force_login(manager)
+def post_coding(client, user, ae: AdverseEvent):
+    """Save the event's admin page as `user`, with the shingles LLT chosen."""
+    client.force_login(user)
     url = f"/admin/followup/adverseevent/{ae.pk}/change/"
     page = client.get(url)
     assert page.status_code == 200
@@ -223,8 +256,26 @@ def test_a_data_manager_codes_an_event_on_its_admin_page(client, clinical, relea
     data.pop("pre_treatment", None)
     for name in [n for n, v in data.items() if v is False]:
         data.pop(name)
-    response = client.post(url, data)
+    return client.post(url, data)
+
+
+def test_a_data_manager_codes_an_event_on_its_admin_page(client, clinical, release):
+    manager = make_user("meddra-dm-admin", clinical.site, role=rc.Role.DATA_MANAGER)
+    ae = an_event(clinical)
+    response = post_coding(client, manager, ae)
     assert response.status_code == 302, response.context["adminform"].form.errors
     ae.refresh_from_db()
     assert (ae.term, ae.meddra_llt_code, ae.meddra_soc_code) == ("Shingles, left flank", SHINGLES, 90000001)
+    url = f"/admin/followup/adverseevent/{ae.pk}/change/"
     assert "LLT 94000001 Invented shingles LLT" in client.get(url).content.decode()
+
+
+def test_a_coordinator_cannot_code_an_event_on_its_admin_page(client, clinical, release):
+    coordinator = make_user("meddra-coord-admin", clinical.site, role=rc.Role.COORDINATOR)
+    ae = an_event(clinical)
+    response = post_coding(client, coordinator, ae)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "data manager" in " ".join(errors["meddra_term"])
+    ae.refresh_from_db()
+    assert ae.meddra_term_id is None and ae.meddra_llt_code is None

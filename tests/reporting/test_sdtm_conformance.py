@@ -30,7 +30,7 @@ from patients.models import Patient
 from quality.services.queries import query_close, query_raise
 from registry.models import Study
 from reporting.exports.archive import build_export_zip
-from reporting.exports.sdtm_terms import ascii_text, ct_unit, epoch, variable_meta
+from reporting.exports.sdtm_terms import LAB_TESTS, ascii_text, ct_unit, epoch, variable_meta
 from reporting.models import ExportJob
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -40,6 +40,7 @@ DATASETS = ["DM", "EX", "CM", "LB", "QS", "AE"]
 DELIVERED = [*DATASETS, "CO"]
 CT_FILE = Path(__file__).parent / "ct" / "sdtm_ct_subset.csv"
 DATASET_JSON_SCHEMA = Path(__file__).parent / "schemas" / "dataset-json-1.1.schema.json"
+ODM = "http://www.cdisc.org/ns/odm/v1.3"
 
 # SDTMIG 3.4 variable order of each domain (the variables the export may use, and their neighbours).
 SDTMIG_ORDER = {
@@ -90,8 +91,17 @@ CODED = {
     **{("AE", v): "NY" for v in ("AESER", "AESCONG", "AESDISAB", "AESDTH", "AESHOSP", "AESLIFE", "AESMIE")},
     **{(d, "EPOCH"): "EPOCH" for d in ("EX", "CM", "LB", "QS", "AE")},
 }
-# Sponsor-defined terms (no CDISC CT term exists): regulatory T cells.
-SPONSOR_DEFINED = {("LBTESTCD", "TREG"), ("LBTEST", "Regulatory T Cells/CD4 T Cells")}
+# Sponsor-defined terms (no LB term in CDISC CT 2024-03-29): regulatory T cells, and the anti-dsDNA and
+# antinuclear antibodies (CT 2024-03-29 has an LB test for anti-dsDNA IgG only; the registry's assay is not
+# isotype-specific).
+SPONSOR_DEFINED = {
+    ("LBTESTCD", "TREG"),
+    ("LBTEST", "Regulatory T Cells/CD4 T Cells"),
+    ("LBTESTCD", "DSDNAAB"),
+    ("LBTEST", "Double Stranded DNA Antibody"),
+    ("LBTESTCD", "ANA"),
+    ("LBTEST", "Antinuclear Antibodies"),
+}
 # SDTMIG 3.4 Req variables of each domain (besides STUDYID, DOMAIN, USUBJID).
 REQUIRED = {
     "DM": {"SUBJID", "SITEID", "SEX", "COUNTRY"},
@@ -113,6 +123,7 @@ def export(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[str, by
         call_command("seed_demo", patients=8, quiet=True, stdout=io.StringIO())
         study = Study.objects.get(code=STUDY_CODE)
         raise_queries(study)
+        end_an_event_after_the_last_visit(study)
         job = ExportJob.objects.create(study=study, site_ids=sorted(study.sites.values_list("pk", flat=True)))
         build_export_zip(job, path)
         transaction.set_rollback(True)
@@ -131,6 +142,13 @@ def raise_queries(study: Study) -> None:
     query_raise(target=patient, text="Diagnosis date after consent?", actor=monitor, field="diagnosis_date")
     closed = query_raise(target=patient, text="Closed one", actor=monitor)
     query_close(query=closed, actor=monitor, text="Fine.")
+
+
+def end_an_event_after_the_last_visit(study: Study) -> None:
+    """An adverse event that resolves after the patient's last visit: end of participation covers it."""
+    ae = AdverseEvent.objects.filter(patient__study=study).order_by("patient__subject_code", "onset_date").first()
+    last_visit = max(v.actual_date for v in ae.patient.visits.all() if v.actual_date)
+    AdverseEvent.objects.filter(pk=ae.pk).update(resolution_date=max(last_visit, ae.onset_date) + dt.timedelta(days=30))
 
 
 def table(export, domain: str) -> list[dict]:
@@ -202,6 +220,36 @@ def test_dm_holds_the_required_and_expected_variables(export):
             assert not r["ARMCD"] and r["ARMNRS"] == "NOT ASSIGNED"
 
 
+def test_reference_end_is_given_whenever_the_arm_is(export):
+    """CORE-000191: RFENDTC is present when ARM is; the reference period ends with the last infusion."""
+    for r in table(export, "DM"):
+        assert bool(r["RFENDTC"]) == bool(r["ARM"]), r["USUBJID"]
+        assert r["RFENDTC"] == r["RFXENDTC"]
+
+
+# Every date of a subject's records, by domain: none falls after the end of participation (RFPENDTC).
+DATED = {
+    "EX": ("EXSTDTC", "EXENDTC"),
+    "CM": ("CMSTDTC", "CMENDTC"),
+    "LB": ("LBDTC",),
+    "QS": ("QSDTC",),
+    "AE": ("AESTDTC", "AEENDTC"),
+}
+
+
+def test_no_record_is_dated_after_the_end_of_participation(export):
+    """CORE-000952 (AEENDTC after RFPENDTC) and its kin for the other domains."""
+    end = {r["USUBJID"]: r["RFPENDTC"] for r in table(export, "DM")}
+    late = [
+        (domain, name, r["USUBJID"], r[name], end[r["USUBJID"]])
+        for domain, names in DATED.items()
+        for r in table(export, domain)
+        for name in names
+        if r[name] and r[name][:10] > end[r["USUBJID"]]
+    ]
+    assert not late, late
+
+
 @pytest.mark.parametrize("domain", DATASETS)
 def test_coded_values_are_cdisc_ct_terms(export, domain):
     terms = ct_terms()
@@ -217,10 +265,13 @@ def test_coded_values_are_cdisc_ct_terms(export, domain):
 def test_lab_codes_of_the_registry_are_mapped_to_ct(export):
     lb = table(export, "LB")
     codes = {r["LBTESTCD"] for r in lb}
-    assert not codes & {"ADSDNA", "PROT24H", "EGFR", "PLT"}
+    assert not codes & {"ADSDNA", "PROT24H", "EGFR", "PLT", "BUN"}
     assert {r["LBTEST"] for r in lb if r["LBTESTCD"] == "CREAT"} == {"Creatinine"}
     assert {"CREAT", "GFRE", "C3"} <= codes
-    assert {r["LBSTRESU"] for r in lb if r["LBTESTCD"] == "GFRE"} == {"mL/min/{1.73_m2}"}
+    assert (LAB_TESTS["BUN"].testcd, LAB_TESTS["BUN"].test) == ("UREAN", "Urea Nitrogen")  # no BUN in CT 2024-03-29
+    # CT 2024-03-29 submission values (mL/min/1.73m2 and mg/mmol are synonyms there, of these).
+    assert {r["LBSTRESU"] for r in lb if r["LBTESTCD"] == "GFRE"} == {"mL/min/1.73 m2"}
+    assert {r["LBSTRESU"] for r in lb if r["LBTESTCD"] == "PROTCRT"} <= {"g/mol", "g/g"}
 
 
 def test_co_holds_the_open_queries_pointing_at_their_records(export):
@@ -391,6 +442,33 @@ def test_define_xml_lists_every_dataset_variable_and_codelist(export):
             assert ref.get("CodeListOID") in codelists
     lbtestcd = {i.get("CodedValue") for i in codelists["CL.LBTESTCD"].findall("odm:CodeListItem", ns)}
     assert lbtestcd >= {r["LBTESTCD"] for r in table(export, "LB")}
+    # The sponsor-defined terms are marked as extensions of the (extensible) CT codelists, and only they.
+    extended = {
+        i.get("CodedValue")
+        for c in codelists.values()
+        for i in c.findall("odm:CodeListItem", ns)
+        if i.get("{http://www.cdisc.org/ns/def/v2.1}ExtendedValue") == "Yes"
+    }
+    assert extended == {value for _, value in SPONSOR_DEFINED}
+
+
+def test_a_dataset_without_records_has_no_xpt_json_or_define_entry(tmp_path):
+    """No open query, so no comments: CO is a CSV header only, with no XPT (an empty SAS V5 dataset stops
+    the CORE rules engine) nor Dataset-JSON, and define.xml does not describe it."""
+    call_command("seed_demo", patients=1, quiet=True, stdout=io.StringIO())
+    study = Study.objects.get(code=STUDY_CODE)
+    job = ExportJob.objects.create(study=study, site_ids=sorted(study.sites.values_list("pk", flat=True)))
+    build_export_zip(job, tmp_path / "export.zip")
+    with zipfile.ZipFile(tmp_path / "export.zip") as archive:
+        names = set(archive.namelist())
+        co = archive.read("sdtm/co.csv").decode()
+        define = ET.fromstring(archive.read("sdtm/define.xml"))
+    assert co.count("\n") == 1 and co.startswith("STUDYID,DOMAIN,RDOMAIN")
+    assert not {"sdtm/co.xpt", "sdtm/co.json"} & names
+    assert {"sdtm/dm.xpt", "sdtm/dm.json"} <= names
+    groups = {g.get("Name") for g in define.iter(f"{{{ODM}}}ItemGroupDef")}
+    assert "CO" not in groups and "DM" in groups
+    assert not [i for i in define.iter(f"{{{ODM}}}ItemDef") if i.get("OID").startswith("IT.CO.")]
 
 
 def test_manifest_lists_the_new_files_with_their_checksums(export):
