@@ -129,6 +129,13 @@ COLUMNS: dict[str, list[Column]] = {
             f"随访实际日期，{DATE_RULE_ZH}。",
             "2008-04-15",
         ),
+        Column(
+            "visit_label",
+            False,
+            "An unscheduled visit's label (its code is U01, U02, ... in the order of its visits).",
+            "计划外随访的名称（其代码依次为 U01、U02……）。",
+            "",
+        ),
         Column("deviation_reason", False, "Why the visit is outside its window.", "超出时间窗的原因。", ""),
         Column("status", False, "complete (default) or in_progress.", "complete（默认）或 in_progress。", "complete"),
         Column(

@@ -81,7 +81,7 @@ def _visits(sheet: Sheet, results: list[Sheet]) -> Sheet:
             values[key][f"{code}_unit"] = cells.get("entered_unit")
             if code not in codes:
                 codes.append(code)
-    header = ["subject_code", "visit_code", "visit_date", "deviation_reason", "status", "sledai_items"]
+    header = ["subject_code", "visit_code", "visit_label", "visit_date", "deviation_reason", "status", "sledai_items"]
     header += [
         name for code in [*codes, *(["SLEDAI2K"] if "SLEDAI2K" not in codes else [])] for name in (code, f"{code}_unit")
     ]
@@ -93,6 +93,7 @@ def _visits(sheet: Sheet, results: list[Sheet]) -> Sheet:
         row = {
             "subject_code": cells["subject"],
             "visit_code": cells["visit"],
+            "visit_label": cells.get("label"),
             "visit_date": cells["actual_date"],
             "deviation_reason": DEVIATION if cells.get("out_of_window") in ("1", 1) else "",
             "status": status,

@@ -24,7 +24,7 @@ from django.utils.translation import gettext
 from core.api.problems import RecordLocked
 from core.audit import Door, audit_context
 from followup.models import AdverseEvent, Result, Visit
-from followup.services import VisitEntry, ae_save, visits_record_batch
+from followup.services import VisitEntry, ae_save, visit_record_unscheduled, visits_record_batch
 from intake.constants import CHUNK_VISITS, COLUMNS, FIELD_COLUMNS, ORDER, SERIOUS, Kind
 from intake.parsing import (
     CellError,
@@ -467,9 +467,10 @@ class _Run:
             self.problem(sheet, number, column, error.rule, error.message)
         if errors:
             return None
-        visit = v.find_visit(
-            schedule[patient.pk], code=text(cells.get("visit_code")), day_zero=day_zero.get(patient.pk), on=on
-        )
+        code = text(cells.get("visit_code"))
+        if v.new_unscheduled(schedule[patient.pk], code):
+            return self.unscheduled_visit(patient, schedule[patient.pk], code, on, row, text(cells.get("visit_label")))
+        visit = v.find_visit(schedule[patient.pk], code=code, day_zero=day_zero.get(patient.pk), on=on)
         deviation = text(cells.get("deviation_reason"))
         if v.unchanged(visit, stored[visit.pk], row=row, on=on, deviation=deviation):
             return "unchanged"
@@ -492,6 +493,35 @@ class _Run:
         )
         batches[patient.site_id].append((number, patient.subject_code, visit.code, entry, row.columns))
         return None
+
+    def unscheduled_visit(self, patient, visits: list[Visit], code: str, on, row, label: str) -> str:
+        """Add the patient's next unscheduled visit (U01, U02, ... in order, as the service numbers them) and
+        record it; a code that skips one is refused, so that a second import finds each by its code."""
+        expected = v.next_unscheduled_code(visits)
+        if code.upper() != expected:
+            raise ValidationError(
+                {
+                    "visit_code": gettext(
+                        "Unscheduled visits are numbered in their order: %(code)s of %(patient)s would be added as "
+                        "%(expected)s; give the patient's unscheduled visits in order from U01."
+                    )
+                    % {"code": code, "patient": patient.subject_code, "expected": expected}
+                }
+            )
+        if row.not_done or row.status != v.RecordStatus.COMPLETE:
+            raise ValidationError(
+                {"status": gettext("An unscheduled visit is imported complete, with the results it has.")}
+            )
+        visit = visit_record_unscheduled(
+            patient=patient,
+            actual_date=on,
+            results=row.results,
+            sledai_items=row.items,
+            label=label or "Unscheduled visit",
+            actor=self.actor,
+        )
+        visits.append(visit)
+        return "created"
 
     def batch_problems(self, sheet: Sheet, exc: ValidationError, chunk: list) -> None:
         locked = isinstance(exc, RecordLocked)

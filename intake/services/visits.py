@@ -109,6 +109,18 @@ def read_row(cells: dict, layout: Layout) -> tuple[VisitRow, list[tuple[str, Cel
     return VisitRow(results, not_done or None, items, status, columns), errors
 
 
+_UNSCHEDULED = re.compile(r"^U\d{2,}$", re.IGNORECASE)
+
+
+def new_unscheduled(visits: list[Visit], code: str) -> bool:
+    """Whether `code` names an unscheduled visit (U01, U02, ...) the patient does not have yet."""
+    return bool(_UNSCHEDULED.match(code.strip())) and all(v.code.lower() != code.strip().lower() for v in visits)
+
+
+def next_unscheduled_code(visits: list[Visit]) -> str:
+    return f"U{sum(1 for v in visits if v.definition_id is None) + 1:02d}"
+
+
 def find_visit(visits: list[Visit], *, code: str, day_zero: dt.date | None, on: dt.date | None) -> Visit:
     """The patient's visit named by code or label, or else the scheduled visit whose window is nearest `on`."""
     if code:

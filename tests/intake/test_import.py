@@ -216,3 +216,29 @@ def test_a_status_is_applied_after_the_visits_and_a_second_import_leaves_it(froz
     assert Visit.objects.get(patient=patient, code="M3").outcome == "completed"  # recorded before the death
     assert Visit.objects.get(patient=patient, code="M12").outcome == "not_required"
     assert _import(study, files=files).changes == 0
+
+
+def test_unscheduled_visits_are_added_in_their_order_and_a_gap_is_refused(frozen_now, study, lot):
+    extra = [
+        {"subject_code": "NJ-001", "visit_code": "U01", "visit_label": "Flare work-up", "visit_date": "2025-05-20",
+         "CREAT [umol/L]": "90"},
+        {"subject_code": "NJ-002", "visit_code": "U02", "visit_label": "", "visit_date": "2025-05-21",
+         "CREAT [umol/L]": "91"},
+    ]  # fmt: skip
+
+    report = _import(study, cohort_files(visits=[*VISITS, *extra]), dry_run=True)
+
+    assert _where(report) == {("visits.csv", len(VISITS) + 3, "visit_code", "visit_code")}
+    assert "U01" in report.problems[0].message
+
+    report = _import(study, cohort_files(visits=[*VISITS, extra[0]]))
+
+    assert report.problems == [] and report.counts["visits"]["created"] == len(VISITS) + 1
+    visit = Visit.objects.get(patient__subject_code="NJ-001", code="U01")
+    assert (visit.label, visit.definition_id, str(visit.results.get(code="CREAT").value)) == (
+        "Flare work-up",
+        None,
+        "90.0000",
+    )
+    again = _import(study, cohort_files(visits=[*VISITS, extra[0]]))
+    assert again.changes == 0 and Visit.objects.filter(definition__isnull=True).count() == 1

@@ -68,3 +68,38 @@ def test_the_tidy_export_imports_into_an_empty_study_and_gives_the_same_report(f
     after = cohort_report(study=empty, site_ids=[site_a.pk])
     assert _comparable(after) == _comparable(before)
     assert before["n_patients"] == 2 and before["baseline"]["CREAT"]["mean"] == 88.4
+
+
+def test_an_unscheduled_visit_travels_with_its_results_and_a_second_import_changes_nothing(frozen_now, study, site_a):
+    import datetime as dt
+
+    from followup.models import Visit
+    from followup.services import visit_record_unscheduled
+    from patients.models import Patient
+
+    make_lot(study, site_a, lot_number=LOT)
+    assert cohort_import(study=study, files=cohort_files()).written
+    patient = Patient.objects.get(study=study, subject_code="NJ-001")
+    visit_record_unscheduled(
+        patient=patient, actual_date=dt.date(2025, 5, 20), results={"CREAT": "90"}, label="Flare work-up"
+    )
+    empty = make_study(site_a, code="MSCT-COPY")
+    make_lot(empty, site_a, lot_number="UC-COPY-001")
+    files = [
+        (n, c.replace(LOT.encode(), b"UC-COPY-001") if n == "infusions.csv" else c)
+        for n, c in _tidy_files(study, [site_a])
+    ]
+
+    copied = cohort_import(study=empty, files=files)
+
+    assert copied.problems == [] and copied.written
+    unscheduled = Visit.objects.get(patient__study=empty, patient__subject_code="NJ-001", definition__isnull=True)
+    assert (unscheduled.code, unscheduled.label, unscheduled.actual_date) == (
+        "U01",
+        "Flare work-up",
+        dt.date(2025, 5, 20),
+    )
+    assert str(unscheduled.results.get(code="CREAT").value) == "90.0000"
+    again = cohort_import(study=empty, files=files)
+    assert again.problems == [] and again.changes == 0
+    assert Visit.objects.filter(patient__study=empty, definition__isnull=True).count() == 1
