@@ -13,16 +13,20 @@ import os
 from dataclasses import dataclass
 
 from django.db import connection, models
+from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 from simple_history.signals import pre_create_historical_record
 
 
 class Door(models.TextChoices):
-    ADMIN = "admin", "Admin"
-    API = "api", "API key"
-    COMMAND = "command", "Management command"
-    IMPORT = "import", "Spreadsheet import"
-    SYSTEM = "system", "System (task or shell)"
+    """Through which door a change came. The labels translate wherever they are shown, the history models' own
+    fields included (core/i18n.py translates only the labels of the project's models)."""
+
+    ADMIN = "admin", _("Admin")
+    API = "api", _("API key")
+    COMMAND = "command", _("Management command")
+    IMPORT = "import", _("Spreadsheet import")
+    SYSTEM = "system", _("System (task or shell)")
 
 
 @dataclass(frozen=True)

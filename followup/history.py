@@ -83,11 +83,11 @@ def visit_history(visit: Visit) -> list[HistoryEntry]:
     def entry_of(row) -> HistoryEntry:
         key = (row.history_date, row.history_user_id, row.history_actor, row.history_door, row.history_change_reason)
         if key not in entries:
-            who = users.get(row.history_user_id) or row.history_actor or gettext(doors.get(row.history_door, ""))
+            who = users.get(row.history_user_id) or row.history_actor or str(doors.get(row.history_door, ""))
             entries[key] = HistoryEntry(
                 when=row.history_date,
                 who=who,
-                door=gettext(doors.get(row.history_door, row.history_door)),
+                door=str(doors.get(row.history_door, row.history_door)),
                 reason=row.history_change_reason or "",
             )
         return entries[key]

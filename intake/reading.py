@@ -7,6 +7,8 @@ import csv
 import hashlib
 import io
 import re
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
@@ -22,6 +24,16 @@ KIND_NAMES = [
     (Kind.PATIENTS, ("patients", "patient", "dm", "患者")),
 ]
 DESCRIPTION_SHEETS = {"description", "descriptions", "说明", "columns"}
+
+# What one file may hold, so that a small hostile file cannot fill the memory (the rows are kept whole until
+# the import ends). A workbook is refused by the sizes its zip directory declares, before anything is inflated
+# (Python's zipfile stops inflating a member at its declared size); 500 MB is ten times the admin's 50 MB upload
+# limit (intake/admin.py), more than any real workbook of that size unpacks to.
+MAX_XLSX_INFLATED_BYTES = 500_000_000
+MAX_ROWS = 1_000_000  # per file or sheet, the header included
+MAX_COLUMNS = 1_000  # the widest import file, the visits, has one column per result code and unit
+MAX_CELLS = 20_000_000  # rows times the header's width: what the rows take in memory
+MAX_LINE_CHARS = 1_000_000  # one line of a CSV file
 
 
 class FileError(Exception):
@@ -67,19 +79,87 @@ def _unknown_kind(name: str) -> str:
     )
 
 
-def _csv_rows(name: str, content: bytes) -> list[list[object]]:
+def _csv_rows(name: str, content: bytes) -> list[Sequence[object]]:
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             text = content.decode(encoding)
         except UnicodeDecodeError:
             continue
-        return list(csv.reader(io.StringIO(text, newline="")))
+        _check_line_lengths(name, text)
+        return _bounded_rows(
+            name,
+            csv.reader(io.StringIO(text, newline="")),
+            unreadable=lambda exc, number: f"{name}: row {number} cannot be read as CSV ({exc}).",
+        )
     raise FileError(f"{name}: the file is neither UTF-8 nor GB18030 text; save it as CSV UTF-8.")
+
+
+def _check_line_lengths(name: str, text: str) -> None:
+    """Refuse a line longer than MAX_LINE_CHARS before the CSV reader splits it into cells."""
+    end_of_line = "\n" if "\n" in text or "\r" not in text else "\r"  # old Mac files end lines with CR alone
+    start, number = 0, 1
+    while start < len(text):
+        end = text.find(end_of_line, start)
+        end = len(text) if end < 0 else end
+        if end - start > MAX_LINE_CHARS:
+            raise FileError(
+                f"{name}: line {number} is longer than {MAX_LINE_CHARS:,} characters; "
+                "a line of an import file holds one row."
+            )
+        start, number = end + 1, number + 1
+
+
+def _bounded_rows(
+    name: str, rows: Iterable[Sequence[object]], *, unreadable: Callable[[Exception, int], str]
+) -> list[Sequence[object]]:
+    """The rows (empty cells at their ends dropped), refused past MAX_ROWS, MAX_COLUMNS or MAX_CELLS."""
+    kept: list[Sequence[object]] = []
+    width = cells = 0
+    iterator = iter(rows)
+    while True:
+        number = len(kept) + 1
+        try:
+            row = next(iterator)
+        except StopIteration:
+            return kept
+        except Exception as exc:  # a damaged workbook's stream, or a CSV field over the reader's limit
+            raise FileError(unreadable(exc, number)) from None
+        end = len(row)
+        while end and row[end - 1] is None:
+            end -= 1
+        row = row[:end]
+        if number > MAX_ROWS:
+            raise FileError(f"{name}: more than {MAX_ROWS:,} rows; split the file (at most {MAX_ROWS:,} rows each).")
+        if len(row) > MAX_COLUMNS:
+            raise FileError(f"{name}: row {number} has {len(row):,} columns; at most {MAX_COLUMNS:,} columns are read.")
+        width = width or len(row)
+        cells += max(width, len(row))
+        if cells > MAX_CELLS:
+            raise FileError(
+                f"{name}: more than {MAX_CELLS:,} cells (rows times columns) by row {number:,}; split the file."
+            )
+        kept.append(row)
+
+
+def _check_inflated_size(name: str, content: bytes) -> None:
+    """Refuse a workbook whose parts would unpack to more than MAX_XLSX_INFLATED_BYTES (a zip bomb), by the
+    sizes in its zip directory, before openpyxl inflates anything."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            inflated = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        raise FileError(f"{name}: not a readable XLSX workbook ({exc.__class__.__name__}).") from None
+    if inflated > MAX_XLSX_INFLATED_BYTES:
+        raise FileError(
+            f"{name}: the workbook unpacks to {inflated:,} bytes, more than the {MAX_XLSX_INFLATED_BYTES:,} "
+            "bytes read from one workbook; split it, or save its sheets as CSV files."
+        )
 
 
 def _read_workbook(name: str, content: bytes, digest: str) -> list[Sheet]:
     from openpyxl import load_workbook
 
+    _check_inflated_size(name, content)
     try:
         book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a damaged or foreign file
@@ -92,7 +172,15 @@ def _read_workbook(name: str, content: bytes, digest: str) -> list[Sheet]:
             kind = kind_of(worksheet.title)
             if kind is None:
                 raise FileError(_unknown_kind(f"{name}:{worksheet.title}"))
-            rows = [list(row) for row in worksheet.iter_rows(values_only=True)]
+            # The size the sheet declares (<dimension>) is not trusted: openpyxl would pad every row to it.
+            worksheet.reset_dimensions()
+            rows = _bounded_rows(
+                f"{name}:{worksheet.title}",
+                worksheet.iter_rows(values_only=True),
+                unreadable=lambda exc, number, title=worksheet.title: (
+                    f"{name}: not a readable XLSX workbook ({exc.__class__.__name__} in sheet {title}, row {number})."
+                ),
+            )
             sheets.append(_sheet(f"{name}:{worksheet.title}", kind, digest, rows))
     finally:
         book.close()
@@ -105,7 +193,7 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _sheet(name: str, kind: str, digest: str, rows: list[list[object]]) -> Sheet:
+def _sheet(name: str, kind: str, digest: str, rows: list[Sequence[object]]) -> Sheet:
     if not rows:
         raise FileError(f"{name}: the file is empty; the first row names the columns.")
     header = [str(cell).strip() if cell is not None else "" for cell in rows[0]]

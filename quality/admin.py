@@ -137,7 +137,7 @@ class QueryAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             user = request.user
             extra = {
                 "thread": [
-                    {"message": m, "text": gettext(m.text) if m.kind == c.MessageKind.CHECK and not m.author_id else m.text}
+                    {"message": m, "text": services.message_text(m)}
                     for m in query.messages.all()
                 ],
                 "can_answer": query.state == c.QueryState.OPEN and services.can_act(user, site_id, c.ANSWER_ROLES),

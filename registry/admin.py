@@ -8,7 +8,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from core.forms import PlainTextFormMixin
 from registry import services, two_factor
-from registry.admin_tools import ScopedAdmin, ScopedReadOnlyInlineMixin
+from registry.admin_tools import ScopedAdmin, ScopedReadOnlyInlineMixin, request_memo
 from registry.api_keys import api_key_issue, api_key_revoke
 from registry.constants import ISCT_TEST_FIELDS, LOT_TEST_FIELDS, Role
 from registry.models import (
@@ -337,9 +337,11 @@ class SecondFactorEventAdmin(admin.ModelAdmin):
         if user.is_superuser:
             return True
         # Asked for the app list and again for the model's permissions: read once per request.
-        if not hasattr(request, "_registry_is_data_manager"):
-            request._registry_is_data_manager = user.memberships.filter(role=Role.DATA_MANAGER).exists()
-        return request._registry_is_data_manager
+        return request_memo(
+            request,
+            ("data manager",),
+            lambda: user.memberships.filter(role=Role.DATA_MANAGER).exists(),
+        )
 
     def has_add_permission(self, request):
         return False

@@ -12,7 +12,6 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
-from django_otp import match_token
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -122,10 +121,37 @@ def sign_in_device(*, user, token: str) -> Device | None:
         raise ValidationError(
             {"otp_token": _("Enter the code from your authenticator app, or one of your backup codes.")}
         )
-    device = match_token(user, token)
+    with transaction.atomic():
+        # The row lock keeps the app's replay guard (the last time step used) from being passed twice at once.
+        for device in TOTPDevice.objects.devices_for_user(user, confirmed=True).select_for_update():
+            if device.verify_token(token):
+                return device
+    device = backup_code_spend(user=user, token=token)
     if device is None:
         raise ValidationError({"otp_token": _("The two-factor code is not correct, or that backup code was used.")})
     return device
+
+
+def backup_code_spend(*, user, token: str) -> StaticDevice | None:
+    """Spend one of the user's backup codes: the device it belongs to, or None when no unused code matches.
+
+    The one place a backup code is used up. The code's row goes in one conditional DELETE (by its id) and
+    counts only when this DELETE removed it: django-otp's StaticDevice.verify_token reads the code, then deletes
+    it without looking at the count, so the same code sent twice at once could sign in twice."""
+    for device in StaticDevice.objects.filter(user_id=user.pk, confirmed=True).order_by("pk"):
+        allowed, _why = device.verify_is_allowed()
+        if not allowed:  # waiting after a wrong code (django-otp's throttling)
+            continue
+        code_id = device.token_set.filter(token=token).values_list("pk", flat=True).first()
+        if code_id is not None:
+            spent, _by_model = StaticToken.objects.filter(pk=code_id).delete()
+            if spent == 1:
+                device.throttle_reset(commit=False)
+                device.set_last_used_timestamp(commit=False)
+                device.save(update_fields=["throttling_failure_timestamp", "throttling_failure_count", "last_used_at"])
+                return device
+        device.throttle_increment()
+    return None
 
 
 def second_factor_events_for(viewer):

@@ -194,7 +194,7 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("requested by"))
     def requested(self, obj):
         if obj.requested_by_key_id:
-            return f"API key {obj.requested_by_key.prefix}…"
+            return gettext("API key %(prefix)s…") % {"prefix": obj.requested_by_key.prefix}
         return obj.requested_by or "—"
 
     @admin.display(description=_("download"))
@@ -202,7 +202,7 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         if obj.state != ExportState.DONE:
             return "—"
         url = reverse(f"{self.admin_site.name}:reporting_exportjob_download", args=[obj.pk])
-        return format_html('<a href="{}">Download zip</a>', url)
+        return format_html('<a href="{}">{}</a>', url, gettext("Download zip"))
 
     @admin.display(description=_("files"))
     def files(self, obj):
@@ -210,7 +210,9 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         if not rows:
             return "—"
         return format_html(
-            "<table><tr><th>file</th><th>rows</th><th>SHA-256</th></tr>{}</table>",
+            "<table><tr><th>{}</th><th>{}</th><th>SHA-256</th></tr>{}</table>",
+            gettext("file"),
+            gettext("rows"),
             format_html_join(
                 "",
                 "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
 
 from registry.models import Study
 from reporting.constants import ExportState
@@ -40,7 +41,10 @@ class ExportJob(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"Export of {self.study.code} ({self.get_state_display()})"
+        return gettext("Export of %(study)s (%(state)s)") % {
+            "study": self.study.code,
+            "state": self.get_state_display(),
+        }
 
 
 class CohortReport(Study):

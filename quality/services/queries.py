@@ -12,7 +12,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext as _
 
 from core.audit import current_audit_context
@@ -157,6 +157,21 @@ def value_of(target, field: str = "") -> str:
     return _display(target, field)
 
 
+# Kept in English, translated when read: closed through the API or by a colleague in another language, the note
+# still reads in the reader's language.
+CLOSED_NOTE = gettext_noop("Closed.")
+
+
+def message_text(message: QueryMessage) -> str:
+    """A message's text as the reader sees it: the texts the registry wrote itself (an edit check's finding, the
+    note of a close without one) in the reader's language, what people wrote as they wrote it."""
+    if (message.kind == c.MessageKind.CHECK and not message.author_id) or (
+        message.kind == c.MessageKind.CLOSE and message.text == CLOSED_NOTE
+    ):
+        return gettext(message.text)
+    return message.text
+
+
 def _message(query: Query, kind: str, text: str, actor) -> QueryMessage:
     context = current_audit_context()
     user = actor if getattr(actor, "is_authenticated", False) else None
@@ -239,7 +254,7 @@ def query_close(*, query: Query, actor, text: str = "") -> Query:
     query.resolution, query.closed_at = c.Resolution.CLOSED, timezone.now()
     query._change_reason = "closed"
     query.save()
-    _message(query, c.MessageKind.CLOSE, text or _("Closed."), actor)
+    _message(query, c.MessageKind.CLOSE, text or CLOSED_NOTE, actor)
     return query
 
 

@@ -287,3 +287,22 @@ def test_the_audit_is_read_by_data_managers_of_the_persons_site(client, coordina
     client.force_login(colleague)
     assert client.get("/admin/registry/secondfactorevent/").status_code == 403
     assert two_factor.second_factor_events_for(colleague).count() == 0
+
+
+def test_the_audit_permission_is_read_once_per_request_in_the_shared_memo(rf, site, django_assert_num_queries):
+    """The app list and the model's permissions ask the same question: one query per request, kept in the
+    admin's one per-request memo (registry/admin_tools.request_memo) beside every other permission answer."""
+    from django.contrib import admin
+
+    manager = make_user("twof.memo.manager", site, role=rc.Role.DATA_MANAGER)
+    colleague = make_user("twof.memo.colleague", site, role=rc.Role.COORDINATOR)
+    model_admin = admin.site._registry[SecondFactorEvent]
+    for user, expected in ((manager, True), (colleague, False)):
+        request = rf.get("/admin/")
+        request.user = user
+        with django_assert_num_queries(1):
+            assert model_admin.has_module_permission(request) is expected
+            assert model_admin.has_view_permission(request) is expected
+            assert model_admin.has_view_permission(request, obj=None) is expected
+        assert list(request.__dict__["_registry_permission_memo"].values()) == [expected]
+        assert not hasattr(request, "_registry_is_data_manager")

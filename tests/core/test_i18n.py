@@ -101,3 +101,28 @@ def test_the_admin_index_in_chinese_shows_no_english_model_plural(client, superu
     for model in admin.site._registry:
         if model._meta.app_label in OUR_APPS:
             assert f">{capfirst(names(model, 'en')[1])}</a>" not in page
+
+
+@pytest.mark.django_db
+def test_the_doors_are_named_in_chinese_wherever_they_are_shown():
+    """The door a change came through, from its label, from a history row (whose models keep their English
+    labels) and from a query's message, in both languages."""
+    from core.audit import Door
+    from followup.models import Visit
+    from quality.models import QueryMessage
+
+    translations = catalogue()
+    history_row = Visit.history.model(history_door=Door.ADMIN)
+    message = QueryMessage(door=Door.ADMIN)
+    for door in Door:
+        english = str(door.label)
+        with translation.override("en"):
+            assert english == dict(Door.choices)[door]
+        with translation.override("zh-hans"):
+            assert str(door.label) == translations[english] != english
+            assert str(dict(Door.choices)[door]) == translations[english]
+            history_row.history_door = message.door = door
+            assert history_row.get_history_door_display() == translations[english]
+            assert message.get_door_display() == translations[english]
+    with translation.override("en"):
+        assert message.get_door_display() == "System (task or shell)"

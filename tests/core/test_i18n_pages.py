@@ -365,15 +365,17 @@ def page_fillers() -> dict[str, list]:
 def seeded(superuser):
     """The demo study, and a record of every kind the admin lists: safety signals, reminders, queries (raised
     by the edit checks and by hand), an export, a source verification, a signature, a lock and a freeze."""
+    from core.audit import Door, audit_context
     from followup.models import Visit
     from followup.safety import safety_sweep
     from intake.services import import_job_request, import_job_run
     from notifications.ledger import reminders_sweep
     from notifications.models import NotificationPreference
     from patients.models import Patient
+    from quality.models import Query
     from quality.services.edit_checks import run_edit_checks
     from quality.services.freezes import freeze_create
-    from quality.services.queries import query_raise
+    from quality.services.queries import query_answer, query_close, query_raise
     from quality.services.review import lock_patient, sdv_mark, signature_sign
     from registry.api_keys import api_key_issue
     from registry.constants import Role
@@ -408,7 +410,29 @@ def seeded(superuser):
             checked = import_job_request(study=study, user=superuser, files=files, dry_run=True)
             import_job_run(job_id=checked.pk)
             import_job_request(study=study, user=superuser, files=files, dry_run=True)
+        # The first query's page is the one opened: its thread shows a message through every door but one
+        # (raised by the edit checks, the system; answered in the admin; closed by a partner's API key).
+        first_query = Query.objects.order_by("pk").first()
+        with audit_context(door=Door.ADMIN, user=superuser):
+            query_answer(query=first_query, text="Checked against the source.", actor=superuser)
+        with audit_context(door=Door.API, actor="partner key"):
+            query_close(query=first_query, actor=superuser)
     return superuser
+
+
+def test_the_query_thread_names_each_door_in_chinese(client, seeded, settings):
+    """The door column of a query's thread (quality/templates/admin/quality/query/change_form.html)."""
+    from quality.models import Query
+
+    settings.ALLOWED_HOSTS = ["testserver"]
+    client.force_login(seeded)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    query = Query.objects.order_by("pk").first()
+    page = client.get(reverse("admin:quality_query_change", args=[query.pk])).content.decode()
+    translation.deactivate()
+    thread = page[page.index('id="query-thread"') : page.index("</table>", page.index('id="query-thread"'))]
+    doors = [row.split("<td>")[3].split("</td>")[0] for row in thread.split("<tr class=")[1:]]
+    assert doors == ["系统（任务或命令行）", "管理界面", "API 密钥"]
 
 
 def test_every_admin_page_in_chinese_shows_none_of_the_projects_english(client, seeded, settings):

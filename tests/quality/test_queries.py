@@ -19,7 +19,7 @@ from followup.services import visit_record
 from quality.constants import MessageKind, QueryState
 from quality.models import Query, QueryMessage
 from quality.services.edit_checks import run_edit_checks
-from quality.services.queries import query_answer, query_close, query_raise, query_reopen, value_of
+from quality.services.queries import message_text, query_answer, query_close, query_raise, query_reopen, value_of
 from registry.constants import Role
 from tests.factories import make_clinical, make_site, make_user
 
@@ -83,6 +83,23 @@ def test_monitor_raises_coordinator_answers_monitor_closes(clinical, people):
         (MessageKind.CLOSE, "mon", Door.SYSTEM, "88 umol/L"),
     ]
     assert query.history.count() == 3
+
+
+def test_a_close_without_a_note_reads_in_the_readers_language(clinical, people):
+    """Closed by a Chinese-speaking monitor or through the API, the note the registry writes is stored once, in
+    English, and each reader sees it in their own language; a note someone wrote stays as written."""
+    from django.utils import translation
+
+    first = query_raise(target=clinical.patient, field="birth_year", text="Year of birth?", actor=people["monitor"])
+    with translation.override("zh-hans"):
+        query_close(query=first, actor=people["monitor"])
+    [note] = first.messages.filter(kind=MessageKind.CLOSE)
+    assert note.text == "Closed."
+    with translation.override("zh-hans"):
+        assert message_text(note) == "已关闭。"
+        assert message_text(first.messages.get(kind=MessageKind.RAISED)) == "Year of birth?"
+    with translation.override("en"):
+        assert message_text(note) == "Closed."
 
 
 def test_the_thread_keeps_the_value_at_each_message(clinical, people):

@@ -1,6 +1,7 @@
 // Study exports in the admin: while the page is open, each unfinished job's progress (a span with
 // data-progress-url, reporting/admin.py ExportJobAdmin.progress_percent) is read again every few seconds from
-// its JSON view; when a job finishes the page reloads to show its state and download link.
+// its JSON view, with its state (the list's column, or the job page's field); when a job finishes the page
+// reloads to show its state and download link.
 "use strict";
 (function () {
   const INTERVAL_MS = 3000;
@@ -14,6 +15,9 @@
       .then(function (job) {
         span.textContent = job.progress + "%";
         span.dataset.state = job.state;
+        const row = span.closest("tr");
+        const state = row ? row.querySelector("td.field-state") : document.querySelector(".field-state .readonly");
+        if (state && job.state_label) state.textContent = job.state_label;
         if (job.finished) {
           window.location.reload();
         } else {
