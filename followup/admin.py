@@ -52,6 +52,7 @@ from registry.admin_tools import (
     ServiceModelForm,
     SiteScopedAdminMixin,
     export_csv_action,
+    request_memo,
 )
 from registry.models import VisitDefinition
 
@@ -535,6 +536,13 @@ class AdverseEventAdmin(ScopedAdmin):
     list_select_related = ["patient__site"]
     autocomplete_fields = ["patient", "meddra_term"]
     readonly_fields = ["pre_treatment", "initial_report_due", "complete_report_due", "report_clock", "meddra_coding"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        site_id = obj.patient.site_id if obj is not None and obj.patient_id else None
+        if not request_memo(request, ("ae_can_code", site_id), lambda: services.ae_can_code(request.user, site_id)):
+            fields.append("meddra_term")  # coded by a data manager of the site (followup/services/adverse_events.py)
+        return fields
 
     @admin.display(description=_("MedDRA coding"))
     def meddra_coding(self, obj):

@@ -9,6 +9,7 @@
 """
 
 from followup.services.adverse_events import (
+    ae_can_code,
     ae_code_meddra,
     ae_due_dates,
     ae_flag_pre_treatment,
@@ -50,6 +51,7 @@ __all__ = [
     "outcome_definitions_for",
     "outcomes_recompute",
     "outcomes_recompute_patients",
+    "ae_can_code",
     "ae_due_dates",
     "ae_flag_pre_treatment",
     "ae_save",

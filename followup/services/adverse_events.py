@@ -82,14 +82,18 @@ def _check_ae(ae: AdverseEvent) -> None:
         raise ValidationError(errors)
 
 
-def _ensure_can_code(actor, site_id: int) -> None:
+def ae_can_code(actor, site_id: int | None) -> bool:
     """Coding an event to MedDRA (or taking the coding off) is a data manager's task at the patient's site
-    (a superuser counts; so does a command run without an actor)."""
+    (a superuser counts; so does a command run without an actor). Without a site (a new event): a data manager
+    of any site."""
     if actor is None or (actor.is_active and actor.is_superuser):
-        return
-    if not Membership.objects.filter(
-        user_id=actor.pk, user__is_active=True, site_id=site_id, role=Role.DATA_MANAGER
-    ).exists():
+        return True
+    managing = Membership.objects.filter(user_id=actor.pk, user__is_active=True, role=Role.DATA_MANAGER)
+    return (managing if site_id is None else managing.filter(site_id=site_id)).exists()
+
+
+def _ensure_can_code(actor, site_id: int) -> None:
+    if not ae_can_code(actor, site_id):
         raise ValidationError(
             {"meddra_term": gettext("Only a data manager of the patient's site can code an adverse event to MedDRA.")}
         )
