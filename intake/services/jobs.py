@@ -107,9 +107,10 @@ def _forget_old_check_files(*, now: dt.datetime | None = None) -> None:
 
 
 def _queue(job_id: int) -> None:
-    """Hand the job to a worker, looking the task up by name (services never import tasks)."""
+    """Hand the job to a worker, sending the task by name (services never import tasks; a web process has
+    not registered the worker's tasks)."""
     try:
-        current_app.tasks[RUN_IMPORT_TASK].delay(job_id)
+        current_app.send_task(RUN_IMPORT_TASK, args=[job_id])
     except Exception:  # the broker is unreachable: the job stays queued and `import_jobs_resume` queues it again
         logger.warning("Import %s could not be queued; it will be queued again", job_id, exc_info=True)
 

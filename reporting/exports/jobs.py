@@ -92,10 +92,11 @@ def export_job_request(*, study: Study, user=None, api_key: ApiKey | None = None
 
 
 def _queue(job_id: int) -> None:
-    """Hand the job to a worker. The task is looked up by name, so this module never imports the tasks
-    module (tasks import services; services do not import tasks)."""
+    """Hand the job to a worker. The task is sent by name, so this module never imports the tasks module
+    (tasks import services; services do not import tasks), and a web process, which has not registered the
+    worker's tasks, sends it all the same."""
     try:
-        current_app.tasks[BUILD_EXPORT_TASK].delay(job_id)
+        current_app.send_task(BUILD_EXPORT_TASK, args=[job_id])
     except Exception:  # the broker is unreachable: the job stays queued and `export_jobs_resume` queues it again
         logger.warning("Export %s could not be queued; it will be queued again", job_id, exc_info=True)
 

@@ -197,10 +197,12 @@ def test_no_files_is_refused_on_the_page(client, study, site_a, queued):
 
 def test_the_job_is_queued_by_task_name_after_commit(study, site_a, django_capture_on_commit_callbacks,
                                                      monkeypatch):  # fmt: skip
+    from celery import current_app
+
     from intake import tasks
 
     sent = []
-    monkeypatch.setattr(tasks.run_import, "delay", sent.append)
+    monkeypatch.setattr(current_app, "send_task", lambda name, args: sent.append((name, *args)))
     assert tasks.run_import.name == jobs.RUN_IMPORT_TASK
     user = make_user("coord_q", site_a, role=Role.COORDINATOR)
 
@@ -208,7 +210,7 @@ def test_the_job_is_queued_by_task_name_after_commit(study, site_a, django_captu
         job = jobs.import_job_request(study=study, user=user, files=cohort_files())
         assert sent == []
 
-    assert sent == [job.pk]
+    assert sent == [(jobs.RUN_IMPORT_TASK, job.pk)]
 
 
 def test_a_job_runs_once_and_a_stalled_one_is_taken_again(frozen_now, study, lot, site_a, queued):

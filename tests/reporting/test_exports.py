@@ -498,12 +498,13 @@ def test_fhir_bundle_validates_and_observations_carry_loinc(world, export_a):
 
 
 def test_requesting_an_export_queues_the_task_after_commit(world, django_capture_on_commit_callbacks, monkeypatch):
+    from celery import current_app
+
     from reporting import tasks as export_tasks
 
     ran = []
-    monkeypatch.setattr(
-        export_tasks.build_export, "delay", lambda job_id: ran.append(export_tasks.build_export(job_id))
-    )
+    monkeypatch.setattr(current_app, "send_task", lambda name, args: ran.append(current_app.tasks[name](*args)))
+    assert export_tasks.build_export.name == exports.jobs.BUILD_EXPORT_TASK
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         job = exports.export_job_request(study=world.study, user=world.user_a)
@@ -515,21 +516,22 @@ def test_requesting_an_export_queues_the_task_after_commit(world, django_capture
 
 
 def test_a_job_the_broker_never_got_is_queued_again_and_built_once(world, monkeypatch):
+    from celery import current_app
     from kombu.exceptions import OperationalError
 
     from reporting import tasks as export_tasks
 
-    def broker_down(job_id):
+    def broker_down(name, args):
         raise OperationalError("Error 111 connecting to the broker. Connection refused.")
 
-    monkeypatch.setattr(export_tasks.build_export, "delay", broker_down)
+    monkeypatch.setattr(current_app, "send_task", broker_down)
     job = exports.export_job_request(study=world.study, user=world.user_a)
     exports._queue(job.pk)  # what the commit would run: the failure is logged, the job stays queued
     job.refresh_from_db()
     assert job.state == ExportState.QUEUED
 
     queued = []
-    monkeypatch.setattr(export_tasks.build_export, "delay", queued.append)
+    monkeypatch.setattr(current_app, "send_task", lambda name, args: queued.extend(args))
     assert exports.export_jobs_resume(now=job.updated_at + dt.timedelta(minutes=1)) == []  # still in grace
     later = job.updated_at + exports.QUEUE_GRACE + dt.timedelta(seconds=1)
     assert exports.export_jobs_resume(now=later) == [job.pk]
