@@ -253,6 +253,9 @@ FIELD_COLUMNS: dict[str, dict[str, str]] = {
 }
 
 NOT_DONE_CELLS = {"nd": "not_done", "not done": "not_done", "na": "not_available", "not available": "not_available"}
+# A result cell that asks for the stored result to be removed (a correction: the import's reason is needed). An
+# empty cell keeps what is stored: nothing is removed unless asked for.
+REMOVE_CELLS = {"remove", "删除"}
 # Visits recorded per batch (below followup.constants.MAX_BATCH_VISITS); the progress is reported after each.
 CHUNK_VISITS = 100
 

@@ -13,6 +13,10 @@ def report_lines(report) -> list[str]:
         where = f"{problem.file}, row {problem.row}" if problem.row else problem.file
         column = f", column {problem.column}" if problem.column else ""
         lines.append(f"{where}{column} [{problem.rule}]: {problem.message}")
+    for note in report.notes:
+        where = f"{note.file}, row {note.row}" if note.row else note.file
+        column = f", column {note.column}" if note.column else ""
+        lines.append(f"{where}{column} [{note.rule}]: {note.message}")
     for kind in ORDER:
         counts = report.counts.get(kind)
         if counts:

@@ -68,6 +68,7 @@ class Problem:
 @dataclass
 class ImportReport:
     problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)  # what was read and deliberately left as stored
     counts: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     files: dict[str, str] = field(default_factory=dict)  # file -> SHA-256
     written: bool = False
@@ -182,6 +183,9 @@ class _Run:
 
     def problem(self, sheet: Sheet, row: int | None, column: str, rule: str, message: str) -> None:
         self.report.problems.append(Problem(sheet.file, row, column, rule, message))
+
+    def note(self, sheet: Sheet, row: int | None, column: str, rule: str, message: str) -> None:
+        self.report.notes.append(Problem(sheet.file, row, column, rule, message))
 
     def attempt(self, sheet: Sheet, number: int, write: Callable[[], str | None]) -> None:
         """Run `write` for one row; its ValidationErrors and CellErrors become the row's problems; what it
@@ -471,6 +475,20 @@ class _Run:
         if v.new_unscheduled(schedule[patient.pk], code):
             return self.unscheduled_visit(patient, schedule[patient.pk], code, on, row, text(cells.get("visit_label")))
         visit = v.find_visit(schedule[patient.pk], code=code, day_zero=day_zero.get(patient.pk), on=on)
+        for empty in sorted(row.empty):
+            kept = stored[visit.pk].get(empty)
+            if kept is not None and not kept.derived:
+                self.note(
+                    sheet,
+                    number,
+                    row.columns[empty],
+                    "kept",
+                    gettext(
+                        "%(code)s of visit %(visit)s is stored (%(value)s %(unit)s) and the cell is empty: kept. "
+                        'Write "remove" in the cell to remove it.'
+                    )
+                    % {"code": empty, "visit": visit.code, "value": kept.entered_value, "unit": kept.entered_unit},
+                )
         deviation = text(cells.get("deviation_reason"))
         if v.unchanged(visit, stored[visit.pk], row=row, on=on, deviation=deviation):
             return "unchanged"
@@ -486,7 +504,8 @@ class _Run:
             results=row.results,
             sledai_items=row.items,
             deviation_reason=deviation,
-            reason=self.reason if correcting else "",
+            reason=self.reason if correcting or row.remove else "",
+            remove=sorted(row.remove),
             status=row.status,
             not_done=row.not_done,
             version=visit.updated_at if correcting else None,
@@ -508,7 +527,7 @@ class _Run:
                     % {"code": code, "patient": patient.subject_code, "expected": expected}
                 }
             )
-        if row.not_done or row.status != v.RecordStatus.COMPLETE:
+        if row.not_done or row.remove or row.status != v.RecordStatus.COMPLETE:
             raise ValidationError(
                 {"status": gettext("An unscheduled visit is imported complete, with the results it has.")}
             )

@@ -204,6 +204,10 @@ def report_as_data(report: ImportReport) -> dict:
             {"file": p.file, "row": p.row, "column": p.column, "rule": p.rule, "message": p.message}
             for p in report.problems
         ],
+        "notes": [
+            {"file": p.file, "row": p.row, "column": p.column, "rule": p.rule, "message": p.message}
+            for p in report.notes
+        ],
         "counts": {kind: dict(sorted(counts.items())) for kind, counts in report.counts.items()},
         "files": dict(report.files),
         "written": report.written,

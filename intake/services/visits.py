@@ -15,7 +15,7 @@ from followup.catalogue import ANALYTES, SLEDAI_ITEMS
 from followup.computations import to_canonical
 from followup.constants import NotDoneReason, RecordStatus, VisitOutcome
 from followup.models import Visit
-from intake.constants import COLUMNS, NOT_DONE_CELLS, Kind
+from intake.constants import COLUMNS, NOT_DONE_CELLS, REMOVE_CELLS, Kind
 from intake.parsing import CellError, blank, parse_censored, parse_list, text
 
 _RESULT_HEADER = re.compile(r"^([A-Za-z0-9]+)\s*(?:\[(.+)\]|\((.+)\))?$")
@@ -61,17 +61,23 @@ class VisitRow:
     items: list[str] | None
     status: str
     columns: dict[str, str]  # a service's field -> the column holding it
+    remove: set[str] = field(default_factory=set)  # result codes whose cell says "remove"
+    empty: set[str] = field(default_factory=set)  # result codes whose column is present and its cell empty
 
 
 def read_row(cells: dict, layout: Layout) -> tuple[VisitRow, list[tuple[str, CellError]]]:
     """The row's results, not-done reasons and items; errors as (column, CellError)."""
     errors: list[tuple[str, CellError]] = []
-    results, not_done = {}, {}
+    results, not_done, remove, empty = {}, {}, set(), set()
     columns = {"actual_date": "visit_date", "deviation_reason": "deviation_reason", "status": "status"}
     for code, (column, header_unit) in layout.results.items():
         columns[code] = column
         raw = cells.get(column)
         if blank(raw):
+            empty.add(code)
+            continue
+        if isinstance(raw, str) and raw.strip().lower() in REMOVE_CELLS:
+            remove.add(code)
             continue
         if isinstance(raw, str) and raw.strip().lower() in NOT_DONE_CELLS:
             not_done[code] = NOT_DONE_CELLS[raw.strip().lower()]
@@ -106,7 +112,7 @@ def read_row(cells: dict, layout: Layout) -> tuple[VisitRow, list[tuple[str, Cel
         items = [item for item, column in layout.items.items() if text(cells.get(column)).lower() in {"1", "y", "yes"}]
         columns["sledai_items"] = next(iter(layout.items.values()))
     status = text(cells.get("status")) or RecordStatus.COMPLETE
-    return VisitRow(results, not_done or None, items, status, columns), errors
+    return VisitRow(results, not_done or None, items, status, columns, remove, empty), errors
 
 
 _UNSCHEDULED = re.compile(r"^U\d{2,}$", re.IGNORECASE)
@@ -162,6 +168,8 @@ def unchanged(visit: Visit, stored: dict, *, row: VisitRow, on: dt.date | None, 
     if visit.actual_date != on or (visit.deviation_reason or "") != deviation:
         return False
     if row.items is not None and sorted(row.items) != sorted(visit.sledai_items or []):
+        return False
+    if row.remove & stored.keys():
         return False
     for code, given in row.results.items():
         result = stored.get(code)

@@ -242,3 +242,35 @@ def test_unscheduled_visits_are_added_in_their_order_and_a_gap_is_refused(frozen
     )
     again = _import(study, cohort_files(visits=[*VISITS, extra[0]]))
     assert again.changes == 0 and Visit.objects.filter(definition__isnull=True).count() == 1
+
+
+def test_an_empty_cell_keeps_the_stored_result_and_says_so_and_remove_removes_it_with_the_reason(
+    frozen_now, study, lot
+):
+    assert _import(study).written
+    month_1 = Visit.objects.get(patient__subject_code="NJ-001", code="M1")
+    assert set(month_1.results.values_list("code", flat=True)) >= {"CREAT", "EGFR"}
+    emptied = [dict(row) for row in VISITS]
+    emptied[1]["CREAT [mg/dL]"] = ""
+
+    kept = _import(study, cohort_files(visits=emptied))
+
+    assert kept.problems == [] and kept.changes == 0
+    assert [(n.file, n.row, n.column, n.rule) for n in kept.notes] == [("visits.csv", 3, "CREAT [mg/dL]", "kept")]
+    assert 'Write "remove"' in kept.notes[0].message and "0.9" in kept.notes[0].message
+    assert month_1.results.filter(code="CREAT").exists()
+
+    emptied[1]["CREAT [mg/dL]"] = "remove"
+    refused = _import(study, cohort_files(visits=emptied))
+    assert {p.rule for p in refused.problems} == {"correction_reason"}
+    assert month_1.results.filter(code="CREAT").exists()
+
+    removed = _import(study, cohort_files(visits=emptied), reason="Creatinine was from another patient")
+
+    assert removed.problems == [] and removed.counts["visits"]["changed"] == 1
+    assert not month_1.results.filter(code__in=["CREAT", "EGFR"]).exists()  # eGFR goes with its creatinine
+    history = Result.history.filter(visit_id=month_1.pk, code="CREAT", history_type="-").get()
+    assert history.history_change_reason == "Creatinine was from another patient"
+    assert history.history_door == "import"
+    again = _import(study, cohort_files(visits=emptied), reason="Creatinine was from another patient")
+    assert again.problems == [] and again.changes == 0  # removed already: nothing left to change
