@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 
 import pytest
 import yaml
@@ -22,6 +21,7 @@ from tests.integration.support import (
     Worker,
     private_redis,
     process_env,
+    queue_task,
     report,
     wait_until,
     workers_cleanup,
@@ -31,19 +31,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.
 
 PROBE = "tests.integration.probe_tasks.probe_work"
 TASK_SECONDS = 12  # long enough for Redis to go and come back while the task runs
-
-
-def publish(broker_url: str, name: str, *args) -> str:
-    """Queue task `name` with `args` on `broker_url`, as beat or a web process would; return its id."""
-    from celery import Celery
-
-    app = Celery("broker-loss-probe", broker=broker_url, set_as_current=False)
-    app.conf.broker_connection_retry_on_startup = False
-    app.conf.broker_connection_timeout = 2
-    try:
-        return app.send_task(name, args=args, task_id=str(uuid.uuid4()), retry=False).id
-    finally:
-        app.close()
 
 
 def compose_command(service: str) -> list[str]:
@@ -104,7 +91,7 @@ def test_worker_consumes_again_after_redis_is_lost_mid_task(tmp_path):
         workers.append(worker)
         worker.wait_ready()
 
-        interrupted = publish(redis.url, PROBE, TASK_SECONDS, True)
+        interrupted = queue_task(redis.url, PROBE, TASK_SECONDS, True)
         wait_until(lambda: f"[{interrupted}] received" in worker.text(), what="the worker to take the long task")
         kill(redis)
         stopped_at = time.monotonic()
@@ -115,7 +102,7 @@ def test_worker_consumes_again_after_redis_is_lost_mid_task(tmp_path):
         assert interrupted not in done(probe_file), "the task ended before Redis returned; lengthen it"
         wait_until(lambda: interrupted in done(probe_file), what="the interrupted task to finish its work")
         fresh = wait_until(
-            lambda: _try_publish(redis.url), what="a new task to be accepted by the restarted Redis", timeout=20
+            lambda: _try_queue_task(redis.url), what="a new task to be accepted by the restarted Redis", timeout=20
         )
         wait_until(lambda: ran(worker, fresh, probe_file), what="the worker to run a new task after Redis returned")
         time.sleep(2)  # a late redelivery of the interrupted task would show here
@@ -137,8 +124,8 @@ def test_worker_consumes_again_after_redis_is_lost_mid_task(tmp_path):
     assert len(runs) == 3, runs
 
 
-def _try_publish(url: str) -> str | None:
+def _try_queue_task(url: str) -> str | None:
     try:
-        return publish(url, PROBE, 0)
+        return queue_task(url, PROBE, 0)
     except Exception:  # the broker is still coming back
         return None

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import pytest
 from django.core.cache.backends.redis import RedisCache
@@ -30,6 +29,7 @@ from tests.integration.support import (
     free_port,
     private_redis,
     process_env,
+    queue_task,
     report,
     wait_until,
     workers_cleanup,
@@ -38,18 +38,6 @@ from tests.integration.support import (
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 PATIENTS = 40  # 480 visits: a progress report every 50 rows, and a few seconds of work
-
-
-def publish(broker_url: str, name: str, *args) -> str:
-    from celery import Celery
-
-    app = Celery("import-probe", broker=broker_url, set_as_current=False)
-    app.conf.broker_connection_retry_on_startup = False
-    app.conf.broker_connection_timeout = 2
-    try:
-        return app.send_task(name, args=args, task_id=str(uuid.uuid4()), retry=False).id
-    finally:
-        app.close()
 
 
 @pytest.fixture
@@ -64,7 +52,7 @@ def cohort(study, site_a):
 
 def ask(study, user, workbook, redis, monkeypatch) -> ImportJob:
     """Ask for the import as the admin page does; the task goes to the private Redis the workers read."""
-    monkeypatch.setattr(jobs, "_queue", lambda job_id: publish(redis.url, jobs.RUN_IMPORT_TASK, job_id))
+    monkeypatch.setattr(jobs, "_queue", lambda job_id: queue_task(redis.url, jobs.RUN_IMPORT_TASK, job_id))
     monkeypatch.setattr(jobs, "caches", {"progress": RedisCache(redis.url, {})})
     return import_job_request(study=study, user=user, files=[("historical.xlsx", workbook)], dry_run=False)
 
