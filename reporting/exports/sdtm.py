@@ -1,7 +1,8 @@
-"""The CDISC SDTM datasets (DM, EX, CM, LB, IS, QS, AE, and CO from `sdtm_co`) in SDTMIG 3.4 variable order: the columns of each
-domain, described for the data dictionary, and its rows, with USUBJID = STUDYID-SUBJID, study days counted
-from the first infusion as day 1 (SDTM has no day 0), EPOCH from the infusion dates and every character value
-in ASCII. The controlled terms are in `sdtm_terms`; the XPT, Dataset-JSON and define.xml in `sdtm_files`."""
+"""The CDISC SDTM datasets (DM, EX, CM, LB, IS, QS, AE, and CO from `sdtm_co`) in SDTMIG 3.4 variable
+order: the columns of each domain, described for the data dictionary, and its rows, with USUBJID =
+STUDYID-SUBJID, study days counted from the first infusion as day 1 (SDTM has no day 0), EPOCH from the
+infusion dates and every character value in ASCII. The controlled terms are in `sdtm_terms`; the XPT,
+Dataset-JSON and define.xml in `sdtm_files`."""
 
 from __future__ import annotations
 
