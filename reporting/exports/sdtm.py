@@ -1,7 +1,8 @@
-"""The CDISC SDTM datasets (DM, EX, CM, LB, QS, AE, and CO from `sdtm_co`) in SDTMIG 3.4 variable order: the columns of each
-domain, described for the data dictionary, and its rows, with USUBJID = STUDYID-SUBJID, study days counted
-from the first infusion as day 1 (SDTM has no day 0), EPOCH from the infusion dates and every character value
-in ASCII. The controlled terms are in `sdtm_terms`; the XPT, Dataset-JSON and define.xml in `sdtm_files`."""
+"""The CDISC SDTM datasets (DM, EX, CM, LB, IS, QS, AE, and CO from `sdtm_co`) in SDTMIG 3.4 variable
+order: the columns of each domain, described for the data dictionary, and its rows, with USUBJID =
+STUDYID-SUBJID, study days counted from the first infusion as day 1 (SDTM has no day 0), EPOCH from the
+infusion dates and every character value in ASCII. The controlled terms are in `sdtm_terms`; the XPT,
+Dataset-JSON and define.xml in `sdtm_files`."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from reporting.exports.sdtm_terms import (
     EPOCHS,
     EX_DOSE_SCALE,
     EX_DOSE_UNIT,
+    IMMUNOGENICITY_TESTS,
     LAB_TESTS,
     UNITS,
     ascii_text,
@@ -406,13 +408,15 @@ CM_COLUMNS = [
 ]
 
 
-def _last_before_exposure(rows: list, test: int, flag: int, has_result) -> None:
+def _last_before_exposure(rows: list, test: int | tuple[int, ...], flag: int, has_result) -> None:
     """Set the --LOBXFL of one subject's rows (in date order): the last row of each test with a result on
-    or before the date of the first infusion (a visit on the infusion day is taken as before it)."""
-    last: dict[str, list] = {}
+    or before the date of the first infusion (a visit on the infusion day is taken as before it). A test is
+    the value at index `test`, or the values at the indexes `test` (IS: the test code and binding agent)."""
+    indexes = test if isinstance(test, tuple) else (test,)
+    last: dict[tuple, list] = {}
     for row, (date, reference) in rows:
         if date and reference and date <= reference and has_result(row):
-            last[row[test]] = row
+            last[tuple(row[i] for i in indexes)] = row
     for row in last.values():
         row[flag] = "Y"
 
@@ -435,10 +439,11 @@ def _by_subject(items: Iterator[tuple[str, list, tuple]], flush) -> Iterator[tup
 LB_TESTCD, LB_ORRES, LB_LOBXFL = 4, 7, 14
 
 
-def _sdtm_lb(ctx: Context) -> Iterator[tuple]:
-    qs = (
+def _specimen_results(ctx: Context, codes: Iterable[str]):
+    """The results of `codes` with what an SDTM findings record needs, by subject, date, visit and code."""
+    return (
         _results(ctx)
-        .filter(code__in=LAB_CODES)
+        .filter(code__in=codes)
         .annotate(day0_at=_first_infusion("visit__patient_id"), last_at=_last_infusion("visit__patient_id"))
         .order_by("visit__patient__subject_code", "visit__target_date", "visit__code", "code")
         .values_list(
@@ -457,6 +462,10 @@ def _sdtm_lb(ctx: Context) -> Iterator[tuple]:
             "comparator",
         )
     )
+
+
+def _sdtm_lb(ctx: Context) -> Iterator[tuple]:
+    qs = _specimen_results(ctx, LAB_CODES)
     seq = _sequence()
 
     def rows():
@@ -545,6 +554,109 @@ LB_COLUMNS = [
     EPOCH,
     Column("LBDTC", "date", "Date of the visit (collection)."),
     Column("LBDY", "integer", "Study day (day 1 = RFSTDTC)."),
+]
+
+IS_TESTCD, IS_BDAGNT, IS_ORRES, IS_LOBXFL = 4, 6, 7, 13
+
+
+def _sdtm_is(ctx: Context) -> Iterator[tuple]:
+    """Anti-dsDNA and ANA results as IS autoantibody records (`IMMUNOGENICITY_TESTS`), in the form of LB."""
+    qs = _specimen_results(ctx, IMMUNOGENICITY_TESTS)
+    seq = _sequence()
+
+    def rows():
+        for (
+            site,
+            subject,
+            visit,
+            offset,
+            on,
+            day0_at,
+            last_at,
+            code,
+            value,
+            entered,
+            entered_unit,
+            _derived,
+            sign,
+        ) in _stream(qs):
+            analyte, test = ANALYTES[code], IMMUNOGENICITY_TESTS[code]
+            has_entered = entered is not None and entered_unit
+            reference = ctx.local_date(day0_at, site)
+            row = [
+                ctx.study.code,
+                "IS",
+                ctx.usubjid(subject),
+                seq(subject),
+                test.testcd,
+                test.test,
+                test.binding_agent,
+                sign + (_num(entered) if has_entered else _num(value)),
+                ct_unit(entered_unit if has_entered else analyte.unit, field="ISORRESU"),
+                sign + _num(value),
+                "" if sign else _num(value),
+                ct_unit(analyte.unit, field="ISSTRESU"),
+                test.specimen,
+                "",
+                "Y" if visit == "BL" else "",
+                _s(offset),
+                visit,
+                _epoch(ctx, site, on, day0_at, last_at),
+                _date(on),
+                _sdtm_day(on, reference),
+            ]
+            yield subject, row, (on, reference)
+
+    def flush(group):
+        _last_before_exposure(group, (IS_TESTCD, IS_BDAGNT), IS_LOBXFL, lambda row: row[IS_ORRES] != "")
+
+    return _by_subject(rows(), flush)
+
+
+IS_COLUMNS = [
+    STUDYID,
+    _domain("IS"),
+    USUBJID,
+    Column("ISSEQ", "integer", "Sequence number within the subject."),
+    Column(
+        "ISTESTCD",
+        "string",
+        "Test code (CDISC CT). Registry code -> ISTESTCD/ISBDAGNT: "
+        + "; ".join(f"{code}={t.testcd}/{t.binding_agent}" for code, t in IMMUNOGENICITY_TESTS.items()),
+        values="; ".join(sorted({t.testcd for t in IMMUNOGENICITY_TESTS.values()})),
+    ),
+    Column(
+        "ISTEST",
+        "string",
+        "Test name (CDISC CT).",
+        values="; ".join(sorted({t.test for t in IMMUNOGENICITY_TESTS.values()})),
+    ),
+    Column(
+        "ISBDAGNT",
+        "string",
+        "Binding agent: the antigen the antibody binds (CDISC CT).",
+        values="; ".join(t.binding_agent for t in IMMUNOGENICITY_TESTS.values()),
+    ),
+    Column("ISORRES", "string", "Result as entered; a censored result with its comparator (<10)."),
+    Column(
+        "ISORRESU",
+        "string",
+        "Unit as entered, as its CDISC CT unit.",
+        values="; ".join(sorted({UNITS[ANALYTES[c].unit] for c in IMMUNOGENICITY_TESTS})),
+    ),
+    Column("ISSTRESC", "string", "Standard result (character); a censored result with its comparator (<10)."),
+    Column("ISSTRESN", "decimal", "Standard result (numeric), in ISSTRESU; empty when censored.", unit="see ISSTRESU"),
+    Column("ISSTRESU", "string", "Standard unit (the catalogue's canonical unit, as its CDISC CT unit)."),
+    Column("ISSPEC", "string", "Specimen.", values="SERUM"),
+    Column(
+        "ISLOBXFL", "string", "Last observation before exposure (on or before the first infusion's date).", values="Y"
+    ),
+    Column("ISBLFL", "string", "Baseline flag (the BL visit).", values="Y"),
+    VISITNUM,
+    VISIT_SDTM,
+    EPOCH,
+    Column("ISDTC", "date", "Date of the visit (collection)."),
+    Column("ISDY", "integer", "Study day (day 1 = RFSTDTC)."),
 ]
 
 SLEDAI_TESTCD = {code: f"SLEDAI{n:02d}" for n, code in enumerate(SLEDAI_ITEMS, start=1)}
@@ -781,6 +893,7 @@ SDTM_TABLES: list[Table] = [
     Table("sdtm/ex.csv", "SDTM EX (exposure: MSC infusions).", EX_COLUMNS, _ascii_rows(_sdtm_ex)),
     Table("sdtm/cm.csv", "SDTM CM (concomitant medications).", CM_COLUMNS, _ascii_rows(_sdtm_cm)),
     Table("sdtm/lb.csv", "SDTM LB (laboratory results).", LB_COLUMNS, _ascii_rows(_sdtm_lb)),
+    Table("sdtm/is.csv", "SDTM IS (autoantibodies: anti-dsDNA, ANA).", IS_COLUMNS, _ascii_rows(_sdtm_is)),
     Table("sdtm/qs.csv", "SDTM QS (SLEDAI-2K items and total; PGA).", QS_COLUMNS, _ascii_rows(_sdtm_qs)),
     Table("sdtm/ae.csv", "SDTM AE (adverse events).", AE_SDTM_COLUMNS, _ascii_rows(_sdtm_ae)),
     Table("sdtm/co.csv", "SDTM CO (comments: open data clarification queries).", CO_COLUMNS, _ascii_rows(_sdtm_co)),

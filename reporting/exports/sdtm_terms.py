@@ -36,14 +36,28 @@ LAB_TESTS: dict[str, LabTest] = {
     "BUN": LabTest("UREAN", "Urea Nitrogen", "SERUM", "CHEMISTRY"),
     "C3": LabTest("C3", "Complement C3", "SERUM", "IMMUNOLOGY"),
     "C4": LabTest("C4", "Complement C4", "SERUM", "IMMUNOLOGY"),
-    # CT 2024-03-29 has no LB test for these two: its one anti-dsDNA test is IgG-specific (DDNAIGAB), which
-    # the registry's assay is not said to be (docs/exports.md).
-    "ADSDNA": LabTest("DSDNAAB", "Double Stranded DNA Antibody", "SERUM", "IMMUNOLOGY", standard=False),
-    "ANA": LabTest("ANA", "Antinuclear Antibodies", "SERUM", "IMMUNOLOGY", standard=False),
     "WBC": LabTest("WBC", "Leukocytes", "BLOOD", "HEMATOLOGY"),
     "PLT": LabTest("PLAT", "Platelets", "BLOOD", "HEMATOLOGY"),
     "HGB": LabTest("HGB", "Hemoglobin", "BLOOD", "HEMATOLOGY"),
     "TREG": LabTest("TREG", "Regulatory T Cells/CD4 T Cells", "BLOOD", "IMMUNOLOGY", standard=False),
+}
+
+
+@dataclass(frozen=True)
+class ImmunogenicityTest:
+    testcd: str
+    test: str
+    binding_agent: str
+    specimen: str
+
+
+# Registry result code -> ISTESTCD, ISTEST (CDISC CT C120525/C120526), ISBDAGNT (C181169), ISSPEC. CT
+# 2024-03-29 has an LB test for anti-dsDNA IgG only (DDNAIGAB) and none for antinuclear antibodies; it
+# represents an autoantibody of unstated isotype in IS as ATAB "Autoantibody" with the antigen it binds as
+# the binding agent (docs/exports.md).
+IMMUNOGENICITY_TESTS: dict[str, ImmunogenicityTest] = {
+    "ADSDNA": ImmunogenicityTest("ATAB", "Autoantibody", "DOUBLE STRANDED DNA", "SERUM"),
+    "ANA": ImmunogenicityTest("ATAB", "Autoantibody", "NUCLEAR AUTOANTIGENS", "SERUM"),
 }
 
 # Registry unit (catalogue unit or unit as entered) -> CDISC CT UNIT submission value (CT 2024-03-29; where
@@ -215,6 +229,22 @@ _DOMAIN_LABELS = {
         "LBDTC": ("Date/Time of Specimen Collection", "Exp"),
         "LBDY": ("Study Day of Specimen Collection", "Perm"),
     },
+    "IS": {
+        "ISSEQ": ("Sequence Number", "Req"),
+        "ISTESTCD": ("Immunogenicity Test/Exam Short Name", "Req"),
+        "ISTEST": ("Immunogenicity Test or Examination Name", "Req"),
+        "ISBDAGNT": ("Binding Agent", "Perm"),
+        "ISORRES": ("Results or Findings in Original Units", "Exp"),
+        "ISORRESU": ("Original Units", "Exp"),
+        "ISSTRESC": ("Character Result/Finding in Std Format", "Exp"),
+        "ISSTRESN": ("Numeric Results/Findings in Std. Units", "Exp"),
+        "ISSTRESU": ("Standard Units", "Exp"),
+        "ISSPEC": ("Specimen Type", "Perm"),
+        "ISLOBXFL": ("Last Observation Before Exposure Flag", "Perm"),
+        "ISBLFL": ("Baseline Flag", "Perm"),
+        "ISDTC": ("Date/Time of Collection", "Exp"),
+        "ISDY": ("Study Day of Visit/Collection/Exam", "Perm"),
+    },
     "QS": {
         "QSSEQ": ("Sequence Number", "Req"),
         "QSTESTCD": ("Question Short Name", "Req"),
@@ -282,6 +312,7 @@ DATASET_LABELS = {
     "EX": "Exposure",
     "CM": "Concomitant/Prior Medications",
     "LB": "Laboratory Test Results",
+    "IS": "Immunogenicity Specimen Assessments",
     "QS": "Questionnaires",
     "AE": "Adverse Events",
     "CO": "Comments",
@@ -291,6 +322,7 @@ DATASET_CLASS = {
     "EX": "INTERVENTIONS",
     "CM": "INTERVENTIONS",
     "LB": "FINDINGS",
+    "IS": "FINDINGS",
     "QS": "FINDINGS",
     "AE": "EVENTS",
     "CO": "SPECIAL PURPOSE",
@@ -300,6 +332,7 @@ DATASET_STRUCTURE = {
     "EX": "One record per constant dosing interval per subject",
     "CM": "One record per recorded intervention occurrence per subject",
     "LB": "One record per lab test per time point per visit per subject",
+    "IS": "One record per test per visit per subject",
     "QS": "One record per questionnaire per question per time point per visit per subject",
     "AE": "One record per adverse event per subject",
     "CO": "One record per comment per subject",

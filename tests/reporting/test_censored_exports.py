@@ -58,10 +58,11 @@ def rows(archive, name: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(archive.read(name).decode("utf-8"))))
 
 
-def test_sdtm_lb_keeps_the_sign_in_the_character_results_and_no_numeric_result(archive):
+def test_sdtm_lb_and_is_keep_the_sign_in_the_character_results_and_no_numeric_result(archive):
     lb = {(r["VISIT"], r["LBTESTCD"]): r for r in rows(archive, "sdtm/lb.csv")}
-    dsdna = lb["M1", "DSDNAAB"]
-    assert (dsdna["LBORRES"], dsdna["LBORRESU"], dsdna["LBSTRESC"], dsdna["LBSTRESN"], dsdna["LBSTRESU"]) == (
+    autoantibodies = {(r["VISIT"], r["ISBDAGNT"]): r for r in rows(archive, "sdtm/is.csv")}
+    dsdna = autoantibodies["M1", "DOUBLE STRANDED DNA"]
+    assert (dsdna["ISORRES"], dsdna["ISORRESU"], dsdna["ISSTRESC"], dsdna["ISSTRESN"], dsdna["ISSTRESU"]) == (
         "<10",
         "IU/mL",
         "<10",
@@ -76,8 +77,9 @@ def test_sdtm_lb_keeps_the_sign_in_the_character_results_and_no_numeric_result(a
         "",
         "g/L",
     )
-    exact = lb["BL", "DSDNAAB"]
-    assert (exact["LBORRES"], exact["LBSTRESC"], exact["LBSTRESN"]) == ("120", "120", "120")
+    exact = autoantibodies["BL", "DOUBLE STRANDED DNA"]
+    assert (exact["ISTESTCD"], exact["ISORRES"], exact["ISSTRESC"], exact["ISSTRESN"]) == ("ATAB", "120", "120", "120")
+    assert not {code for _, code in lb} & {"DSDNAAB", "ATAB"}
     assert ("M1", "GFRE") not in lb, "no eGFR from a censored creatinine"
     assert lb["M1", "CREAT"]["LBSTRESC"] == "<20"
 

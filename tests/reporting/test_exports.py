@@ -65,8 +65,21 @@ TIDY = [
     "tidy/medications.csv",
     "tidy/adverse_events.csv",
 ]
-SDTM = ["sdtm/dm.csv", "sdtm/ex.csv", "sdtm/cm.csv", "sdtm/lb.csv", "sdtm/qs.csv", "sdtm/ae.csv", "sdtm/co.csv"]
-SDTM_DELIVERY = [name.replace(".csv", ext) for name in SDTM for ext in (".xpt", ".json")] + ["sdtm/define.xml"]
+SDTM = [
+    "sdtm/dm.csv",
+    "sdtm/ex.csv",
+    "sdtm/cm.csv",
+    "sdtm/lb.csv",
+    "sdtm/is.csv",
+    "sdtm/qs.csv",
+    "sdtm/ae.csv",
+    "sdtm/co.csv",
+]
+# IS (anti-dsDNA, ANA) has no records in these exports: its CSV is a header only, with no XPT or Dataset-JSON.
+EMPTY_SDTM = {"sdtm/is.csv"}
+SDTM_DELIVERY = [name.replace(".csv", ext) for name in SDTM if name not in EMPTY_SDTM for ext in (".xpt", ".json")] + [
+    "sdtm/define.xml"
+]
 EVERY_FILE = {*TIDY, *SDTM, *SDTM_DELIVERY, "data_dictionary.csv", "fhir/bundle.json", "manifest.json"}
 FHIR_TYPES = {
     "ResearchStudy",
@@ -280,6 +293,7 @@ def test_row_counts_follow_the_data_of_site_a(export_a):
     assert rows["tidy/results.csv"] == 16
     assert rows["sdtm/qs.csv"] == 2 * (24 + 1 + 1)  # items, total, PGA at BL and M1
     assert rows["sdtm/lb.csv"] == 2 * 5  # CREAT, EGFR, C3, PLT, PROT24H
+    assert rows["sdtm/is.csv"] == 0  # no anti-dsDNA or ANA result
 
 
 def test_site_b_appears_nowhere_in_an_export_of_site_a(world, export_a):

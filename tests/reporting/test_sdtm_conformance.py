@@ -15,6 +15,7 @@ import json
 import xml.etree.ElementTree as ET
 import zipfile
 from collections import Counter, defaultdict
+from decimal import Decimal
 from pathlib import Path
 
 import jsonschema
@@ -35,7 +36,7 @@ from reporting.models import ExportJob
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-DATASETS = ["DM", "EX", "CM", "LB", "QS", "AE"]
+DATASETS = ["DM", "EX", "CM", "LB", "IS", "QS", "AE"]
 # Every dataset delivered, with CO (comments: the open queries), which has no coded values, EPOCH or ranges.
 DELIVERED = [*DATASETS, "CO"]
 CT_FILE = Path(__file__).parent / "ct" / "sdtm_ct_subset.csv"
@@ -56,6 +57,11 @@ SDTMIG_ORDER = {
     "LBORRESU LBORNRLO LBORNRHI LBSTRESC LBSTRESN LBSTRESU LBSTNRLO LBSTNRHI LBSTNRC LBSTREFC LBNRIND LBSTAT "
     "LBREASND LBNAM LBLOINC LBSPEC LBSPCCND LBMETHOD LBLOBXFL LBBLFL LBFAST LBDRVFL LBTOX LBTOXGR VISITNUM "
     "VISIT VISITDY TAETORD EPOCH LBDTC LBENDTC LBDY LBENDY LBTPT",
+    "IS": "STUDYID DOMAIN USUBJID NHOID ISSEQ ISGRPID ISREFID ISSPID ISTESTCD ISTEST ISTSTCND ISCNDAGT ISBDAGNT "
+    "ISTSTOPO ISMSCBCE ISTSTDTL ISCAT ISSCAT ISORRES ISORRESU ISORNRLO ISORNRHI ISSTRESC ISSTRESN ISSTRESU "
+    "ISSTNRLO ISSTNRHI ISSTNRC ISNRIND ISSTAT ISREASND ISNAM ISSPEC ISSPCCND ISSPCUFL ISMETHOD ISLOBXFL ISBLFL "
+    "ISDRVFL ISLLOQ VISITNUM VISIT VISITDY TAETORD EPOCH ISDTC ISENDTC ISDY ISENDY ISTPT ISTPTNUM ISELTM "
+    "ISTPTREF ISRFTDTC",
     "QS": "STUDYID DOMAIN USUBJID QSSEQ QSGRPID QSSPID QSTESTCD QSTEST QSCAT QSSCAT QSORRES QSORRESU QSSTRESC "
     "QSSTRESN QSSTRESU QSSTAT QSREASND QSLOBXFL QSBLFL QSDRVFL VISITNUM VISIT VISITDY TAETORD EPOCH QSDTC QSDY "
     "QSTPT",
@@ -77,6 +83,14 @@ CODED = {
     ("LB", "LBLOBXFL"): "NY",
     ("LB", "LBBLFL"): "NY",
     ("QS", "QSLOBXFL"): "NY",
+    ("IS", "ISTESTCD"): "ISTESTCD",
+    ("IS", "ISTEST"): "ISTEST",
+    ("IS", "ISBDAGNT"): "C181169",  # binding agent (the CT subset names this codelist by its code)
+    ("IS", "ISORRESU"): "UNIT",
+    ("IS", "ISSTRESU"): "UNIT",
+    ("IS", "ISSPEC"): "SPECTYPE",
+    ("IS", "ISLOBXFL"): "NY",
+    ("IS", "ISBLFL"): "NY",
     ("EX", "EXDOSU"): "UNIT",
     ("EX", "EXROUTE"): "ROUTE",
     ("CM", "CMDOSU"): "UNIT",
@@ -89,18 +103,13 @@ CODED = {
     ("AE", "AEOUT"): "OUT",
     ("AE", "AEACN"): "ACN",
     **{("AE", v): "NY" for v in ("AESER", "AESCONG", "AESDISAB", "AESDTH", "AESHOSP", "AESLIFE", "AESMIE")},
-    **{(d, "EPOCH"): "EPOCH" for d in ("EX", "CM", "LB", "QS", "AE")},
+    **{(d, "EPOCH"): "EPOCH" for d in ("EX", "CM", "LB", "IS", "QS", "AE")},
 }
-# Sponsor-defined terms (no LB term in CDISC CT 2024-03-29): regulatory T cells, and the anti-dsDNA and
-# antinuclear antibodies (CT 2024-03-29 has an LB test for anti-dsDNA IgG only; the registry's assay is not
-# isotype-specific).
+# Sponsor-defined terms (no LB term in CDISC CT 2024-03-29): regulatory T cells. The anti-dsDNA and
+# antinuclear antibodies are CT terms of IS (autoantibody by binding agent), not sponsor-defined LB tests.
 SPONSOR_DEFINED = {
     ("LBTESTCD", "TREG"),
     ("LBTEST", "Regulatory T Cells/CD4 T Cells"),
-    ("LBTESTCD", "DSDNAAB"),
-    ("LBTEST", "Double Stranded DNA Antibody"),
-    ("LBTESTCD", "ANA"),
-    ("LBTEST", "Antinuclear Antibodies"),
 }
 # SDTMIG 3.4 Req variables of each domain (besides STUDYID, DOMAIN, USUBJID).
 REQUIRED = {
@@ -108,6 +117,7 @@ REQUIRED = {
     "EX": {"EXSEQ", "EXTRT"},
     "CM": {"CMSEQ", "CMTRT"},
     "LB": {"LBSEQ", "LBTESTCD", "LBTEST"},
+    "IS": {"ISSEQ", "ISTESTCD", "ISTEST"},
     "QS": {"QSSEQ", "QSTESTCD", "QSTEST", "QSCAT"},
     "AE": {"AESEQ", "AETERM", "AEDECOD"},
     "CO": {"COSEQ", "COVAL"},
@@ -124,6 +134,7 @@ def export(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[str, by
         study = Study.objects.get(code=STUDY_CODE)
         raise_queries(study)
         end_an_event_after_the_last_visit(study)
+        record_ana_titres(study)
         job = ExportJob.objects.create(study=study, site_ids=sorted(study.sites.values_list("pk", flat=True)))
         build_export_zip(job, path)
         transaction.set_rollback(True)
@@ -149,6 +160,14 @@ def end_an_event_after_the_last_visit(study: Study) -> None:
     ae = AdverseEvent.objects.filter(patient__study=study).order_by("patient__subject_code", "onset_date").first()
     last_visit = max(v.actual_date for v in ae.patient.visits.all() if v.actual_date)
     AdverseEvent.objects.filter(pk=ae.pk).update(resolution_date=max(last_visit, ae.onset_date) + dt.timedelta(days=30))
+
+
+def record_ana_titres(study: Study) -> None:
+    """ANA titres (1:N) at the visits of two patients that have an anti-dsDNA result (the demo records none)."""
+    patients = Patient.objects.filter(study=study).order_by("subject_code")[:2]
+    dsdna = Result.objects.filter(visit__patient__in=patients, code="ADSDNA").select_related("visit")
+    for n, result in enumerate(dsdna.order_by("visit__patient__subject_code", "visit__target_date")):
+        Result.objects.create(visit=result.visit, code="ANA", value=Decimal(160 if n % 2 else 320))
 
 
 def table(export, domain: str) -> list[dict]:
@@ -232,6 +251,7 @@ DATED = {
     "EX": ("EXSTDTC", "EXENDTC"),
     "CM": ("CMSTDTC", "CMENDTC"),
     "LB": ("LBDTC",),
+    "IS": ("ISDTC",),
     "QS": ("QSDTC",),
     "AE": ("AESTDTC", "AEENDTC"),
 }
@@ -265,13 +285,31 @@ def test_coded_values_are_cdisc_ct_terms(export, domain):
 def test_lab_codes_of_the_registry_are_mapped_to_ct(export):
     lb = table(export, "LB")
     codes = {r["LBTESTCD"] for r in lb}
-    assert not codes & {"ADSDNA", "PROT24H", "EGFR", "PLT", "BUN"}
+    assert not codes & {"ADSDNA", "PROT24H", "EGFR", "PLT", "BUN", "DSDNAAB", "ANA"}
     assert {r["LBTEST"] for r in lb if r["LBTESTCD"] == "CREAT"} == {"Creatinine"}
     assert {"CREAT", "GFRE", "C3"} <= codes
     assert (LAB_TESTS["BUN"].testcd, LAB_TESTS["BUN"].test) == ("UREAN", "Urea Nitrogen")  # no BUN in CT 2024-03-29
     # CT 2024-03-29 submission values (mL/min/1.73m2 and mg/mmol are synonyms there, of these).
     assert {r["LBSTRESU"] for r in lb if r["LBTESTCD"] == "GFRE"} == {"mL/min/1.73 m2"}
     assert {r["LBSTRESU"] for r in lb if r["LBTESTCD"] == "PROTCRT"} <= {"g/mol", "g/g"}
+
+
+def test_autoantibodies_are_in_is_as_ct_2024_03_29_gives_them(export):
+    """Anti-dsDNA and ANA: ISTESTCD ATAB (Autoantibody) with the binding agent, serum, in IU/mL and as a
+    titre; one IS record per registry result, and tidy/results.csv keeps the registry's codes."""
+    tidy = list(csv.DictReader(io.StringIO(export["tidy/results.csv"].decode("utf-8"))))
+    entered = Counter(r["code"] for r in tidy)
+    rows = table(export, "IS")
+    by_agent = Counter(r["ISBDAGNT"] for r in rows)
+    assert by_agent == {"DOUBLE STRANDED DNA": entered["ADSDNA"], "NUCLEAR AUTOANTIGENS": entered["ANA"]}
+    assert entered["ADSDNA"] and entered["ANA"]
+    assert {(r["ISTESTCD"], r["ISTEST"], r["ISSPEC"], r["DOMAIN"]) for r in rows} == {
+        ("ATAB", "Autoantibody", "SERUM", "IS")
+    }
+    units = {(r["ISBDAGNT"], r["ISORRESU"], r["ISSTRESU"]) for r in rows if r["ISORRES"]}
+    assert units == {("DOUBLE STRANDED DNA", "IU/mL", "IU/mL"), ("NUCLEAR AUTOANTIGENS", "titer", "titer")}
+    assert {r["VISIT"] for r in rows if r["ISBLFL"] == "Y"} == {"BL"}
+    assert not {r["LBTESTCD"] for r in table(export, "LB")} & {"DSDNAAB", "ANA", "ATAB"}
 
 
 def test_co_holds_the_open_queries_pointing_at_their_records(export):
@@ -325,14 +363,16 @@ def test_study_days_and_end_days(export):
                     checked[dy] += 1
                 else:
                     assert r[dy] == "", (domain, dy, r)
-    assert checked["EXENDY"] and checked["AEENDY"] and checked["LBDY"] and checked["QSDY"] and checked["CODY"], checked
+    assert all(checked[dy] for dy in ("EXENDY", "AEENDY", "LBDY", "ISDY", "QSDY", "CODY")), checked
 
 
 def test_epoch_follows_the_infusion_dates(export):
     dm = {r["USUBJID"]: r for r in table(export, "DM")}
     seen = Counter()
     for domain in DATASETS[1:]:
-        date_var = {"EX": "EXSTDTC", "CM": "CMSTDTC", "LB": "LBDTC", "QS": "QSDTC", "AE": "AESTDTC"}[domain]
+        date_var = {"EX": "EXSTDTC", "CM": "CMSTDTC", "LB": "LBDTC", "IS": "ISDTC", "QS": "QSDTC", "AE": "AESTDTC"}[
+            domain
+        ]
         for r in table(export, domain):
             subject = dm[r["USUBJID"]]
             first = day(subject["RFXSTDTC"]) if subject["RFXSTDTC"] else None
@@ -343,12 +383,16 @@ def test_epoch_follows_the_infusion_dates(export):
     assert seen["SCREENING"] and seen["TREATMENT"] and seen["FOLLOW-UP"], seen
 
 
-@pytest.mark.parametrize("domain", ["LB", "QS"])
+@pytest.mark.parametrize("domain", ["LB", "IS", "QS"])
 def test_last_observation_before_exposure_flag(export, domain):
     start = {r["USUBJID"]: r["RFXSTDTC"] for r in table(export, "DM")}
     rows = table(export, domain)
-    flag, test, dtc = f"{domain}LOBXFL", f"{domain}TESTCD", f"{domain}DTC"
-    flagged = Counter((r["USUBJID"], r[test]) for r in rows if r[flag] == "Y")
+    flag, dtc = f"{domain}LOBXFL", f"{domain}DTC"
+
+    def test(r):  # an IS test is its code and its binding agent (ATAB of dsDNA, ATAB of nuclear antigens)
+        return (r[f"{domain}TESTCD"], r.get("ISBDAGNT", ""))
+
+    flagged = Counter((r["USUBJID"], test(r)) for r in rows if r[flag] == "Y")
     assert flagged and max(flagged.values()) == 1
     for r in rows:
         if r[flag] == "Y":
@@ -356,7 +400,7 @@ def test_last_observation_before_exposure_flag(export, domain):
             later = [
                 o
                 for o in rows
-                if (o["USUBJID"], o[test]) == (r["USUBJID"], r[test])
+                if (o["USUBJID"], test(o)) == (r["USUBJID"], test(r))
                 and o[dtc]
                 and r[dtc] < o[dtc] <= start[o["USUBJID"]][:10]
             ]
@@ -442,6 +486,10 @@ def test_define_xml_lists_every_dataset_variable_and_codelist(export):
             assert ref.get("CodeListOID") in codelists
     lbtestcd = {i.get("CodedValue") for i in codelists["CL.LBTESTCD"].findall("odm:CodeListItem", ns)}
     assert lbtestcd >= {r["LBTESTCD"] for r in table(export, "LB")}
+    for variable in ("ISTESTCD", "ISTEST", "ISBDAGNT"):
+        ref = items[f"IT.IS.{variable}"].find("odm:CodeListRef", ns).get("CodeListOID")
+        coded = {i.get("CodedValue") for i in codelists[ref].findall("odm:CodeListItem", ns)}
+        assert coded == {r[variable] for r in table(export, "IS")}, variable
     # The sponsor-defined terms are marked as extensions of the (extensible) CT codelists, and only they.
     extended = {
         i.get("CodedValue")
