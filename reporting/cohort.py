@@ -583,12 +583,21 @@ def adverse_events(patient_ids: list[int]) -> dict:
     }
 
 
-def cohort_report(*, study: Study, site_ids, flt: CohortFilter | None = None) -> dict:
-    """The whole report for the study's patients in `site_ids`, narrowed by `flt`."""
+def cohort_facts(*, study: Study, site_ids, flt: CohortFilter | None = None) -> CohortFacts:
+    """The facts of the study's patients in `site_ids`, narrowed by `flt`: what `cohort_report` and the
+    report's charts (reporting/charts.py) are computed from. A page that shows both reads them once."""
     flt = flt or CohortFilter()
-    patients = cohort(study, site_ids, flt)
+    codes = study.visit_definitions.order_by("offset_days").values_list("code", flat=True)
+    return _facts(cohort(study, site_ids, flt), flt.compare, list(codes))
+
+
+def cohort_report(*, study: Study, site_ids, flt: CohortFilter | None = None, facts: CohortFacts | None = None) -> dict:
+    """The whole report for the study's patients in `site_ids`, narrowed by `flt`. `facts`: the same cohort's
+    `cohort_facts`, when the caller has them already."""
+    flt = flt or CohortFilter()
     codes = list(study.visit_definitions.order_by("offset_days").values_list("code", "offset_days"))
-    facts = _facts(patients, flt.compare, [code for code, _ in codes])
+    if facts is None:
+        facts = _facts(cohort(study, site_ids, flt), flt.compare, [code for code, _ in codes])
     ids = facts.pks.tolist()
     m12_remission = {
         row["visit__patient_id"]: row["remission"] in ("complete", "partial")
