@@ -659,3 +659,30 @@ def test_the_report_page_reads_the_patients_results_no_more_often_than_the_repor
     for report in (facts_report, shared):
         report.pop("generated_at")
     assert shared == facts_report
+
+
+def test_reading_the_facts_pauses_the_cyclic_garbage_collector_and_restores_it(cohort, monkeypatch):
+    import gc
+
+    from reporting import cohort as cohort_module
+
+    seen = []
+    read = cohort_module._read_facts
+
+    def spy(*args):
+        seen.append(gc.isenabled())
+        return read(*args)
+
+    monkeypatch.setattr(cohort_module, "_read_facts", spy)
+    assert gc.isenabled()
+    report = cohort_report(study=cohort.study, site_ids=[cohort.site_a.pk])
+    assert seen == [False] and gc.isenabled()
+    assert report["n_patients"] > 0
+
+    def fails(*args):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(cohort_module, "_read_facts", fails)
+    with pytest.raises(RuntimeError):
+        cohort_report(study=cohort.study, site_ids=[cohort.site_a.pk])
+    assert gc.isenabled()
