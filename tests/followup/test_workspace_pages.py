@@ -54,11 +54,12 @@ PASSWORD = "Correct-horse-battery-42"
 # The admin home with the worklist: session, user, memberships, language preference, site zones, the
 # worklist (sites, visits, adverse events, signals, adverse events to code to MedDRA, open queries), the
 # e-mail that failed (one count, shared with the banner), the app list, the data-quality dashboard of the
-# user's sites (4), whether the user set up two-factor sign-in (once per request, config/signin.py) and whether
-# the user is a data manager (the two-factor events' admin, once per request). It must not grow with the patients.
+# user's sites (4), whether the user set up two-factor sign-in (once per request, config/signin.py) and the
+# user's memberships (once per request, registry/admin_tools.py `request_memberships`: membership, writing,
+# reaching a site, data manager). It must not grow with the patients.
 # Each worklist section shows its first rows and counts the rest in SQL (followup/selectors.py): the visits, the
 # expedited reports (initial and complete) and the open findings each take one query more than reading them all.
-HOME_MAX_QUERIES = 28
+HOME_MAX_QUERIES = 24
 
 
 @pytest.fixture
@@ -438,6 +439,27 @@ def test_the_visits_lists_worklist_filter_selects_each_sections_visits(client, w
         assert response.status_code == 200
         listed = [visit_url(v) for v in response.context["cl"].result_list]
         assert listed == [href for href, _ in page.section_links(section)], section
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/admin/followup/visit/", "/admin/followup/result/"])
+def test_an_admin_page_reads_the_users_memberships_once(client, world, path):
+    # Whether the user may see each app, write, reach an object's site, or is a data manager (the two-factor
+    # events, the partner keys) is answered from one read of the user's memberships per request.
+    client.force_login(world.coord_a)
+    client.get(path)  # warm the per-process caches
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(path).status_code == 200
+    first_from = [re.search(r'\bFROM\s+"?(\w+)"?', q["sql"]) for q in ctx.captured_queries]
+    reads = [
+        q["sql"]
+        for q, m in zip(ctx.captured_queries, first_from, strict=True)
+        if m and m.group(1) == "registry_membership"
+    ]
+    assert len(reads) == 1, reads
+    data_manager_joins = [
+        q["sql"] for q in ctx.captured_queries if 'FROM "registry_site" INNER JOIN "registry_membership"' in q["sql"]
+    ]
+    assert data_manager_joins == []
 
 
 # The patient page --------------------------------------------------------------------------------------
