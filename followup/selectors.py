@@ -70,14 +70,14 @@ def worklist_visits(visits, *, sites, now, horizon_days: int):
     from patients.constants import INACTIVE_STATUSES
 
     # A scheduled visit is listed from `horizon_days` before its window opens at its own site: one term per site.
-    soon = reduce(
-        or_,
-        (Q(patient__site_id=s.pk, window_start__lte=s.today(now) + dt.timedelta(days=horizon_days)) for s in sites),
-        Q(pk__in=[]),
-    )
+    horizons = {s.pk: s.today(now) + dt.timedelta(days=horizon_days) for s in sites}
+    soon = reduce(or_, (Q(patient__site_id=pk, window_start__lte=day) for pk, day in horizons.items()), Q(pk__in=[]))
+    # The latest of those days bounds every listed open visit (due and overdue ones opened by today): the open
+    # visits' partial index (`visit_open_window`) then skips the later ones, most of the open visits.
+    latest = max(horizons.values(), default=now.date())
     return visits.filter(
         Q(outcome=VisitOutcome.IN_PROGRESS)
-        | Q(outcome=VisitOutcome.OPEN)
+        | Q(outcome=VisitOutcome.OPEN, window_start__lte=latest)
         & (Q(state__in=[VisitState.DUE, VisitState.OVERDUE]) | Q(state=VisitState.SCHEDULED) & soon)
         & ~Q(patient__status__in=INACTIVE_STATUSES)
     )
@@ -104,12 +104,16 @@ def worklist(*, user, now=None, horizon_days: int | None = None, rows: int | Non
     horizon_days = WORKLIST_HORIZON_DAYS if horizon_days is None else horizon_days
     now = now or timezone.now()
     sites = {s.pk: s for s in Site.objects.for_user(user)}
+    # The user's sites as a list of ids rather than the membership subquery: PostgreSQL then knows how many
+    # patients they hold (with the subquery it guessed a few thousand of 100,000 and read the visits patient by
+    # patient, 0.65 s against 0.33 s).
+    site_ids = list(sites)
     code_of = {pk: s.code for pk, s in sites.items()}
     counts = Counter()
 
     # Visits: the counts per site and state in one query, the first rows of each state in another.
     visits = worklist_visits(
-        Visit.objects.for_user(user).with_state(now, sites=list(sites.values())),
+        Visit.objects.for_sites(site_ids).with_state(now, sites=list(sites.values())),
         sites=sites.values(),
         now=now,
         horizon_days=horizon_days,
@@ -126,12 +130,12 @@ def worklist(*, user, now=None, horizon_days: int | None = None, rows: int | Non
     shown = [_with_days(visit) for visit in first_visits]
 
     # Expedited reports due or late: a report not yet submitted whose due date is set (ae_report_clock's rule).
-    reports, report_totals = _pending_reports(user=user, now=now, rows=rows)
+    reports, report_totals = _pending_reports(site_ids=site_ids, now=now, rows=rows)
     for site_id, n in report_totals.items():
         counts[(code_of.get(site_id), "reports")] += n
 
     # Open findings: the signals to review and the routine checks (worklist tasks), the most severe first.
-    findings = SafetySignal.objects.for_user(user).filter(status=SignalStatus.OPEN)
+    findings = SafetySignal.objects.for_sites(site_ids).filter(status=SignalStatus.OPEN)
     routine = Case(When(severity=SignalSeverity.ROUTINE, then=Value(1)), default=Value(0), output_field=IntegerField())
     finding_totals = Counter()
     for row in findings.order_by().values("patient__site_id", routine_=routine).annotate(n=Count("pk")):
@@ -185,8 +189,8 @@ def worklist(*, user, now=None, horizon_days: int | None = None, rows: int | Non
     }
 
 
-def _pending_reports(*, user, now, rows: int) -> tuple[list[dict], dict[int, int]]:
-    """The first `rows` expedited reports not yet submitted of the user's sites, by due date (as
+def _pending_reports(*, site_ids: list[int], now, rows: int) -> tuple[list[dict], dict[int, int]]:
+    """The first `rows` expedited reports not yet submitted of the sites `site_ids` (the user's), by due date (as
     `ae_report_clock` words them), and the number of them per site. Three queries: the counts, the first
     initial reports and the first complete reports."""
     from django.db.models import Count, Q
@@ -194,7 +198,7 @@ def _pending_reports(*, user, now, rows: int) -> tuple[list[dict], dict[int, int
     from followup.models import AdverseEvent
     from followup.services import ae_report_clock
 
-    events = AdverseEvent.objects.for_user(user)
+    events = AdverseEvent.objects.for_sites(site_ids)
     pending = {
         "initial": Q(initial_report_due__isnull=False, initial_report_submitted_on__isnull=True),
         "complete": Q(
