@@ -363,6 +363,8 @@ def coordinator_pages(pages: dict, large: int) -> dict:
         pages[large][who]["report"]["page_ms"] / 1000 <= REPORT_PAGE_S for who in ("all_sites", "one_site")
     )
     out.update(
+        # The smaller sizes' figures beside (the targets are read at the large size).
+        smaller_sizes={str(size): pages[size] for size in sorted(pages) if size != large},
         queries_by_size=counts,
         queries_constant=constant,
         target=f"each page <= {PAGE_RATIO}x its bare read, query counts the same at every size, "

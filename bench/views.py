@@ -81,24 +81,58 @@ def _bare_rows(name: str, site_ids: list[int], params) -> list[tuple[str, list[d
     from patients.models import ConcomitantMedication, Patient, TransplantEvent
 
     if name == "worklist":
-        horizon = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=16)  # the worklist's 14 days, every zone
-        visits = (
-            Visit.objects.filter(patient__site_id__in=site_ids, outcome="open", window_start__lte=horizon)
-            .exclude(patient__status__in=INACTIVE_STATUSES)
-            .order_by("window_end")
-            .values("id", "code", "label", "window_start", "window_end", "patient__subject_code")
+        # What the worklist shows (followup/selectors.py): the first rows of each section, most urgent first,
+        # and the counts per site and section. Dates in UTC (the worklist counts each site's own today).
+        from django.db.models import Count, Q
+
+        from followup.selectors import WORKLIST_ROWS
+
+        today = dt.datetime.now(dt.UTC).date()
+        horizon = today + dt.timedelta(days=14)
+        open_visits = Visit.objects.filter(patient__site_id__in=site_ids).exclude(patient__status__in=INACTIVE_STATUSES)
+        sections = {
+            "in progress": Visit.objects.filter(patient__site_id__in=site_ids, outcome="in_progress"),
+            "overdue": open_visits.filter(outcome="open", window_end__lt=today),
+            "due": open_visits.filter(outcome="open", window_start__lte=today, window_end__gte=today),
+            "coming": open_visits.filter(outcome="open", window_start__gt=today, window_start__lte=horizon),
+        }
+        fields = ("id", "code", "label", "window_start", "window_end", "patient__subject_code")
+        tables = []
+        for section, visits in sections.items():
+            counts = visits.order_by().values("patient__site_id").annotate(n=Count("pk"))
+            tables.append((f"{section}: counts", list(counts)))
+            tables.append(
+                (
+                    section,
+                    list(visits.order_by("window_end", "patient__subject_code", "pk").values(*fields)[:WORKLIST_ROWS]),
+                )
+            )
+        signals = SafetySignal.objects.filter(patient__site_id__in=site_ids, status="open")
+        tables.append(("signals: counts", list(signals.order_by().values("patient__site_id").annotate(n=Count("pk")))))
+        tables.append(
+            (
+                "signals",
+                list(
+                    signals.order_by("-severity", "created_at", "pk").values(
+                        "id", "kind", "severity", "patient__subject_code"
+                    )[:WORKLIST_ROWS]
+                ),
+            )
         )
-        signals = (
-            SafetySignal.objects.filter(patient__site_id__in=site_ids, status="open")
-            .order_by()
-            .values("id", "kind", "severity", "patient__subject_code")
+        pending = Q(initial_report_due__isnull=False, initial_report_submitted_on__isnull=True)
+        reports = AdverseEvent.objects.filter(pending, patient__site_id__in=site_ids)
+        tables.append(("reports: counts", list(reports.order_by().values("patient__site_id").annotate(n=Count("pk")))))
+        tables.append(
+            (
+                "reports",
+                list(
+                    reports.order_by("initial_report_due", "pk").values("id", "term", "initial_report_due")[
+                        :WORKLIST_ROWS
+                    ]
+                ),
+            )
         )
-        reports = (
-            AdverseEvent.objects.filter(patient__site_id__in=site_ids, initial_report_due__isnull=False)
-            .order_by()
-            .values("id", "term", "initial_report_due")
-        )
-        return [("visits", list(visits)), ("signals", list(signals)), ("reports", list(reports))]
+        return tables
     if name == "patient":
         pk = int(params["patient"])
         return [

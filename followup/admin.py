@@ -23,6 +23,7 @@ from followup.admin_filters import (
     OverdueFilter,
     VisitCodeFilter,
     VisitStateFilter,
+    WorklistFilter,
     outcome_grade,
     report_clock_text,
 )
@@ -240,7 +241,7 @@ class VisitAdmin(BigListAdminMixin, ScopedAdmin):
         "state_display",
         "actual_date",
     ]
-    list_filter = [VisitStateFilter, VisitCodeFilter, "patient__site", "patient__study"]
+    list_filter = [VisitStateFilter, WorklistFilter, VisitCodeFilter, "patient__site", "patient__study"]
     search_fields = ["patient__subject_code"]
     list_select_related = ["patient"]
     # The newest visits first, by the primary key's index: the model's order (study, subject, date) sorted
@@ -317,6 +318,12 @@ class VisitAdmin(BigListAdminMixin, ScopedAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).with_state().select_related("patient__site", "definition")
+
+    def get_ordering(self, request):
+        # A section of the worklist in full: as the worklist orders it, most urgent first.
+        if request.GET.get(WorklistFilter.parameter_name) in WorklistFilter.STATES:
+            return ["window_end", "patient__subject_code", "pk"]
+        return super().get_ordering(request)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         required = self._required(obj)

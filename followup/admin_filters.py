@@ -9,7 +9,7 @@ from django.db.models.functions import Coalesce
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from followup.constants import VisitState
+from followup.constants import WORKLIST_HORIZON_DAYS, VisitState
 from followup.models import ComputedOutcome, Visit
 from patients.models import TransplantEvent
 from registry.constants import TissueSource
@@ -129,6 +129,41 @@ class OverdueFilter(admin.SimpleListFilter):
             overdue = Visit.objects.in_state(VisitState.OVERDUE).values("patient_id")
             return queryset.filter(pk__in=overdue)
         return queryset
+
+
+class WorklistFilter(admin.SimpleListFilter):
+    """The visits of a section of the worklist (followup/selectors.py, `worklist_visits`): the whole list behind
+    the first rows the worklist shows, most urgent first (VisitAdmin.get_ordering)."""
+
+    title = _("Worklist")
+    parameter_name = "worklist"
+    STATES = {
+        "in_progress": VisitState.IN_PROGRESS,
+        "overdue": VisitState.OVERDUE,
+        "due": VisitState.DUE,
+        "upcoming": VisitState.SCHEDULED,
+    }
+
+    def lookups(self, request, model_admin):
+        return [
+            ("in_progress", _("Visits in progress (not complete)")),
+            ("overdue", _("Overdue visits")),
+            ("due", _("Due now")),
+            ("upcoming", gettext("Coming within %(days)s days") % {"days": WORKLIST_HORIZON_DAYS}),
+        ]
+
+    def queryset(self, request, queryset):
+        from django.utils import timezone
+
+        from followup.selectors import worklist_visits
+        from registry.models import Site
+
+        state = self.STATES.get(self.value())
+        if state is None:
+            return queryset
+        sites = list(Site.objects.for_user(request.user))
+        chosen = worklist_visits(queryset, sites=sites, now=timezone.now(), horizon_days=WORKLIST_HORIZON_DAYS)
+        return chosen.filter(state=state)
 
 
 class VisitCodeFilter(admin.SimpleListFilter):

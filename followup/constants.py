@@ -3,6 +3,9 @@
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+# The worklist lists scheduled visits from this many days before their window opens (followup/selectors.py).
+WORKLIST_HORIZON_DAYS = 14
+
 
 class VisitOutcome(models.TextChoices):
     """What has been recorded about a visit. Scheduled/due/overdue are derived from dates (see states.py)."""

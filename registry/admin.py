@@ -8,7 +8,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from core.forms import PlainTextFormMixin
 from registry import services, two_factor
-from registry.admin_tools import ScopedAdmin, ScopedReadOnlyInlineMixin, request_memo
+from registry.admin_tools import ScopedAdmin, ScopedReadOnlyInlineMixin, is_data_manager
 from registry.api_keys import api_key_issue, api_key_revoke
 from registry.constants import ISCT_TEST_FIELDS, LOT_TEST_FIELDS, Role
 from registry.models import (
@@ -269,7 +269,11 @@ class ApiKeyAdmin(SimpleHistoryAdmin):
         return ["site", "name", "scope", "can_write_lots", "expires_at", "prefix", "revoked_at", "last_used_at"]
 
     def _manages(self, request) -> bool:
-        return request.user.is_active and request.user.is_staff and _key_managed_sites(request.user).exists()
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return False
+        # A data manager of any site manages that site's keys (the memberships read once per request).
+        return _key_managed_sites(user).exists() if user.is_superuser else is_data_manager(request)
 
     def has_module_permission(self, request):
         return self._manages(request)
@@ -336,12 +340,8 @@ class SecondFactorEventAdmin(admin.ModelAdmin):
             return False
         if user.is_superuser:
             return True
-        # Asked for the app list and again for the model's permissions: read once per request.
-        return request_memo(
-            request,
-            ("data manager",),
-            lambda: user.memberships.filter(role=Role.DATA_MANAGER).exists(),
-        )
+        # Asked for the app list and again for the model's permissions: the memberships read once per request.
+        return is_data_manager(request)
 
     def has_add_permission(self, request):
         return False

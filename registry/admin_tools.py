@@ -21,7 +21,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from core.forms import PlainTextFormMixin
 from core.spreadsheets import SpreadsheetSafeWriter
-from registry.models import user_site_ids
+from registry.constants import WRITE_ROLES
 
 
 def _site_id_of(obj) -> int | None:
@@ -122,6 +122,28 @@ def request_memo(request, key, compute):
     return memo[key]
 
 
+def request_memberships(request) -> tuple[tuple[int, str], ...]:
+    """The (site id, role) of each membership of the request's user, read once per request (none for an
+    inactive user): every admin page asks, for each app in its menu and each object it shows, whether the user
+    belongs to a site, may write, reaches an object's site or is a data manager."""
+    from registry.models import Membership
+
+    def read():
+        user = request.user
+        if not (user.is_authenticated and user.is_active):
+            return ()
+        return tuple(Membership.objects.filter(user_id=user.pk).values_list("site_id", "role"))
+
+    return request_memo(request, ("memberships",), read)
+
+
+def is_data_manager(request) -> bool:
+    """Whether the request's user is a data manager of any site (from `request_memberships`)."""
+    from registry.constants import Role
+
+    return any(role == Role.DATA_MANAGER for _, role in request_memberships(request))
+
+
 class SiteScopedAdminMixin:
     """Lists, detail pages and foreign-key choices narrowed to the user's sites; permissions by membership."""
 
@@ -147,11 +169,7 @@ class SiteScopedAdminMixin:
             return False
         if user.is_superuser:
             return True
-        # Asked by every model's permission checks on a page: once per request is enough.
-        cache = request.__dict__.setdefault("_registry_membership", {})
-        if write not in cache:
-            cache[write] = user_site_ids(user, write=write).exists()
-        return cache[write]
+        return any(not write or role in WRITE_ROLES for _, role in request_memberships(request))
 
     def _can_reach(self, request, obj, *, write: bool) -> bool:
         if request.user.is_superuser:
@@ -159,10 +177,8 @@ class SiteScopedAdminMixin:
         site_id = _site_id_of(obj)
         if site_id is None:
             return False
-        return request_memo(
-            request,
-            ("reach", site_id, write),
-            lambda: user_site_ids(request.user, write=write).filter(site_id=site_id).exists(),
+        return any(
+            site == site_id and (not write or role in WRITE_ROLES) for site, role in request_memberships(request)
         )
 
     def has_module_permission(self, request):

@@ -10,17 +10,30 @@ from django.utils.translation import gettext
 
 from followup.charts import _month_axis, _svg, pyplot
 from registry.models import Study
-from reporting.cohort import CODE_INDEX, COMPARISON_LABELS, CohortFilter, _facts, cohort, group_label, survival
+from reporting.cohort import (
+    CODE_INDEX,
+    COMPARISON_LABELS,
+    CohortFacts,
+    CohortFilter,
+    _facts,
+    cohort,
+    group_label,
+    survival,
+)
 
 
-def charts(*, study: Study, site_ids, flt: CohortFilter | None = None) -> dict[str, str]:
-    """SVG figures: SLEDAI-2K and proteinuria over time (mean ± SE per group), and Kaplan-Meier curves."""
+def charts(
+    *, study: Study, site_ids, flt: CohortFilter | None = None, facts: CohortFacts | None = None
+) -> dict[str, str]:
+    """SVG figures: SLEDAI-2K and proteinuria over time (mean ± SE per group), and Kaplan-Meier curves.
+    `facts`: the cohort's `cohort_facts`, when the caller has them already (the report page)."""
     from lifelines import KaplanMeierFitter
 
     plt = pyplot()
     flt = flt or CohortFilter()
     offsets = dict(study.visit_definitions.values_list("code", "offset_days"))
-    facts = _facts(cohort(study, site_ids, flt), flt.compare, list(offsets))
+    if facts is None:
+        facts = _facts(cohort(study, site_ids, flt), flt.compare, list(offsets))
     group_rows = defaultdict(list)
     for f in facts.patients:
         group_rows[f.group].append(f.index)

@@ -15,7 +15,14 @@ from django.utils.translation import gettext, gettext_lazy, ngettext
 from core.spreadsheets import SpreadsheetSafeWriter
 from registry.constants import TissueSource
 from reporting.charts import charts
-from reporting.cohort import COMPARISON_LABELS, CohortFilter, cohort_report, group_label, report_csv_rows
+from reporting.cohort import (
+    COMPARISON_LABELS,
+    CohortFilter,
+    cohort_facts,
+    cohort_report,
+    group_label,
+    report_csv_rows,
+)
 
 BASELINE_LABELS = {
     "age_years": gettext_lazy("Age (years)"),
@@ -150,8 +157,10 @@ def cached_report_html(*, study, site_ids, flt: CohortFilter, standalone: bool =
 
 
 def render_html(*, study, site_ids, flt: CohortFilter, standalone: bool = True) -> str:
-    report = cohort_report(study=study, site_ids=site_ids, flt=flt)
-    figures = charts(study=study, site_ids=site_ids, flt=flt)
+    # The report and its charts come from the same facts: read once (the patients and their results).
+    facts = cohort_facts(study=study, site_ids=site_ids, flt=flt)
+    report = cohort_report(study=study, site_ids=site_ids, flt=flt, facts=facts)
+    figures = charts(study=study, site_ids=site_ids, flt=flt, facts=facts)
     return render_to_string(
         "reporting/cohort_report.html",
         {"report": report, "figures": figures, "standalone": standalone, "study": study, **_in_words(report, flt)},

@@ -66,11 +66,17 @@ def counts(client, paths: dict[str, str]) -> dict[str, int]:
 
 
 # Queries per page, after a first load (the patient's charts and the cohort report then come from the cache).
-# Every admin page reads whether the user set up two-factor sign-in and whether the user is a data manager (once
-# per request each); the worklist also shows the data-quality dashboard of the user's sites (4).
+# Every admin page reads whether the user set up two-factor sign-in and the user's memberships (once per request
+# each: whether the user belongs to a site, may write, reaches an object's site or is a data manager, which
+# decides the two-factor events and partner keys in the menu, registry/admin_tools.py `request_memberships`);
+# the worklist also shows the data-quality dashboard of the user's sites (4). Each worklist section shows its
+# first rows with its total counted in SQL (followup/selectors.py): one query more than reading all the rows for
+# each of the visits, the expedited reports (initial and complete) and the open findings. The data manager of
+# every site and the coordinator of one now take the same number: the data manager's menu asked four times
+# whether the user manages partner keys, and each page asked apart whether the user may read and may write.
 PINNED = {
-    "all_sites": {"worklist": 31, "patient": 39, "visits": 21, "results": 18, "report": 20},
-    "one_site": {"worklist": 25, "patient": 36, "visits": 18, "results": 15, "report": 17},
+    "all_sites": {"worklist": 24, "patient": 32, "visits": 15, "results": 12, "report": 14},
+    "one_site": {"worklist": 24, "patient": 32, "visits": 15, "results": 12, "report": 14},
 }
 
 

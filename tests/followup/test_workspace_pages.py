@@ -25,11 +25,14 @@ from html.parser import HTMLParser
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from followup import constants as fc
 from followup.models import AdverseEvent, SafetySignal, Visit
 from followup.safety import safety_sweep
 from followup.services import ae_record, visit_record
+from patients.constants import INACTIVE_STATUSES
 from patients.models import Patient
 from registry import constants as rc
 from registry.models import CellProduct
@@ -51,9 +54,12 @@ PASSWORD = "Correct-horse-battery-42"
 # The admin home with the worklist: session, user, memberships, language preference, site zones, the
 # worklist (sites, visits, adverse events, signals, adverse events to code to MedDRA, open queries), the
 # e-mail that failed (one count, shared with the banner), the app list, the data-quality dashboard of the
-# user's sites (4), whether the user set up two-factor sign-in (once per request, config/signin.py) and whether
-# the user is a data manager (the two-factor events' admin, once per request). It must not grow with the patients.
-HOME_MAX_QUERIES = 25
+# user's sites (4), whether the user set up two-factor sign-in (once per request, config/signin.py) and the
+# user's memberships (once per request, registry/admin_tools.py `request_memberships`: membership, writing,
+# reaching a site, data manager). It must not grow with the patients.
+# Each worklist section shows its first rows and counts the rest in SQL (followup/selectors.py): the visits, the
+# expedited reports (initial and complete) and the open findings each take one query more than reading them all.
+HOME_MAX_QUERIES = 24
 
 
 @pytest.fixture
@@ -372,6 +378,88 @@ def test_admin_home_takes_a_fixed_number_of_queries(client, clock, django_assert
     page = WorklistPage(response.content.decode())
     assert len(page.section_links("signals")) == n_patients
     assert len(page.section_links("reports")) >= n_patients
+
+
+def test_each_worklist_section_shows_its_first_rows_the_true_total_and_a_link_to_the_rest(client, world, monkeypatch):
+    from followup import selectors
+
+    monkeypatch.setattr(selectors, "WORKLIST_ROWS", 3)
+    client.force_login(world.coord_a)
+
+    def overdue_page():
+        with CaptureQueriesContext(connection) as ctx:
+            html, page = home(client)
+        return html, page, len(ctx.captured_queries)
+
+    home(client)  # warm the per-process caches
+    _, page, queries = overdue_page()
+    first = page.section_links("overdue")
+    # The world's four overdue visits: the first three, most urgent first, and the link to all four.
+    assert [text for _, text in first] == [
+        "WL-A-001 – BL",
+        "WL-A-001 – D7",
+        "WL-A2-001 – BL",
+        "See them all in the list",
+    ]
+    assert page.headings["overdue"].endswith("(4)")
+
+    # Twelve more patients with three overdue visits each, at both sites; their windows closed earlier.
+    for number in range(12):
+        site = world.site_a if number % 2 else world.site_a2
+        infused_patient(world.study, site, world.lot_a, f"WL-X-{number:03d}", D(2026, 7, 1) + dt.timedelta(days=number))
+    overdue = Visit.objects.for_user(world.coord_a).in_state(fc.VisitState.OVERDUE, now=NOW)
+    overdue = overdue.exclude(patient__status__in=INACTIVE_STATUSES)
+    assert overdue.count() == 40  # BL, D7 and M1 of each new patient
+    html, page, more_queries = overdue_page()
+    assert more_queries == queries  # the same queries,
+    links = page.section_links("overdue")
+    expected = list(overdue.order_by("window_end", "patient__subject_code", "pk")[:3])
+    # ... the same number of rows (and the link to the rest), the most urgent first.
+    assert links[:3] == [(visit_url(v), f"{v.patient.subject_code} – {v.code}") for v in expected]
+    assert links[3] == ("/admin/followup/visit/?worklist=overdue", "See them all in the list")
+    assert len(links) == 4
+    assert page.headings["overdue"].endswith("(40)")  # the true total
+    assert "The first 3 of 40." in " ".join(page.text.split())
+    by_site = {row[0]: row for row in page.per_site}
+    assert int(by_site["WLA"][2]) + int(by_site["WLA2"][2]) == 40
+    # The link lists every overdue visit of the coordinator's sites, as the worklist orders them.
+    response = client.get(links[3][0])
+    assert response.status_code == 200
+    listed = [v.pk for v in response.context["cl"].result_list]
+    assert listed == list(overdue.order_by("window_end", "patient__subject_code", "pk").values_list("pk", flat=True))
+    # The sections that fit show no link to the rest.
+    assert len(page.section_links("due")) == 1 and page.headings["due"].endswith("(1)")
+
+
+def test_the_visits_lists_worklist_filter_selects_each_sections_visits(client, world):
+    client.force_login(world.coord_a)
+    _, page = home(client)
+    for section in ("overdue", "due", "upcoming"):
+        response = client.get(f"/admin/followup/visit/?worklist={section}")
+        assert response.status_code == 200
+        listed = [visit_url(v) for v in response.context["cl"].result_list]
+        assert listed == [href for href, _ in page.section_links(section)], section
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/admin/followup/visit/", "/admin/followup/result/"])
+def test_an_admin_page_reads_the_users_memberships_once(client, world, path):
+    # Whether the user may see each app, write, reach an object's site, or is a data manager (the two-factor
+    # events, the partner keys) is answered from one read of the user's memberships per request.
+    client.force_login(world.coord_a)
+    client.get(path)  # warm the per-process caches
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(path).status_code == 200
+    first_from = [re.search(r'\bFROM\s+"?(\w+)"?', q["sql"]) for q in ctx.captured_queries]
+    reads = [
+        q["sql"]
+        for q, m in zip(ctx.captured_queries, first_from, strict=True)
+        if m and m.group(1) == "registry_membership"
+    ]
+    assert len(reads) == 1, reads
+    data_manager_joins = [
+        q["sql"] for q in ctx.captured_queries if 'FROM "registry_site" INNER JOIN "registry_membership"' in q["sql"]
+    ]
+    assert data_manager_joins == []
 
 
 # The patient page --------------------------------------------------------------------------------------

@@ -629,3 +629,60 @@ def test_flare_denominator_counts_only_visits_where_a_flare_is_assessable(frozen
     assert m3["sri4"] == rate(0, 1)
     assert m3["any_remission"] == rate(0, 2)
     assert m3["flare"] == rate(1, 1)
+
+
+def test_the_report_page_reads_the_patients_results_no_more_often_than_the_report_alone(cohort):
+    # The page shows the report and its charts: both are computed from one reading of the cohort's facts.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from reporting.rendering import render_html
+
+    site_ids = [cohort.site_a.pk, cohort.site_b.pk]
+
+    def result_reads(compute) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            compute()
+        return sum('"followup_result"' in q["sql"] for q in ctx.captured_queries)
+
+    alone = result_reads(lambda: cohort_report(study=cohort.study, site_ids=site_ids))
+    page = result_reads(lambda: render_html(study=cohort.study, site_ids=site_ids, flt=CohortFilter()))
+    assert alone >= 1
+    assert page == alone
+    # The same figures either way.
+    facts_report = cohort_report(study=cohort.study, site_ids=site_ids)
+    from reporting.cohort import cohort_facts
+
+    shared = cohort_report(
+        study=cohort.study, site_ids=site_ids, facts=cohort_facts(study=cohort.study, site_ids=site_ids)
+    )
+    for report in (facts_report, shared):
+        report.pop("generated_at")
+    assert shared == facts_report
+
+
+def test_reading_the_facts_pauses_the_cyclic_garbage_collector_and_restores_it(cohort, monkeypatch):
+    import gc
+
+    from reporting import cohort as cohort_module
+
+    seen = []
+    read = cohort_module._read_facts
+
+    def spy(*args):
+        seen.append(gc.isenabled())
+        return read(*args)
+
+    monkeypatch.setattr(cohort_module, "_read_facts", spy)
+    assert gc.isenabled()
+    report = cohort_report(study=cohort.study, site_ids=[cohort.site_a.pk])
+    assert seen == [False] and gc.isenabled()
+    assert report["n_patients"] > 0
+
+    def fails(*args):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(cohort_module, "_read_facts", fails)
+    with pytest.raises(RuntimeError):
+        cohort_report(study=cohort.study, site_ids=[cohort.site_a.pk])
+    assert gc.isenabled()
