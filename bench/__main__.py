@@ -6,7 +6,8 @@ databases made here, default msct_bench_run), BENCH_PATIENTS (default 100000), B
 10000), BENCH_REQUESTS (HTTP requests per write workload and side, default 200), BENCH_READS (the same for
 reads, default 200), BENCH_INGEST_VISITS (visits sent to the batch endpoint, and as many copied, default
 10000), BENCH_INGEST_BATCH (visits per batch request, default 500), BENCH_PORT (gunicorn, default a free port),
-BENCH_ONLY=pages (seed and run workload 8, the coordinator pages, alone).
+BENCH_ONLY=pages (seed and run workload 8, the coordinator pages, alone), BENCH_IMPORT_PATIENTS (the
+historical cohort imported by workload 9, default 200), BENCH_ONLY=import (workload 9 alone, nothing seeded).
 """
 
 from __future__ import annotations
@@ -61,16 +62,16 @@ def env_for(db: str, **extra) -> dict:
     return env
 
 
-def run(args: list[str], db: str) -> str:
-    done = subprocess.run(args, cwd=ROOT, env=env_for(db), capture_output=True, text=True)
+def run(args: list[str], db: str, env: dict | None = None) -> str:
+    done = subprocess.run(args, cwd=ROOT, env=env or env_for(db), capture_output=True, text=True)
     if done.returncode:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
         raise SystemExit(f"failed: {' '.join(args)}")
     return done.stdout
 
 
-def workload(name: str, db: str, *args) -> dict:
-    output = run([PYTHON, "-m", "bench.workloads", name, *map(str, args)], db)
+def workload(name: str, db: str, *args, env: dict | None = None) -> dict:
+    output = run([PYTHON, "-m", "bench.workloads", name, *map(str, args)], db, env)
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -372,6 +373,79 @@ def coordinator_pages(pages: dict, large: int) -> dict:
     return out
 
 
+# 9. Cohort import ----------------------------------------------------------------------------------------
+
+IMPORT_SQLITE_S = 60  # the issue's target for 200 patients and 2,400 visits, on SQLite
+IMPORT_RATIO = {"sqlite": 15, "postgresql": 15}  # regression guards, from the ratios measured (docs/performance.md)
+
+
+def sqlite_env(var_dir: Path) -> dict:
+    env = {k: v for k, v in ENV.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(DJANGO_SETTINGS_MODULE="config.settings.bench", REGISTRY_VAR_DIR=str(var_dir))
+    return env
+
+
+def cohort_import(patients: int) -> dict:
+    """Workload 9 on PostgreSQL and on SQLite: each side (the import, the bare baseline) into an empty registry
+    of its own, a copy of one migrated database (PostgreSQL: `CREATE DATABASE ... TEMPLATE`; SQLite: a copy of
+    the file under a temporary REGISTRY_VAR_DIR), each in its own process."""
+    import shutil
+    import tempfile
+
+    out: dict = {"patients": patients}
+    prefix = f"{ENV.get('BENCH_DB', 'msct_bench_run')}_import"
+    template = f"{prefix}_template"
+    recreate(template)
+    run([PYTHON, "manage.py", "migrate", "-v0"], template)
+    try:
+        sides = {}
+        for side, name in (("baseline", "import_baseline"), ("import", "import")):
+            db = f"{prefix}_{side}"
+            with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{db}" TEMPLATE "{template}"')
+            log(f"cohort import, PostgreSQL: {side}")
+            try:
+                sides[side] = workload(name, db, patients)
+            finally:
+                drop(db)
+        out["postgresql"] = import_sides(sides)
+    finally:
+        drop(template)
+    with tempfile.TemporaryDirectory(prefix="msct-bench-import-") as tmp:
+        migrated = Path(tmp) / "migrated"
+        migrated.mkdir()
+        run([PYTHON, "manage.py", "migrate", "-v0"], "", sqlite_env(migrated))
+        sides = {}
+        for side, name in (("baseline", "import_baseline"), ("import", "import")):
+            var_dir = Path(tmp) / side
+            var_dir.mkdir()
+            shutil.copy(migrated / "registry.sqlite3", var_dir / "registry.sqlite3")
+            log(f"cohort import, SQLite: {side}")
+            sides[side] = workload(name, "", patients, env=sqlite_env(var_dir))
+        out["sqlite"] = import_sides(sides)
+    ratios_hold = all(out[engine]["ratio"] <= guard for engine, guard in IMPORT_RATIO.items())
+    out.update(
+        target=f"on SQLite under {IMPORT_SQLITE_S} s (issue 24); import / baseline <= "
+        + ", ".join(f"{guard} on {engine}" for engine, guard in IMPORT_RATIO.items())
+        + " (regression guards)",
+        holds=out["sqlite"]["import_s"] < IMPORT_SQLITE_S and ratios_hold,
+    )
+    return out
+
+
+def import_sides(sides: dict) -> dict:
+    imported, baseline = sides["import"], sides["baseline"]
+    if imported["rows"] != baseline["rows"]:
+        raise SystemExit(f"the import wrote {imported['rows']}, its baseline {baseline['rows']}")
+    return {
+        **imported,
+        "baseline_s": baseline["baseline_s"],
+        "baseline_peak_memory_mb": baseline["peak_memory_mb"],
+        "ratio": round(imported["import_s"] / baseline["baseline_s"], 2),
+    }
+
+
 def main() -> None:
     started = time.perf_counter()
     (ROOT / "var" / "static").mkdir(parents=True, exist_ok=True)  # whitenoise's folder (the production default)
@@ -382,6 +456,13 @@ def main() -> None:
     growth: dict = {}
     pages: dict = {}
     only_pages = ENV.get("BENCH_ONLY") == "pages"  # seeding and workload 8 alone
+    import_patients = int(ENV.get("BENCH_IMPORT_PATIENTS", "200"))
+    if ENV.get("BENCH_ONLY") == "import":  # workload 9 alone, no seeded database
+        result = {"9_cohort_import": cohort_import(import_patients)}
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        result["all_hold"] = result["9_cohort_import"]["holds"]
+        print(json.dumps(result, indent=2))
+        return
     for size in sizes:
         db, seconds = seeded_database(size)
         result["seed_s"][str(size)] = round(seconds, 1)
@@ -416,6 +497,9 @@ def main() -> None:
         else:
             drop(db)
     result["8_coordinator_pages"] = coordinator_pages(pages, large)
+    if not only_pages:
+        log("cohort import")
+        result["9_cohort_import"] = cohort_import(import_patients)
     if len(sizes) == 2 and not only_pages:
         a, b = sizes
         data = b / a
@@ -433,7 +517,7 @@ def main() -> None:
         g["holds"] = all(g[f"{name}_cost_ratio"] <= data for name in ("sweep", "report", "safety_checks"))
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["all_hold"] = all(
-        v.get("holds") for k, v in result.items() if k[:2] in {"1_", "2_", "3_", "4_", "5_", "6_", "7_", "8_"}
+        v.get("holds") for k, v in result.items() if k[:2] in {"1_", "2_", "3_", "4_", "5_", "6_", "7_", "8_", "9_"}
     )
     print(json.dumps(result, indent=2))
 
