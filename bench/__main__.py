@@ -6,7 +6,9 @@ databases made here, default msct_bench_run), BENCH_PATIENTS (default 100000), B
 10000), BENCH_REQUESTS (HTTP requests per write workload and side, default 200), BENCH_READS (the same for
 reads, default 200), BENCH_INGEST_VISITS (visits sent to the batch endpoint, and as many copied, default
 10000), BENCH_INGEST_BATCH (visits per batch request, default 500), BENCH_PORT (gunicorn, default a free port),
-BENCH_ONLY=pages (seed and run workload 8, the coordinator pages, alone).
+BENCH_ONLY=pages (seed and run workload 8, the coordinator pages, alone), BENCH_IMPORT_PATIENTS (the
+historical cohort imported by workload 9, default 200), BENCH_IMPORT_ROUNDS (its rounds, default 3),
+BENCH_ONLY=import (workload 9 alone, nothing seeded).
 """
 
 from __future__ import annotations
@@ -61,16 +63,16 @@ def env_for(db: str, **extra) -> dict:
     return env
 
 
-def run(args: list[str], db: str) -> str:
-    done = subprocess.run(args, cwd=ROOT, env=env_for(db), capture_output=True, text=True)
+def run(args: list[str], db: str, env: dict | None = None) -> str:
+    done = subprocess.run(args, cwd=ROOT, env=env or env_for(db), capture_output=True, text=True)
     if done.returncode:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
         raise SystemExit(f"failed: {' '.join(args)}")
     return done.stdout
 
 
-def workload(name: str, db: str, *args) -> dict:
-    output = run([PYTHON, "-m", "bench.workloads", name, *map(str, args)], db)
+def workload(name: str, db: str, *args, env: dict | None = None) -> dict:
+    output = run([PYTHON, "-m", "bench.workloads", name, *map(str, args)], db, env)
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -374,6 +376,93 @@ def coordinator_pages(pages: dict, large: int) -> dict:
     return out
 
 
+# 9. Cohort import ----------------------------------------------------------------------------------------
+
+IMPORT_SQLITE_S = 60  # the issue's target for 200 patients and 2,400 visits, on SQLite
+# Regression guards: the highest ratio measured on a busy machine (9.8; docs/performance.md) and a quarter.
+IMPORT_RATIO = {"sqlite": 12, "postgresql": 12}
+
+
+def sqlite_env(var_dir: Path) -> dict:
+    env = {k: v for k, v in ENV.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(DJANGO_SETTINGS_MODULE="config.settings.bench", REGISTRY_VAR_DIR=str(var_dir))
+    return env
+
+
+def cohort_import(patients: int, rounds: int) -> dict:
+    """Workload 9 on PostgreSQL and on SQLite: `rounds` times the baseline then the import, each into an empty
+    registry of its own, a copy of one migrated database (PostgreSQL: `CREATE DATABASE ... TEMPLATE`; SQLite: a
+    copy of the file under a temporary REGISTRY_VAR_DIR), each in its own process. The figures are the fastest
+    round of each side (the machine's noise only ever adds time), the times of every round beside them."""
+    import shutil
+    import tempfile
+
+    out: dict = {"patients": patients, "rounds": rounds}
+    prefix = f"{ENV.get('BENCH_DB', 'msct_bench_run')}_import"
+    template = f"{prefix}_template"
+    recreate(template)
+    run([PYTHON, "manage.py", "migrate", "-v0"], template)
+    try:
+        sides: dict = {"baseline": [], "import": []}
+        for n in range(rounds):
+            for side in sides:
+                db = f"{prefix}_{side}"
+                with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                    conn.execute(f'CREATE DATABASE "{db}" TEMPLATE "{template}"')
+                log(f"cohort import, PostgreSQL, round {n + 1}: {side}")
+                try:
+                    sides[side].append(workload(IMPORT_SIDES[side], db, patients))
+                finally:
+                    drop(db)
+        out["postgresql"] = import_sides(sides)
+    finally:
+        drop(template)
+    with tempfile.TemporaryDirectory(prefix="msct-bench-import-") as tmp:
+        migrated = Path(tmp) / "migrated"
+        migrated.mkdir()
+        run([PYTHON, "manage.py", "migrate", "-v0"], "", sqlite_env(migrated))
+        sides = {"baseline": [], "import": []}
+        for n in range(rounds):
+            for side in sides:
+                var_dir = Path(tmp) / f"{side}-{n}"
+                var_dir.mkdir()
+                shutil.copy(migrated / "registry.sqlite3", var_dir / "registry.sqlite3")
+                log(f"cohort import, SQLite, round {n + 1}: {side}")
+                sides[side].append(workload(IMPORT_SIDES[side], "", patients, env=sqlite_env(var_dir)))
+                shutil.rmtree(var_dir)
+        out["sqlite"] = import_sides(sides)
+    ratios_hold = all(out[engine]["ratio"] <= guard for engine, guard in IMPORT_RATIO.items())
+    out.update(
+        target=f"on SQLite under {IMPORT_SQLITE_S} s (issue 24); import / baseline <= "
+        + ", ".join(f"{guard} on {engine}" for engine, guard in IMPORT_RATIO.items())
+        + " (regression guards)",
+        holds=out["sqlite"]["import_s"] < IMPORT_SQLITE_S and ratios_hold,
+    )
+    return out
+
+
+IMPORT_SIDES = {"baseline": "import_baseline", "import": "import"}  # side -> workload in bench/workloads.py
+
+
+def import_sides(sides: dict) -> dict:
+    """The fastest round of each side, their ratio, and every round's times."""
+    rows = {repr(run["rows"]) for runs in sides.values() for run in runs}
+    if len(rows) != 1:
+        raise SystemExit(f"the import and its baseline wrote different rows: {sorted(rows)}")
+    imported = min(sides["import"], key=lambda run: run["import_s"])
+    baseline = min(sides["baseline"], key=lambda run: run["baseline_s"])
+    return {
+        **imported,
+        "baseline_s": baseline["baseline_s"],
+        "baseline_peak_memory_mb": baseline["peak_memory_mb"],
+        "ratio": round(imported["import_s"] / baseline["baseline_s"], 2),
+        "rounds_import_s": [run["import_s"] for run in sides["import"]],
+        "rounds_second_import_s": [run["second_import_s"] for run in sides["import"]],
+        "rounds_baseline_s": [run["baseline_s"] for run in sides["baseline"]],
+    }
+
+
 def main() -> None:
     started = time.perf_counter()
     (ROOT / "var" / "static").mkdir(parents=True, exist_ok=True)  # whitenoise's folder (the production default)
@@ -384,6 +473,14 @@ def main() -> None:
     growth: dict = {}
     pages: dict = {}
     only_pages = ENV.get("BENCH_ONLY") == "pages"  # seeding and workload 8 alone
+    import_patients = int(ENV.get("BENCH_IMPORT_PATIENTS", "200"))
+    import_rounds = int(ENV.get("BENCH_IMPORT_ROUNDS", "3"))
+    if ENV.get("BENCH_ONLY") == "import":  # workload 9 alone, no seeded database
+        result = {"9_cohort_import": cohort_import(import_patients, import_rounds)}
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        result["all_hold"] = result["9_cohort_import"]["holds"]
+        print(json.dumps(result, indent=2))
+        return
     for size in sizes:
         db, seconds = seeded_database(size)
         result["seed_s"][str(size)] = round(seconds, 1)
@@ -418,6 +515,9 @@ def main() -> None:
         else:
             drop(db)
     result["8_coordinator_pages"] = coordinator_pages(pages, large)
+    if not only_pages:
+        log("cohort import")
+        result["9_cohort_import"] = cohort_import(import_patients, import_rounds)
     if len(sizes) == 2 and not only_pages:
         a, b = sizes
         data = b / a
@@ -435,7 +535,7 @@ def main() -> None:
         g["holds"] = all(g[f"{name}_cost_ratio"] <= data for name in ("sweep", "report", "safety_checks"))
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["all_hold"] = all(
-        v.get("holds") for k, v in result.items() if k[:2] in {"1_", "2_", "3_", "4_", "5_", "6_", "7_", "8_"}
+        v.get("holds") for k, v in result.items() if k[:2] in {"1_", "2_", "3_", "4_", "5_", "6_", "7_", "8_", "9_"}
     )
     print(json.dumps(result, indent=2))
 

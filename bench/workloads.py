@@ -13,6 +13,7 @@ import resource
 import statistics
 import sys
 import time
+from decimal import Decimal
 
 WRITE_RESULTS = {
     "PGA": 1.0,
@@ -555,6 +556,145 @@ def workload_pages() -> dict:
     return out
 
 
+# 9. Cohort import: a centre's historical workbook, into an empty registry --------------------------------
+
+
+def imported_rows(study) -> dict[str, int]:
+    """The rows of `study` in the four tables both sides of workload 9 write."""
+    from followup.models import Result, Visit
+    from patients.models import Patient, TransplantEvent
+
+    return {
+        "patients": Patient.objects.filter(study=study).count(),
+        "infusions": TransplantEvent.objects.filter(patient__study=study).count(),
+        "visits_completed": Visit.objects.filter(patient__study=study, outcome="completed").count(),
+        "results": Result.objects.filter(visit__patient__study=study).count(),
+    }
+
+
+def _historical_workbook(patients: int):
+    from devdata.historical import LOT, as_workbook, historical_reference, large_cohort
+
+    study, site = historical_reference()
+    return study, site, as_workbook(large_cohort(patients, site=site.code, lot=LOT))
+
+
+def workload_import(patients: int) -> dict:
+    """`cohort_import` of the historical workbook (`devdata/historical.py`) into an empty registry: every row
+    through the services (all the rules, the visits scheduled by the first infusion, eGFR, outcomes, history),
+    then the same workbook again (nothing changes)."""
+    from django.db import connection
+
+    from intake.services import cohort_import
+
+    study, _site, workbook = _historical_workbook(patients)
+    files = [("historical.xlsx", workbook)]
+    import_s, report = timed(cohort_import, study=study, files=files)
+    if report.problems or not report.written:
+        raise SystemExit(f"the import wrote nothing: {report.problems[:3]}")
+    again_s, again = timed(cohort_import, study=study, files=files)
+    if again.problems or again.changes:
+        raise SystemExit(f"the second import changed {again.changes} rows: {again.problems[:3]}")
+    return {
+        "database": connection.vendor,
+        "workbook_kb": round(len(workbook) / 1024),
+        "rows": imported_rows(study),
+        "import_s": round(import_s, 2),
+        "second_import_s": round(again_s, 2),
+        "peak_memory_mb": peak_mb(),
+    }
+
+
+def _read_workbook(content: bytes) -> dict[str, list[tuple]]:
+    import io
+
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+    sheets = {sheet.title: list(sheet.iter_rows(values_only=True)) for sheet in book.worksheets}
+    book.close()
+    return sheets
+
+
+def _day(value) -> dt.date:
+    return value.date() if isinstance(value, dt.datetime) else dt.date.fromisoformat(str(value))
+
+
+def workload_import_baseline(patients: int) -> dict:
+    """The baseline of workload 9: the same workbook read with openpyxl and the same rows written with bare
+    `bulk_create` into an empty registry (patients, first infusions, the twelve visits completed on their
+    dates, each visit's results in the canonical unit and an eGFR row): no rules, no outcomes, no history."""
+    from zoneinfo import ZoneInfo
+
+    from django.db import transaction
+
+    from followup.catalogue import ANALYTES
+    from followup.models import Result, Visit
+    from patients.models import Patient, TransplantEvent
+    from registry.models import CellProduct
+
+    study, site, workbook = _historical_workbook(patients)
+    definitions = {d.code: d for d in study.visit_definitions.all()}
+    lots = {lot.lot_number: lot for lot in CellProduct.objects.filter(study=study)}
+    zone = ZoneInfo(site.time_zone)
+    started = time.perf_counter()
+    sheets = _read_workbook(workbook)
+    with transaction.atomic():
+        header, *rows = sheets["patients"]
+        made = Patient.objects.bulk_create(
+            Patient(study=study, site=site, subject_code=row[0], sex=row[2], birth_year=row[3],
+                    diagnosis_date=_day(row[4]), classification_criteria=row[5], consent_date=_day(row[6]),
+                    status="enrolled", status_date=_day(row[6]))
+            for row in rows
+        )  # fmt: skip
+        by_code = {patient.subject_code: patient for patient in made}
+        day_zero = {}
+        infusions = []
+        for code, number, infused_at, lot, weight, dose in sheets["infusions"][1:]:
+            infused = dt.datetime.fromisoformat(str(infused_at)).replace(tzinfo=zone)
+            day_zero[code] = infused.date()
+            infusions.append(
+                TransplantEvent(patient=by_code[code], lot=lots[lot], infused_at=infused, infusion_number=number,
+                                weight_kg=weight, dose_cells_per_kg=dose, total_cells=int(weight * dose))
+            )  # fmt: skip
+        TransplantEvent.objects.bulk_create(infusions)
+        header, *rows = sheets["visits"]
+        columns = [(n, *(name.rstrip("]").split(" [") + [""])[:2]) for n, name in enumerate(header) if n > 2]
+        visits, values = [], []
+        for row in rows:
+            code, definition = row[0], definitions[row[1]]
+            target = day_zero[code] + dt.timedelta(days=definition.offset_days)
+            visits.append(
+                Visit(patient=by_code[code], definition=definition, code=definition.code, label=definition.label,
+                      label_zh=definition.label_zh, target_date=target,
+                      window_start=target - dt.timedelta(days=definition.window_before_days),
+                      window_end=target + dt.timedelta(days=definition.window_after_days),
+                      outcome="completed", actual_date=_day(row[2]))
+            )  # fmt: skip
+            values.append(row)
+        Visit.objects.bulk_create(visits)
+        results = []
+        for visit, row in zip(visits, values, strict=True):
+            for n, code, unit in columns:
+                text = str(row[n])
+                comparator = text[0] if text[0] in "<>" else ""
+                entered = Decimal(text.lstrip("<>"))
+                analyte = ANALYTES[code]
+                unit = unit or analyte.unit
+                results.append(
+                    Result(visit=visit, code=code, value=entered * analyte.factor(unit), comparator=comparator,
+                           entered_value=entered, entered_unit=unit)
+                )  # fmt: skip
+            results.append(Result(visit=visit, code="EGFR", value=90, entered_unit="computed", derived=True))
+        Result.objects.bulk_create(results, batch_size=2000)
+    baseline_s = time.perf_counter() - started
+    return {
+        "rows": imported_rows(study),
+        "baseline_s": round(baseline_s, 2),
+        "peak_memory_mb": peak_mb(),
+    }
+
+
 def main(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.bench")
     import django
@@ -566,6 +706,8 @@ def main(argv: list[str]) -> None:
         "report": workload_report,
         "safety_checks": workload_safety_checks,
         "pages": workload_pages,
+        "import": lambda: workload_import(int(args[0])),
+        "import_baseline": lambda: workload_import_baseline(int(args[0])),
         "read_queries": lambda: workload_read_queries(args[0]),
         "prepare": lambda: workload_prepare(int(args[0])),
         "ingest_prepare": lambda: workload_ingest_prepare(int(args[0]), int(args[1])),

@@ -16,6 +16,7 @@ import pytest
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
+from devdata.historical import as_workbook, large_cohort
 from followup.models import Visit
 from intake.constants import ImportState
 from intake.models import ImportJob
@@ -23,7 +24,6 @@ from intake.services import import_job_progress, import_job_request, import_jobs
 from patients.models import Patient
 from registry import constants as rc
 from tests.factories import make_lot, make_user
-from tests.intake.large import as_workbook, large_cohort
 from tests.integration.support import (
     Worker,
     free_port,
