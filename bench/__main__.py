@@ -322,7 +322,7 @@ def http_workloads(db: str) -> dict:
         }
         out["4_reads"].update(workload("read_queries", db, prep["key"]))
         out["4_reads"]["holds"] = out["4_reads"]["p50_ratio"] <= 2 and out["4_reads"]["constant"]
-        # 1. Partner writes: a visit with 10 results (and the eGFR computed from creatinine).
+        # 1. Partner writes: a visit with 11 results (and the eGFR computed from creatinine).
         api_requests, bare_requests = write_requests(prep, "api"), write_requests(prep, "bare")
         load(port, api_requests[:5])
         load(port, bare_requests[:5])

@@ -16,6 +16,7 @@ import time
 from decimal import Decimal
 
 WRITE_RESULTS = {
+    "SLEDAI2K": 4,  # the total (no items): the default template requires SLEDAI-2K to complete M3 and later visits
     "PGA": 1.0,
     "PROT24H": 0.8,
     "ALB": 38,

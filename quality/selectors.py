@@ -7,14 +7,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, Exists, OuterRef, Q, Subquery, Value
+from django.db.models import Count, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
 from followup.catalogue import ANALYTES, SLEDAI_ITEMS
-from followup.constants import VisitState
+from followup.constants import VisitOutcome
 from followup.models import Result, Visit
 from quality import constants as c
 from quality.checks.rules import question
@@ -100,24 +100,26 @@ def worklist_queries(*, user, limit: int = 50) -> list[dict]:
 
 def dashboard(*, user, now=None) -> list[dict]:
     """One row per (site, study) of the user's sites, in one query over the visits (four in all: the user's
-    sites, the visits, the open queries, the studies)."""
+    sites, the visits, the open queries, the studies).
+
+    The visits are counted by their outcome, an open visit as overdue once its window ended before its site's
+    today (followup/states.py: the state OVERDUE). Verified and signed are read as memberships of the active
+    verifications' and signatures' sets (uncorrelated, so each is read once and probed per visit), not as a
+    correlated subquery per visit."""
     sites = {site.pk: site for site in Site.objects.for_user(user)}
     visits = Visit.objects.for_user(user).with_state(now, sites=list(sites.values()))
-    verified = active_verifications().filter(kind=RecordKind.VISIT, visit_id=OuterRef("pk"))
-    signed = active_signatures().filter(
-        Q(kind=RecordKind.VISIT, visit_id=OuterRef("pk"))
-        | Q(kind=RecordKind.PATIENT, patient_id=OuterRef("patient_id"))
-    )
-    completed = Q(state=VisitState.COMPLETED)
+    verified = active_verifications().filter(kind=RecordKind.VISIT, visit_id__isnull=False).values("visit_id")
+    signed_visits = active_signatures().filter(kind=RecordKind.VISIT, visit_id__isnull=False).values("visit_id")
+    signed_patients = active_signatures().filter(kind=RecordKind.PATIENT, patient_id__isnull=False).values("patient_id")
+    completed = Q(outcome=VisitOutcome.COMPLETED)
     rows = (
-        visits.annotate(verified=Exists(verified), signed=Exists(signed))
-        .values("patient__site_id", "patient__study_id")
+        visits.values("patient__site_id", "patient__study_id")
         .annotate(
             complete=Count("pk", filter=completed),
-            in_progress=Count("pk", filter=Q(state=VisitState.IN_PROGRESS)),
-            overdue=Count("pk", filter=Q(state=VisitState.OVERDUE)),
-            verified=Count("pk", filter=completed & Q(verified=True)),
-            unsigned=Count("pk", filter=completed & Q(signed=False)),
+            in_progress=Count("pk", filter=Q(outcome=VisitOutcome.IN_PROGRESS)),
+            overdue=Count("pk", filter=Q(outcome=VisitOutcome.OPEN, window_end__lt=F("site_today"))),
+            verified=Count("pk", filter=completed & Q(pk__in=verified)),
+            unsigned=Count("pk", filter=completed & ~Q(pk__in=signed_visits) & ~Q(patient_id__in=signed_patients)),
         )
         .order_by("patient__site_id", "patient__study_id")
     )

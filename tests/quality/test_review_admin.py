@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from django.utils import timezone
 
 from followup import constants as fc
 from followup.models import AdverseEvent
@@ -200,3 +201,26 @@ def test_a_wrong_role_at_the_site_changes_nothing(client, clinical, signed, page
             Lock.objects.count(),
         )
         assert after == before, other
+
+
+def test_the_dashboard_counts_signatures_of_the_visit_or_of_the_casebook_and_ignores_voided_and_cleared_ones(
+    clinical, monitor, investigator_a, data_manager_a
+):
+    from quality.selectors import dashboard
+
+    def counts():
+        (row,) = dashboard(user=data_manager_a)
+        return row["complete"], row["verified"], row["signatures_pending"], row["overdue"]
+
+    overdue = counts()[3]
+    assert overdue > 0  # the reference patient's later visits are long past their windows
+    assert counts() == (1, 0, 1, overdue)
+    review.sdv_mark(record=clinical.visit("M1"), actor=monitor)
+    visit_signature = review.signature_sign(record=clinical.visit("M1"), actor=investigator_a, password=PASSWORD)
+    assert counts() == (1, 1, 0, overdue)
+    review.signature_void(signature=visit_signature, reason="Signed the wrong visit", actor=data_manager_a)
+    assert counts() == (1, 1, 1, overdue)
+    review.signature_sign(record=clinical.patient, actor=investigator_a, password=PASSWORD)
+    assert counts() == (1, 1, 0, overdue)  # the casebook's signature covers its visits
+    SourceVerification.objects.update(cleared_at=timezone.now())
+    assert counts() == (1, 0, 0, overdue)
