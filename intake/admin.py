@@ -56,7 +56,7 @@ class CohortImportAdmin(StudyPageAdmin):
         sites = Site.objects.for_user(request.user, write=True).filter(studies=study).order_by("code")
         error = ""
         if request.method == "POST":
-            site = sites.filter(code=request.POST.get("site", "")).first()
+            site = next((s for s in sites if s.code == request.POST.get("site")), None)
             if request.POST.get("site") and site is None:
                 raise PermissionDenied
             try:

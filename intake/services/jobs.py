@@ -7,7 +7,8 @@ and an import is idempotent anyway), runs `cohort_import` in the language of the
 report. The progress of a running import is kept in the "progress" cache (the import's own transaction hides
 it from the database until the end); `import_job_progress` reads it. A check's files are kept for a day so
 that `import_job_from_check` can import them without their being given again; an import's files are removed
-when it has run.
+when it has run. Two imports into one study at once both run: the one that meets a record the other has just
+written runs again and finds it stored.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import logging
 from celery import current_app
 from django.core.cache import caches
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 
+from core.api.text import unstorable
 from intake.constants import MAX_IMPORT_BYTES, ImportState
 from intake.models import ImportFile, ImportJob
 from intake.services.importing import ImportReport, cohort_import
@@ -37,6 +39,9 @@ QUEUE_GRACE = dt.timedelta(minutes=5)
 STALE_AFTER = dt.timedelta(minutes=10)
 CHECK_FILES_KEPT = dt.timedelta(days=1)
 PROGRESS_KEPT_SECONDS = 24 * 3600
+# An import that meets a record another import of the study wrote meanwhile is run again, this many times in all.
+IMPORT_ATTEMPTS = 3
+RACED = "Another import into this study kept writing the same records at the same time; ask for this one again."
 
 
 def _progress_key(job_id: int) -> str:
@@ -55,6 +60,13 @@ def import_job_request(
         raise ValidationError({"files": gettext("Choose the files to import.")})
     if sum(len(content) for _, content in files) > MAX_IMPORT_BYTES:
         raise ValidationError({"files": gettext("The files are larger than 50 MB together; import them in parts.")})
+    name_length = ImportFile._meta.get_field("name").max_length
+    if any(len(name) > name_length or unstorable(name) for name, _ in files):
+        raise ValidationError(
+            {"files": gettext("A file name may not be longer than 255 characters or hold a NUL character.")}
+        )
+    if unstorable(reason):
+        raise ValidationError({"reason": gettext("The reason may not hold a NUL character.")})
     if site is not None and not Site.objects.for_user(user, write=True).filter(pk=site.pk, studies=study).exists():
         raise PermissionDenied
     _forget_old_check_files()
@@ -168,21 +180,41 @@ def import_job_run(*, job_id: int, now: dt.datetime | None = None) -> ImportJob 
     progress(files[0][0], 0, 0)
     try:
         with translation.override(job.language):
-            report = cohort_import(
-                study=job.study,
-                files=files,
-                site=job.site,
-                actor=user,
-                reason=job.reason,
-                dry_run=job.dry_run,
-                progress=progress,
-            )
+            report = _import(job, files, progress)
+    except IntegrityError as exc:
+        logger.exception("Import %s kept meeting the records of another import", job.pk)
+        return _finish(job, error=f"{RACED} (IntegrityError: {exc})")
     except Exception as exc:
         logger.exception("Import %s failed", job.pk)
         return _finish(job, error=f"{exc.__class__.__name__}: {exc}")
     finally:
         store.delete(_progress_key(job_id))
     return _finish(job, report=report_as_data(report))
+
+
+def _import(job: ImportJob, files: list[tuple[str, bytes]], progress) -> ImportReport:
+    """`cohort_import` of the job's files. Two imports into a study at once each read its records before
+    either writes; the one that then meets a record the other has just committed (a patient's subject code,
+    an infusion's number: the unique constraints of patients/models.py) is rolled back whole and run again,
+    and now finds that record, unchanged or to be corrected like any stored one."""
+
+    def run() -> ImportReport:
+        return cohort_import(
+            study=job.study,
+            files=files,
+            site=job.site,
+            actor=job.requested_by,
+            reason=job.reason,
+            dry_run=job.dry_run,
+            progress=progress,
+        )
+
+    for _ in range(IMPORT_ATTEMPTS - 1):
+        try:
+            return run()
+        except IntegrityError:
+            logger.info("Import %s met a record written by another import; running it again", job.pk)
+    return run()
 
 
 def _finish(job: ImportJob, *, report: dict | None = None, error: str = "") -> ImportJob:
