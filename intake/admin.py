@@ -20,6 +20,7 @@ from intake.services import (
     import_job_progress,
     import_job_request,
     import_jobs_for_user,
+    import_uploads_read,
     workbook_template,
 )
 from registry.admin_tools import StudyPageAdmin
@@ -63,7 +64,7 @@ class CohortImportAdmin(StudyPageAdmin):
                 job = import_job_request(
                     study=study,
                     user=request.user,
-                    files=[(upload.name, upload.read()) for upload in request.FILES.getlist("files")],
+                    files=import_uploads_read(request.FILES.getlist("files")),
                     site=site,
                     reason=request.POST.get("reason", ""),
                     dry_run="import" not in request.POST,

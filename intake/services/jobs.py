@@ -51,6 +51,14 @@ def _progress_key(job_id: int) -> str:
 # Asking -------------------------------------------------------------------------------------------------
 
 
+def import_uploads_read(uploads) -> list[tuple[str, bytes]]:
+    """The (name, content) pairs of uploaded files (each with `name`, `size` and `read`), refused by their
+    sizes before any is read into memory when they are larger than MAX_IMPORT_BYTES together."""
+    if sum(upload.size for upload in uploads) > MAX_IMPORT_BYTES:
+        raise ValidationError({"files": gettext("The files are larger than 50 MB together; import them in parts.")})
+    return [(upload.name, upload.read()) for upload in uploads]
+
+
 def import_job_request(
     *, study: Study, user, files: list[tuple[str, bytes]], site: Site | None = None, reason: str = "",
     dry_run: bool = True,

@@ -20,7 +20,7 @@ from intake.services import import_job_from_check, import_job_run, jobs
 from patients.models import Patient
 from registry.constants import Role
 from registry.models import Membership
-from tests.factories import make_lot, make_user
+from tests.factories import make_lot, make_site, make_study, make_user
 from tests.intake.cohort import LOT, cohort_files
 
 pytestmark = pytest.mark.django_db
@@ -126,6 +126,20 @@ def test_files_over_50_mb_together_are_refused_on_the_page(client, study, coordi
     assert not ImportJob.objects.exists()
 
 
+def test_uploads_over_50_mb_together_are_refused_before_any_is_read():
+    class Upload:
+        def __init__(self, name, size):
+            self.name, self.size = name, size
+
+        def read(self):
+            raise AssertionError(f"{self.name} was read")
+
+    with pytest.raises(ValidationError) as refused:
+        jobs.import_uploads_read([Upload("patients.csv", 1024), Upload("visits.csv", 2 * 1024**3)])
+
+    assert refused.value.message_dict == {"files": ["The files are larger than 50 MB together; import them in parts."]}
+
+
 def test_posts_without_the_csrf_token_are_refused(study, coordinator, queued, lot):
     check = import_job_run(job_id=jobs.import_job_request(study=study, user=coordinator, files=cohort_files()).pk)
     browser = Client(enforce_csrf_checks=True)
@@ -203,3 +217,17 @@ def test_importing_a_check_twice_in_a_row_makes_one_import(client, study, lot, c
     with pytest.raises(ValidationError):
         import_job_from_check(check=check, user=coordinator)
     assert ImportJob.objects.filter(dry_run=False).count() == 1
+
+
+def test_a_study_outside_the_users_sites_and_a_job_under_another_study_are_refused(
+    client, study, lot, coordinator, queued
+):
+    elsewhere = make_study(make_site("GZDT", time_zone="Asia/Shanghai"), code="OTHER-1")
+    job = jobs.import_job_request(study=study, user=coordinator, files=cohort_files())
+    under_other = reverse("admin:intake_cohortimport_job", args=[elsewhere.pk, job.pk])
+    progress_under_other = reverse("admin:intake_cohortimport_job_progress", args=[elsewhere.pk, job.pk])
+
+    assert client.get(_page(elsewhere)).status_code == 403
+    assert client.post(_page(elsewhere), {"files": [_upload()], "check": "1"}).status_code == 403
+    assert client.get(under_other).status_code == 403 and client.get(progress_under_other).status_code == 403
+    assert ImportJob.objects.count() == 1

@@ -90,3 +90,16 @@ def test_two_imports_of_the_same_files_at_once_write_each_record_once(study, sit
     assert changes[0] == 0 and changes[1] > 0
     assert Patient.objects.filter(study=study).count() == 2
     assert TransplantEvent.objects.count() == 3
+
+
+def test_a_job_handed_to_four_workers_at_once_runs_once(study, site_a, queued):
+    make_lot(study, site_a, lot_number=LOT)
+    user = make_user("coord_tasks", site_a, role=Role.COORDINATOR)
+    job = jobs.import_job_request(study=study, user=user, files=cohort_files(), dry_run=False)
+
+    outcomes = _together(4, lambda _: jobs.import_job_run(job_id=job.pk))
+
+    assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    finished = ImportJob.objects.get(pk=job.pk)
+    assert finished.state == ImportState.DONE and finished.report["changes"] > 0
+    assert Patient.objects.filter(study=study).count() == 2 and TransplantEvent.objects.count() == 3
