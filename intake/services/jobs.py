@@ -231,10 +231,22 @@ def _finish(job: ImportJob, *, report: dict | None = None, error: str = "") -> I
     if not job.dry_run:
         job.files.all().delete()
     ImportJob.objects.filter(pk=job.pk).update(
-        state=state, report=report or {}, error=error, finished_at=now, updated_at=now
+        state=state, report=_storable(report or {}), error=_storable(error), finished_at=now, updated_at=now
     )
     job.refresh_from_db()
     return job
+
+
+def _storable(value):
+    """`value` with each NUL character replaced by U+FFFD: an error or report quoting one (an exception's
+    message) would not be stored (PostgreSQL refuses it in text and in JSON), and the job would stay running."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
 
 
 def report_as_data(report: ImportReport) -> dict:

@@ -21,7 +21,7 @@ from patients.models import Patient
 from registry.constants import Role
 from registry.models import Membership
 from tests.factories import make_lot, make_site, make_study, make_user
-from tests.intake.cohort import LOT, cohort_files
+from tests.intake.cohort import LOT, PATIENTS, cohort_files
 
 pytestmark = pytest.mark.django_db
 
@@ -231,3 +231,33 @@ def test_a_study_outside_the_users_sites_and_a_job_under_another_study_are_refus
     assert client.post(_page(elsewhere), {"files": [_upload()], "check": "1"}).status_code == 403
     assert client.get(under_other).status_code == 403 and client.get(progress_under_other).status_code == 403
     assert ImportJob.objects.count() == 1
+
+
+@pytest.mark.parametrize(("column", "value"), [("refractory_notes", "a\x00b"), ("birth_year", "19\x0085")])
+def test_a_cell_holding_a_nul_character_is_a_problem_of_its_file_not_a_database_error(
+    study, lot, site_a, queued, column, value
+):
+    user = make_user("coord_nul", site_a, role=Role.COORDINATOR)
+    files = cohort_files(patients=[PATIENTS[0], {**PATIENTS[1], column: value}])
+
+    job = import_job_run(job_id=jobs.import_job_request(study=study, user=user, files=files, dry_run=False).pk)
+
+    assert job.state == ImportState.DONE and job.error == "" and not job.report["written"]
+    assert [p["message"] for p in job.report["problems"]] == [
+        "patients.csv: line 3 holds a NUL character, which the registry cannot store; remove it."
+    ]
+    assert not Patient.objects.exists()
+
+
+def test_a_failure_quoting_a_nul_character_is_kept_as_the_jobs_error(study, site_a, queued, monkeypatch):
+    user = make_user("coord_quoted", site_a, role=Role.COORDINATOR)
+    job = jobs.import_job_request(study=study, user=user, files=cohort_files(), dry_run=False)
+
+    def failing(**kwargs):
+        raise ValueError("cannot read 'a\x00b'")
+
+    monkeypatch.setattr(jobs, "cohort_import", failing)
+
+    job = import_job_run(job_id=job.pk)
+
+    assert job.state == ImportState.FAILED and job.error == "ValueError: cannot read 'a\ufffdb'"
