@@ -64,14 +64,9 @@ def test_a_check_imported_twice_at_once_makes_one_import(study, site_a, queued):
     assert ImportFile.objects.filter(job=made[0]).count() == 5 and not ImportFile.objects.filter(job=check).exists()
 
 
-def test_two_imports_of_the_same_files_at_once_write_each_record_once(study, site_a, queued, monkeypatch):
-    make_lot(study, site_a, lot_number=LOT)
-    first = make_user("coord_one", site_a, role=Role.COORDINATOR)
-    second = make_user("coord_two", site_a, role=Role.COORDINATOR)
-    asked = [
-        jobs.import_job_request(study=study, user=user, files=cohort_files(), dry_run=False) for user in (first, second)
-    ]
-    # Both imports read the study's records before either writes: each believes every patient is new.
+def _read_then_wait(monkeypatch):
+    """Make the next two imports each read the study's records before either writes: each believes every
+    patient is new."""
     loaded, waited = threading.Barrier(2), set()
     load = importing._Run.__init__
 
@@ -83,6 +78,16 @@ def test_two_imports_of_the_same_files_at_once_write_each_record_once(study, sit
 
     monkeypatch.setattr(importing._Run, "__init__", load_then_wait)
 
+
+def test_two_imports_of_the_same_files_at_once_write_each_record_once(study, site_a, queued, monkeypatch):
+    make_lot(study, site_a, lot_number=LOT)
+    first = make_user("coord_one", site_a, role=Role.COORDINATOR)
+    second = make_user("coord_two", site_a, role=Role.COORDINATOR)
+    asked = [
+        jobs.import_job_request(study=study, user=user, files=cohort_files(), dry_run=False) for user in (first, second)
+    ]
+    _read_then_wait(monkeypatch)
+
     outcomes = _together(2, lambda i: jobs.import_job_run(job_id=asked[i].pk))
 
     assert [o.state for o in outcomes] == [ImportState.DONE, ImportState.DONE], [o.error for o in outcomes]
@@ -90,6 +95,22 @@ def test_two_imports_of_the_same_files_at_once_write_each_record_once(study, sit
     assert changes[0] == 0 and changes[1] > 0
     assert Patient.objects.filter(study=study).count() == 2
     assert TransplantEvent.objects.count() == 3
+
+
+def test_a_check_while_the_same_files_are_imported_finishes_and_the_import_writes(study, site_a, queued, monkeypatch):
+    make_lot(study, site_a, lot_number=LOT)
+    importer = make_user("coord_importer", site_a, role=Role.COORDINATOR)
+    checker = make_user("coord_checker", site_a, role=Role.COORDINATOR)
+    imported = jobs.import_job_request(study=study, user=importer, files=cohort_files(), dry_run=False)
+    checked = jobs.import_job_request(study=study, user=checker, files=cohort_files(), dry_run=True)
+    _read_then_wait(monkeypatch)
+
+    outcomes = _together(2, lambda i: jobs.import_job_run(job_id=(imported, checked)[i].pk))
+
+    assert [o.state for o in outcomes] == [ImportState.DONE, ImportState.DONE], [o.error for o in outcomes]
+    assert [o.report["problems"] for o in outcomes] == [[], []]
+    assert outcomes[0].report["written"] and not outcomes[1].report["written"]
+    assert Patient.objects.filter(study=study).count() == 2 and TransplantEvent.objects.count() == 3
 
 
 def test_a_job_handed_to_four_workers_at_once_runs_once(study, site_a, queued):
