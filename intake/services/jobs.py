@@ -23,7 +23,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone, translation
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 
 from core.api.text import unstorable
 from intake.constants import MAX_IMPORT_BYTES, ImportState
@@ -41,7 +41,12 @@ CHECK_FILES_KEPT = dt.timedelta(days=1)
 PROGRESS_KEPT_SECONDS = 24 * 3600
 # An import that meets a record another import of the study wrote meanwhile is run again, this many times in all.
 IMPORT_ATTEMPTS = 3
-RACED = "Another import into this study kept writing the same records at the same time; ask for this one again."
+# Why a job could not run, kept in the language of its request (translated by `_in_language`).
+RACED = gettext_noop(
+    "Another import into this study kept writing the same records at the same time; ask for this one again."
+)
+INACTIVE = gettext_noop("The person who asked for the import is no longer active.")
+FILES_GONE = gettext_noop("The files of this import are no longer kept.")
 
 
 def _progress_key(job_id: int) -> str:
@@ -173,9 +178,9 @@ def import_job_run(*, job_id: int, now: dt.datetime | None = None) -> ImportJob 
     user = job.requested_by
     files = [(f.name, bytes(f.content)) for f in job.files.all()]
     if not user.is_active:
-        return _finish(job, error="The person who asked for the import is no longer active.")
+        return _finish(job, error=_in_language(job, INACTIVE))
     if not files:
-        return _finish(job, error="The files of this import are no longer kept.")
+        return _finish(job, error=_in_language(job, FILES_GONE))
     store = caches["progress"]
 
     def progress(file: str, done: int, total: int) -> None:
@@ -191,13 +196,18 @@ def import_job_run(*, job_id: int, now: dt.datetime | None = None) -> ImportJob 
             report = _import(job, files, progress)
     except IntegrityError as exc:
         logger.exception("Import %s kept meeting the records of another import", job.pk)
-        return _finish(job, error=f"{RACED} (IntegrityError: {exc})")
+        return _finish(job, error=f"{_in_language(job, RACED)} (IntegrityError: {exc})")
     except Exception as exc:
         logger.exception("Import %s failed", job.pk)
         return _finish(job, error=f"{exc.__class__.__name__}: {exc}")
     finally:
         store.delete(_progress_key(job_id))
     return _finish(job, report=report_as_data(report))
+
+
+def _in_language(job: ImportJob, message: str) -> str:
+    with translation.override(job.language):
+        return gettext(message)
 
 
 def _import(job: ImportJob, files: list[tuple[str, bytes]], progress) -> ImportReport:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
 from intake.constants import ImportState
 from intake.models import ImportFile, ImportJob
@@ -261,3 +263,12 @@ def test_a_failure_quoting_a_nul_character_is_kept_as_the_jobs_error(study, site
     job = import_job_run(job_id=job.pk)
 
     assert job.state == ImportState.FAILED and job.error == "ValueError: cannot read 'a\ufffdb'"
+
+
+def test_why_a_job_could_not_run_is_kept_in_the_language_of_its_request(client, study, lot, site_a, queued):
+    user = make_user("coord_zh", site_a, role=Role.COORDINATOR)
+    with translation.override("zh-hans"):
+        job = jobs.import_job_request(study=study, user=user, files=cohort_files(), dry_run=False)
+    User.objects.filter(pk=user.pk).update(is_active=False)
+
+    assert import_job_run(job_id=job.pk).error == "提出导入的用户已不再有效。"
