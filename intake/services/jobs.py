@@ -20,7 +20,7 @@ import logging
 from celery import current_app
 from django.core.cache import caches
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext, gettext_noop
@@ -194,12 +194,10 @@ def import_job_run(*, job_id: int, now: dt.datetime | None = None) -> ImportJob 
     try:
         with translation.override(job.language):
             report = _import(job, files, progress)
-    except IntegrityError as exc:
-        logger.exception("Import %s kept meeting the records of another import", job.pk)
-        return _finish(job, error=f"{_in_language(job, RACED)} (IntegrityError: {exc})")
     except Exception as exc:
         logger.exception("Import %s failed", job.pk)
-        return _finish(job, error=f"{exc.__class__.__name__}: {exc}")
+        raced = f"{_in_language(job, RACED)} " if _met_another_import(exc) else ""
+        return _finish(job, error=f"{raced}{exc.__class__.__name__}: {exc}")
     finally:
         store.delete(_progress_key(job_id))
     return _finish(job, report=report_as_data(report))
@@ -213,8 +211,9 @@ def _in_language(job: ImportJob, message: str) -> str:
 def _import(job: ImportJob, files: list[tuple[str, bytes]], progress) -> ImportReport:
     """`cohort_import` of the job's files. Two imports into a study at once each read its records before
     either writes; the one that then meets a record the other has just committed (a patient's subject code,
-    an infusion's number: the unique constraints of patients/models.py) is rolled back whole and run again,
-    and now finds that record, unchanged or to be corrected like any stored one."""
+    an infusion's number: the unique constraints of patients/models.py), or deadlocks with the other writing
+    the same patients in another order, is rolled back whole and run again, and now finds that record,
+    unchanged or to be corrected like any stored one."""
 
     def run() -> ImportReport:
         return cohort_import(
@@ -230,9 +229,19 @@ def _import(job: ImportJob, files: list[tuple[str, bytes]], progress) -> ImportR
     for _ in range(IMPORT_ATTEMPTS - 1):
         try:
             return run()
-        except IntegrityError:
+        except (IntegrityError, OperationalError) as exc:
+            if not _met_another_import(exc):
+                raise
             logger.info("Import %s met a record written by another import; running it again", job.pk)
     return run()
+
+
+def _met_another_import(exc: Exception) -> bool:
+    """A unique record committed by another import meanwhile, or a deadlock with one writing the same records
+    in another order (PostgreSQL's SQLSTATE 40P01: it rolls one of them back)."""
+    if isinstance(exc, IntegrityError):
+        return True
+    return isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", None) == "40P01"
 
 
 def _finish(job: ImportJob, *, report: dict | None = None, error: str = "") -> ImportJob:

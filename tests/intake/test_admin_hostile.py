@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import IntegrityError
+from django.db import IntegrityError, OperationalError
 from django.test import Client
 from django.urls import reverse
 from django.utils import translation
@@ -207,7 +207,7 @@ def test_an_import_meeting_another_imports_records_runs_again_then_fails_with_a_
     job = import_job_run(job_id=job.pk)
 
     assert len(calls) == jobs.IMPORT_ATTEMPTS == 3
-    assert job.state == ImportState.FAILED and job.error.startswith(jobs.RACED + " (IntegrityError: duplicate key")
+    assert job.state == ImportState.FAILED and job.error.startswith(jobs.RACED + " IntegrityError: duplicate key")
 
 
 def test_importing_a_check_twice_in_a_row_makes_one_import(client, study, lot, coordinator, queued):
@@ -272,3 +272,22 @@ def test_why_a_job_could_not_run_is_kept_in_the_language_of_its_request(client, 
     User.objects.filter(pk=user.pk).update(is_active=False)
 
     assert import_job_run(job_id=job.pk).error == "提出导入的用户已不再有效。"
+
+
+def test_a_database_error_other_than_meeting_another_import_fails_at_once(study, site_a, queued, monkeypatch):
+    user = make_user("coord_dberror", site_a, role=Role.COORDINATOR)
+    job = jobs.import_job_request(study=study, user=user, files=cohort_files(), dry_run=False)
+    calls = []
+
+    def failing(**kwargs):
+        calls.append(kwargs["study"])
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(jobs, "cohort_import", failing)
+
+    job = import_job_run(job_id=job.pk)
+
+    assert len(calls) == 1
+    assert (
+        job.state == ImportState.FAILED and job.error == "OperationalError: server closed the connection unexpectedly"
+    )

@@ -15,7 +15,7 @@ from intake.services import importing, jobs
 from patients.models import Patient, TransplantEvent
 from registry.constants import Role
 from tests.factories import make_lot, make_user
-from tests.intake.cohort import LOT, cohort_files
+from tests.intake.cohort import LOT, PATIENTS, cohort_files
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -123,4 +123,22 @@ def test_a_job_handed_to_four_workers_at_once_runs_once(study, site_a, queued):
     assert [o for o in outcomes if isinstance(o, BaseException)] == []
     finished = ImportJob.objects.get(pk=job.pk)
     assert finished.state == ImportState.DONE and finished.report["changes"] > 0
+    assert Patient.objects.filter(study=study).count() == 2 and TransplantEvent.objects.count() == 3
+
+
+def test_two_imports_writing_the_same_patients_in_opposite_orders_both_finish(study, site_a, queued, monkeypatch):
+    make_lot(study, site_a, lot_number=LOT)
+    users = [make_user(f"coord_order{i}", site_a, role=Role.COORDINATOR) for i in (1, 2)]
+    orders = [PATIENTS, PATIENTS[::-1]]
+    asked = [
+        jobs.import_job_request(study=study, user=user, files=cohort_files(patients=order), dry_run=False)
+        for user, order in zip(users, orders, strict=True)
+    ]
+    # Each creates its first patient, then waits for the other's second: PostgreSQL breaks the deadlock.
+    _read_then_wait(monkeypatch)
+
+    outcomes = _together(2, lambda i: jobs.import_job_run(job_id=asked[i].pk))
+
+    assert [o.state for o in outcomes] == [ImportState.DONE, ImportState.DONE], [o.error for o in outcomes]
+    assert [o.report["problems"] for o in outcomes] == [[], []]
     assert Patient.objects.filter(study=study).count() == 2 and TransplantEvent.objects.count() == 3
