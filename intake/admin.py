@@ -20,6 +20,7 @@ from intake.services import (
     import_job_progress,
     import_job_request,
     import_jobs_for_user,
+    import_uploads_read,
     workbook_template,
 )
 from registry.admin_tools import StudyPageAdmin
@@ -56,14 +57,14 @@ class CohortImportAdmin(StudyPageAdmin):
         sites = Site.objects.for_user(request.user, write=True).filter(studies=study).order_by("code")
         error = ""
         if request.method == "POST":
-            site = sites.filter(code=request.POST.get("site", "")).first()
+            site = next((s for s in sites if s.code == request.POST.get("site")), None)
             if request.POST.get("site") and site is None:
                 raise PermissionDenied
             try:
                 job = import_job_request(
                     study=study,
                     user=request.user,
-                    files=[(upload.name, upload.read()) for upload in request.FILES.getlist("files")],
+                    files=import_uploads_read(request.FILES.getlist("files")),
                     site=site,
                     reason=request.POST.get("reason", ""),
                     dry_run="import" not in request.POST,

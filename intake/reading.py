@@ -86,6 +86,9 @@ def _csv_rows(name: str, content: bytes) -> list[Sequence[object]]:
         except UnicodeDecodeError:
             continue
         _check_line_lengths(name, text)
+        if "\x00" in text:  # valid text, but no database column stores it (PostgreSQL refuses it in text)
+            line = text.count("\n", 0, text.index("\x00")) + 1
+            raise FileError(f"{name}: line {line} holds a NUL character, which the registry cannot store; remove it.")
         return _bounded_rows(
             name,
             csv.reader(io.StringIO(text, newline="")),

@@ -9,6 +9,7 @@ from intake.services.jobs import (
     import_job_run,
     import_jobs_for_user,
     import_jobs_resume,
+    import_uploads_read,
 )
 from intake.services.templates import templates_write, workbook_template
 
@@ -19,6 +20,7 @@ __all__ = [
     "import_job_from_check",
     "import_job_progress",
     "import_job_request",
+    "import_uploads_read",
     "import_job_run",
     "import_jobs_for_user",
     "import_jobs_resume",

@@ -7,7 +7,8 @@ and an import is idempotent anyway), runs `cohort_import` in the language of the
 report. The progress of a running import is kept in the "progress" cache (the import's own transaction hides
 it from the database until the end); `import_job_progress` reads it. A check's files are kept for a day so
 that `import_job_from_check` can import them without their being given again; an import's files are removed
-when it has run.
+when it has run. Two imports into one study at once both run: the one that meets a record the other has just
+written runs again and finds it stored.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import logging
 from celery import current_app
 from django.core.cache import caches
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone, translation
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 
+from core.api.text import unstorable
 from intake.constants import MAX_IMPORT_BYTES, ImportState
 from intake.models import ImportFile, ImportJob
 from intake.services.importing import ImportReport, cohort_import
@@ -37,6 +39,14 @@ QUEUE_GRACE = dt.timedelta(minutes=5)
 STALE_AFTER = dt.timedelta(minutes=10)
 CHECK_FILES_KEPT = dt.timedelta(days=1)
 PROGRESS_KEPT_SECONDS = 24 * 3600
+# An import that meets a record another import of the study wrote meanwhile is run again, this many times in all.
+IMPORT_ATTEMPTS = 3
+# Why a job could not run, kept in the language of its request (translated by `_in_language`).
+RACED = gettext_noop(
+    "Another import into this study kept writing the same records at the same time; ask for this one again."
+)
+INACTIVE = gettext_noop("The person who asked for the import is no longer active.")
+FILES_GONE = gettext_noop("The files of this import are no longer kept.")
 
 
 def _progress_key(job_id: int) -> str:
@@ -44,6 +54,14 @@ def _progress_key(job_id: int) -> str:
 
 
 # Asking -------------------------------------------------------------------------------------------------
+
+
+def import_uploads_read(uploads) -> list[tuple[str, bytes]]:
+    """The (name, content) pairs of uploaded files (each with `name`, `size` and `read`), refused by their
+    sizes before any is read into memory when they are larger than MAX_IMPORT_BYTES together."""
+    if sum(upload.size for upload in uploads) > MAX_IMPORT_BYTES:
+        raise ValidationError({"files": gettext("The files are larger than 50 MB together; import them in parts.")})
+    return [(upload.name, upload.read()) for upload in uploads]
 
 
 def import_job_request(
@@ -55,6 +73,13 @@ def import_job_request(
         raise ValidationError({"files": gettext("Choose the files to import.")})
     if sum(len(content) for _, content in files) > MAX_IMPORT_BYTES:
         raise ValidationError({"files": gettext("The files are larger than 50 MB together; import them in parts.")})
+    name_length = ImportFile._meta.get_field("name").max_length
+    if any(len(name) > name_length or unstorable(name) for name, _ in files):
+        raise ValidationError(
+            {"files": gettext("A file name may not be longer than 255 characters or hold a NUL character.")}
+        )
+    if unstorable(reason):
+        raise ValidationError({"reason": gettext("The reason may not hold a NUL character.")})
     if site is not None and not Site.objects.for_user(user, write=True).filter(pk=site.pk, studies=study).exists():
         raise PermissionDenied
     _forget_old_check_files()
@@ -154,9 +179,9 @@ def import_job_run(*, job_id: int, now: dt.datetime | None = None) -> ImportJob 
     user = job.requested_by
     files = [(f.name, bytes(f.content)) for f in job.files.all()]
     if not user.is_active:
-        return _finish(job, error="The person who asked for the import is no longer active.")
+        return _finish(job, error=_in_language(job, INACTIVE))
     if not files:
-        return _finish(job, error="The files of this import are no longer kept.")
+        return _finish(job, error=_in_language(job, FILES_GONE))
     store = caches["progress"]
 
     def progress(file: str, done: int, total: int) -> None:
@@ -169,21 +194,55 @@ def import_job_run(*, job_id: int, now: dt.datetime | None = None) -> ImportJob 
     progress(files[0][0], 0, 0)
     try:
         with translation.override(job.language):
-            report = cohort_import(
-                study=job.study,
-                files=files,
-                site=job.site,
-                actor=user,
-                reason=job.reason,
-                dry_run=job.dry_run,
-                progress=progress,
-            )
+            report = _import(job, files, progress)
     except Exception as exc:
         logger.exception("Import %s failed", job.pk)
-        return _finish(job, error=f"{exc.__class__.__name__}: {exc}")
+        raced = f"{_in_language(job, RACED)} " if _met_another_import(exc) else ""
+        return _finish(job, error=f"{raced}{exc.__class__.__name__}: {exc}")
     finally:
         store.delete(_progress_key(job_id))
     return _finish(job, report=report_as_data(report))
+
+
+def _in_language(job: ImportJob, message: str) -> str:
+    with translation.override(job.language):
+        return gettext(message)
+
+
+def _import(job: ImportJob, files: list[tuple[str, bytes]], progress) -> ImportReport:
+    """`cohort_import` of the job's files. Two imports into a study at once each read its records before
+    either writes; the one that then meets a record the other has just committed (a patient's subject code,
+    an infusion's number: the unique constraints of patients/models.py), or deadlocks with the other writing
+    the same patients in another order, is rolled back whole and run again, and now finds that record,
+    unchanged or to be corrected like any stored one."""
+
+    def run() -> ImportReport:
+        return cohort_import(
+            study=job.study,
+            files=files,
+            site=job.site,
+            actor=job.requested_by,
+            reason=job.reason,
+            dry_run=job.dry_run,
+            progress=progress,
+        )
+
+    for _ in range(IMPORT_ATTEMPTS - 1):
+        try:
+            return run()
+        except (IntegrityError, OperationalError) as exc:
+            if not _met_another_import(exc):
+                raise
+            logger.info("Import %s met a record written by another import; running it again", job.pk)
+    return run()
+
+
+def _met_another_import(exc: Exception) -> bool:
+    """A unique record committed by another import meanwhile, or a deadlock with one writing the same records
+    in another order (PostgreSQL's SQLSTATE 40P01: it rolls one of them back)."""
+    if isinstance(exc, IntegrityError):
+        return True
+    return isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", None) == "40P01"
 
 
 def _finish(job: ImportJob, *, report: dict | None = None, error: str = "") -> ImportJob:
@@ -192,10 +251,22 @@ def _finish(job: ImportJob, *, report: dict | None = None, error: str = "") -> I
     if not job.dry_run:
         job.files.all().delete()
     ImportJob.objects.filter(pk=job.pk).update(
-        state=state, report=report or {}, error=error, finished_at=now, updated_at=now
+        state=state, report=_storable(report or {}), error=_storable(error), finished_at=now, updated_at=now
     )
     job.refresh_from_db()
     return job
+
+
+def _storable(value):
+    """`value` with each NUL character replaced by U+FFFD: an error or report quoting one (an exception's
+    message) would not be stored (PostgreSQL refuses it in text and in JSON), and the job would stay running."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
 
 
 def report_as_data(report: ImportReport) -> dict:

@@ -173,3 +173,11 @@ def test_a_csv_with_too_many_columns_is_refused_naming_the_limit():
     message = str(refused.value)
     assert message.startswith("patients.csv: ") and "row 1" in message
     assert f"{reading.MAX_COLUMNS:,} columns" in message
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "gb18030"])
+def test_a_csv_holding_a_nul_character_is_refused_naming_its_line(encoding):
+    content = "subject_code,refractory_notes\nNJ-001,ok\nNJ-002,a\x00b\n".encode(encoding)
+
+    with pytest.raises(FileError, match=r"^patients.csv: line 3 holds a NUL character"):
+        read_files([("patients.csv", content)])
