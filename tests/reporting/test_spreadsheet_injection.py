@@ -39,7 +39,7 @@ from tests.factories import make_clinical, make_superuser
 
 pytestmark = pytest.mark.django_db
 
-APPS = ("registry", "patients", "followup", "quality", "notifications", "reporting")
+APPS = ("registry", "patients", "followup", "quality", "notifications", "reporting", "intake")
 HOSTILE = '=HYPERLINK("http://evil.example","click")'
 
 # Refused by a rule other than the plain-text one (a code's validator and choices are found by introspection).
@@ -135,6 +135,17 @@ SIGN_IN_TEXT = {
     "registry.SecondFactorEvent.reason",
 }
 
+# Import jobs (docs/import.md, "In the admin"): the reason given for an import's corrections (each correction
+# takes it through the services, which refuse a formula there), the report's language, the job's error, the
+# files' names and digests; shown on the asker's job page only, never in a CSV.
+IMPORT_TEXT = {
+    "intake.ImportJob.reason",
+    "intake.ImportJob.language",
+    "intake.ImportJob.error",
+    "intake.ImportFile.name",
+    "intake.ImportFile.sha256",
+}
+
 
 def text_fields():
     """(label, model, field) of every concrete text field of the registry's own models."""
@@ -190,12 +201,13 @@ def test_every_text_field_is_classified():
         | DICTIONARY_TEXT
         | QUALITY_TEXT
         | SIGN_IN_TEXT
+        | IMPORT_TEXT
     )
     assert labels - classified == set(), "classify these text fields (refused at the door, or free text)"
     assert classified - labels == set(), "these classified fields no longer exist"
     assert not (plain & FREE_TEXT) and not (plain & SYSTEM_TEXT) and not (FREE_TEXT & SYSTEM_TEXT)
     # The figures the report quotes.
-    assert (len(labels), len(by_field), len(plain), len(FREE_TEXT)) == (132, 52, 14, 8)
+    assert (len(labels), len(by_field), len(plain), len(FREE_TEXT)) == (138, 53, 14, 8)
 
 
 # Refused at the door -------------------------------------------------------------------------------------
@@ -303,7 +315,7 @@ def test_codes_and_choices_refuse_a_formula_through_full_clean(clinical):
         with pytest.raises(ValidationError):
             field.clean(HOSTILE, None)
         checked += 1
-    assert checked == 52
+    assert checked == 53
 
 
 def test_a_unit_that_starts_like_a_formula_is_refused(clinical):
