@@ -76,6 +76,9 @@ PER_PAGE = 100  # the admin lists' page
 
 
 def _bare_rows(name: str, site_ids: list[int], params) -> list[tuple[str, list[dict]]]:
+    """The rows of each bare page, read with `.values()`.
+
+    Long because it holds one branch per page of the workload, the worklist's mirroring each of its sections."""
     from followup.models import AdverseEvent, SafetySignal
     from patients.constants import INACTIVE_STATUSES
     from patients.models import ConcomitantMedication, Patient, TransplantEvent

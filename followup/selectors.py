@@ -89,7 +89,10 @@ def worklist(*, user, now=None, horizon_days: int | None = None, rows: int | Non
     yet coded to MedDRA, with counts per site.
 
     Each section lists its first `rows` (WORKLIST_ROWS), the most urgent first; its total and the counts per
-    site are counted in SQL. A fixed number of queries, and a fixed number of rows, whatever the data size."""
+    site are counted in SQL. A fixed number of queries, and a fixed number of rows, whatever the data size.
+
+    Long because every section's rows, total and counts per site are read here side by side, so that the
+    page's fixed number of queries can be read in one place."""
     from collections import Counter
 
     from django.db.models import Case, Count, F, IntegerField, Value, When, Window
