@@ -73,7 +73,7 @@ class CohortImportAdmin(StudyPageAdmin):
                 error = " ".join(exc.messages)
             else:
                 return HttpResponseRedirect(self._job_url(study, job))
-        jobs = import_jobs_for_user(request.user).filter(study=study).select_related("site")[:RECENT_JOBS]
+        jobs = import_jobs_for_user(request.user).filter(study=study).defer("report", "error")[:RECENT_JOBS]
         context = {
             **self.admin_site.each_context(request),
             "title": gettext("Import into %(code)s") % {"code": study.code},

@@ -39,6 +39,9 @@ class ImportJob(models.Model):
     language = models.CharField(max_length=10, default="en", help_text="The language of the report.")
     state = models.CharField(max_length=10, choices=ImportState.choices, default=ImportState.QUEUED)
     report = models.JSONField(default=dict, blank=True)
+    # What the list of a user's jobs shows, kept beside the report so that the list never reads the reports.
+    file_names = models.JSONField(default=list, blank=True)
+    problem_count = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     imported_as = models.OneToOneField(
         "self",

@@ -90,6 +90,7 @@ def import_job_request(
         dry_run=dry_run,
         reason=reason.strip(),
         language=translation.get_language() or "en",
+        file_names=[name for name, _ in files],
     )
     ImportFile.objects.bulk_create(
         ImportFile(job=job, name=name, sha256=hashlib.sha256(content).hexdigest(), size=len(content), content=content)
@@ -118,6 +119,7 @@ def import_job_from_check(*, check: ImportJob, user) -> ImportJob:
             dry_run=False,
             reason=check.reason,
             language=translation.get_language() or check.language,
+            file_names=check.file_names,
         )
         check.files.update(job=job)
         check.imported_as = job
@@ -251,7 +253,12 @@ def _finish(job: ImportJob, *, report: dict | None = None, error: str = "") -> I
     if not job.dry_run:
         job.files.all().delete()
     ImportJob.objects.filter(pk=job.pk).update(
-        state=state, report=_storable(report or {}), error=_storable(error), finished_at=now, updated_at=now
+        state=state,
+        report=_storable(report or {}),
+        problem_count=len((report or {}).get("problems", [])),
+        error=_storable(error),
+        finished_at=now,
+        updated_at=now,
     )
     job.refresh_from_db()
     return job

@@ -281,3 +281,22 @@ def test_the_pages_speak_chinese(client, frozen_now, study, lot, site_a, queued,
     assert "等待" in client.get(_job_page(job), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     import_job_run(job_id=job.pk)
     assert "未发现问题" in client.get(_job_page(job), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+
+
+def test_the_list_of_jobs_never_reads_their_reports(client, study, site_a, queued, django_capture_on_commit_callbacks):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(make_user("coord_list", site_a, role=Role.COORDINATOR))
+    job = _post(client, study, "check", django_capture_on_commit_callbacks)
+    problems = [
+        {"file": "visits.csv", "row": n, "column": "C3", "rule": "C3", "message": "x" * 100} for n in range(5000)
+    ]
+    jobs._finish(job, report={"problems": problems, "counts": {}, "files": {"visits.csv": "ab"}, "written": False})
+
+    with CaptureQueriesContext(connection) as seen:
+        page = client.get(_page(study)).content.decode()
+
+    assert "visits.csv" in page and "5000 problems" in page
+    listed = [q["sql"] for q in seen.captured_queries if "intake_importjob" in q["sql"]]
+    assert listed and not any('"report"' in sql for sql in listed), listed
