@@ -17,23 +17,10 @@ from intake.models import ImportFile, ImportJob
 from intake.services import import_job_run, import_jobs_resume, jobs
 from patients.models import Patient
 from registry.constants import Role
-from tests.factories import make_lot, make_user
-from tests.intake.cohort import LOT, PATIENTS, cohort_files
+from tests.factories import make_user
+from tests.intake.cohort import PATIENTS, cohort_files
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def lot(study, site_a):
-    return make_lot(study, site_a, lot_number=LOT)
-
-
-@pytest.fixture
-def queued(monkeypatch):
-    """The job ids handed to the broker (nothing is sent)."""
-    sent: list[int] = []
-    monkeypatch.setattr(jobs, "_queue", sent.append)
-    return sent
 
 
 def _uploads(**kwargs):

@@ -22,22 +22,10 @@ from intake.services import import_job_from_check, import_job_run, jobs
 from patients.models import Patient
 from registry.constants import Role
 from registry.models import Membership
-from tests.factories import make_lot, make_site, make_study, make_user
-from tests.intake.cohort import LOT, PATIENTS, cohort_files
+from tests.factories import make_site, make_study, make_user
+from tests.intake.cohort import PATIENTS, cohort_files
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def lot(study, site_a):
-    return make_lot(study, site_a, lot_number=LOT)
-
-
-@pytest.fixture
-def queued(monkeypatch):
-    sent: list[int] = []
-    monkeypatch.setattr(jobs, "_queue", sent.append)
-    return sent
 
 
 @pytest.fixture

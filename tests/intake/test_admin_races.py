@@ -20,13 +20,6 @@ from tests.intake.cohort import LOT, PATIENTS, cohort_files
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def queued(monkeypatch):
-    sent: list[int] = []
-    monkeypatch.setattr(jobs, "_queue", sent.append)
-    return sent
-
-
 def _together(n, work):
     """Run work(i) in n threads released together; return what each returned or raised."""
     barrier = threading.Barrier(n)

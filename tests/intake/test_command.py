@@ -11,15 +11,9 @@ from django.core.management import CommandError, call_command
 from followup.models import Visit
 from intake.services import cohort_import, workbook_template
 from patients.models import Patient
-from tests.factories import make_lot
-from tests.intake.cohort import LOT, PATIENTS, VISITS, cohort_files
+from tests.intake.cohort import PATIENTS, VISITS, cohort_files
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def lot(study, site_a):
-    return make_lot(study, site_a, lot_number=LOT)
 
 
 def test_template_writes_a_header_an_example_and_every_column_described_in_both_languages(tmp_path):

@@ -11,15 +11,9 @@ import pytest
 from followup.models import AdverseEvent, Result, Visit
 from intake.services import cohort_import
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
-from tests.factories import make_lot
-from tests.intake.cohort import INFUSIONS, LOT, PATIENTS, REQUIRED, VISITS, cohort_files
+from tests.intake.cohort import INFUSIONS, PATIENTS, REQUIRED, VISITS, cohort_files
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def lot(study, site_a):
-    return make_lot(study, site_a, lot_number=LOT)
 
 
 def _import(study, files=None, **kwargs):
