@@ -52,6 +52,7 @@ from registry.admin_tools import (
     ScopedReadOnlyInlineMixin,
     ServiceModelForm,
     SiteScopedAdminMixin,
+    date_column,
     export_csv_action,
     request_memo,
 )
@@ -235,11 +236,11 @@ class VisitAdmin(BigListAdminMixin, ScopedAdmin):
         "patient",
         "code",
         "label_display",
-        "target_date",
-        "window_start",
-        "window_end",
+        date_column(Visit, "target_date"),
+        date_column(Visit, "window_start"),
+        date_column(Visit, "window_end"),
         "state_display",
-        "actual_date",
+        date_column(Visit, "actual_date"),
     ]
     list_filter = [VisitStateFilter, WorklistFilter, VisitCodeFilter, "patient__site", "patient__study"]
     search_fields = ["patient__subject_code"]
@@ -731,6 +732,9 @@ class AdverseEventInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
     fields = ["term", "category", "grade", "onset_date", "relatedness", "expected", "outcome", "initial_report_due"]
     readonly_fields = fields
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("patient")  # each row is named by its patient's code
+
 
 class MedicationInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
     model = ConcomitantMedication
@@ -757,6 +761,10 @@ class PatientWorkspaceAdmin(PatientAdmin):
         view = self.admin_site.admin_view(lambda request, object_id: patient_print_view(self, request, object_id))
         return [path("<path:object_id>/print/", view, name="patients_patient_print"), *super().get_urls()]
 
+    def get_queryset(self, request):
+        # The page's summary, timeline and charts read the patient's site (its time zone) and study.
+        return super().get_queryset(request).select_related("site", "study")
+
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
         return ["summary", "timeline", "charts", *fields] if obj is not None else fields
@@ -768,7 +776,7 @@ class PatientWorkspaceAdmin(PatientAdmin):
     @admin.display(description=_("summary"))
     def summary(self, obj):
         infusions = list(obj.transplants.select_related("lot").order_by("infusion_number"))
-        day0 = day_zero(obj)
+        day0 = day_zero(obj, infusions)
         rows = [
             (_("Site"), f"{obj.site.code} ({obj.site.time_zone})"),
             (

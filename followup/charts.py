@@ -114,13 +114,11 @@ def patient_chart_points(*, patient) -> dict:
     infusions (months since day 0). Two queries: the infusions and the results."""
     from patients.services import day_zero, local_date
 
-    start = day_zero(patient)
+    transplants = list(patient.transplants.order_by("infusion_number"))
+    start = day_zero(patient, transplants)
     if start is None:
         return {}
-    infusions = [
-        round((local_date(t.infused_at, patient.site) - start).days / 30.44, 4)
-        for t in patient.transplants.order_by("infusion_number")
-    ]
+    infusions = [round((local_date(t.infused_at, patient.site) - start).days / 30.44, 4) for t in transplants]
     series: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     rows = (
         Result.objects.filter(

@@ -35,9 +35,13 @@ def local_date(moment: dt.datetime, site: Site) -> dt.date:
     return moment.astimezone(zoneinfo.ZoneInfo(site.time_zone)).date()
 
 
-def day_zero(patient: Patient) -> dt.date | None:
-    """Day 0 of follow-up: the local date of the first infusion of the course (None before it)."""
-    first = patient.transplants.filter(infusion_number=1).first()
+def day_zero(patient: Patient, infusions=None) -> dt.date | None:
+    """Day 0 of follow-up: the local date of the first infusion of the course (None before it). `infusions`,
+    the patient's infusions when the caller has read them already, saves the query."""
+    if infusions is None:
+        first = patient.transplants.filter(infusion_number=1).first()
+    else:
+        first = next((t for t in infusions if t.infusion_number == 1), None)
     return local_date(first.infused_at, patient.site) if first else None
 
 

@@ -20,7 +20,7 @@ from patients.models import Patient
 from quality import selectors
 from quality.models import Freeze, Lock, RecordKind, Signature, SigningFailure, SourceVerification
 from quality.services import freezes, review
-from registry.admin_tools import SiteScopedAdminMixin, request_memo
+from registry.admin_tools import SiteScopedAdminMixin, request_memberships, request_memo
 from registry.constants import Role
 from registry.models import Study
 
@@ -478,15 +478,16 @@ def _actions(request, obj) -> list[tuple[str, str]]:
     kind = review.record_parts(obj)["kind"]
     site_id = obj.site_id if isinstance(obj, Patient) else obj.patient.site_id
     user = request.user
+    memberships = request_memberships(request)
     links = []
-    if review.has_role(user, site_id, Role.MONITOR):
+    if review.has_role(user, site_id, Role.MONITOR, memberships=memberships):
         links.append(
             (reverse("admin:quality_sourceverification_verify", args=[kind, obj.pk]), gettext("Verify against source"))
         )
-    if review.has_role(user, site_id, Role.INVESTIGATOR, superuser=False):
+    if review.has_role(user, site_id, Role.INVESTIGATOR, superuser=False, memberships=memberships):
         label = gettext("Sign the casebook") if kind == RecordKind.PATIENT else gettext("Sign")
         links.append((reverse("admin:quality_signature_sign", args=[kind, obj.pk]), label))
-    if isinstance(obj, Patient) and review.has_role(user, site_id, Role.DATA_MANAGER):
+    if isinstance(obj, Patient) and review.has_role(user, site_id, Role.DATA_MANAGER, memberships=memberships):
         links.append((reverse("admin:quality_lock_patient", args=[obj.pk]), gettext("Lock the patient")))
     return links
 
@@ -502,11 +503,23 @@ def make_lock_aware(model_admin) -> None:
             return False
         return has_change(request, obj)
 
+    get_object = model_admin.get_object
+
+    def get_object_once(request, object_id, from_field=None):
+        # A page shown (GET) reads its object once: for the data quality notes here and for Django's form.
+        if request.method != "GET":
+            return get_object(request, object_id, from_field)
+        return request_memo(
+            request,
+            ("object", model_admin.model._meta.label, object_id, from_field),
+            lambda: get_object(request, object_id, from_field),
+        )
+
     def lock_aware_change_view(request, object_id, form_url="", extra_context=None):
         if request.method == "GET":
             obj = model_admin.get_object(request, object_id)
             if obj is not None and model_admin.has_view_permission(request, obj):
-                refusal = _lock_state(obj)
+                refusal = request_memo(request, ("lock", obj._meta.label, obj.pk), lambda: _lock_state(obj))
                 if refusal:
                     messages.warning(request, gettext("Read only: %(why)s") % {"why": refusal})
                 status = review.status_of(obj)
@@ -522,6 +535,7 @@ def make_lock_aware(model_admin) -> None:
         return change_view(request, object_id, form_url, extra_context)
 
     model_admin.has_change_permission = has_change_permission
+    model_admin.get_object = get_object_once
     model_admin.change_view = lock_aware_change_view
 
 

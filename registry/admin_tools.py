@@ -11,10 +11,12 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.exceptions import NotRegistered
-from django.contrib.admin.views.main import PAGE_VAR
+from django.contrib.admin.utils import quote
+from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
@@ -290,12 +292,43 @@ class BoundedCountPaginator(Paginator):
         return min(counted, self.limit - 1)
 
 
+class BigListChangeList(ChangeList):
+    """Each row's link built from one `reverse()` of the change page's URL, not one per row (a hundred rows
+    took about 5 ms of the page's CPU)."""
+
+    @cached_property
+    def _change_url_parts(self) -> list[str]:
+        name = f"admin:{self.opts.app_label}_{self.opts.model_name}_change"
+        return reverse(name, args=("__pk__",), current_app=self.model_admin.admin_site.name).split("__pk__")
+
+    def url_for_result(self, result) -> str:
+        return quote(str(getattr(result, self.pk_attname))).join(self._change_url_parts)
+
+
+def date_column(model, name: str):
+    """A list column of a date field written as the registry writes dates (2026-10-01, config/formats), read
+    from the value directly: Django's per-cell localisation took about a tenth of a big list's CPU."""
+    field = model._meta.get_field(name)
+
+    @admin.display(description=field.verbose_name, ordering=name)
+    def column(obj):
+        value = getattr(obj, name)
+        return value.isoformat() if value is not None else None  # None: the admin's empty-value mark
+
+    column.__name__ = name  # the cells keep their `field-<name>` class
+    return column
+
+
 class BigListAdminMixin:
     """A list over a big table (visits, results, outcomes): no count of every row, neither of the filtered
-    list (`BoundedCountPaginator`) nor of the whole table (`show_full_result_count`)."""
+    list (`BoundedCountPaginator`) nor of the whole table (`show_full_result_count`); row links from one
+    `reverse()` (`BigListChangeList`)."""
 
     show_full_result_count = False
     paginator = BoundedCountPaginator
+
+    def get_changelist(self, request, **kwargs):
+        return BigListChangeList
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         try:

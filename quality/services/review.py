@@ -32,12 +32,15 @@ from registry.models import Membership, Study
 # Who may ------------------------------------------------------------------------------------------------
 
 
-def has_role(user, site_id: int, role: str, *, superuser: bool = True) -> bool:
-    """Whether `user` holds `role` at the site (a superuser counts unless `superuser` is False)."""
+def has_role(user, site_id: int, role: str, *, superuser: bool = True, memberships=None) -> bool:
+    """Whether `user` holds `role` at the site (a superuser counts unless `superuser` is False). `memberships`,
+    the user's (site id, role) pairs when the caller has read them already, saves the query."""
     if user is None or not user.is_active:
         return False
     if superuser and user.is_superuser:
         return True
+    if memberships is not None:
+        return (site_id, role) in memberships
     return Membership.objects.filter(user_id=user.pk, site_id=site_id, role=role).exists()
 
 
