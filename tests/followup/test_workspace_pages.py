@@ -448,7 +448,7 @@ def test_the_visits_list_links_each_row_to_its_visit_and_writes_dates_year_first
     response = client.get("/admin/followup/visit/")
     assert response.status_code == 200
     html = response.content.decode()
-    rows = re.findall(r'<tr>.*?</tr>', html.split('id="result_list"')[1].split("</table>")[0], flags=re.S)[1:]
+    rows = re.findall(r"<tr>.*?</tr>", html.split('id="result_list"')[1].split("</table>")[0], flags=re.S)[1:]
     visits = list(response.context["cl"].result_list)
     assert len(rows) == len(visits) > 0
     for row, visit in zip(rows, visits, strict=True):
