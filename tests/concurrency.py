@@ -4,6 +4,7 @@ raised comes back to the test's thread."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 
@@ -11,16 +12,25 @@ import requests
 from django.db import connections
 
 
-def released_together(n: int, work: Callable[[int], object], *, reraise: bool = False) -> list:
+def released_together(
+    n: int,
+    work: Callable[[int], object],
+    *,
+    within: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    reraise: bool = False,
+) -> list:
     """`work(index)` run by n threads released together; what each returned, or the exception it raised, by
-    index. With `reraise`, the first exception is raised in the test's thread instead."""
+    index. Each thread enters `within()` before the barrier and leaves it after its work (`transaction.atomic`:
+    a transaction each, open while they wait). With `reraise`, the first exception is raised in the test's
+    thread instead."""
     barrier = threading.Barrier(n)
     outcomes: list = [None] * n
 
     def run(index: int) -> None:
         try:
-            barrier.wait(timeout=30)
-            outcomes[index] = work(index)
+            with within():
+                barrier.wait(timeout=30)
+                outcomes[index] = work(index)
         except BaseException as exc:  # noqa: BLE001 - returned to the test's thread
             outcomes[index] = exc
         finally:
