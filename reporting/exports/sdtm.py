@@ -1,8 +1,8 @@
-"""The CDISC SDTM datasets (DM, EX, CM, LB, IS, QS, AE, and CO from `sdtm_co`) in SDTMIG 3.4 variable
-order: the columns of each domain, described for the data dictionary, and its rows, with USUBJID =
-STUDYID-SUBJID, study days counted from the first infusion as day 1 (SDTM has no day 0), EPOCH from the
-infusion dates and every character value in ASCII. The controlled terms are in `sdtm_terms`; the XPT,
-Dataset-JSON and define.xml in `sdtm_files`."""
+"""The CDISC SDTM datasets (DM, EX, CM, AE; LB, IS and QS from `sdtm_findings`, CO from `sdtm_co`) in
+SDTMIG 3.4 variable order: the columns of each domain, described for the data dictionary, and its rows, with
+USUBJID = STUDYID-SUBJID, study days counted from the first infusion as day 1 (SDTM has no day 0), EPOCH from
+the infusion dates and every character value in ASCII. The variables every domain shares are in
+`sdtm_common`, the controlled terms in `sdtm_terms`; the XPT, Dataset-JSON and define.xml in `sdtm_files`."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 
 import pycountry
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Subquery
 
 from followup import constants as c
-from followup.catalogue import ANALYTES, SLEDAI_ITEMS
-from followup.computations import plain
-from followup.models import AdverseEvent, Result, Visit
+from followup.models import AdverseEvent, Visit
 from patients import constants as pc
 from patients.models import ConcomitantMedication, TransplantEvent
 from registry import constants as rc
@@ -36,29 +34,11 @@ from reporting.exports.common import (
     _sequence,
 )
 from reporting.exports.sdtm_co import CO_COLUMNS, _sdtm_co
-from reporting.exports.sdtm_terms import (
-    EPOCHS,
-    EX_DOSE_SCALE,
-    EX_DOSE_UNIT,
-    IMMUNOGENICITY_TESTS,
-    LAB_TESTS,
-    UNITS,
-    ascii_text,
-    ct_unit,
-    epoch,
-)
-from reporting.exports.sources import (
-    _ae_rows,
-    _count_infusions,
-    _first_infusion,
-    _last_infusion,
-    _patients,
-    _results,
-    _stream,
-    _visits,
-)
+from reporting.exports.sdtm_common import EPOCH, STUDYID, USUBJID, _domain, _epoch, _sdtm_day
+from reporting.exports.sdtm_findings import IS_COLUMNS, LB_COLUMNS, QS_COLUMNS, _sdtm_is, _sdtm_lb, _sdtm_qs
+from reporting.exports.sdtm_terms import EX_DOSE_SCALE, EX_DOSE_UNIT, ascii_text
+from reporting.exports.sources import _ae_rows, _count_infusions, _first_infusion, _last_infusion, _patients, _stream
 
-LAB_CODES = tuple(LAB_TESTS)
 CDISC_FREQUENCY = {
     pc.Frequency.ONCE: "ONCE",
     pc.Frequency.DAILY: "QD",
@@ -111,31 +91,11 @@ def _yn(value) -> str:
     return "" if value is None else ("Y" if value else "N")
 
 
-def _sdtm_day(on: dt.date | None, reference: dt.date | None) -> str | int:
-    """SDTM --DY: day 1 is the reference start date; there is no day 0."""
-    if not on or not reference:
-        return ""
-    days = (on - reference).days
-    return days + 1 if days >= 0 else days
-
-
 def _sdtm_datetime(moment: dt.datetime | None, zone: zoneinfo.ZoneInfo) -> str:
     return moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M") if moment else ""
 
 
 # SDTM-style datasets -----------------------------------------------------------------------------------
-
-STUDYID = Column("STUDYID", "string", "Study identifier (study code).")
-USUBJID = Column("USUBJID", "string", "Unique subject identifier: STUDYID-SUBJID.")
-VISITNUM = Column("VISITNUM", "integer", "Visit number: the time point's planned day offset (blank unscheduled).")
-VISIT_SDTM = Column("VISIT", "string", "Visit name (the registry's visit code).")
-
-
-def _domain(code: str) -> Column:
-    return Column("DOMAIN", "string", "Domain abbreviation.", values=code)
-
-
-EPOCH = Column("EPOCH", "string", "Epoch of the date: SCREENING, TREATMENT, FOLLOW-UP.", values="; ".join(EPOCHS))
 
 
 def _arm(infusions: int) -> tuple[str, str]:
@@ -154,10 +114,6 @@ def _country(site: Site) -> str:
     if found is None:
         raise ValueError(f"COUNTRY: site {site.code} has country {site.country!r}, not an ISO 3166-1 alpha-2 code")
     return found.alpha_3
-
-
-def _epoch(ctx: Context, site: int, on: dt.date | None, day0_at, last_at) -> str:
-    return epoch(on, ctx.local_date(day0_at, site), ctx.local_date(last_at, site))
 
 
 def _latest(model, field: str) -> Subquery:
@@ -405,368 +361,6 @@ CM_COLUMNS = [
     Column("CMENDY", "integer", "Study day of the end."),
     Column("CMENRTPT", "string", "End relative to the reference time point.", values="ONGOING"),
     Column("CMENTPT", "date", "Reference time point for CMENRTPT: the export date."),
-]
-
-
-def _last_before_exposure(rows: list, test: int | tuple[int, ...], flag: int, has_result) -> None:
-    """Set the --LOBXFL of one subject's rows (in date order): the last row of each test with a result on
-    or before the date of the first infusion (a visit on the infusion day is taken as before it). A test is
-    the value at index `test`, or the values at the indexes `test` (IS: the test code and binding agent)."""
-    indexes = test if isinstance(test, tuple) else (test,)
-    last: dict[tuple, list] = {}
-    for row, (date, reference) in rows:
-        if date and reference and date <= reference and has_result(row):
-            last[tuple(row[i] for i in indexes)] = row
-    for row in last.values():
-        row[flag] = "Y"
-
-
-def _by_subject(items: Iterator[tuple[str, list, tuple]], flush) -> Iterator[tuple]:
-    """Group rows of consecutive subjects, let `flush` mark them, and yield them as tuples."""
-    subject, group = None, []
-    for who, row, dates in items:
-        if who != subject and group:
-            flush(group)
-            yield from (tuple(r) for r, _ in group)
-            group = []
-        subject = who
-        group.append((row, dates))
-    if group:
-        flush(group)
-        yield from (tuple(r) for r, _ in group)
-
-
-LB_TESTCD, LB_ORRES, LB_LOBXFL = 4, 7, 14
-
-
-def _specimen_results(ctx: Context, codes: Iterable[str]):
-    """The results of `codes` with what an SDTM findings record needs, by subject, date, visit and code."""
-    return (
-        _results(ctx)
-        .filter(code__in=codes)
-        .annotate(day0_at=_first_infusion("visit__patient_id"), last_at=_last_infusion("visit__patient_id"))
-        .order_by("visit__patient__subject_code", "visit__target_date", "visit__code", "code")
-        .values_list(
-            "visit__patient__site_id",
-            "visit__patient__subject_code",
-            "visit__code",
-            "visit__definition__offset_days",
-            "visit__actual_date",
-            "day0_at",
-            "last_at",
-            "code",
-            "value",
-            "entered_value",
-            "entered_unit",
-            "derived",
-            "comparator",
-        )
-    )
-
-
-def _sdtm_lb(ctx: Context) -> Iterator[tuple]:
-    qs = _specimen_results(ctx, LAB_CODES)
-    seq = _sequence()
-
-    def rows():
-        for (
-            site,
-            subject,
-            visit,
-            offset,
-            on,
-            day0_at,
-            last_at,
-            code,
-            value,
-            entered,
-            entered_unit,
-            derived,
-            sign,
-        ) in _stream(qs):
-            analyte, test = ANALYTES[code], LAB_TESTS[code]
-            has_entered = entered is not None and entered_unit
-            reference = ctx.local_date(day0_at, site)
-            # A censored result is a limit, not a number: "<10" in the character results, no numeric result
-            # (SDTM IG 3.4, LB: a value below the limit of quantitation).
-            row = [
-                ctx.study.code,
-                "LB",
-                ctx.usubjid(subject),
-                seq(subject),
-                test.testcd,
-                test.test,
-                test.category,
-                sign + (_num(entered) if has_entered else _num(value)),
-                ct_unit(entered_unit if has_entered else analyte.unit, field="LBORRESU"),
-                sign + _num(value),
-                "" if sign else _num(value),
-                ct_unit(analyte.unit, field="LBSTRESU"),
-                analyte.loinc or "",
-                test.specimen,
-                "",
-                "Y" if visit == "BL" else "",
-                "Y" if derived else "",
-                _s(offset),
-                visit,
-                _epoch(ctx, site, on, day0_at, last_at),
-                _date(on),
-                _sdtm_day(on, reference),
-            ]
-            yield subject, row, (on, reference)
-
-    def flush(group):
-        _last_before_exposure(group, LB_TESTCD, LB_LOBXFL, lambda row: row[LB_ORRES] != "")
-
-    return _by_subject(rows(), flush)
-
-
-LB_COLUMNS = [
-    STUDYID,
-    _domain("LB"),
-    USUBJID,
-    Column("LBSEQ", "integer", "Sequence number within the subject."),
-    Column(
-        "LBTESTCD",
-        "string",
-        "Test code (CDISC CT; TREG is sponsor-defined). Registry code -> LBTESTCD: "
-        + "; ".join(f"{code}={test.testcd}" for code, test in LAB_TESTS.items()),
-        values="; ".join(test.testcd for test in LAB_TESTS.values()),
-    ),
-    Column("LBTEST", "string", "Test name (CDISC CT).", values="; ".join(t.test for t in LAB_TESTS.values())),
-    Column("LBCAT", "string", "Category.", values="CHEMISTRY; HEMATOLOGY; IMMUNOLOGY; URINALYSIS"),
-    Column("LBORRES", "string", "Result as entered; a censored result with its comparator (<10)."),
-    Column(
-        "LBORRESU", "string", "Unit as entered, as its CDISC CT unit.", values="; ".join(sorted(set(UNITS.values())))
-    ),
-    Column("LBSTRESC", "string", "Standard result (character); a censored result with its comparator (<10)."),
-    Column("LBSTRESN", "decimal", "Standard result (numeric), in LBSTRESU; empty when censored.", unit="see LBSTRESU"),
-    Column("LBSTRESU", "string", "Standard unit (the catalogue's canonical unit, as its CDISC CT unit)."),
-    Column("LBLOINC", "string", "LOINC code."),
-    Column("LBSPEC", "string", "Specimen.", values="SERUM; BLOOD; URINE"),
-    Column(
-        "LBLOBXFL", "string", "Last observation before exposure (on or before the first infusion's date).", values="Y"
-    ),
-    Column("LBBLFL", "string", "Baseline flag (the BL visit).", values="Y"),
-    Column("LBDRVFL", "string", "Derived flag (computed by the registry, e.g. eGFR).", values="Y"),
-    VISITNUM,
-    VISIT_SDTM,
-    EPOCH,
-    Column("LBDTC", "date", "Date of the visit (collection)."),
-    Column("LBDY", "integer", "Study day (day 1 = RFSTDTC)."),
-]
-
-IS_TESTCD, IS_BDAGNT, IS_ORRES, IS_LOBXFL = 4, 6, 7, 13
-
-
-def _sdtm_is(ctx: Context) -> Iterator[tuple]:
-    """Anti-dsDNA and ANA results as IS autoantibody records (`IMMUNOGENICITY_TESTS`), in the form of LB."""
-    qs = _specimen_results(ctx, IMMUNOGENICITY_TESTS)
-    seq = _sequence()
-
-    def rows():
-        for (
-            site,
-            subject,
-            visit,
-            offset,
-            on,
-            day0_at,
-            last_at,
-            code,
-            value,
-            entered,
-            entered_unit,
-            _derived,
-            sign,
-        ) in _stream(qs):
-            analyte, test = ANALYTES[code], IMMUNOGENICITY_TESTS[code]
-            has_entered = entered is not None and entered_unit
-            reference = ctx.local_date(day0_at, site)
-            row = [
-                ctx.study.code,
-                "IS",
-                ctx.usubjid(subject),
-                seq(subject),
-                test.testcd,
-                test.test,
-                test.binding_agent,
-                sign + (_num(entered) if has_entered else _num(value)),
-                ct_unit(entered_unit if has_entered else analyte.unit, field="ISORRESU"),
-                sign + _num(value),
-                "" if sign else _num(value),
-                ct_unit(analyte.unit, field="ISSTRESU"),
-                test.specimen,
-                "",
-                "Y" if visit == "BL" else "",
-                _s(offset),
-                visit,
-                _epoch(ctx, site, on, day0_at, last_at),
-                _date(on),
-                _sdtm_day(on, reference),
-            ]
-            yield subject, row, (on, reference)
-
-    def flush(group):
-        _last_before_exposure(group, (IS_TESTCD, IS_BDAGNT), IS_LOBXFL, lambda row: row[IS_ORRES] != "")
-
-    return _by_subject(rows(), flush)
-
-
-IS_COLUMNS = [
-    STUDYID,
-    _domain("IS"),
-    USUBJID,
-    Column("ISSEQ", "integer", "Sequence number within the subject."),
-    Column(
-        "ISTESTCD",
-        "string",
-        "Test code (CDISC CT). Registry code -> ISTESTCD/ISBDAGNT: "
-        + "; ".join(f"{code}={t.testcd}/{t.binding_agent}" for code, t in IMMUNOGENICITY_TESTS.items()),
-        values="; ".join(sorted({t.testcd for t in IMMUNOGENICITY_TESTS.values()})),
-    ),
-    Column(
-        "ISTEST",
-        "string",
-        "Test name (CDISC CT).",
-        values="; ".join(sorted({t.test for t in IMMUNOGENICITY_TESTS.values()})),
-    ),
-    Column(
-        "ISBDAGNT",
-        "string",
-        "Binding agent: the antigen the antibody binds (CDISC CT).",
-        values="; ".join(t.binding_agent for t in IMMUNOGENICITY_TESTS.values()),
-    ),
-    Column("ISORRES", "string", "Result as entered; a censored result with its comparator (<10)."),
-    Column(
-        "ISORRESU",
-        "string",
-        "Unit as entered, as its CDISC CT unit.",
-        values="; ".join(sorted({UNITS[ANALYTES[c].unit] for c in IMMUNOGENICITY_TESTS})),
-    ),
-    Column("ISSTRESC", "string", "Standard result (character); a censored result with its comparator (<10)."),
-    Column("ISSTRESN", "decimal", "Standard result (numeric), in ISSTRESU; empty when censored.", unit="see ISSTRESU"),
-    Column("ISSTRESU", "string", "Standard unit (the catalogue's canonical unit, as its CDISC CT unit)."),
-    Column("ISSPEC", "string", "Specimen.", values="SERUM"),
-    Column(
-        "ISLOBXFL", "string", "Last observation before exposure (on or before the first infusion's date).", values="Y"
-    ),
-    Column("ISBLFL", "string", "Baseline flag (the BL visit).", values="Y"),
-    VISITNUM,
-    VISIT_SDTM,
-    EPOCH,
-    Column("ISDTC", "date", "Date of the visit (collection)."),
-    Column("ISDY", "integer", "Study day (day 1 = RFSTDTC)."),
-]
-
-SLEDAI_TESTCD = {code: f"SLEDAI{n:02d}" for n, code in enumerate(SLEDAI_ITEMS, start=1)}
-
-
-QS_TESTCD, QS_ORRES, QS_LOBXFL = 4, 7, 10
-
-
-def _sdtm_qs(ctx: Context) -> Iterator[tuple]:
-    def score(code: str):
-        return Subquery(Result.objects.filter(visit_id=OuterRef("pk"), code=code).values("value")[:1])
-
-    qs = (
-        _visits(ctx)
-        .annotate(
-            day0_at=_first_infusion("patient_id"),
-            last_at=_last_infusion("patient_id"),
-            sledai_total=score("SLEDAI2K"),
-            pga=score("PGA"),
-        )
-        .filter(Q(sledai_items__isnull=False) | Q(sledai_total__isnull=False) | Q(pga__isnull=False))
-        .order_by("patient__subject_code", "target_date", "code")
-        .values_list(
-            "patient__site_id",
-            "patient__subject_code",
-            "code",
-            "definition__offset_days",
-            "actual_date",
-            "day0_at",
-            "last_at",
-            "sledai_items",
-            "sledai_total",
-            "pga",
-        )
-    )
-    seq = _sequence()
-
-    def rows():
-        for site, subject, visit, offset, on, day0_at, last_at, items, total, pga in _stream(qs):
-            reference = ctx.local_date(day0_at, site)
-            tail = (
-                _s(offset),
-                visit,
-                _epoch(ctx, site, on, day0_at, last_at),
-                _date(on),
-                _sdtm_day(on, reference),
-            )
-
-            def row(testcd, test, category, orres, points, derived=""):
-                head = (ctx.study.code, "QS", ctx.usubjid(subject), seq(subject), testcd, test, category)  # noqa: B023
-                baseline = "Y" if visit == "BL" else ""  # noqa: B023
-                return subject, [*head, orres, points, points, "", baseline, derived, *tail], (on, reference)  # noqa: B023
-
-            if items is not None:
-                present = set(items)
-                for code, item in SLEDAI_ITEMS.items():
-                    found = code in present
-                    points = str(item.weight if found else 0)
-                    yield row(
-                        SLEDAI_TESTCD[code], item.label[:40], "SLEDAI-2K", "PRESENT" if found else "ABSENT", points
-                    )
-            if total is not None:
-                derived = "Y" if items is not None else ""
-                yield row("SLEDAITT", "SLEDAI-2K Total Score", "SLEDAI-2K", plain(total), plain(total), derived)
-            if pga is not None:
-                yield row("PGA", "Physician Global Assessment", "PHYSICIAN GLOBAL ASSESSMENT", plain(pga), plain(pga))
-
-    def flush(group):
-        _last_before_exposure(group, QS_TESTCD, QS_LOBXFL, lambda row: row[QS_ORRES] != "")
-
-    return _by_subject(rows(), flush)
-
-
-QS_COLUMNS = [
-    STUDYID,
-    _domain("QS"),
-    USUBJID,
-    Column("QSSEQ", "integer", "Sequence number within the subject."),
-    Column(
-        "QSTESTCD",
-        "string",
-        "Question code: SLEDAI01..SLEDAI24 (items), SLEDAITT (total), PGA.",
-        values=_choices(
-            [
-                *((SLEDAI_TESTCD[code], ascii_text(item.label)) for code, item in SLEDAI_ITEMS.items()),
-                ("SLEDAITT", "SLEDAI-2K Total Score"),
-                ("PGA", "Physician Global Assessment"),
-            ]
-        ),
-    ),
-    Column("QSTEST", "string", "Question name (ASCII: a degree sign is written 'deg')."),
-    Column("QSCAT", "string", "Category.", values="SLEDAI-2K; PHYSICIAN GLOBAL ASSESSMENT"),
-    Column("QSORRES", "string", "Finding as collected (PRESENT/ABSENT for items; the score for totals)."),
-    Column("QSSTRESC", "string", "Standard result (character): points."),
-    Column(
-        "QSSTRESN",
-        "decimal",
-        "Standard result (numeric): points (the item's weight when present, else 0).",
-        unit="points",
-    ),
-    Column(
-        "QSLOBXFL", "string", "Last observation before exposure (on or before the first infusion's date).", values="Y"
-    ),
-    Column("QSBLFL", "string", "Baseline flag (the BL visit).", values="Y"),
-    Column("QSDRVFL", "string", "Derived flag: the total computed from the items.", values="Y"),
-    VISITNUM,
-    VISIT_SDTM,
-    EPOCH,
-    Column("QSDTC", "date", "Date of the assessment (the visit)."),
-    Column("QSDY", "integer", "Study day (day 1 = RFSTDTC)."),
 ]
 
 

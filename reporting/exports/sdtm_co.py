@@ -6,7 +6,6 @@ and the field named in COREF."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 
 from django.utils import translation
@@ -15,6 +14,7 @@ from followup.models import AdverseEvent, Result, Visit
 from quality.checks.rules import question
 from quality.models import Query
 from reporting.exports.common import Column, Context, _date
+from reporting.exports.sdtm_common import _sdtm_day
 from reporting.exports.sdtm_terms import ascii_text
 from reporting.exports.sources import LIVE_QUERY_STATES, _first_infusion, _stream
 
@@ -30,14 +30,6 @@ def _coval(text: str, pk: int) -> list[str]:
         note = f" [truncated: query #{pk}]"
         text = text[: limit - len(note)] + note
     return [text[i : i + COVAL_CHARS] for i in range(0, limit, COVAL_CHARS)]
-
-
-def _study_day(on: dt.date | None, reference: dt.date | None) -> str | int:
-    """SDTM --DY: day 1 is the day of the first infusion; there is no day 0."""
-    if not on or not reference:
-        return ""
-    days = (on - reference).days
-    return days + 1 if days >= 0 else days
 
 
 def _ae_sequence(ctx: Context) -> dict[int, int]:
@@ -126,7 +118,7 @@ def _sdtm_co(ctx: Context) -> Iterator[tuple]:
                 " ".join(ref),
                 *_coval(text, q["pk"]),
                 _date(on),
-                _study_day(on, day1),
+                _sdtm_day(on, day1),
             )
 
 

@@ -22,36 +22,11 @@ from tests.api.conftest import (
     visit_record_by_key_payload,
     visit_record_payload,
 )
+from tests.concurrency import burst, released_together
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.slow]
 
 BURST = 12
-
-
-def burst(n: int, send) -> list[requests.Response]:
-    """`send(session)` run by n threads released together; their answers."""
-    barrier = threading.Barrier(n)
-    answers: list[requests.Response | BaseException] = [None] * n  # type: ignore[list-item]
-
-    def run(index: int) -> None:
-        session = requests.Session()
-        try:
-            barrier.wait(timeout=30)
-            answers[index] = send(session)
-        except BaseException as exc:  # noqa: BLE001 - kept and raised below, in the test's thread
-            answers[index] = exc
-        finally:
-            session.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    for answer in answers:
-        if isinstance(answer, BaseException):
-            raise answer
-    return answers  # type: ignore[return-value]
 
 
 def statuses(answers) -> Counter:
@@ -176,28 +151,12 @@ def test_concurrent_updates_naming_one_version_change_it_once(world, live_server
 
 def test_database_cache_counts_every_concurrent_increase(settings):
     """Threads (each its own connection) increase one counter at once: every increase is counted."""
-    from django.db import connections
-
     from core.cache import DatabaseCache
 
     cache = DatabaseCache(settings.CACHE_TABLE, {})
     cache.set("race-counter", 0, timeout=60)
     n = 16
-    barrier = threading.Barrier(n)
-    seen: list[int] = []
-
-    def run():
-        try:
-            barrier.wait(timeout=30)
-            seen.append(cache.incr("race-counter"))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    seen = released_together(n, lambda _index: cache.incr("race-counter"), reraise=True)
     print(f"database cache: {n} concurrent increases, counter {cache.get('race-counter')}")
     assert sorted(seen) == list(range(1, n + 1))
     assert cache.get("race-counter") == n

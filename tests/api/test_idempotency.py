@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 
 import pytest
-from django.db import connection
 
 from followup.models import AdverseEvent, Result, Visit
 from patients.models import ConcomitantMedication, Patient, TransplantEvent
@@ -31,6 +29,7 @@ from tests.api.conftest import (
     visit_record_by_key_payload,
 )
 from tests.api.routes import ROUTES, Route
+from tests.concurrency import released_together
 
 pytestmark = pytest.mark.django_db
 
@@ -301,26 +300,12 @@ THREADS = 8
 
 def _post_all_at_once(raw_key: str, url: str, payload: dict, idempotency_key: str) -> list:
     """POST the same request from THREADS threads at once, each with its own client and connection."""
-    barrier = threading.Barrier(THREADS)
-    responses: list = [None] * THREADS
-    errors: list = []
-
-    def worker(index: int) -> None:
-        try:
-            client = client_for(raw_key)
-            barrier.wait(timeout=30)
-            responses[index] = call(client, "POST", url, payload, **{"Idempotency-Key": idempotency_key})
-        except Exception as exc:  # noqa: BLE001 (reported below)
-            errors.append(repr(exc))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
+    clients = [client_for(raw_key) for _ in range(THREADS)]
+    responses = released_together(
+        THREADS,
+        lambda index: call(clients[index], "POST", url, payload, **{"Idempotency-Key": idempotency_key}),
+        reraise=True,
+    )
     assert all(r is not None for r in responses)
     return responses
 

@@ -11,38 +11,15 @@ from collections import Counter
 import pytest
 import requests
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 
 from registry import constants as rc
 from registry import two_factor
+from tests.concurrency import released_together
 from tests.config.test_two_factor import PASSWORD, enrol
 from tests.factories import make_site, make_user
 
 BURST = 8
-
-
-def released_together(n: int, work) -> list:
-    """`work(index)` run by n threads released together, each on its own connection; their results (or
-    exceptions)."""
-    barrier = threading.Barrier(n)
-    outcomes: list = [None] * n
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            outcomes[index] = work(index)
-        except BaseException as exc:  # noqa: BLE001 - counted by the test
-            outcomes[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return outcomes
 
 
 @pytest.fixture

@@ -7,39 +7,17 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection
 
 from intake.constants import ImportState
 from intake.models import ImportFile, ImportJob
 from intake.services import importing, jobs
 from patients.models import Patient, TransplantEvent
 from registry.constants import Role
+from tests.concurrency import released_together
 from tests.factories import make_lot, make_user
 from tests.intake.cohort import LOT, PATIENTS, cohort_files
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def _together(n, work):
-    """Run work(i) in n threads released together; return what each returned or raised."""
-    barrier = threading.Barrier(n)
-    outcomes: list = [None] * n
-
-    def run(index):
-        try:
-            barrier.wait(timeout=30)
-            outcomes[index] = work(index)
-        except BaseException as exc:  # noqa: BLE001 - returned to the test's thread
-            outcomes[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return outcomes
 
 
 def test_a_check_imported_twice_at_once_makes_one_import(study, site_a, queued):
@@ -48,7 +26,7 @@ def test_a_check_imported_twice_at_once_makes_one_import(study, site_a, queued):
     check = jobs.import_job_run(job_id=jobs.import_job_request(study=study, user=user, files=cohort_files()).pk)
     assert check.state == ImportState.DONE and not check.report["problems"]
 
-    outcomes = _together(4, lambda _: jobs.import_job_from_check(check=check, user=user))
+    outcomes = released_together(4, lambda _: jobs.import_job_from_check(check=check, user=user))
 
     made = [o for o in outcomes if isinstance(o, ImportJob)]
     refused = [str(o) for o in outcomes if not isinstance(o, ImportJob)]
@@ -81,7 +59,7 @@ def test_two_imports_of_the_same_files_at_once_write_each_record_once(study, sit
     ]
     _read_then_wait(monkeypatch)
 
-    outcomes = _together(2, lambda i: jobs.import_job_run(job_id=asked[i].pk))
+    outcomes = released_together(2, lambda i: jobs.import_job_run(job_id=asked[i].pk))
 
     assert [o.state for o in outcomes] == [ImportState.DONE, ImportState.DONE], [o.error for o in outcomes]
     changes = sorted(o.report["changes"] for o in outcomes)
@@ -98,7 +76,7 @@ def test_a_check_while_the_same_files_are_imported_finishes_and_the_import_write
     checked = jobs.import_job_request(study=study, user=checker, files=cohort_files(), dry_run=True)
     _read_then_wait(monkeypatch)
 
-    outcomes = _together(2, lambda i: jobs.import_job_run(job_id=(imported, checked)[i].pk))
+    outcomes = released_together(2, lambda i: jobs.import_job_run(job_id=(imported, checked)[i].pk))
 
     assert [o.state for o in outcomes] == [ImportState.DONE, ImportState.DONE], [o.error for o in outcomes]
     assert [o.report["problems"] for o in outcomes] == [[], []]
@@ -111,7 +89,7 @@ def test_a_job_handed_to_four_workers_at_once_runs_once(study, site_a, queued):
     user = make_user("coord_tasks", site_a, role=Role.COORDINATOR)
     job = jobs.import_job_request(study=study, user=user, files=cohort_files(), dry_run=False)
 
-    outcomes = _together(4, lambda _: jobs.import_job_run(job_id=job.pk))
+    outcomes = released_together(4, lambda _: jobs.import_job_run(job_id=job.pk))
 
     assert [o for o in outcomes if isinstance(o, BaseException)] == []
     finished = ImportJob.objects.get(pk=job.pk)
@@ -130,7 +108,7 @@ def test_two_imports_writing_the_same_patients_in_opposite_orders_both_finish(st
     # Each creates its first patient, then waits for the other's second: PostgreSQL breaks the deadlock.
     _read_then_wait(monkeypatch)
 
-    outcomes = _together(2, lambda i: jobs.import_job_run(job_id=asked[i].pk))
+    outcomes = released_together(2, lambda i: jobs.import_job_run(job_id=asked[i].pk))
 
     assert [o.state for o in outcomes] == [ImportState.DONE, ImportState.DONE], [o.error for o in outcomes]
     assert [o.report["problems"] for o in outcomes] == [[], []]

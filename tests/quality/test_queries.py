@@ -4,14 +4,13 @@ starts from, and what the thread keeps (who, the door, the text, the value then)
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import zoneinfo
 from collections import Counter
 
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 
 from core.audit import Door, audit_context
 from followup.models import Result
@@ -21,6 +20,7 @@ from quality.models import Query, QueryMessage
 from quality.services.edit_checks import run_edit_checks
 from quality.services.queries import message_text, query_answer, query_close, query_raise, query_reopen, value_of
 from registry.constants import Role
+from tests.concurrency import released_together
 from tests.factories import make_clinical, make_site, make_user
 
 pytestmark = pytest.mark.django_db
@@ -215,24 +215,9 @@ def test_concurrent_edit_check_runs_open_exactly_one_query():
             )
     Query.objects.all().delete()
     n = 8
-    barrier = threading.Barrier(n)
-    outcomes: list = [None] * n
-
-    def run(index: int) -> None:
-        try:
-            with transaction.atomic():
-                barrier.wait(timeout=30)
-                outcomes[index] = run_edit_checks(study_ids=[clinical.study.pk]).opened
-        except BaseException as exc:  # noqa: BLE001 - raised below, in the test's thread
-            outcomes[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    outcomes = released_together(
+        n, lambda _index: run_edit_checks(study_ids=[clinical.study.pk]).opened, within=transaction.atomic
+    )
     assert [o for o in outcomes if isinstance(o, BaseException)] == []
     per_rule = Counter(Query.objects.values_list("rule", flat=True))
     assert per_rule == {"creatinine_rise": 1, "egfr_drop": 1}

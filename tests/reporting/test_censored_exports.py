@@ -84,6 +84,31 @@ def test_sdtm_lb_and_is_keep_the_sign_in_the_character_results_and_no_numeric_re
     assert lb["M1", "CREAT"]["LBSTRESC"] == "<20"
 
 
+def test_a_lab_result_and_an_autoantibody_of_one_visit_agree_on_the_variables_lb_and_is_share(archive):
+    """Creatinine (LB) and anti-dsDNA (IS) recorded together, exact at BL and censored at M1: the records of
+    a visit have the same identifiers, timing and flags, and the result in the same form."""
+    lb = {(r["VISIT"], r["LBTESTCD"]): r for r in rows(archive, "sdtm/lb.csv")}
+    autoantibodies = {(r["VISIT"], r["ISBDAGNT"]): r for r in rows(archive, "sdtm/is.csv")}
+
+    def shared(record: dict, domain: str) -> dict:
+        names = ["STUDYID", "USUBJID", "VISITNUM", "VISIT", "EPOCH"]
+        suffixes = ["SPEC", "LOBXFL", "BLFL", "DTC", "DY"]
+        form = {
+            "censored": record[f"{domain}ORRES"].startswith("<"),
+            "sign kept": record[f"{domain}STRESC"].startswith("<") == record[f"{domain}ORRES"].startswith("<"),
+            "numeric": record[f"{domain}STRESN"] != "",
+        }
+        return {**{n: record[n] for n in names}, **{s: record[domain + s] for s in suffixes}, **form}
+
+    for visit, censored in (("BL", False), ("M1", True)):
+        creatinine = shared(lb[visit, "CREAT"], "LB")
+        dsdna = shared(autoantibodies[visit, "DOUBLE STRANDED DNA"], "IS")
+        assert creatinine == dsdna
+        assert (creatinine["censored"], creatinine["numeric"]) == (censored, not censored)
+    assert [lb[v, "CREAT"]["VISITNUM"] for v in ("BL", "M1")] == ["0", "30"]
+    assert [lb[v, "CREAT"]["LBBLFL"] for v in ("BL", "M1")] == ["Y", ""]
+
+
 def test_fhir_observation_carries_the_comparator(archive):
     from fhir.resources.R4B.bundle import Bundle
 
