@@ -17,7 +17,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, Validatio
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.urls import reverse
-from django.utils.functional import cached_property
+from django.utils.functional import cached_property, lazy
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -308,9 +308,11 @@ class BigListChangeList(ChangeList):
 def date_column(model, name: str):
     """A list column of a date field written as the registry writes dates (2026-10-01, config/formats), read
     from the value directly: Django's per-cell localisation took about a tenth of a big list's CPU."""
-    field = model._meta.get_field(name)
+    # The header is read when the page is drawn: core/i18n.py makes field names translatable once the apps
+    # are ready, after the admin modules were imported.
+    header = lazy(lambda: str(model._meta.get_field(name).verbose_name), str)()
 
-    @admin.display(description=field.verbose_name, ordering=name)
+    @admin.display(description=header, ordering=name)
     def column(obj):
         value = getattr(obj, name)
         return value.isoformat() if value is not None else None  # None: the admin's empty-value mark

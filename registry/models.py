@@ -473,7 +473,7 @@ class OutcomeSettings(models.Model):
         verbose_name_plural = "outcome definitions"
 
     def __str__(self) -> str:
-        return f"Outcome definitions of {self.study.code}"
+        return gettext("Outcome definitions of %(study)s") % {"study": self.study.code}
 
 
 class ReminderPolicy(models.Model):
@@ -502,7 +502,7 @@ class ReminderPolicy(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Reminder policy of {self.study.code}"
+        return gettext("Reminder policy of %(study)s") % {"study": self.study.code}
 
 
 class ApiKeyScope(models.TextChoices):

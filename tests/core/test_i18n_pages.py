@@ -154,7 +154,8 @@ def english_texts() -> set[str]:
             needles.update(fragments(text))
         elif re.search(r"[A-Za-z]{3}", text):
             needles.add(text.strip())
-    return needles
+    # Django writes a field's name capitalised in a form's label and a list's column header ("Target date").
+    return needles | {needle[:1].upper() + needle[1:] for needle in needles}
 
 
 # The page's text ---------------------------------------------------------------------------------------

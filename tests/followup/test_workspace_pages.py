@@ -458,6 +458,12 @@ def test_the_visits_list_links_each_row_to_its_visit_and_writes_dates_year_first
         assert cells["window_start"] == visit.window_start.isoformat()
         assert cells["window_end"] == visit.window_end.isoformat()
         assert cells["actual_date"] == (visit.actual_date.isoformat() if visit.actual_date else "-")
+    headers = {
+        "en": ["Target date", "Window start", "Window end", "Actual date"],
+        "zh-hans": ["目标日期", "窗口开始", "窗口结束", "实际日期"],
+    }
+    for header in headers[language]:
+        assert re.search(rf'<th scope="col"[^>]*>.*?{header}.*?</th>', html, flags=re.S), header
     # The columns still sort by their dates.
     assert 'href="?o=4"' in html or "?o=4" in html
 
