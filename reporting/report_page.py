@@ -45,21 +45,25 @@ READY, COMPUTING, UNREACHABLE, FAILED, MISSING = "ready", "computing", "unreacha
 
 @dataclass(frozen=True)
 class ReportQuestion:
-    """What a report answers: the study, the sites (resolved in the request), the filter and the language."""
+    """What a report answers: the study, the sites (resolved in the request), the filter, and the language and
+    time zone it is written in (the zone of the user's sites, config/language.py)."""
 
     study_id: int
     site_ids: tuple[int, ...]
     filter: dict  # CohortFilter.describe()
     language: str
+    time_zone: str
     standalone: bool = False
 
     @classmethod
     def of(cls, *, study: Study, site_ids, flt: CohortFilter, standalone: bool = False) -> ReportQuestion:
         language = translation.get_language() or settings.LANGUAGE_CODE
-        return cls(study.pk, tuple(sorted(site_ids)), flt.describe(), language, standalone)
+        zone = timezone.get_current_timezone_name()
+        return cls(study.pk, tuple(sorted(site_ids)), flt.describe(), language, zone, standalone)
 
     def _digest(self, *extra) -> str:
-        identity = [self.study_id, list(self.site_ids), self.filter, self.language, self.standalone, *extra]
+        identity = [self.study_id, list(self.site_ids), self.filter, self.language, self.time_zone, self.standalone]
+        identity.extend(extra)
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def key(self, *, day: str, version: str) -> str:
@@ -99,7 +103,7 @@ def _cache():
     return caches["default"]
 
 
-def _now_key(question: ReportQuestion) -> tuple[str, str]:
+def _now_key() -> tuple[str, str]:
     return timezone.localdate().isoformat(), rendering.data_version()
 
 
@@ -141,6 +145,7 @@ def _claim_and_queue(question: ReportQuestion, *, day: str, version: str) -> str
         "site_ids": list(question.site_ids),
         "filter": question.filter,
         "language": question.language,
+        "time_zone": question.time_zone,
         "standalone": question.standalone,
         "day": day,
         "version": version,
@@ -154,10 +159,11 @@ def _claim_and_queue(question: ReportQuestion, *, day: str, version: str) -> str
     return COMPUTING
 
 
-def _messages(state: str, *, sites: str, taken_at: dt.datetime | None) -> str:
+def _message(state: str, *, sites: str, taken_at: dt.datetime | None) -> str:
     if taken_at is not None:
-        taken = {"date": taken_at.astimezone(dt.UTC).date().isoformat(), "time": f"{taken_at.astimezone(dt.UTC):%H:%M}"}
-        intro = gettext("The figures below were taken on %(date)s at %(time)s UTC.") % taken
+        local = timezone.localtime(taken_at)  # in the zone of the user's sites, as the report's own times
+        taken = {"date": local.date().isoformat(), "time": f"{local:%H:%M}", "zone": local.tzname()}
+        intro = gettext("The figures below were taken on %(date)s at %(time)s %(zone)s.") % taken
         rest = {
             COMPUTING: gettext("Newer data are being computed; this page will update itself when they are ready."),
             UNREACHABLE: gettext("Newer data exist, but the background worker cannot be reached to compute them."),
@@ -191,7 +197,7 @@ def report_page(*, study: Study, sites, flt: CohortFilter, standalone: bool = Fa
     """The cohort report page of `sites` (the user's, resolved by the caller): from the cache, computed here for
     a small cohort, or queued for a worker, with a report of older data meanwhile if there is one."""
     question = ReportQuestion.of(study=study, site_ids=[s.pk for s in sites], flt=flt, standalone=standalone)
-    day, version = _now_key(question)
+    day, version = _now_key()
     key = question.key(day=day, version=version)
     entry = _cache().get(key)
     if entry is not None:
@@ -204,7 +210,7 @@ def report_page(*, study: Study, sites, flt: CohortFilter, standalone: bool = Fa
     state = _claim_and_queue(question, day=day, version=version)
     older = _older(question, key)
     taken_at = older["taken_at"] if older else None
-    message = _messages(state, sites=_site_codes(sites, flt), taken_at=taken_at)
+    message = _message(state, sites=_site_codes(sites, flt), taken_at=taken_at)
     return ReportPage(state, html=older["html"] if older else "", taken_at=taken_at, message=message)
 
 
@@ -214,19 +220,19 @@ def report_download(*, study: Study, sites, flt: CohortFilter) -> ReportPage:
     question = ReportQuestion.of(study=study, site_ids=[s.pk for s in sites], flt=flt)
     if _inline(question):
         return ReportPage(READY, report=cohort_report(study=study, site_ids=list(question.site_ids), flt=flt))
-    day, version = _now_key(question)
+    day, version = _now_key()
     entry = _cache().get(question.key(day=day, version=version))
     if entry is not None and entry["report"] is not None:
         return ReportPage(READY, report=entry["report"])
     state = _claim_and_queue(question, day=day, version=version)
-    return ReportPage(state, message=_messages(state, sites=_site_codes(sites, flt), taken_at=None))
+    return ReportPage(state, message=_message(state, sites=_site_codes(sites, flt), taken_at=None))
 
 
 def report_status(*, study: Study, sites, flt: CohortFilter) -> str:
     """READY, COMPUTING, FAILED or MISSING (nobody computes it: the page, loaded again, queues it) for the
     report of the current data that these sites' page shows."""
     question = ReportQuestion.of(study=study, site_ids=[s.pk for s in sites], flt=flt)
-    day, version = _now_key(question)
+    day, version = _now_key()
     cache = _cache()
     if cache.get(question.key(day=day, version=version)) is not None:
         return READY
@@ -234,15 +240,18 @@ def report_status(*, study: Study, sites, flt: CohortFilter) -> str:
     return MISSING if marker is None else (FAILED if marker == FAILED else COMPUTING)
 
 
-def report_compute(*, study_id: int, site_ids, filter: dict, language: str, standalone: bool, day: str, version: str):
-    """The worker's part: render the report of exactly `site_ids` in `language` and keep it (HTML and report)
-    under the key the request computed. The figures are taken now, from data at least as new as `version`."""
-    question = ReportQuestion(study_id, tuple(sorted(site_ids)), filter, language, standalone)
+def report_compute(
+    *, study_id: int, site_ids, filter: dict, language: str, time_zone: str, standalone: bool, day: str, version: str
+) -> None:
+    """The worker's part: render the report of exactly `site_ids` in `language` and `time_zone` and keep it (HTML
+    and report) under the key the request computed. The figures are taken now, from data at least as new as
+    `version`."""
+    question = ReportQuestion(study_id, tuple(sorted(site_ids)), filter, language, time_zone, standalone)
     marker = question.marker_key(day=day, version=version)
     taken_at = timezone.now()
     try:
         study = Study.objects.get(pk=study_id)
-        with translation.override(language):
+        with translation.override(language), timezone.override(time_zone):
             html, report = rendering.render_report(
                 study=study, site_ids=list(question.site_ids), flt=question.cohort_filter(), standalone=standalone
             )

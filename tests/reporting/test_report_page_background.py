@@ -26,7 +26,7 @@ from tests.reporting.hand_cohort import admin_url, page_text
 pytestmark = pytest.mark.django_db
 
 COMPUTING = "The cohort report of your sites (RPA) is being computed"
-BANNER = "The figures below were taken on 2026-09-01 at 09:00 UTC"
+BANNER = "The figures below were taken on 2026-09-01 at 17:00 CST"  # 09:00 UTC in site A's Nanjing
 NEWER = "Newer data are being computed"
 
 
@@ -97,6 +97,7 @@ def test_a_large_cohorts_page_answers_without_computing_and_five_loads_queue_one
     # The sites are resolved in the request: the task renders for exactly the coordinator's site.
     assert kwargs["site_ids"] == [cohort.site_a.pk]
     assert kwargs["study_id"] == cohort.study.pk
+    assert kwargs["time_zone"] == "Asia/Shanghai"  # the zone of the coordinator's site, as the page writes times
     html = response.content.decode()
     assert status_url(cohort.study) in html.replace("&amp;", "&")
     assert "reporting/report_progress.js" in html
@@ -112,6 +113,7 @@ def test_the_worker_renders_the_queued_report_and_the_page_then_shows_it(coordin
     assert "Table 1" in text and "<svg" in html
     assert COMPUTING not in text and BANNER not in text
     assert "B-01" not in html
+    assert "generated 2026-09-01 17:00 CST" in text  # written in the site's zone, as the request would
     assert len(sent) == 1  # nothing queued again
 
 
