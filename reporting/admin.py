@@ -13,7 +13,7 @@ import threading
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -24,11 +24,11 @@ from django.utils.translation import gettext_lazy as _
 from registry.admin_tools import SiteScopedAdminMixin, StudyPageAdmin
 from registry.constants import TissueSource
 from registry.models import Site, Study
-from reporting import exports
-from reporting.cohort import COMPARISON_LABELS, CohortFilter, cohort_report
+from reporting import exports, report_page
+from reporting.cohort import COMPARISON_LABELS, CohortFilter
 from reporting.constants import ExportState
 from reporting.models import CohortReport, ExportJob
-from reporting.rendering import cached_report_html, parse_filter, render_csv
+from reporting.rendering import parse_filter, render_csv
 
 _local = threading.local()
 
@@ -225,33 +225,68 @@ class ExportJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 class CohortReportAdmin(StudyPageAdmin):
     """The study list; opening a study shows its cohort report for the user's sites (HTML, CSV or JSON)."""
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def get_urls(self):
+        status = path(
+            "<path:object_id>/status/",
+            self.admin_site.admin_view(self.status_view),
+            name="reporting_cohortreport_status",
+        )
+        return [status, *super().get_urls()]
+
+    def _question(self, request, object_id):
+        """The study (refused outside the user's sites), the user's sites, the filter and its errors."""
         study = self.study_or_refuse(request, object_id)
-        site_ids = Site.objects.for_user(request.user).values_list("pk", flat=True)
-        errors, flt = {}, CohortFilter()
+        sites = list(Site.objects.for_user(request.user).order_by("code"))
         try:
-            flt = parse_filter(request.GET)
+            return study, sites, parse_filter(request.GET), {}
         except ValidationError as exc:
-            errors = exc.message_dict
-        fmt = request.GET.get("format")
-        if fmt in ("json", "csv") and not errors:
-            report = cohort_report(study=study, site_ids=site_ids, flt=flt)
-            if fmt == "json":
-                return JsonResponse(report, json_dumps_params={"indent": 1})
-            response = HttpResponse(render_csv(report), content_type="text/csv")
-            response["Content-Disposition"] = f'attachment; filename="cohort-report-{study.code}.csv"'
-            return response
+            return study, sites, CohortFilter(), exc.message_dict
+
+    def _status_url(self, request, study) -> str:
+        params = request.GET.copy()
+        params.pop("format", None)
+        url = reverse(f"{self.admin_site.name}:reporting_cohortreport_status", args=[study.pk])
+        return f"{url}?{params.urlencode()}" if params else url
+
+    def status_view(self, request, object_id):
+        """Whether the report the user's page waits for is ready, as JSON; the key is the user's own."""
+        try:
+            study, sites, flt, errors = self._question(request, object_id)
+        except PermissionDenied:
+            raise Http404("No such study.") from None
+        if errors:
+            raise Http404("No such report.")
+        return JsonResponse({"state": report_page.report_status(study=study, sites=sites, flt=flt)})
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        study, sites, flt, errors = self._question(request, object_id)
+        download = request.GET.get("format") in ("json", "csv") and not errors
+        page = None
+        if download:
+            page = report_page.report_download(study=study, sites=sites, flt=flt)
+            if page.report is not None and request.GET["format"] == "json":
+                return JsonResponse(page.report, json_dumps_params={"indent": 1})
+            if page.report is not None:
+                response = HttpResponse(render_csv(page.report), content_type="text/csv")
+                response["Content-Disposition"] = f'attachment; filename="cohort-report-{study.code}.csv"'
+                return response
+            if request.GET["format"] == "json":
+                body = {"state": page.state, "detail": page.message, "status_url": self._status_url(request, study)}
+                return JsonResponse(body, status=202 if page.polls else 503)
+        elif not errors:
+            page = report_page.report_page(study=study, sites=sites, flt=flt)
         context = {
             **self.admin_site.each_context(request),
             "title": gettext("Cohort report: %(code)s") % {"code": study.code},
             "opts": self.model._meta,
             "flt": flt,
             "errors": errors,
-            "sites": Site.objects.for_user(request.user).order_by("code"),
+            "sites": sites,
             "cell_sources": TissueSource.choices,
             "compare_choices": list(COMPARISON_LABELS.items()),
-            "report_html": ""
-            if errors
-            else cached_report_html(study=study, site_ids=list(site_ids), flt=flt, standalone=False),
+            "page": page,
+            "status_url": self._status_url(request, study),
         }
-        return TemplateResponse(request, "admin/reporting/cohortreport/report.html", context)
+        # A download not ready yet answers 202 (503 when it cannot be computed now), with the page's message.
+        status = (202 if page.polls else 503) if download else 200
+        return TemplateResponse(request, "admin/reporting/cohortreport/report.html", context, status=status)

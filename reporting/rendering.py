@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import json
 
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.utils.translation import gettext, gettext_lazy, ngettext
@@ -133,38 +131,21 @@ def data_version() -> str:
     return hashlib.sha256(repr((connection.settings_dict["NAME"], row)).encode()).hexdigest()[:32]
 
 
-def cached_report_html(*, study, site_ids, flt: CohortFilter, standalone: bool = True) -> str:
-    """`render_html`, kept in the cache by study, sites, filter, language, day and `data_version()`: the
-    report is computed again only when the data changed (or the next day), and never shown stale."""
-    from django.utils import timezone
-    from django.utils.translation import get_language
-
-    identity = [
-        study.pk,
-        sorted(site_ids),
-        flt.describe(),
-        get_language(),
-        timezone.localdate().isoformat(),
-        standalone,
-        data_version(),
-    ]
-    key = "cohort-report:" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    html = cache.get(key)
-    if html is None:
-        html = render_html(study=study, site_ids=site_ids, flt=flt, standalone=standalone)
-        cache.set(key, html, REPORT_CACHE_SECONDS)
-    return html
-
-
 def render_html(*, study, site_ids, flt: CohortFilter, standalone: bool = True) -> str:
+    return render_report(study=study, site_ids=site_ids, flt=flt, standalone=standalone)[0]
+
+
+def render_report(*, study, site_ids, flt: CohortFilter, standalone: bool = True) -> tuple[str, dict]:
+    """The report as HTML, and the report itself (the dict the JSON and CSV give)."""
     # The report and its charts come from the same facts: read once (the patients and their results).
     facts = cohort_facts(study=study, site_ids=site_ids, flt=flt)
     report = cohort_report(study=study, site_ids=site_ids, flt=flt, facts=facts)
     figures = charts(study=study, site_ids=site_ids, flt=flt, facts=facts)
-    return render_to_string(
+    html = render_to_string(
         "reporting/cohort_report.html",
         {"report": report, "figures": figures, "standalone": standalone, "study": study, **_in_words(report, flt)},
     )
+    return html, report
 
 
 def render_csv(report: dict) -> str:

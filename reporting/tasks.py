@@ -1,8 +1,8 @@
-"""Celery tasks of the exports: each calls a service that a management command or beat also runs."""
+"""Celery tasks of the exports and the cohort report: each takes ids and plain values and calls a service."""
 
 from celery import shared_task
 
-from reporting import exports
+from reporting import exports, report_page
 
 
 @shared_task(acks_late=True)
@@ -14,3 +14,9 @@ def build_export(job_id: int) -> str | None:
 @shared_task(acks_late=True)
 def resume_exports() -> int:
     return len(exports.export_jobs_resume())
+
+
+@shared_task(acks_late=True)
+def render_cohort_report(**question) -> None:
+    """Render and keep a cohort report the report page asked for (reporting/report_page.py)."""
+    report_page.report_compute(**question)

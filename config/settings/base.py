@@ -285,3 +285,9 @@ METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
 
 # Finished exports (zip files) are written here and served only through the scoped download views.
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(VAR_DIR / "exports")))
+
+# The cohort report page (reporting/report_page.py): a report of at most this many patients in the user's
+# scope is computed in the web request; a larger one by a worker while the page says so and polls. A claim on
+# the computation lasts REPORT_COMPUTE_SECONDS: a task lost by the broker or a dead worker is queued again after.
+REPORT_INLINE_MAX_PATIENTS = env.int("REPORT_INLINE_MAX_PATIENTS", default=2000)
+REPORT_COMPUTE_SECONDS = env.int("REPORT_COMPUTE_SECONDS", default=600)

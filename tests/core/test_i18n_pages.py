@@ -356,6 +356,7 @@ def page_fillers() -> dict[str, list]:
         "quality_query_act": [],  # POST only: it answers, closes or reopens a query shown on its change page
         "reporting_exportjob_download": [],  # a zip file, not a page
         "reporting_exportjob_progress": [],  # JSON the export pages poll, not a page
+        "reporting_cohortreport_status": [],  # JSON the cohort report page polls, not a page
         "patients_patient_print": [(patient,)],
         "intake_cohortimport_job": [(job.study_id, job.pk) for job in ImportJob.objects.order_by("pk")],
         "intake_cohortimport_job_progress": [],  # JSON the import page polls, not a page

@@ -174,6 +174,37 @@ def test_cohort_report_page(page, live, clinical, coordinator, artifacts):
     page.screenshot(path=str(artifacts / "cohort-report.png"), full_page=True)
 
 
+def test_a_large_cohorts_report_page_updates_itself_once_a_worker_has_rendered_it(
+    page, live, clinical, coordinator, artifacts, settings, monkeypatch
+):
+    """Above REPORT_INLINE_MAX_PATIENTS the page says the report is being computed and polls its status view
+    (reporting/static/reporting/report_progress.js); the task, run here as a worker would, keeps the report
+    and the page reloads itself to show it."""
+    from celery import current_app
+    from django.core.cache import cache
+
+    from reporting import tasks
+
+    cache.clear()
+    settings.REPORT_INLINE_MAX_PATIENTS = 0
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, kwargs: sent.append(kwargs))
+    sign_in(page, live, coordinator.username)
+    page.goto(f"{live}/admin/reporting/cohortreport/{clinical.study.pk}/change/")
+    content = page.locator("#content")
+    assert f"The cohort report of your sites ({clinical.site.code}) is being computed" in content.inner_text()
+    assert "Table 1" not in content.inner_text()
+    page.screenshot(path=str(artifacts / "cohort-report-computing.png"), full_page=True)
+    assert len(sent) == 1
+    tasks.render_cohort_report(**sent[0])
+    page.wait_for_selector("text=Table 1. Baseline characteristics")  # no reload by the user
+    assert "being computed" not in content.inner_text()
+    assert content.locator("svg").count() >= 1
+    assert len(sent) == 1
+    page.screenshot(path=str(artifacts / "cohort-report-computed.png"), full_page=True)
+    cache.clear()
+
+
 def test_an_out_of_range_value_is_shown_beside_its_field(page, live, clinical, coordinator, artifacts):
     m3 = clinical.visit("M3")
     sign_in(page, live, coordinator.username)

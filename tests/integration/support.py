@@ -396,15 +396,16 @@ def private_redis(workdir: Path):
         server.stop()
 
 
-def queue_task(broker_url: str, name: str, *args, task_id: str | None = None) -> str:
-    """Publish task `name` with `args` on `broker_url` (as beat or a web process would) and return its id."""
+def queue_task(broker_url: str, name: str, *args, task_id: str | None = None, kwargs: dict | None = None) -> str:
+    """Publish task `name` with `args` (and `kwargs`) on `broker_url` (as beat or a web process would) and return
+    its id."""
     from celery import Celery
 
     app = Celery("integration-probe", broker=broker_url, set_as_current=False)
     app.conf.broker_connection_retry_on_startup = False
     app.conf.broker_connection_timeout = 2
     try:
-        result = app.send_task(name, args=args, task_id=task_id or str(uuid.uuid4()), retry=False)
+        result = app.send_task(name, args=args, kwargs=kwargs, task_id=task_id or str(uuid.uuid4()), retry=False)
         return result.id
     finally:
         app.close()
