@@ -441,33 +441,6 @@ def test_the_visits_lists_worklist_filter_selects_each_sections_visits(client, w
         assert listed == [href for href, _ in page.section_links(section)], section
 
 
-@pytest.mark.parametrize("language", ["en", "zh-hans"])
-def test_the_visits_list_links_each_row_to_its_visit_and_writes_dates_year_first(client, world, language):
-    client.force_login(world.coord_a)
-    client.post("/i18n/setlang/", {"language": language, "next": "/admin/"})
-    response = client.get("/admin/followup/visit/")
-    assert response.status_code == 200
-    html = response.content.decode()
-    rows = re.findall(r"<tr>.*?</tr>", html.split('id="result_list"')[1].split("</table>")[0], flags=re.S)[1:]
-    visits = list(response.context["cl"].result_list)
-    assert len(rows) == len(visits) > 0
-    for row, visit in zip(rows, visits, strict=True):
-        assert f'href="{visit_url(visit)}"' in row
-        cells = dict(re.findall(r'<td class="field-(\w+)[^"]*">(.*?)</td>', row, flags=re.S))
-        assert cells["target_date"] == visit.target_date.isoformat()
-        assert cells["window_start"] == visit.window_start.isoformat()
-        assert cells["window_end"] == visit.window_end.isoformat()
-        assert cells["actual_date"] == (visit.actual_date.isoformat() if visit.actual_date else "-")
-    headers = {
-        "en": ["Target date", "Window start", "Window end", "Actual date"],
-        "zh-hans": ["目标日期", "窗口开始", "窗口结束", "实际日期"],
-    }
-    for header in headers[language]:
-        assert re.search(rf'<th scope="col"[^>]*>.*?{header}.*?</th>', html, flags=re.S), header
-    # The columns still sort by their dates.
-    assert 'href="?o=4"' in html or "?o=4" in html
-
-
 @pytest.mark.parametrize("path", ["/admin/", "/admin/followup/visit/", "/admin/followup/result/"])
 def test_an_admin_page_reads_the_users_memberships_once(client, world, path):
     # Whether the user may see each app, write, reach an object's site, or is a data manager (the two-factor
