@@ -525,6 +525,9 @@ class ComputedOutcomeAdmin(BigListAdminMixin, SiteScopedAdminMixin, admin.ModelA
 
 @admin.register(AdverseEvent)
 class AdverseEventAdmin(ScopedAdmin):
+    class Media:
+        css = {"all": ["followup/adverse_event.css"]}
+
     list_display = [
         "patient",
         "term",
@@ -584,6 +587,8 @@ class AdverseEventAdmin(ScopedAdmin):
         return "; ".join(report_clock_text(c) for c in clock)
 
     def service_save(self, request, instance, cleaned_data, change):
+        if "meddra_term" not in cleaned_data:  # the field is read only for this user: was a coding sent anyway?
+            services.ae_check_posted_coding(ae=instance, posted=request.POST.get("meddra_term"), actor=request.user)
         return services.ae_save(ae=instance, actor=request.user, reason=cleaned_data.get("reason", ""))
 
 

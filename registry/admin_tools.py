@@ -12,7 +12,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.admin.views.main import PAGE_VAR
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, FieldDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.utils.functional import cached_property
@@ -101,12 +101,17 @@ class ServiceModelForm(PlainTextFormMixin, forms.ModelForm):
             if field is not None or key == NON_FIELD_ERRORS:
                 self.add_error(field, errors)
                 continue
-            # Name what the message is about, unless the message already does.
+            # Name what the message is about, unless the message already does: by the field's label, in the
+            # reader's language, when the key is a field of the model the form does not show.
             label = key.replace("_", " ")
+            try:
+                shown = str(self._meta.model._meta.get_field(key).verbose_name)
+            except (AttributeError, FieldDoesNotExist):
+                shown = label
             self.add_error(
                 None,
                 [
-                    message if message.startswith((f"{key}:", f"{label}:")) else f"{label}: {message}"
+                    message if message.startswith((f"{key}:", f"{label}:", f"{shown}:")) else f"{shown}: {message}"
                     for error in errors
                     for message in error.messages
                 ],

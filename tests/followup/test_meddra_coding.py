@@ -281,8 +281,21 @@ def test_a_coordinator_sees_the_coding_read_only_and_cannot_code_an_event_on_its
     client.force_login(manager)
     assert 'name="meddra_term"' in client.get(url).content.decode()
 
-    response = post_coding(client, coordinator, ae)
+    history = ae.history.count()
 
-    assert response.status_code == 302  # the rest of the form saves; the coding field is not the coordinator's
+    response = post_coding(client, coordinator, ae)  # the field added to the page by hand
+
+    # Refused with the rule's words, not dropped without a word while the rest saves.
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.non_field_errors()
+    assert errors == [
+        "MedDRA lowest level term: Only a data manager of the patient's site can code an adverse event to MedDRA."
+    ]
     ae.refresh_from_db()
-    assert ae.meddra_term_id is None and ae.meddra_llt_code is None
+    assert ae.meddra_term_id is None and ae.meddra_llt_code is None and ae.history.count() == history
+    # Without the added field the coordinator's page saves as before.
+    client.force_login(coordinator)
+    form = client.get(url).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() not in (None, False)}
+    response = client.post(url, {**data, "expected": "on", "reason": "description added", "_save": "Save"})
+    assert response.status_code == 302
