@@ -224,6 +224,24 @@ def test_uncoded_events_are_on_the_data_managers_worklist_once_a_release_is_load
     assert worklist(user=outsider)["uncoded"] == []
 
 
+def test_the_coding_section_counts_every_uncoded_event_and_is_a_data_managers_only(client, clinical, release):
+    """The section shows its first rows and the true total, its link lists them all; a coordinator of the site,
+    who may not code, is not given the task."""
+    manager = make_user("meddra-dm-all", clinical.site, role=rc.Role.DATA_MANAGER)
+    coordinator = make_user("meddra-coord-all", clinical.site, role=rc.Role.COORDINATOR)
+    events = [an_event(clinical, term=f"Event {n}", onset_date=dt.date(2025, 5, 1 + n)) for n in range(3)]
+    first = worklist(user=manager, rows=2)
+    assert [a.pk for a in first["uncoded"]] == [e.pk for e in events[:2]] and first["totals"]["uncoded"] == 3
+    assert worklist(user=coordinator)["uncoded"] == [] and worklist(user=coordinator)["totals"]["uncoded"] == 0
+
+    client.force_login(manager)
+    response = client.get("/admin/followup/adverseevent/", {"to_code": "yes"})
+    assert [a.pk for a in response.context["cl"].result_list] == [e.pk for e in events]  # oldest onset first
+    client.force_login(coordinator)
+    response = client.get("/admin/followup/adverseevent/", {"to_code": "yes"})
+    assert list(response.context["cl"].result_list) == []
+
+
 # The admin: the coding field with its autocomplete ------------------------------------------------------
 
 
