@@ -21,6 +21,7 @@ from followup.admin_filters import (
     InfusionsFilter,
     OutcomeWordsFilter,
     OverdueFilter,
+    ToCodeFilter,
     VisitCodeFilter,
     VisitStateFilter,
     WorklistFilter,
@@ -526,6 +527,9 @@ class ComputedOutcomeAdmin(BigListAdminMixin, SiteScopedAdminMixin, admin.ModelA
 
 @admin.register(AdverseEvent)
 class AdverseEventAdmin(ScopedAdmin):
+    class Media:
+        css = {"all": ["followup/adverse_event.css"]}
+
     list_display = [
         "patient",
         "term",
@@ -539,11 +543,17 @@ class AdverseEventAdmin(ScopedAdmin):
         "initial_report_due",
         "report_clock",
     ]
-    list_filter = ["category", "grade", "relatedness", "expected", "patient__site", "meddra_soc"]
+    list_filter = ["category", "grade", "relatedness", "expected", "patient__site", "meddra_soc", ToCodeFilter]
     search_fields = ["patient__subject_code", "term", "meddra_llt", "meddra_pt"]
     list_select_related = ["patient__site"]
     autocomplete_fields = ["patient", "meddra_term"]
     readonly_fields = ["pre_treatment", "initial_report_due", "complete_report_due", "report_clock", "meddra_coding"]
+
+    def get_ordering(self, request):
+        # The events to code in full: as the worklist orders them, the oldest onset first.
+        if request.GET.get(ToCodeFilter.parameter_name) == "yes":
+            return ["onset_date", "pk"]
+        return super().get_ordering(request)
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
@@ -585,6 +595,8 @@ class AdverseEventAdmin(ScopedAdmin):
         return "; ".join(report_clock_text(c) for c in clock)
 
     def service_save(self, request, instance, cleaned_data, change):
+        if "meddra_term" not in cleaned_data:  # the field is read only for this user: was a coding sent anyway?
+            services.ae_check_posted_coding(ae=instance, posted=request.POST.get("meddra_term"), actor=request.user)
         return services.ae_save(ae=instance, actor=request.user, reason=cleaned_data.get("reason", ""))
 
 

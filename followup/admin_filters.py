@@ -166,6 +166,24 @@ class WorklistFilter(admin.SimpleListFilter):
         return chosen.filter(state=state)
 
 
+class ToCodeFilter(admin.SimpleListFilter):
+    """The adverse events the worklist asks the user to code to MedDRA (followup/selectors.py,
+    `adverse_events_to_code`): the whole list behind the first rows it shows, the oldest onset first."""
+
+    title = _("MedDRA coding")
+    parameter_name = "to_code"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Adverse events to code to MedDRA"))]
+
+    def queryset(self, request, queryset):
+        from followup.selectors import adverse_events_to_code
+
+        if self.value() != "yes":
+            return queryset
+        return adverse_events_to_code(queryset, user=request.user)
+
+
 class VisitCodeFilter(admin.SimpleListFilter):
     """The time points of the follow-up templates (a small table), rather than every visit's code
     (`SELECT DISTINCT` over the visits)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext
 
 from core.audit import audit_history
 from core.i18n import in_language
@@ -338,7 +339,11 @@ class AdverseEvent(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.patient.subject_code}: {self.term} (grade {self.grade})"
+        return gettext("%(subject)s: %(term)s (grade %(grade)s)") % {
+            "subject": self.patient.subject_code,
+            "term": self.term,
+            "grade": self.grade,
+        }
 
     @property
     def serious(self) -> bool:

@@ -34,22 +34,36 @@ def lot_lookback(*, lot: CellProduct, user=None, site_ids=None) -> QuerySet[Pati
     )
 
 
-UNCODED_SHOWN = 50  # the oldest uncoded adverse events the worklist lists
-
-
-def uncoded_adverse_events(*, user) -> list[AdverseEvent]:
-    """The oldest adverse events of the user's sites not yet coded to MedDRA, once the centre has loaded a
-    release (none before: nothing could be coded). One query either way."""
+def adverse_events_to_code(events, *, user):
+    """The events of `events` (scoped to the user's sites) not yet coded to MedDRA at the sites where `user` may
+    code them (a data manager's; every site for a superuser), once the centre has loaded a release (none before:
+    nothing could be coded). One filter, so that the worklist's section and the adverse events list's "to code"
+    filter select the same events; the rule is `ae_can_code`'s (followup/services/adverse_events.py)."""
     from django.db.models import Exists
 
     from followup.models import MedDRARelease
+    from registry.constants import Role
+    from registry.models import Membership
 
-    return list(
-        AdverseEvent.objects.for_user(user)
-        .filter(Exists(MedDRARelease.objects.all()), meddra_term__isnull=True)
+    events = events.filter(Exists(MedDRARelease.objects.all()), meddra_term__isnull=True)
+    if user.is_active and user.is_superuser:
+        return events
+    managed = Membership.objects.filter(user_id=user.pk, user__is_active=True, role=Role.DATA_MANAGER)
+    return events.filter(patient__site_id__in=managed.values("site_id"))
+
+
+def uncoded_adverse_events(*, user, rows: int) -> tuple[list[AdverseEvent], int]:
+    """The `rows` oldest adverse events the user is to code to MedDRA (`adverse_events_to_code`), and how many
+    there are. One query: the total is counted beside the rows."""
+    from django.db.models import Count, Window
+
+    first = list(
+        adverse_events_to_code(AdverseEvent.objects.for_user(user), user=user)
+        .annotate(total=Window(Count("pk")))
         .select_related("patient__site")
-        .order_by("onset_date", "pk")[:UNCODED_SHOWN]
+        .order_by("onset_date", "pk")[:rows]
     )
+    return first, (first[0].total if first else 0)
 
 
 WORKLIST_ROWS = 50  # the first rows each section of the worklist shows; its heading says how many there are
@@ -86,7 +100,7 @@ def worklist_visits(visits, *, sites, now, horizon_days: int):
 def worklist(*, user, now=None, horizon_days: int | None = None, rows: int | None = None) -> dict:
     """A coordinator's day: their sites' visits in progress (entered, not complete), due, overdue or coming
     within `horizon_days`, expedited reports due or late, safety signals to review and adverse events not
-    yet coded to MedDRA, with counts per site.
+    yet coded to MedDRA (a data manager's), with counts per site.
 
     Each section lists its first `rows` (WORKLIST_ROWS), the most urgent first; its total and the counts per
     site are counted in SQL. A fixed number of queries, and a fixed number of rows, whatever the data size.
@@ -152,7 +166,7 @@ def worklist(*, user, now=None, horizon_days: int | None = None, rows: int | Non
         .select_related("patient__site", "visit")
         .order_by("-severity", "created_at", "pk")
     )
-    uncoded = uncoded_adverse_events(user=user)
+    uncoded, uncoded_total = uncoded_adverse_events(user=user, rows=rows)
 
     per_site = [
         {
@@ -175,6 +189,7 @@ def worklist(*, user, now=None, horizon_days: int | None = None, rows: int | Non
         "reports": sum(report_totals.values()),
         "signals": finding_totals[0],
         "tasks": finding_totals[1],
+        "uncoded": uncoded_total,
     }
     return {
         "in_progress": [v for v in shown if v.state == VisitState.IN_PROGRESS],

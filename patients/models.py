@@ -6,7 +6,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from core.audit import audit_history
 from patients import constants as c
@@ -135,7 +135,10 @@ class TransplantEvent(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.patient.subject_code} infusion {self.infusion_number}"
+        return gettext("%(subject)s infusion %(number)s") % {
+            "subject": self.patient.subject_code,
+            "number": self.infusion_number,
+        }
 
 
 class ConcomitantMedication(TimeStampedModel):

@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, FieldDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.urls import reverse
@@ -103,12 +103,17 @@ class ServiceModelForm(PlainTextFormMixin, forms.ModelForm):
             if field is not None or key == NON_FIELD_ERRORS:
                 self.add_error(field, errors)
                 continue
-            # Name what the message is about, unless the message already does.
+            # Name what the message is about, unless the message already does: by the field's label, in the
+            # reader's language, when the key is a field of the model the form does not show.
             label = key.replace("_", " ")
+            try:
+                shown = str(self._meta.model._meta.get_field(key).verbose_name)
+            except (AttributeError, FieldDoesNotExist):
+                shown = label
             self.add_error(
                 None,
                 [
-                    message if message.startswith((f"{key}:", f"{label}:")) else f"{label}: {message}"
+                    message if message.startswith((f"{key}:", f"{label}:", f"{shown}:")) else f"{shown}: {message}"
                     for error in errors
                     for message in error.messages
                 ],
@@ -146,8 +151,42 @@ def is_data_manager(request) -> bool:
     return any(role == Role.DATA_MANAGER for _, role in request_memberships(request))
 
 
+class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
+    """A list filter on a related site, study, patient...: its choices narrowed to the user's sites, as the list
+    is (Django's offers every row of the related table: another hospital's name to a coordinator)."""
+
+    def field_choices(self, field, request, model_admin):
+        related = field.related_model._default_manager.all()
+        if not hasattr(related, "for_user"):
+            return super().field_choices(field, request, model_admin)
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        related = related.for_user(request.user)
+        return [(row.pk, str(row)) for row in (related.order_by(*ordering) if ordering else related)]
+
+    def has_output(self):
+        # With a single choice Django leaves the filter out, and a value asked for in the address with it (another
+        # site's id): shown when asked for, so that it still narrows the list.
+        return super().has_output() or bool(self.used_parameters)
+
+
+def scoped_list_filter(model, item):
+    """`item` of a list_filter, a filter on a relation given by its path made a `ScopedRelatedFieldListFilter`."""
+    from django.contrib.admin.utils import get_fields_from_path
+
+    if not isinstance(item, str):
+        return item
+    try:
+        field = get_fields_from_path(model, item)[-1]
+    except (FieldDoesNotExist, admin.utils.NotRelationField):
+        return item
+    if field.is_relation and (field.many_to_one or field.one_to_one):
+        return (item, ScopedRelatedFieldListFilter)
+    return item
+
+
 class SiteScopedAdminMixin:
-    """Lists, detail pages and foreign-key choices narrowed to the user's sites; permissions by membership."""
+    """Lists, detail pages, foreign-key choices and list filters narrowed to the user's sites; permissions by
+    membership."""
 
     superuser_writes_only = False  # reference data (sites, studies, memberships) is kept by superusers
 
@@ -156,6 +195,9 @@ class SiteScopedAdminMixin:
     def get_queryset(self, request):
         qs = super().get_queryset(request)
         return qs.for_user(request.user) if hasattr(qs, "for_user") else qs
+
+    def get_list_filter(self, request):
+        return [scoped_list_filter(self.model, item) for item in super().get_list_filter(request)]
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         qs = kwargs.get("queryset") or db_field.related_model._default_manager.all()

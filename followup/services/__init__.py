@@ -10,6 +10,7 @@
 
 from followup.services.adverse_events import (
     ae_can_code,
+    ae_check_posted_coding,
     ae_code_meddra,
     ae_due_dates,
     ae_flag_pre_treatment,
@@ -52,6 +53,7 @@ __all__ = [
     "outcomes_recompute",
     "outcomes_recompute_patients",
     "ae_can_code",
+    "ae_check_posted_coding",
     "ae_due_dates",
     "ae_flag_pre_treatment",
     "ae_save",

@@ -99,6 +99,17 @@ def _ensure_can_code(actor, site_id: int) -> None:
         )
 
 
+def ae_check_posted_coding(*, ae: AdverseEvent, posted: str | None, actor) -> None:
+    """A coding sent by a form that did not offer it (a page changed in the browser): refused as `ae_save` refuses
+    it, when it differs from the stored one and `actor` may not code, rather than dropped without a word while
+    the rest of the event saves. `posted`: the LLT's id as sent, "" for none, None when nothing was sent."""
+    if posted is None:
+        return
+    stored = AdverseEvent.objects.filter(pk=ae.pk).values_list("meddra_term_id", flat=True).first() if ae.pk else None
+    if posted.strip() != ("" if stored is None else str(stored)):
+        _ensure_can_code(actor, ae.patient.site_id)
+
+
 @transaction.atomic
 def ae_save(*, ae: AdverseEvent, actor=None, reason: str = "") -> AdverseEvent:
     """Record or update an adverse event; computes the reporting clock; grade 5 records the death."""

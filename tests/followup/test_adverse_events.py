@@ -407,3 +407,14 @@ def test_grade_5_on_the_sites_today_is_accepted_when_utc_is_still_on_the_day_bef
         )
         patient = clinical.refresh().patient
         assert (patient.status, patient.status_date) == (PatientStatus.DECEASED, died)
+
+
+def test_an_event_and_an_infusion_are_named_in_the_readers_language(clinical):
+    """Their names head the event's page, its history and the messages, and fill the infusion pick list."""
+    from django.utils import translation
+
+    ae = ae_record(patient=clinical.patient, **susar_fields())
+    code = clinical.patient.subject_code
+    assert (str(ae), str(clinical.transplant)) == (f"{code}: pneumonia (grade 3)", f"{code} infusion 1")
+    with translation.override("zh-hans"):
+        assert (str(ae), str(clinical.transplant)) == (f"{code}：pneumonia（3 级）", f"{code} 第 1 次输注")

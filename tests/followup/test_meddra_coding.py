@@ -224,6 +224,24 @@ def test_uncoded_events_are_on_the_data_managers_worklist_once_a_release_is_load
     assert worklist(user=outsider)["uncoded"] == []
 
 
+def test_the_coding_section_counts_every_uncoded_event_and_is_a_data_managers_only(client, clinical, release):
+    """The section shows its first rows and the true total, its link lists them all; a coordinator of the site,
+    who may not code, is not given the task."""
+    manager = make_user("meddra-dm-all", clinical.site, role=rc.Role.DATA_MANAGER)
+    coordinator = make_user("meddra-coord-all", clinical.site, role=rc.Role.COORDINATOR)
+    events = [an_event(clinical, term=f"Event {n}", onset_date=dt.date(2025, 5, 1 + n)) for n in range(3)]
+    first = worklist(user=manager, rows=2)
+    assert [a.pk for a in first["uncoded"]] == [e.pk for e in events[:2]] and first["totals"]["uncoded"] == 3
+    assert worklist(user=coordinator)["uncoded"] == [] and worklist(user=coordinator)["totals"]["uncoded"] == 0
+
+    client.force_login(manager)
+    response = client.get("/admin/followup/adverseevent/", {"to_code": "yes"})
+    assert [a.pk for a in response.context["cl"].result_list] == [e.pk for e in events]  # oldest onset first
+    client.force_login(coordinator)
+    response = client.get("/admin/followup/adverseevent/", {"to_code": "yes"})
+    assert list(response.context["cl"].result_list) == []
+
+
 # The admin: the coding field with its autocomplete ------------------------------------------------------
 
 
@@ -281,8 +299,21 @@ def test_a_coordinator_sees_the_coding_read_only_and_cannot_code_an_event_on_its
     client.force_login(manager)
     assert 'name="meddra_term"' in client.get(url).content.decode()
 
-    response = post_coding(client, coordinator, ae)
+    history = ae.history.count()
 
-    assert response.status_code == 302  # the rest of the form saves; the coding field is not the coordinator's
+    response = post_coding(client, coordinator, ae)  # the field added to the page by hand
+
+    # Refused with the rule's words, not dropped without a word while the rest saves.
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.non_field_errors()
+    assert errors == [
+        "MedDRA lowest level term: Only a data manager of the patient's site can code an adverse event to MedDRA."
+    ]
     ae.refresh_from_db()
-    assert ae.meddra_term_id is None and ae.meddra_llt_code is None
+    assert ae.meddra_term_id is None and ae.meddra_llt_code is None and ae.history.count() == history
+    # Without the added field the coordinator's page saves as before.
+    client.force_login(coordinator)
+    form = client.get(url).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() not in (None, False)}
+    response = client.post(url, {**data, "expected": "on", "reason": "description added", "_save": "Save"})
+    assert response.status_code == 302

@@ -119,3 +119,21 @@ def test_monitor_reads_own_site_but_cannot_write_it(world, monitor_a):
 def test_writing_roles_keep_their_site_when_writing(world, coordinator_a, second_user_a):
     for user in (coordinator_a, second_user_a):
         assert list(Patient.objects.for_user(user, write=True)) == [world["patient_a"]]
+
+
+@pytest.mark.parametrize("url", ["/admin/followup/visit/", "/admin/followup/adverseevent/", "/admin/patients/patient/"])
+def test_the_site_and_study_filters_of_a_list_offer_the_users_own_only(client, world, site_a, site_b, url):
+    """Another hospital's name is not offered to a coordinator in the filters beside a list of their sites' rows
+    (with one site and one study to choose from, Django shows no such filter at all)."""
+    from tests.factories import make_user
+
+    client.force_login(make_user("filters.coordinator", site_a))
+    response = client.get(url)
+    assert response.status_code == 200
+    offered = [
+        choice["display"]
+        for spec in response.context["cl"].filter_specs
+        for choice in spec.choices(response.context["cl"])
+    ]
+    assert str(site_b) not in offered and str(world["study_b_only"]) not in offered, offered
+    assert response.content.decode().count(site_b.name) == 0
