@@ -21,6 +21,7 @@ from followup.admin_filters import (
     InfusionsFilter,
     OutcomeWordsFilter,
     OverdueFilter,
+    ReportPendingFilter,
     ToCodeFilter,
     VisitCodeFilter,
     VisitStateFilter,
@@ -42,7 +43,7 @@ from followup.constants import (
 )
 from followup.history import visit_history
 from followup.models import AdverseEvent, ComputedOutcome, LotLookback, MedDRATerm, Result, SafetySignal, Visit
-from followup.selectors import lot_lookback, next_overdue_visit
+from followup.selectors import lot_lookback, next_overdue_visit, next_report_due
 from patients.admin import PatientAdmin
 from patients.models import ConcomitantMedication, Patient
 from patients.services import day_zero
@@ -544,6 +545,7 @@ class AdverseEventAdmin(ScopedAdmin):
         "report_clock",
     ]
     list_filter = ["category", "grade", "relatedness", "expected", "patient__site", "meddra_soc", ToCodeFilter]
+    list_filter += [ReportPendingFilter]
     search_fields = ["patient__subject_code", "term", "meddra_llt", "meddra_pt"]
     list_select_related = ["patient__site"]
     autocomplete_fields = ["patient", "meddra_term"]
@@ -553,6 +555,8 @@ class AdverseEventAdmin(ScopedAdmin):
         # The events to code in full: as the worklist orders them, the oldest onset first.
         if request.GET.get(ToCodeFilter.parameter_name) == "yes":
             return ["onset_date", "pk"]
+        if request.GET.get(ReportPendingFilter.parameter_name) == "yes":  # as the worklist: the earliest due first
+            return [next_report_due().asc(), "pk"]
         return super().get_ordering(request)
 
     def get_readonly_fields(self, request, obj=None):

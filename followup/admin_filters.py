@@ -184,6 +184,22 @@ class ToCodeFilter(admin.SimpleListFilter):
         return adverse_events_to_code(queryset, user=request.user)
 
 
+class ReportPendingFilter(admin.SimpleListFilter):
+    """The adverse events whose expedited reports the worklist lists (followup/selectors.py,
+    `adverse_events_report_pending`): the whole list behind its first rows, the earliest due first."""
+
+    title = _("expedited report")
+    parameter_name = "report_pending"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Expedited report pending"))]
+
+    def queryset(self, request, queryset):
+        from followup.selectors import adverse_events_report_pending
+
+        return adverse_events_report_pending(queryset) if self.value() == "yes" else queryset
+
+
 class VisitCodeFilter(admin.SimpleListFilter):
     """The time points of the follow-up templates (a small table), rather than every visit's code
     (`SELECT DISTINCT` over the visits)."""

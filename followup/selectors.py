@@ -207,17 +207,12 @@ def worklist(*, user, now=None, horizon_days: int | None = None, rows: int | Non
     }
 
 
-def _pending_reports(*, site_ids: list[int], now, rows: int) -> tuple[list[dict], dict[int, int]]:
-    """The first `rows` expedited reports not yet submitted of the sites `site_ids` (the user's), by due date (as
-    `ae_report_clock` words them), and the number of them per site. Three queries: the counts, the first
-    initial reports and the first complete reports."""
-    from django.db.models import Count, Q
+def _pending_report_conditions() -> dict:
+    """An initial and a complete expedited report not yet submitted whose due date is set (ae_report_clock's
+    rule), as conditions on adverse events."""
+    from django.db.models import Q
 
-    from followup.models import AdverseEvent
-    from followup.services import ae_report_clock
-
-    events = AdverseEvent.objects.for_sites(site_ids)
-    pending = {
+    return {
         "initial": Q(initial_report_due__isnull=False, initial_report_submitted_on__isnull=True),
         "complete": Q(
             initial_report_due__isnull=False,
@@ -225,6 +220,36 @@ def _pending_reports(*, site_ids: list[int], now, rows: int) -> tuple[list[dict]
             complete_report_submitted_on__isnull=True,
         ),
     }
+
+
+def next_report_due():
+    """The due date of an adverse event's next expedited report: the initial report's until it is submitted (it is
+    due first), then the complete report's."""
+    from django.db.models import Case, F, When
+
+    return Case(
+        When(initial_report_submitted_on__isnull=True, then=F("initial_report_due")), default=F("complete_report_due")
+    )
+
+
+def adverse_events_report_pending(queryset):
+    """The adverse events of `queryset` with an expedited report not yet submitted: the whole list behind the
+    worklist's first reports."""
+    pending = _pending_report_conditions()
+    return queryset.filter(pending["initial"] | pending["complete"])
+
+
+def _pending_reports(*, site_ids: list[int], now, rows: int) -> tuple[list[dict], dict[int, int]]:
+    """The first `rows` expedited reports not yet submitted of the sites `site_ids` (the user's), by due date (as
+    `ae_report_clock` words them), and the number of them per site. Three queries: the counts, the first
+    initial reports and the first complete reports."""
+    from django.db.models import Count
+
+    from followup.models import AdverseEvent
+    from followup.services import ae_report_clock
+
+    events = AdverseEvent.objects.for_sites(site_ids)
+    pending = _pending_report_conditions()
     totals = {}
     for row in (
         events.filter(pending["initial"] | pending["complete"])

@@ -154,3 +154,34 @@ def test_the_days_and_the_dashboard_read_in_chinese(client, world):
     assert page.headings["quality"] == "您所在中心的数据质量"
     for english in ("days late", "days left", "Today at", "under 7 days", "over 30 days"):
         assert english not in text, english
+
+
+def test_the_expedited_reports_section_links_to_every_event_with_a_report_pending(client, world, monkeypatch):
+    from followup import selectors
+    from followup.models import AdverseEvent
+
+    monkeypatch.setattr(selectors, "WORKLIST_ROWS", 1)
+    client.force_login(world.coord_a)
+    html, page = home(client)
+    text = " ".join(page.text.split())
+    # Three reports of two events at the coordinator's sites: WL-A-002's initial and complete, WL-A2-001's.
+    assert "Expedited safety reports (3)" in text
+    assert "The first 1 of 3." in text
+    link = "/admin/followup/adverseevent/?report_pending=yes"
+    assert f'href="{link}"' in html
+    response = client.get(link)
+    assert response.status_code == 200
+    listed = [ae.patient.subject_code for ae in response.context["cl"].result_list]
+    pending = AdverseEvent.objects.filter(
+        patient__site__in=[world.site_a, world.site_a2], initial_report_due__isnull=False
+    )
+    assert sorted(listed) == sorted(ae.patient.subject_code for ae in pending) == ["WL-A-002", "WL-A2-001"]
+    # Most urgent first: the report due on 08-25 (7 days late) before the one due on 09-04.
+    assert listed == ["WL-A2-001", "WL-A-002"]
+    # Once its reports are submitted, an event leaves the list.
+    late = pending.get(patient__subject_code="WL-A2-001")
+    AdverseEvent.objects.filter(pk=late.pk).update(
+        initial_report_submitted_on=dt.date(2026, 8, 30), complete_report_submitted_on=dt.date(2026, 8, 31)
+    )
+    listed = [ae.patient.subject_code for ae in client.get(link).context["cl"].result_list]
+    assert listed == ["WL-A-002"]
