@@ -15,10 +15,11 @@ from celery import signals
 from django.core.cache import cache
 from django.utils import timezone
 
+from core.liveness import WORKER_KEY
+
 logger = logging.getLogger(__name__)
 
 BEAT_KEY = "registry:heartbeat:beat"
-WORKER_KEY = "registry:heartbeat:worker"
 RUNS_KEY = "registry:last-run:{task}"
 KEEP = 7 * 24 * 3600  # seconds an entry is kept: long enough to say "stale", not forever
 WORKER_EVERY = 30.0  # seconds between two worker heartbeats written by one process

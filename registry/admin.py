@@ -231,6 +231,13 @@ def _key_managed_sites(user):
     return Site.objects.filter(memberships__user=user, memberships__role=Role.DATA_MANAGER).distinct()
 
 
+class ManagedSiteFilter(admin.RelatedFieldListFilter):
+    """The partner keys' site filter: the sites whose keys the user manages, not every site of the registry."""
+
+    def field_choices(self, field, request, model_admin):
+        return [(site.pk, str(site)) for site in _key_managed_sites(request.user).order_by("code")]
+
+
 class ApiKeyIssueForm(PlainTextFormMixin, forms.ModelForm):
     class Meta:
         model = ApiKey
@@ -251,7 +258,7 @@ class ApiKeyAdmin(SimpleHistoryAdmin):
 
     form = ApiKeyIssueForm
     list_display = ["prefix", "name", "site", "scope", "can_write_lots", "expires_at", "revoked_at", "last_used_at"]
-    list_filter = ["scope", "site"]
+    list_filter = ["scope", ("site", ManagedSiteFilter)]
     search_fields = ["prefix", "name"]
     actions = ["revoke"]
 

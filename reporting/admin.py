@@ -242,9 +242,12 @@ class CohortReportAdmin(StudyPageAdmin):
         except ValidationError as exc:
             return study, sites, CohortFilter(), exc.message_dict
 
-    def _status_url(self, request, study) -> str:
+    def _status_url(self, request, study, page=None) -> str:
         params = request.GET.copy()
         params.pop("format", None)
+        params.pop("since", None)
+        if page is not None and page.since:
+            params["since"] = f"{page.since:.3f}"  # when the page was drawn: a report taken later is the one it awaits
         url = reverse(f"{self.admin_site.name}:reporting_cohortreport_status", args=[study.pk])
         return f"{url}?{params.urlencode()}" if params else url
 
@@ -256,7 +259,11 @@ class CohortReportAdmin(StudyPageAdmin):
             raise Http404("No such study.") from None
         if errors:
             raise Http404("No such report.")
-        return JsonResponse({"state": report_page.report_status(study=study, sites=sites, flt=flt)})
+        try:
+            since = float(request.GET["since"]) if "since" in request.GET else None
+        except ValueError:
+            raise Http404("No such report.") from None
+        return JsonResponse({"state": report_page.report_status(study=study, sites=sites, flt=flt, since=since)})
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         study, sites, flt, errors = self._question(request, object_id)
@@ -271,7 +278,11 @@ class CohortReportAdmin(StudyPageAdmin):
                 response["Content-Disposition"] = f'attachment; filename="cohort-report-{study.code}.csv"'
                 return response
             if request.GET["format"] == "json":
-                body = {"state": page.state, "detail": page.message, "status_url": self._status_url(request, study)}
+                body = {
+                    "state": page.state,
+                    "detail": page.message,
+                    "status_url": self._status_url(request, study, page),
+                }
                 return JsonResponse(body, status=202 if page.polls else 503)
         elif not errors:
             page = report_page.report_page(study=study, sites=sites, flt=flt)
@@ -285,7 +296,7 @@ class CohortReportAdmin(StudyPageAdmin):
             "cell_sources": TissueSource.choices,
             "compare_choices": list(COMPARISON_LABELS.items()),
             "page": page,
-            "status_url": self._status_url(request, study),
+            "status_url": self._status_url(request, study, page),
         }
         # A download not ready yet answers 202 (503 when it cannot be computed now), with the page's message.
         status = (202 if page.polls else 503) if download else 200

@@ -8,9 +8,14 @@ docs/performance.md): the request claims the computation with a marker in the ca
 of loads queues one task), queues `reporting.tasks.render_cohort_report` by name (the web process does not
 register worker tasks; reporting/exports/jobs.py `_queue` does the same) and the page says the report is being
 computed and polls `report_status`. A report of the same question over older data, if the cache holds one, is
-shown meanwhile with the time its figures were taken; never silently. The marker expires after
-REPORT_COMPUTE_SECONDS, so a task the broker lost is queued again by a later load; a computation that failed
-leaves a "failed" marker for FAILED_SECONDS, so the page says so instead of queueing it again at every load.
+shown meanwhile with the time its figures were taken; never silently. The marker is the question's, whatever
+the data version, so one question is computed by one task at a time; it expires after REPORT_COMPUTE_SECONDS,
+so a task the broker lost is queued again by a later load; a computation that failed leaves a "failed" marker
+for FAILED_SECONDS, so the page says so instead of queueing it again at every load. A question whose report
+was taken less than REPORT_REFRESH_SECONDS ago is not computed again: on a registry whose data change every
+minute, the page shows that report, says when its figures were taken and when newer ones may be asked for
+(RECENT), instead of keeping a worker computing it. A worker whose heartbeat (config/heartbeats.py) is older
+than WORKER_STALE_SECONDS (core/liveness.py) is said to be unreachable, and nothing is queued for it.
 
 The sites are resolved in the request; the worker renders for exactly the site ids it is given. The status
 view computes its key from the requesting user's own sites and study, never from the client.
@@ -22,7 +27,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from celery import current_app
 from django.conf import settings
@@ -41,6 +46,8 @@ RENDER_REPORT_TASK = "reporting.tasks.render_cohort_report"
 FAILED_SECONDS = 300
 
 READY, COMPUTING, UNREACHABLE, FAILED, MISSING = "ready", "computing", "unreachable", "failed", "missing"
+RECENT = "recent"  # a report of older data taken less than REPORT_REFRESH_SECONDS ago: shown, not computed again
+WORKER_STALE_SECONDS = 180  # a worker writes its heartbeat every 30 s (config/heartbeats.py)
 
 
 @dataclass(frozen=True)
@@ -56,9 +63,17 @@ class ReportQuestion:
     standalone: bool = False
 
     @classmethod
-    def of(cls, *, study: Study, site_ids, flt: CohortFilter, standalone: bool = False) -> ReportQuestion:
+    def of(cls, *, study: Study, sites, flt: CohortFilter, standalone: bool = False) -> ReportQuestion:
+        """The question for the user's `sites`. The filter's site codes are kept only where they name one of
+        them, once each, in order (another site's code, or the same code twice, asks nothing new); a filter
+        that names none of them asks for no site."""
         language = translation.get_language() or settings.LANGUAGE_CODE
         zone = timezone.get_current_timezone_name()
+        site_ids = [site.pk for site in sites]
+        if flt.site_codes:
+            asked = set(flt.site_codes)
+            site_ids = [site.pk for site in sites if site.code in asked]
+            flt = replace(flt, site_codes=sorted(asked & {site.code for site in sites}))
         return cls(study.pk, tuple(sorted(site_ids)), flt.describe(), language, zone, standalone)
 
     def _digest(self, *extra) -> str:
@@ -70,8 +85,9 @@ class ReportQuestion:
         """The cached report of this question over the data of `version`, computed on `day`."""
         return "cohort-report:" + self._digest(day, version)
 
-    def marker_key(self, *, day: str, version: str) -> str:
-        return "cohort-report-computing:" + self._digest(day, version)
+    def marker_key(self) -> str:
+        """The claim on computing this question, whatever the data version: one task at a time."""
+        return "cohort-report-computing:" + self._digest()
 
     def latest_key(self) -> str:
         """Where the key of the newest report of this question (any day, any data version) is kept."""
@@ -93,6 +109,8 @@ class ReportPage:
     report: dict | None = None
     taken_at: dt.datetime | None = None  # set only when the report shown is of older data
     message: str = ""
+
+    since: float = 0.0  # when the page was drawn (epoch seconds): the status answers "ready" for a newer report
 
     @property
     def polls(self) -> bool:
@@ -125,6 +143,8 @@ def _store(question: ReportQuestion, *, day: str, version: str, html: str, repor
     latest = cache.get(question.latest_key())
     if latest is None or latest["taken_at"] <= taken_at:
         cache.set(question.latest_key(), {"key": key, "taken_at": taken_at}, rendering.REPORT_CACHE_SECONDS)
+        if latest is not None and latest["key"] != key:
+            cache.delete(latest["key"])  # the report it replaces: one report of older data per question is kept
 
 
 def _older(question: ReportQuestion, current_key: str) -> dict | None:
@@ -135,9 +155,28 @@ def _older(question: ReportQuestion, current_key: str) -> dict | None:
     return _cache().get(latest["key"])
 
 
+def _worker_stale() -> bool:
+    """Whether the workers' last heartbeat is older than WORKER_STALE_SECONDS (none recorded yet: not stale, as
+    on a system just started)."""
+    from core.liveness import worker_silent_for
+
+    return worker_silent_for(WORKER_STALE_SECONDS)
+
+
+def _recent(question: ReportQuestion) -> bool:
+    latest = _cache().get(question.latest_key())
+    age = (timezone.now() - latest["taken_at"]).total_seconds() if latest else None
+    return age is not None and age < settings.REPORT_REFRESH_SECONDS
+
+
 def _claim_and_queue(question: ReportQuestion, *, day: str, version: str) -> str:
-    """Queue the computation unless someone has: COMPUTING, FAILED (a recent attempt failed) or UNREACHABLE."""
-    cache, marker = _cache(), question.marker_key(day=day, version=version)
+    """Queue the computation unless someone has: COMPUTING, FAILED (a recent attempt failed), RECENT (its report
+    was taken a short while ago) or UNREACHABLE (the broker refused the task, or no worker is alive)."""
+    if _recent(question):
+        return RECENT
+    if _worker_stale():
+        return UNREACHABLE
+    cache, marker = _cache(), question.marker_key()
     if not cache.add(marker, COMPUTING, timeout=settings.REPORT_COMPUTE_SECONDS):
         return FAILED if cache.get(marker) == FAILED else COMPUTING
     payload = {
@@ -164,6 +203,17 @@ def _message(state: str, *, sites: str, taken_at: dt.datetime | None) -> str:
         local = timezone.localtime(taken_at)  # in the zone of the user's sites, as the report's own times
         taken = {"date": local.date().isoformat(), "time": f"{local:%H:%M}", "zone": local.tzname()}
         intro = gettext("The figures below were taken on %(date)s at %(time)s %(zone)s.") % taken
+        if state == RECENT:
+            after = timezone.localtime(taken_at + dt.timedelta(seconds=settings.REPORT_REFRESH_SECONDS))
+            return (
+                intro
+                + " "
+                + gettext(
+                    "The registry has changed since. A report is computed again at most every %(minutes)s "
+                    "minutes: reload this page after %(time)s for newer figures."
+                )
+                % {"minutes": settings.REPORT_REFRESH_SECONDS // 60, "time": f"{after:%H:%M}"}
+            )
         rest = {
             COMPUTING: gettext("Newer data are being computed; this page will update itself when they are ready."),
             UNREACHABLE: gettext("Newer data exist, but the background worker cannot be reached to compute them."),
@@ -186,17 +236,15 @@ def _message(state: str, *, sites: str, taken_at: dt.datetime | None) -> str:
     }[state] % {"sites": sites}
 
 
-def _site_codes(sites, flt: CohortFilter) -> str:
-    codes = [site.code for site in sites]
-    if flt.site_codes:
-        codes = [code for code in codes if code in flt.site_codes]
-    return ", ".join(codes) or "—"
+def _site_codes(sites, question: ReportQuestion) -> str:
+    return ", ".join(site.code for site in sites if site.pk in question.site_ids) or "—"
 
 
 def report_page(*, study: Study, sites, flt: CohortFilter, standalone: bool = False) -> ReportPage:
     """The cohort report page of `sites` (the user's, resolved by the caller): from the cache, computed here for
     a small cohort, or queued for a worker, with a report of older data meanwhile if there is one."""
-    question = ReportQuestion.of(study=study, site_ids=[s.pk for s in sites], flt=flt, standalone=standalone)
+    question = ReportQuestion.of(study=study, sites=sites, flt=flt, standalone=standalone)
+    flt = question.cohort_filter()
     day, version = _now_key()
     key = question.key(day=day, version=version)
     entry = _cache().get(key)
@@ -207,17 +255,23 @@ def report_page(*, study: Study, sites, flt: CohortFilter, standalone: bool = Fa
         html = rendering.render_html(study=study, site_ids=list(question.site_ids), flt=flt, standalone=standalone)
         _store(question, day=day, version=version, html=html, report=None, taken_at=taken_at)
         return ReportPage(READY, html=html)
+    since = timezone.now().timestamp()
     state = _claim_and_queue(question, day=day, version=version)
     older = _older(question, key)
     taken_at = older["taken_at"] if older else None
-    message = _message(state, sites=_site_codes(sites, flt), taken_at=taken_at)
-    return ReportPage(state, html=older["html"] if older else "", taken_at=taken_at, message=message)
+    if state == RECENT and older is None:  # the recent report has left the cache: compute it again
+        _cache().delete(question.latest_key())
+        state = _claim_and_queue(question, day=day, version=version)
+    message = _message(state, sites=_site_codes(sites, question), taken_at=taken_at)
+    html = older["html"] if older else ""
+    return ReportPage(state, html=html, taken_at=taken_at, message=message, since=since)
 
 
 def report_download(*, study: Study, sites, flt: CohortFilter) -> ReportPage:
     """The report for `?format=json|csv`: computed here for a small cohort (as the page is), otherwise the
     worker's report of the current data, or a page without a report saying it is being computed."""
-    question = ReportQuestion.of(study=study, site_ids=[s.pk for s in sites], flt=flt)
+    question = ReportQuestion.of(study=study, sites=sites, flt=flt)
+    flt = question.cohort_filter()
     if _inline(question):
         return ReportPage(READY, report=cohort_report(study=study, site_ids=list(question.site_ids), flt=flt))
     day, version = _now_key()
@@ -225,18 +279,25 @@ def report_download(*, study: Study, sites, flt: CohortFilter) -> ReportPage:
     if entry is not None and entry["report"] is not None:
         return ReportPage(READY, report=entry["report"])
     state = _claim_and_queue(question, day=day, version=version)
-    return ReportPage(state, message=_message(state, sites=_site_codes(sites, flt), taken_at=None))
+    if state == RECENT:  # a download is always of the current data: it is computed, whenever it was last
+        _cache().delete(question.latest_key())
+        state = _claim_and_queue(question, day=day, version=version)
+    return ReportPage(state, message=_message(state, sites=_site_codes(sites, question), taken_at=None))
 
 
-def report_status(*, study: Study, sites, flt: CohortFilter) -> str:
+def report_status(*, study: Study, sites, flt: CohortFilter, since: float | None = None) -> str:
     """READY, COMPUTING, FAILED or MISSING (nobody computes it: the page, loaded again, queues it) for the
-    report of the current data that these sites' page shows."""
-    question = ReportQuestion.of(study=study, site_ids=[s.pk for s in sites], flt=flt)
+    report these sites' page waits for: of the current data, or (`since`, when the page was drawn) any report
+    of the question taken after the page was drawn, so that data changed meanwhile do not send it round."""
+    question = ReportQuestion.of(study=study, sites=sites, flt=flt)
     day, version = _now_key()
     cache = _cache()
     if cache.get(question.key(day=day, version=version)) is not None:
         return READY
-    marker = cache.get(question.marker_key(day=day, version=version))
+    latest = cache.get(question.latest_key())
+    if since is not None and latest is not None and latest["taken_at"].timestamp() >= since:
+        return READY
+    marker = cache.get(question.marker_key())
     return MISSING if marker is None else (FAILED if marker == FAILED else COMPUTING)
 
 
@@ -247,7 +308,7 @@ def report_compute(
     and report) under the key the request computed. The figures are taken now, from data at least as new as
     `version`."""
     question = ReportQuestion(study_id, tuple(sorted(site_ids)), filter, language, time_zone, standalone)
-    marker = question.marker_key(day=day, version=version)
+    marker = question.marker_key()
     taken_at = timezone.now()
     try:
         study = Study.objects.get(pk=study_id)

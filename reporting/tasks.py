@@ -16,7 +16,9 @@ def resume_exports() -> int:
     return len(exports.export_jobs_resume())
 
 
-@shared_task(acks_late=True)
+# Acknowledged when received: a worker killed while computing (out of memory) does not get the same task back
+# at every restart; the page's claim expires (REPORT_COMPUTE_SECONDS) and a later load queues it again.
+@shared_task(acks_late=False)
 def render_cohort_report(**question) -> None:
     """Render and keep a cohort report the report page asked for (reporting/report_page.py)."""
     report_page.report_compute(**question)

@@ -291,3 +291,6 @@ EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(VAR_DIR / "exports")))
 # the computation lasts REPORT_COMPUTE_SECONDS: a task lost by the broker or a dead worker is queued again after.
 REPORT_INLINE_MAX_PATIENTS = env.int("REPORT_INLINE_MAX_PATIENTS", default=2000)
 REPORT_COMPUTE_SECONDS = env.int("REPORT_COMPUTE_SECONDS", default=600)
+# A report taken less than this long ago is shown, saying when, rather than computed again for newer data: a
+# registry whose data change every minute does not keep a worker computing the same report.
+REPORT_REFRESH_SECONDS = env.int("REPORT_REFRESH_SECONDS", default=900)

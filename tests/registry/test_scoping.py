@@ -137,3 +137,18 @@ def test_the_site_and_study_filters_of_a_list_offer_the_users_own_only(client, w
     ]
     assert str(site_b) not in offered and str(world["study_b_only"]) not in offered, offered
     assert response.content.decode().count(site_b.name) == 0
+
+
+def test_the_api_key_lists_site_filter_offers_only_the_managers_sites(client):
+    from registry.constants import Role
+    from registry.services import membership_grant
+    from tests.factories import make_site, make_user
+
+    mine, mine_too = make_site(code="KEYMINE", name="Mine hospital"), make_site(code="KEYMINE2")
+    make_site(code="KEYOTHER", name="Other hospital of another city")
+    manager = make_user("keys.manager", mine, role=Role.DATA_MANAGER)
+    membership_grant(user=manager, site=mine_too, role=Role.DATA_MANAGER)
+    client.force_login(manager)
+    html = client.get("/admin/registry/apikey/").content.decode()
+    assert "KEYMINE" in html and "KEYMINE2" in html  # the filter, offering the sites whose keys the user manages
+    assert "Other hospital" not in html and "KEYOTHER" not in html

@@ -10,6 +10,8 @@
     fetch(element.dataset.statusUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (!response.ok) throw new Error(response.status);
+        // Not JSON: the session ended and the sign-in page answered; reloading shows it.
+        if (!(response.headers.get("Content-Type") || "").includes("application/json")) return { state: "signed-out" };
         return response.json();
       })
       .then(function (status) {
