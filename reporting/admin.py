@@ -263,14 +263,20 @@ class CohortReportAdmin(StudyPageAdmin):
             since = float(request.GET["since"]) if "since" in request.GET else None
         except ValueError:
             raise Http404("No such report.") from None
-        return JsonResponse({"state": report_page.report_status(study=study, sites=sites, flt=flt, since=since)})
+        return JsonResponse(
+            {
+                "state": report_page.report_status(
+                    study=study, sites=sites, flt=flt, since=since, requester=request.user.pk
+                )
+            }
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         study, sites, flt, errors = self._question(request, object_id)
         download = request.GET.get("format") in ("json", "csv") and not errors
         page = None
         if download:
-            page = report_page.report_download(study=study, sites=sites, flt=flt)
+            page = report_page.report_download(study=study, sites=sites, flt=flt, requester=request.user.pk)
             if page.report is not None and request.GET["format"] == "json":
                 return JsonResponse(page.report, json_dumps_params={"indent": 1})
             if page.report is not None:
@@ -285,7 +291,7 @@ class CohortReportAdmin(StudyPageAdmin):
                 }
                 return JsonResponse(body, status=202 if page.polls else 503)
         elif not errors:
-            page = report_page.report_page(study=study, sites=sites, flt=flt)
+            page = report_page.report_page(study=study, sites=sites, flt=flt, requester=request.user.pk)
         context = {
             **self.admin_site.each_context(request),
             "title": gettext("Cohort report: %(code)s") % {"code": study.code},

@@ -15,7 +15,9 @@ for FAILED_SECONDS, so the page says so instead of queueing it again at every lo
 was taken less than REPORT_REFRESH_SECONDS ago is not computed again: on a registry whose data change every
 minute, the page shows that report, says when its figures were taken and when newer ones may be asked for
 (RECENT), instead of keeping a worker computing it. A worker whose heartbeat (config/heartbeats.py) is older
-than WORKER_STALE_SECONDS (core/liveness.py) is said to be unreachable, and nothing is queued for it.
+than WORKER_STALE_SECONDS (core/liveness.py) is said to be unreachable, and nothing is queued for it. One user
+has at most USER_COMPUTATIONS computations queued at once (a slot in the cache each, given back by the worker
+or expiring with the claim): asking question after question (dates varied in the address) waits (BUSY).
 
 The sites are resolved in the request; the worker renders for exactly the site ids it is given. The status
 view computes its key from the requesting user's own sites and study, never from the client.
@@ -47,6 +49,8 @@ FAILED_SECONDS = 300
 
 READY, COMPUTING, UNREACHABLE, FAILED, MISSING = "ready", "computing", "unreachable", "failed", "missing"
 RECENT = "recent"  # a report of older data taken less than REPORT_REFRESH_SECONDS ago: shown, not computed again
+BUSY = "busy"  # the user's own computations fill their slots: this one is asked for once one of them is done
+USER_COMPUTATIONS = 2  # computations one user may have queued at once (each a minute or more at 100,000 patients)
 WORKER_STALE_SECONDS = 180  # a worker writes its heartbeat every 30 s (config/heartbeats.py)
 
 
@@ -114,7 +118,7 @@ class ReportPage:
 
     @property
     def polls(self) -> bool:
-        return self.state == COMPUTING
+        return self.state in (COMPUTING, BUSY)
 
 
 def _cache():
@@ -169,15 +173,43 @@ def _recent(question: ReportQuestion) -> bool:
     return age is not None and age < settings.REPORT_REFRESH_SECONDS
 
 
-def _claim_and_queue(question: ReportQuestion, *, day: str, version: str) -> str:
+def _slot_keys(requester) -> list[str]:
+    return [f"cohort-report-user:{requester}:{number}" for number in range(USER_COMPUTATIONS)]
+
+
+def _claim_slot(requester) -> str | None | bool:
+    """One of `requester`'s slots, claimed: its key; None when nobody asks (a command); False when all are taken."""
+    if requester is None:
+        return None
+    for slot in _slot_keys(requester):
+        if _cache().add(slot, 1, timeout=settings.REPORT_COMPUTE_SECONDS):
+            return slot
+    return False
+
+
+def _user_busy(requester) -> bool:
+    """Whether every one of `requester`'s slots is taken."""
+    return requester is not None and len(_cache().get_many(_slot_keys(requester))) == USER_COMPUTATIONS
+
+
+def _claim_and_queue(question: ReportQuestion, *, day: str, version: str, requester=None) -> str:
     """Queue the computation unless someone has: COMPUTING, FAILED (a recent attempt failed), RECENT (its report
-    was taken a short while ago) or UNREACHABLE (the broker refused the task, or no worker is alive)."""
+    was taken a short while ago), UNREACHABLE (the broker refused the task, or no worker is alive) or BUSY
+    (`requester`, the user's id, has USER_COMPUTATIONS computations queued already)."""
     if _recent(question):
         return RECENT
     if _worker_stale():
         return UNREACHABLE
     cache, marker = _cache(), question.marker_key()
+    held = cache.get(marker)
+    if held is not None:
+        return FAILED if held == FAILED else COMPUTING
+    slot = _claim_slot(requester)
+    if slot is False:
+        return BUSY
     if not cache.add(marker, COMPUTING, timeout=settings.REPORT_COMPUTE_SECONDS):
+        if slot:
+            cache.delete(slot)
         return FAILED if cache.get(marker) == FAILED else COMPUTING
     payload = {
         "study_id": question.study_id,
@@ -188,11 +220,12 @@ def _claim_and_queue(question: ReportQuestion, *, day: str, version: str) -> str
         "standalone": question.standalone,
         "day": day,
         "version": version,
+        "slot": slot,
     }
     try:
         current_app.send_task(RENDER_REPORT_TASK, kwargs=payload)
     except Exception:  # the broker cannot be reached: give the claim back, so a later load tries again
-        cache.delete(marker)
+        cache.delete_many([marker, *([slot] if slot else [])])
         logger.warning("The cohort report of study %s could not be queued", question.study_id, exc_info=True)
         return UNREACHABLE
     return COMPUTING
@@ -218,6 +251,9 @@ def _message(state: str, *, sites: str, taken_at: dt.datetime | None) -> str:
             COMPUTING: gettext("Newer data are being computed; this page will update itself when they are ready."),
             UNREACHABLE: gettext("Newer data exist, but the background worker cannot be reached to compute them."),
             FAILED: gettext("The report of newer data could not be computed; reload this page in a few minutes."),
+            BUSY: gettext(
+                "Newer data will be computed once a report you asked for is ready; this page will update itself."
+            ),
         }[state]
         return f"{intro} {rest}"
     return {
@@ -233,6 +269,10 @@ def _message(state: str, *, sites: str, taken_at: dt.datetime | None) -> str:
             "The cohort report of your sites (%(sites)s) could not be computed. Reload this page in a few minutes "
             "to try again."
         ),
+        BUSY: gettext(
+            "Other cohort reports you asked for are being computed; the report of your sites (%(sites)s) will be "
+            "computed once one of them is ready. This page will update itself."
+        ),
     }[state] % {"sites": sites}
 
 
@@ -240,7 +280,7 @@ def _site_codes(sites, question: ReportQuestion) -> str:
     return ", ".join(site.code for site in sites if site.pk in question.site_ids) or "—"
 
 
-def report_page(*, study: Study, sites, flt: CohortFilter, standalone: bool = False) -> ReportPage:
+def report_page(*, study: Study, sites, flt: CohortFilter, standalone: bool = False, requester=None) -> ReportPage:
     """The cohort report page of `sites` (the user's, resolved by the caller): from the cache, computed here for
     a small cohort, or queued for a worker, with a report of older data meanwhile if there is one."""
     question = ReportQuestion.of(study=study, sites=sites, flt=flt, standalone=standalone)
@@ -256,18 +296,18 @@ def report_page(*, study: Study, sites, flt: CohortFilter, standalone: bool = Fa
         _store(question, day=day, version=version, html=html, report=None, taken_at=taken_at)
         return ReportPage(READY, html=html)
     since = timezone.now().timestamp()
-    state = _claim_and_queue(question, day=day, version=version)
+    state = _claim_and_queue(question, day=day, version=version, requester=requester)
     older = _older(question, key)
     taken_at = older["taken_at"] if older else None
     if state == RECENT and older is None:  # the recent report has left the cache: compute it again
         _cache().delete(question.latest_key())
-        state = _claim_and_queue(question, day=day, version=version)
+        state = _claim_and_queue(question, day=day, version=version, requester=requester)
     message = _message(state, sites=_site_codes(sites, question), taken_at=taken_at)
     html = older["html"] if older else ""
     return ReportPage(state, html=html, taken_at=taken_at, message=message, since=since)
 
 
-def report_download(*, study: Study, sites, flt: CohortFilter) -> ReportPage:
+def report_download(*, study: Study, sites, flt: CohortFilter, requester=None) -> ReportPage:
     """The report for `?format=json|csv`: computed here for a small cohort (as the page is), otherwise the
     worker's report of the current data, or a page without a report saying it is being computed."""
     question = ReportQuestion.of(study=study, sites=sites, flt=flt)
@@ -278,15 +318,16 @@ def report_download(*, study: Study, sites, flt: CohortFilter) -> ReportPage:
     entry = _cache().get(question.key(day=day, version=version))
     if entry is not None and entry["report"] is not None:
         return ReportPage(READY, report=entry["report"])
-    state = _claim_and_queue(question, day=day, version=version)
+    state = _claim_and_queue(question, day=day, version=version, requester=requester)
     if state == RECENT:  # a download is always of the current data: it is computed, whenever it was last
         _cache().delete(question.latest_key())
-        state = _claim_and_queue(question, day=day, version=version)
+        state = _claim_and_queue(question, day=day, version=version, requester=requester)
     return ReportPage(state, message=_message(state, sites=_site_codes(sites, question), taken_at=None))
 
 
-def report_status(*, study: Study, sites, flt: CohortFilter, since: float | None = None) -> str:
-    """READY, COMPUTING, FAILED or MISSING (nobody computes it: the page, loaded again, queues it) for the
+def report_status(*, study: Study, sites, flt: CohortFilter, since: float | None = None, requester=None) -> str:
+    """READY, COMPUTING, FAILED, BUSY (the requester's slots are all taken) or MISSING (nobody computes it: the
+    page, loaded again, queues it) for the
     report these sites' page waits for: of the current data, or (`since`, when the page was drawn) any report
     of the question taken after the page was drawn, so that data changed meanwhile do not send it round."""
     question = ReportQuestion.of(study=study, sites=sites, flt=flt)
@@ -298,15 +339,26 @@ def report_status(*, study: Study, sites, flt: CohortFilter, since: float | None
     if since is not None and latest is not None and latest["taken_at"].timestamp() >= since:
         return READY
     marker = cache.get(question.marker_key())
-    return MISSING if marker is None else (FAILED if marker == FAILED else COMPUTING)
+    if marker is None:
+        return BUSY if _user_busy(requester) else MISSING
+    return FAILED if marker == FAILED else COMPUTING
 
 
 def report_compute(
-    *, study_id: int, site_ids, filter: dict, language: str, time_zone: str, standalone: bool, day: str, version: str
+    *,
+    study_id: int,
+    site_ids,
+    filter: dict,
+    language: str,
+    time_zone: str,
+    standalone: bool,
+    day: str,
+    version: str,
+    slot: str | None = None,
 ) -> None:
     """The worker's part: render the report of exactly `site_ids` in `language` and `time_zone` and keep it (HTML
     and report) under the key the request computed. The figures are taken now, from data at least as new as
-    `version`."""
+    `version`. `slot`, the requester's claim, is given back whatever happens."""
     question = ReportQuestion(study_id, tuple(sorted(site_ids)), filter, language, time_zone, standalone)
     marker = question.marker_key()
     taken_at = timezone.now()
@@ -319,5 +371,8 @@ def report_compute(
     except Exception:
         _cache().set(marker, FAILED, FAILED_SECONDS)
         raise
+    finally:
+        if slot:
+            _cache().delete(slot)
     _store(question, day=day, version=version, html=html, report=report, taken_at=taken_at)
     _cache().delete(marker)

@@ -87,3 +87,23 @@ def test_a_worker_whose_heartbeat_stopped_is_said_unreachable_and_nothing_is_que
     cache.set(WORKER_KEY, timezone.now().timestamp())  # the worker is back
     assert COMPUTING in page_text(coord_a.get(admin_url(cohort.study)).content.decode())
     assert len(sent) == 1
+
+
+def test_one_user_asking_question_after_question_has_two_computations_queued_at_most(coord_a, cohort, large, sent):
+    for day in range(1, 6):
+        response = coord_a.get(admin_url(cohort.study), {"enrolled_from": f"2020-01-0{day}"})
+        assert response.status_code == 200
+    assert len(sent) == 2
+    text = page_text(response.content.decode())
+    assert "Other cohort reports you asked for are being computed" in text
+    waiting = status_url(cohort.study, enrolled_from="2020-01-05")
+    assert coord_a.get(waiting).json()["state"] == "busy"  # the page keeps waiting, it does not reload
+    # Another user is not held up by this one.
+    other = coord_a.__class__()
+    other.force_login(make_user("refresh_coord_a2", cohort.site_a))
+    other.get(admin_url(cohort.study), {"enrolled_from": "2020-02-01"})
+    assert len(sent) == 3
+    run(sent[:2])  # the worker gives the first user's slots back
+    assert coord_a.get(waiting).json()["state"] == "missing"  # the page reloads, and asks
+    coord_a.get(admin_url(cohort.study), {"enrolled_from": "2020-01-05"})
+    assert len(sent) == 4 and sent[-1][1]["filter"]["enrolled_from"] == "2020-01-05"

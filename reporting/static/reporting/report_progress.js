@@ -1,6 +1,6 @@
 // The cohort report page while a worker computes the report (reporting/report_page.py): the status view named
 // by the message's data-status-url (reporting/admin.py CohortReportAdmin.status_view) is read every 2 seconds;
-// once it answers anything but "computing" (the report is ready, the data changed again, or it failed) the page
+// once it answers anything but "computing" or "busy" (the report is ready, it is no longer claimed, or it failed) the page
 // reloads and shows what there is. As reporting/static/reporting/export_progress.js does for the exports.
 "use strict";
 (function () {
@@ -15,7 +15,7 @@
         return response.json();
       })
       .then(function (status) {
-        if (status.state === "computing") {
+        if (status.state === "computing" || status.state === "busy") {
           window.setTimeout(function () { poll(element); }, INTERVAL_MS);
         } else {
           window.location.reload();
