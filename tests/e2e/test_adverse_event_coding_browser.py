@@ -17,6 +17,7 @@ from followup import constants as c
 from followup.models import MedDRATerm
 from followup.services import ae_record, meddra_release_load
 from registry import constants as rc
+from tests.e2e.browser import window
 from tests.factories import make_clinical, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -64,17 +65,7 @@ def event():
 
 def open_event(chromium, live, username: str, language: str, ae):
     """A browser window of its own, signed in as `username` in `language`, on the event's page."""
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000}, locale="en-GB")
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    page.goto(f"{live}/admin/login/?next=/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    with page.expect_navigation():
-        page.click("#login-form input[type=submit]")
-    if language != "en":
-        with page.expect_navigation():
-            page.select_option("#language-select", language)
+    context, page = window(chromium, live, username, PASSWORD, language)
     page.goto(f"{live}/admin/followup/adverseevent/{ae.pk}/change/")
     return context, page
 

@@ -19,6 +19,7 @@ from intake.models import ImportJob
 from intake.services import import_job_run, jobs
 from patients.models import Patient
 from registry import constants as rc
+from tests.e2e.browser import sign_in
 from tests.factories import make_lot, make_user
 from tests.intake.cohort import LOT, PATIENTS, cohort_files
 
@@ -94,14 +95,7 @@ def test_a_cohort_checked_followed_and_imported_in_the_browser(
         return ImportJob.objects.get(pk=job_id)
 
     try:
-        page.goto(f"{live}/admin/login/?next=/admin/")
-        page.fill("#id_username", manager.username)
-        page.fill("#id_password", PASSWORD)
-        with page.expect_navigation():
-            page.click("#login-form input[type=submit]")
-        if language != "en":
-            with page.expect_navigation():
-                page.select_option("#language-select", language)
+        sign_in(page, live, manager.username, PASSWORD, language)
 
         # 1. A file with a date written day or month first: the check names the file, row, column and rule.
         page.goto(import_page)

@@ -32,6 +32,7 @@ from registry import constants as rc
 from registry.api_keys import api_key_issue
 from registry.models import ApiKeyScope
 from tests.api.conftest import adverse_event_payload, call, client_for, visit_record_payload
+from tests.e2e import browser
 from tests.factories import DAY_ZERO, make_clinical, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -83,20 +84,7 @@ def clinical():
 
 
 def window(chromium, live, username: str, language: str):
-    """A browser window of its own (its own cookies), signed in as `username`, in `language`."""
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000}, locale="en-GB")
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    page.goto(f"{live}/admin/login/?next=/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    with page.expect_navigation():
-        page.click("#login-form input[type=submit]")
-    assert page.url == f"{live}/admin/", page.url
-    if language != "en":
-        with page.expect_navigation():
-            page.select_option("#language-select", language)
-    return context, page
+    return browser.window(chromium, live, username, PASSWORD, language)
 
 
 def save_creatinine(page, visit_url: str, value: str, reason: str) -> None:

@@ -19,6 +19,7 @@ from followup.selectors import WORKLIST_ROWS
 from followup.services import ae_record, meddra_release_load
 from patients.constants import INACTIVE_STATUSES
 from registry import constants as rc
+from tests.e2e import browser
 from tests.factories import make_clinical, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -48,15 +49,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "followup" / "meddra_sample"
 
 
 def sign_in(page, live: str, username: str, language: str) -> None:
-    page.goto(f"{live}/admin/login/?next=/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    with page.expect_navigation():
-        page.click("#login-form input[type=submit]")
-    assert page.url == f"{live}/admin/", page.url
-    if language != "en":
-        with page.expect_navigation():
-            page.select_option("#language-select", language)
+    browser.sign_in(page, live, username, PASSWORD, language)
 
 
 @pytest.fixture
