@@ -25,9 +25,10 @@ from django.views.decorators.http import require_GET
 
 from config import heartbeats
 from config.schedule import SWEEP_INTERVAL
+from core.liveness import WORKER_STALE_SECONDS
 
 BEAT_STALE = 2 * SWEEP_INTERVAL  # beat publishes at least every 5 minutes; twice the sweep interval is stale
-WORKER_STALE = dt.timedelta(minutes=2)  # a worker writes its heartbeat every 30 seconds
+WORKER_STALE = dt.timedelta(seconds=WORKER_STALE_SECONDS)  # core/liveness.py, as the report page reads it
 FAILED_WINDOW = dt.timedelta(days=1)
 BROKER_TIMEOUT = 1.0  # seconds for the broker's PING
 

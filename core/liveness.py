@@ -14,10 +14,11 @@ from django.utils import timezone
 logger = logging.getLogger(__name__)
 
 WORKER_KEY = "registry:heartbeat:worker"
+WORKER_STALE_SECONDS = 120  # a live worker writes its heartbeat every 30 s: four missed beats is a silent worker
 
 
-def worker_silent_for(seconds: float) -> bool:
-    """Whether a worker's last heartbeat is older than `seconds`. None recorded yet (a system just started, or
+def worker_silent(seconds: float = WORKER_STALE_SECONDS) -> bool:
+    """Whether the workers' last heartbeat is older than `seconds`. None recorded yet (a system just started, or
     the cache emptied) or the cache unreadable: not silent, nothing is known against the workers."""
     try:
         beat = cache.get(WORKER_KEY)

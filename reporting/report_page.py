@@ -15,7 +15,7 @@ for FAILED_SECONDS, so the page says so instead of queueing it again at every lo
 was taken less than REPORT_REFRESH_SECONDS ago is not computed again: on a registry whose data change every
 minute, the page shows that report, says when its figures were taken and when newer ones may be asked for
 (RECENT), instead of keeping a worker computing it. A worker whose heartbeat (config/heartbeats.py) is older
-than WORKER_STALE_SECONDS (core/liveness.py) is said to be unreachable, and nothing is queued for it. One user
+than WORKER_STALE_SECONDS (core/liveness.py, as /healthz) is said to be unreachable, and nothing is queued for it. One user
 has at most USER_COMPUTATIONS computations queued at once (a slot in the cache each, given back by the worker
 or expiring with the claim): asking question after question (dates varied in the address) waits (BUSY).
 
@@ -37,6 +37,7 @@ from django.core.cache import caches
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 
+from core.liveness import worker_silent
 from patients.models import Patient
 from registry.models import Study
 from reporting import rendering
@@ -51,7 +52,6 @@ READY, COMPUTING, UNREACHABLE, FAILED, MISSING = "ready", "computing", "unreacha
 RECENT = "recent"  # a report of older data taken less than REPORT_REFRESH_SECONDS ago: shown, not computed again
 BUSY = "busy"  # the user's own computations fill their slots: this one is asked for once one of them is done
 USER_COMPUTATIONS = 2  # computations one user may have queued at once (each a minute or more at 100,000 patients)
-WORKER_STALE_SECONDS = 180  # a worker writes its heartbeat every 30 s (config/heartbeats.py)
 
 
 @dataclass(frozen=True)
@@ -159,14 +159,6 @@ def _older(question: ReportQuestion, current_key: str) -> dict | None:
     return _cache().get(latest["key"])
 
 
-def _worker_stale() -> bool:
-    """Whether the workers' last heartbeat is older than WORKER_STALE_SECONDS (none recorded yet: not stale, as
-    on a system just started)."""
-    from core.liveness import worker_silent_for
-
-    return worker_silent_for(WORKER_STALE_SECONDS)
-
-
 def _recent(question: ReportQuestion) -> bool:
     latest = _cache().get(question.latest_key())
     age = (timezone.now() - latest["taken_at"]).total_seconds() if latest else None
@@ -198,7 +190,7 @@ def _claim_and_queue(question: ReportQuestion, *, day: str, version: str, reques
     (`requester`, the user's id, has USER_COMPUTATIONS computations queued already)."""
     if _recent(question):
         return RECENT
-    if _worker_stale():
+    if worker_silent():
         return UNREACHABLE
     cache, marker = _cache(), question.marker_key()
     held = cache.get(marker)
