@@ -108,6 +108,7 @@ def historical_reference(*, site_code: str = "NJDT", study_code: str = "MSCT-HIS
     return study, site
 
 
+# Release results that meet every ISCT criterion and lot test (tests/factories.py uses them too).
 RELEASE_TESTS = {
     "plastic_adherent": True,
     "cd105_pct": Decimal("98.5"),
