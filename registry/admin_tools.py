@@ -366,10 +366,11 @@ def date_column(model, name: str):
 class BigListAdminMixin:
     """A list over a big table (visits, results, outcomes): no count of every row, neither of the filtered
     list (`BoundedCountPaginator`) nor of the whole table (`show_full_result_count`); row links from one
-    `reverse()` (`BigListChangeList`)."""
+    `reverse()` (`BigListChangeList`); rows written by `registry.admin_rows.RowWriter`."""
 
     show_full_result_count = False
     paginator = BoundedCountPaginator
+    change_list_template = "admin/big_change_list.html"
 
     def get_changelist(self, request, **kwargs):
         return BigListChangeList
