@@ -5,6 +5,7 @@ from functools import update_wrapper
 
 from django.contrib import admin
 from django.urls import path
+from django.utils.functional import SimpleLazyObject
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 
@@ -55,6 +56,11 @@ class RegistryAdminSite(admin.AdminSite):
             return two_factor_page(request, self)
 
         return [path("two-factor/", page, name="two_factor"), *super().get_urls()]
+
+    def get_app_list(self, request, app_label=None):
+        # Worked out when first used: every page's context holds the menu's list, which the side menu reads
+        # only when it is not in the cache (registry/templatetags/admin_menu.py).
+        return SimpleLazyObject(lambda: super(RegistryAdminSite, self).get_app_list(request, app_label))
 
     def index(self, request, extra_context=None):
         from followup.selectors import worklist

@@ -826,18 +826,13 @@ class PatientWorkspaceAdmin(PatientAdmin):
 
     @admin.display(description=_("visit timeline"))
     def timeline(self, obj):
-        visits = Visit.objects.filter(patient=obj).with_state().order_by("target_date")
+        # The states from today at the patient's site (read with the patient), each link from one reverse().
+        today, (before, after) = obj.site.today(), reverse("admin:followup_visit_change", args=[0]).rsplit("/0/", 1)
+        fields = ("pk", "code", "label", "label_zh", "window_start", "window_end", "outcome", "actual_date")
         rows = [
-            (
-                reverse("admin:followup_visit_change", args=[v.pk]),
-                v.code,
-                v.label_shown,
-                f"{v.window_start:%Y-%m-%d}",
-                f"{v.window_end:%Y-%m-%d}",
-                VisitState(v.state).label,
-                v.actual_date or "",
-            )
-            for v in visits
+            (f"{before}/{v.pk}/{after}", v.code, v.label_shown, f"{v.window_start:%Y-%m-%d}")
+            + (f"{v.window_end:%Y-%m-%d}", v.current_state(today).label, v.actual_date or "")
+            for v in Visit.objects.filter(patient=obj).only(*fields).order_by("target_date")
         ]
         if not rows:
             return gettext("No visits: the schedule starts with the first infusion.")
