@@ -15,7 +15,7 @@ import datetime
 
 from django import forms
 from django.contrib.admin import helpers
-from django.contrib.admin.templatetags.admin_list import _boolean_icon, _coerce_field_name, items_for_result
+from django.contrib.admin.templatetags.admin_list import _boolean_icon, _coerce_field_name, items_for_result, results
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import (
     FieldIsAForeignKeyColumnName,
@@ -50,8 +50,8 @@ class Column:
     def __init__(self, writer: RowWriter, index: int, name, link: bool):
         cl = writer.cl
         self.name, self.link = name, link
-        self.empty = cl.model_admin.get_empty_value_display()
-        self.classes = f"field-{_coerce_field_name(name, index)}"
+        self.empty = self.admin_empty = cl.model_admin.get_empty_value_display()
+        self.classes = self.own_class = f"field-{_coerce_field_name(name, index)}"
         self.kind, self.read, self.field, self.boolean, self.choices = "django", None, None, False, None
         self.icons = _Icons()
         try:
@@ -88,6 +88,8 @@ class Column:
             self.kind, self.choices = "choices", dict(field.flatchoices)
         elif isinstance(field, models.BooleanField):
             self.kind, self.boolean = "value", True  # the value's icon, whatever the field's empty values
+        elif type(field) in (models.CharField, models.TextField):
+            self.kind = "text"  # plain text: written as it is, or the empty-value mark
         else:
             self.kind = "field"
 
@@ -101,6 +103,8 @@ class Column:
         value = getattr(result, attname) if attname else self.read(result)
         if isinstance(value, str) and value.strip() == "":
             value = ""
+        if value.__class__ is str and (self.kind == "text" or (self.kind == "value" and not self.boolean)):
+            return (value or self.empty), classes  # "" is an empty value to both of Django's display functions
         if self.kind == "value":
             if self.boolean and (value is True or value is False or value is None):
                 return self.icons[value], classes
@@ -139,7 +143,8 @@ class RowWriter:
         except NoReverseMatch:
             return None
         url = add_preserved_filters({"preserved_filters": self.cl.preserved_filters, "opts": self.cl.opts}, url)
-        parts = str(conditional_escape(url)).split(KEY_MARK)
+        # The key's marker in the path comes before any query (which may hold the same text, typed by a user).
+        parts = str(conditional_escape(url)).split(KEY_MARK, 1)
         return parts if len(parts) == 2 else None
 
     def _checkbox_parts(self):
@@ -166,8 +171,8 @@ class RowWriter:
             return f'<td class="{column.classes}">{before}{first}{between}{second}{after}</td>'
         try:
             text, classes = column.text(result)
-        except ObjectDoesNotExist:
-            text, classes = column.empty, column.classes
+        except ObjectDoesNotExist:  # Django's code: the admin's empty-value mark, the column's own class only
+            text, classes = column.admin_empty, column.own_class
         text = conditional_escape(text)
         if not column.link:
             return f'<td class="{classes}">{text}</td>'
@@ -190,9 +195,9 @@ class RowWriter:
         return mark_safe("".join(cells))  # noqa: S308 (each cell escaped above or by Django)
 
     def rows(self) -> list[list[SafeString]]:
-        """Each row as a list of one string (the template joins a row's items)."""
+        """Each row as a list of one string (the template joins a row's items); Django's own rows for a fallback."""
         if self.fallback:
-            return [[mark_safe("".join(items_for_result(self.cl, r, None)))] for r in self.cl.result_list]  # noqa: S308
+            return list(results(self.cl))  # with each editable row's form
         return [[self.row(r)] for r in self.cl.result_list]
 
 

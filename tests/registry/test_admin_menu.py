@@ -104,3 +104,21 @@ def test_an_unreachable_cache_still_draws_the_menu(client, setting):
         mock.patch("registry.templatetags.admin_menu.cache.set", side_effect=ConnectionError("down")),
     ):
         assert menu(client, "/admin/followup/visit/") == expected
+
+
+def test_a_django_group_change_shows_at_once(client, setting, django_capture_on_commit_callbacks):
+    """A user put into a group that may view the sign-in lockouts sees them in the menu on the next page;
+    taken out, no longer."""
+    from django.contrib.auth.models import Group, Permission
+
+    user = setting["coordinator"]
+    client.force_login(user)
+    assert "/admin/axes/accessattempt/" not in menu(client, "/admin/followup/visit/")
+    with django_capture_on_commit_callbacks(execute=True):
+        group = Group.objects.create(name="unlockers")
+        group.permissions.add(Permission.objects.get(codename="view_accessattempt"))
+        user.groups.add(group)
+    assert "/admin/axes/accessattempt/" in menu(client, "/admin/followup/visit/")
+    with django_capture_on_commit_callbacks(execute=True):
+        group.delete()
+    assert "/admin/axes/accessattempt/" not in menu(client, "/admin/followup/visit/")

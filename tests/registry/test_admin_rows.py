@@ -12,8 +12,10 @@ from unittest import mock
 import pytest
 from django.contrib import admin
 from django.contrib.admin.templatetags.admin_list import results
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.management import call_command
 from django.test import RequestFactory
+from django.urls import resolve
 from django.utils import translation
 
 from followup.models import ComputedOutcome, Result, Visit
@@ -55,17 +57,20 @@ def registry_users():
 
 
 def changelist(model, user, query: str):
-    request = RequestFactory().get(f"/admin/x/?{query}")
+    path = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+    request = RequestFactory().get(f"{path}?{query}")
     request.user = user
+    request.resolver_match = resolve(path)  # as on the page: each row's link keeps the list's filters
     model_admin = admin.site._registry[model]
     cl = model_admin.get_changelist_instance(request)
-    cl.formset = None
+    cl.formset = None  # as changelist_view sets it for a list without editable columns
+    cl.request = request
     return cl
 
 
 def both(cl) -> tuple[list[str], list[str]]:
     django_rows = ["".join(items) for items in results(cl)]
-    ours = [row[0] for row in RowWriter(cl).rows()]
+    ours = ["".join(row) for row in RowWriter(cl).rows()]
     return django_rows, ours
 
 
@@ -113,6 +118,58 @@ def test_columns_of_every_kind(registry_users):
                 django_rows, ours = both(cl)
                 assert ours == django_rows, links
                 assert any("&lt;i&gt;" in row for row in ours)
+
+
+def test_a_filter_holding_the_key_marker_keeps_the_links(registry_users):
+    """An ordering Django skips is still kept in each link's filters: the writer's marker typed into the
+    address does not cost the rows their links."""
+    cl = changelist(Visit, registry_users[0], "o=ROWKEYMARK")
+    django_rows, ours = both(cl)
+    assert all("_changelist_filters=o%3DROWKEYMARK" in row for row in django_rows)
+    assert ours == django_rows
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_odd_columns_and_the_row_checkbox(registry_users, language):
+    """A column raising ObjectDoesNotExist (the admin's empty mark, not the column's), blank text (the empty
+    mark) and the row checkbox of a list with an action (its label translated)."""
+
+    @admin.display(description="outcome", empty_value="(no outcome)")
+    def missing(obj):
+        raise ObjectDoesNotExist
+
+    @admin.display(description="note")
+    def note(obj):
+        return ["", "   ", "x <y>"][obj.pk % 3]
+
+    @admin.action(description="noop")
+    def noop(modeladmin, request, queryset):
+        return None
+
+    model_admin = admin.site._registry[Visit]
+    with (
+        translation.override(language),
+        mock.patch.object(model_admin, "list_display", [*model_admin.list_display, missing, note]),
+        mock.patch.object(model_admin, "actions", [noop]),
+    ):
+        for user in registry_users:
+            cl = changelist(Visit, user, "o=-2")
+            assert cl.list_display[0] == "action_checkbox"
+            django_rows, ours = both(cl)
+            assert ours == django_rows
+            assert 'class="action-select"' in ours[0]
+            assert '<td class="field-note">-</td>' in "".join(ours)
+            assert "(no outcome)" not in "".join(ours)
+
+
+def test_editable_rows_are_written_by_django_with_their_forms(registry_users):
+    model_admin = admin.site._registry[Visit]
+    with mock.patch.object(model_admin, "list_editable", ["code"]):
+        cl = changelist(Visit, registry_users[0], "")
+        cl.formset = model_admin.get_changelist_formset(cl.request)(queryset=cl.result_list)
+        django_rows, ours = both(cl)
+    assert 'name="form-0-code"' in django_rows[0]
+    assert ours == django_rows
 
 
 def test_a_popup_is_written_by_django(registry_users):
