@@ -9,18 +9,18 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
 from django.utils.text import format_lazy
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from core.forms import Censored, CensoredDecimalField, StrictDecimalField, keep_formula_start
-from followup import safety, services
+from followup import (
+    admin_patient,  # noqa: F401 (registers the patient page)
+    safety,
+    services,
+)
 from followup.admin_filters import (
-    CellSourceFilter,
-    InfusionsFilter,
     OutcomeWordsFilter,
-    OverdueFilter,
     ReportPendingFilter,
     ToCodeFilter,
     VisitCodeFilter,
@@ -30,7 +30,6 @@ from followup.admin_filters import (
     report_clock_text,
 )
 from followup.catalogue import ANALYTES, CENSORABLE_CODES, SLEDAI_ITEMS
-from followup.charts import patient_charts
 from followup.computations import censored_text, plain
 from followup.constants import (
     AECategory,
@@ -44,9 +43,6 @@ from followup.constants import (
 from followup.history import visit_history
 from followup.models import AdverseEvent, ComputedOutcome, LotLookback, MedDRATerm, Result, SafetySignal, Visit
 from followup.selectors import lot_lookback, next_overdue_visit, next_report_due
-from patients.admin import PatientAdmin
-from patients.models import ConcomitantMedication, Patient
-from patients.services import day_zero
 from registry.admin import VisitDefinitionAdmin
 from registry.admin_tools import (
     BigListAdminMixin,
@@ -55,7 +51,6 @@ from registry.admin_tools import (
     ServiceModelForm,
     SiteScopedAdminMixin,
     date_column,
-    export_csv_action,
     request_memo,
 )
 from registry.models import VisitDefinition
@@ -736,129 +731,6 @@ class SafetySignalAdmin(ScopedAdmin):
                 signal=instance, actor=request.user, description=cleaned_data.get("review_reason", ""), **fields
             )
         raise ValidationError({"decision": gettext("Choose to dismiss the signal or accept it as an adverse event.")})
-
-
-# The patient page: patients' own admin, with the follow-up picture added -----------------------------
-
-
-class AdverseEventInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
-    model = AdverseEvent
-    extra = 0
-    show_change_link = True
-    fields = ["term", "category", "grade", "onset_date", "relatedness", "expected", "outcome", "initial_report_due"]
-    readonly_fields = fields
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("patient")  # each row is named by its patient's code
-
-
-class MedicationInline(ScopedReadOnlyInlineMixin, admin.TabularInline):
-    model = ConcomitantMedication
-    extra = 0
-    show_change_link = True
-    fields = ["drug", "drug_other", "dose", "unit", "frequency", "start_date", "stop_date", "ongoing"]
-    readonly_fields = fields
-
-
-class PatientWorkspaceAdmin(PatientAdmin):
-    """The patient page: summary, visit timeline, charts, adverse events, medications, audit history."""
-
-    list_filter = ["status", "study", "site", CellSourceFilter, InfusionsFilter, OverdueFilter]
-    search_fields = ["subject_code", "transplants__lot__lot_number"]
-    inlines = [AdverseEventInline, MedicationInline]
-    actions = [export_csv_action]
-    change_form_template = "admin/followup/patient/change_form.html"
-
-    def get_urls(self):
-        from django.urls import path
-
-        from followup.patient_print import patient_print_view
-
-        view = self.admin_site.admin_view(lambda request, object_id: patient_print_view(self, request, object_id))
-        return [path("<path:object_id>/print/", view, name="patients_patient_print"), *super().get_urls()]
-
-    def get_queryset(self, request):
-        # The page's summary, timeline and charts read the patient's site (its time zone) and study.
-        return super().get_queryset(request).select_related("site", "study")
-
-    def get_fields(self, request, obj=None):
-        fields = super().get_fields(request, obj)
-        return ["summary", "timeline", "charts", *fields] if obj is not None else fields
-
-    def get_readonly_fields(self, request, obj=None):
-        readonly = list(super().get_readonly_fields(request, obj))
-        return [*readonly, "summary", "timeline", "charts"] if obj is not None else readonly
-
-    @admin.display(description=_("summary"))
-    def summary(self, obj):
-        infusions = list(obj.transplants.select_related("lot").order_by("infusion_number"))
-        day0 = day_zero(obj, infusions)
-        rows = [
-            (_("Site"), f"{obj.site.code} ({obj.site.time_zone})"),
-            (
-                _("Status"),
-                gettext("%(status)s since %(date)s")
-                % {"status": obj.get_status_display(), "date": f"{obj.status_date:%Y-%m-%d}"}
-                if obj.status_date
-                else obj.get_status_display(),
-            ),
-            (_("Day 0"), day0.isoformat() if day0 else _("not infused yet")),
-            (_("Cell source"), infusions[0].lot.get_tissue_source_display() if infusions else "—"),
-            (
-                _("Infusions"),
-                "; ".join(
-                    gettext("#%(number)s %(when)s lot %(lot)s, %(dose)s cells/kg × %(weight)s kg")
-                    % {
-                        "number": t.infusion_number,
-                        "when": f"{t.infused_at.astimezone(obj.site.zone):%Y-%m-%d %H:%M}",
-                        "lot": t.lot.lot_number,
-                        "dose": f"{t.dose_cells_per_kg:,}",
-                        "weight": t.weight_kg,
-                    }
-                    for t in infusions
-                )
-                or "—",
-            ),
-        ]
-        history = reverse("admin:patients_patient_history", args=[obj.pk])
-        rows.append((_("Audit trail"), format_html('<a href="{}">{}</a>', history, _("history of this record"))))
-        return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
-
-    @admin.display(description=_("visit timeline"))
-    def timeline(self, obj):
-        # The states from today at the patient's site (read with the patient), each link from one reverse().
-        today, (before, after) = obj.site.today(), reverse("admin:followup_visit_change", args=[0]).rsplit("/0/", 1)
-        fields = ("pk", "code", "label", "label_zh", "window_start", "window_end", "outcome", "actual_date")
-        rows = [
-            (f"{before}/{v.pk}/{after}", v.code, v.label_shown, f"{v.window_start:%Y-%m-%d}")
-            + (f"{v.window_end:%Y-%m-%d}", v.current_state(today).label, v.actual_date or "")
-            for v in Visit.objects.filter(patient=obj).only(*fields).order_by("target_date")
-        ]
-        if not rows:
-            return gettext("No visits: the schedule starts with the first infusion.")
-        return format_html(
-            "<table><tr><th>{}</th><th></th><th>{}</th><th></th><th>{}</th><th>{}</th></tr>{}</table>",
-            gettext("visit"),
-            gettext("window"),
-            gettext("state"),
-            gettext("date"),
-            format_html_join(
-                "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', rows
-            ),
-        )
-
-    @admin.display(description=_("results over time"))
-    def charts(self, obj):
-        figures = patient_charts(patient=obj)
-        return format_html_join(
-            "",
-            '<div style="display:inline-block;max-width:480px">{}</div>',
-            ((mark_safe(svg),) for svg in figures.values()),
-        )  # noqa: S308 (SVG drawn here)
-
-
-admin.site.unregister(Patient)
-admin.site.register(Patient, PatientWorkspaceAdmin)
 
 
 class VisitDefinitionItemsForm(ServiceModelForm):

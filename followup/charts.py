@@ -109,12 +109,13 @@ def pyplot():
     return plt
 
 
-def patient_chart_points(*, patient) -> dict:
+def patient_chart_points(*, patient, infusions=None) -> dict:
     """What the patient's charts draw: each series' points (months since day 0, value, comparator) and the
-    infusions (months since day 0). Two queries: the infusions and the results."""
+    infusions (months since day 0). Two queries: the infusions (none when the caller has read them, in
+    infusion order, as `infusions`) and the results."""
     from patients.services import day_zero, local_date
 
-    transplants = list(patient.transplants.order_by("infusion_number"))
+    transplants = list(patient.transplants.order_by("infusion_number")) if infusions is None else infusions
     start = day_zero(patient, transplants)
     if start is None:
         return {}
@@ -132,11 +133,11 @@ def patient_chart_points(*, patient) -> dict:
     return {"infusions": infusions, "series": {code: sorted(points) for code, points in series.items()}}
 
 
-def patient_charts(*, patient) -> dict[str, str]:
+def patient_charts(*, patient, infusions=None) -> dict[str, str]:
     """SVG charts of one patient's SLEDAI-2K, proteinuria, creatinine, eGFR, C3, C4, anti-dsDNA and blood
     counts over months since day 0, each y-axis labelled with its unit, the infusions marked; from the
     cache when the same points were drawn before in the same language."""
-    data = patient_chart_points(patient=patient)
+    data = patient_chart_points(patient=patient, infusions=infusions)
     if not data:
         return {}
     digest = hashlib.sha256(json.dumps([data, get_language()], sort_keys=True).encode()).hexdigest()

@@ -468,10 +468,14 @@ class FreezeAdmin(_QualityPages, admin.ModelAdmin):
 # The patient, visit and adverse event pages: read only while locked, with the reason and the actions ------
 
 
-def _lock_state(obj):
+def _owners(obj) -> dict:
     if isinstance(obj, Patient):
-        return review.write_refusal(obj, patient_id=obj.pk, study_id=obj.study_id)
-    return review.write_refusal(obj, patient_id=obj.patient_id, study_id=obj.patient.study_id)
+        return {"patient_id": obj.pk, "study_id": obj.study_id}
+    return {"patient_id": obj.patient_id, "study_id": obj.patient.study_id}
+
+
+def _lock_state(obj):
+    return review.write_refusal(obj, **_owners(obj))
 
 
 def _actions(request, obj) -> list[tuple[str, str]]:
@@ -519,10 +523,11 @@ def make_lock_aware(model_admin) -> None:
         if request.method == "GET":
             obj = model_admin.get_object(request, object_id)
             if obj is not None and model_admin.has_view_permission(request, obj):
-                refusal = request_memo(request, ("lock", obj._meta.label, obj.pk), lambda: _lock_state(obj))
+                # The lock and the status in one query; the lock is then known to has_change_permission.
+                read, status = review.page_state(obj, **_owners(obj))
+                refusal = request_memo(request, ("lock", obj._meta.label, obj.pk), lambda: read)
                 if refusal:
                     messages.warning(request, gettext("Read only: %(why)s") % {"why": refusal})
-                status = review.status_of(obj)
                 if status["source_verified"]:
                     messages.info(request, gettext("Verified against source."))
                 links = _actions(request, obj)

@@ -101,6 +101,15 @@ def write_refusal(instance, *, patient_id: int | None, study_id: int) -> str | N
         if lock is not None:
             return _("Study locked at this site: %(reason)s") % {"reason": lock}
         return None
+    row = Patient.objects.filter(pk=patient_id).annotate(**_refusal_subqueries(instance, patient_id, study_id))
+    row = row.values("lock_reason", "lock_whole", "signed_kind").first()
+    return None if row is None else _refusal_from(row)
+
+
+def _refusal_subqueries(instance, patient_id: int, study_id: int) -> dict:
+    """The annotations `write_refusal` reads: the earliest active lock of the patient or of the study at the
+    patient's site (its reason, and its patient if it is the patient's own), and the kind of the earliest
+    active signature covering `instance` (the casebook's, or the visit's or adverse event's own)."""
     site = Patient.objects.filter(pk=patient_id).values("site_id")
     lock = active_locks().filter(
         Q(patient_id=patient_id) | Q(patient__isnull=True, study_id=study_id, site_id=Subquery(site))
@@ -110,18 +119,14 @@ def write_refusal(instance, *, patient_id: int | None, study_id: int) -> str | N
         signed |= Q(kind=RecordKind.VISIT, visit_id=instance.pk)
     elif isinstance(instance, AdverseEvent) and instance.pk:
         signed |= Q(kind=RecordKind.ADVERSE_EVENT, adverse_event_id=instance.pk)
-    row = (
-        Patient.objects.filter(pk=patient_id)
-        .annotate(
-            lock_reason=Subquery(lock.order_by("locked_at").values("reason")[:1]),
-            lock_whole=Subquery(lock.order_by("locked_at").values("patient_id")[:1]),
-            signed_kind=Subquery(active_signatures().filter(signed).order_by("signed_at").values("kind")[:1]),
-        )
-        .values("lock_reason", "lock_whole", "signed_kind")
-        .first()
-    )
-    if row is None:
-        return None
+    return {
+        "lock_reason": Subquery(lock.order_by("locked_at").values("reason")[:1]),
+        "lock_whole": Subquery(lock.order_by("locked_at").values("patient_id")[:1]),
+        "signed_kind": Subquery(active_signatures().filter(signed).order_by("signed_at").values("kind")[:1]),
+    }
+
+
+def _refusal_from(row: dict) -> str | None:
     if row["lock_reason"] is not None:
         if row["lock_whole"] is None:
             return _("Study locked at this site: %(reason)s") % {"reason": row["lock_reason"]}
@@ -595,14 +600,31 @@ def status_of(obj) -> dict:
     patient: from `status_annotate`'s annotations when present, else read now."""
     if not hasattr(obj, "dq_lock_reason"):
         obj = status_annotate(type(obj).objects.filter(pk=obj.pk)).get()
-    signed = obj.dq_signed_at is not None
-    locked = obj.dq_lock_reason is not None or signed or obj.dq_casebook_signed
-    reason = obj.dq_lock_reason or ("signed" if signed or obj.dq_casebook_signed else "")
+    return _status_from(obj.dq_verified_at, obj.dq_signed_at, obj.dq_casebook_signed, obj.dq_lock_reason)
+
+
+def _status_from(verified_at, signed_at, casebook_signed, lock_reason) -> dict:
+    signed = signed_at is not None
+    locked = lock_reason is not None or signed or casebook_signed
+    reason = lock_reason or ("signed" if signed or casebook_signed else "")
     return {
-        "source_verified": obj.dq_verified_at is not None,
-        "verified_at": obj.dq_verified_at,
+        "source_verified": verified_at is not None,
+        "verified_at": verified_at,
         "signed": signed,
-        "signed_at": obj.dq_signed_at,
+        "signed_at": signed_at,
         "locked": bool(locked),
         "lock_reason": reason,
     }
+
+
+def page_state(obj, *, patient_id: int, study_id: int) -> tuple[str | None, dict]:
+    """`write_refusal` and `status_of` of a stored visit, adverse event or patient, read in one query (the
+    record's page shows both)."""
+    annotated = status_annotate(type(obj).objects.filter(pk=obj.pk))
+    row = annotated.annotate(**_refusal_subqueries(obj, patient_id, study_id)).values(*_PAGE_STATE_FIELDS).get()
+    status = _status_from(row["dq_verified_at"], row["dq_signed_at"], row["dq_casebook_signed"], row["dq_lock_reason"])
+    return _refusal_from(row), status
+
+
+_PAGE_STATE_FIELDS = ("lock_reason", "lock_whole", "signed_kind")
+_PAGE_STATE_FIELDS += ("dq_verified_at", "dq_signed_at", "dq_casebook_signed", "dq_lock_reason")

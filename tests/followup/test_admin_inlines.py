@@ -12,9 +12,11 @@ from django.contrib import admin
 from django.test import RequestFactory
 
 from followup import constants as fc
-from followup.admin import AdverseEventInline, MedicationInline, ResultInline
+from followup.admin import ResultInline
+from followup.models import AdverseEvent
 from followup.services import ae_record, visit_record
 from patients.constants import DoseUnit, Drug, Frequency
+from patients.models import ConcomitantMedication
 from patients.services import medication_record
 from tests.factories import DAY_ZERO, make_clinical, make_site, make_user
 
@@ -99,10 +101,9 @@ def test_monitor_of_the_site_sees_the_tables_too(client, clinical):
     assert 'id="adverse_events-group"' in html and 'id="medications-group"' in html
 
 
-@pytest.mark.parametrize("inline_class", [ResultInline, AdverseEventInline, MedicationInline])
-def test_the_tables_follow_the_site_of_the_page(clinical, coordinator, outsider, inline_class):
-    parent = clinical.visit("M1") if inline_class is ResultInline else clinical.patient
-    inline = inline_class(type(parent), admin.site)
+def test_the_results_table_follows_the_site_of_the_page(clinical, coordinator, outsider):
+    parent = clinical.visit("M1")
+    inline = ResultInline(type(parent), admin.site)
 
     mine = request_of(coordinator)
     assert inline.has_view_permission(mine) is True
@@ -133,3 +134,45 @@ def test_the_other_sites_coordinator_gets_neither_page_nor_table(client, clinica
         assert response.status_code in (302, 403, 404), url
         html = response.content.decode()
         assert "Herpes zoster" not in html and "Hydroxychloroquine" not in html and "results-group" not in html
+
+
+def _table(html: str, group_id: str) -> str:
+    start = html.index(f'id="{group_id}"')
+    return html[start : html.index("</div>", start)]
+
+
+def test_the_patient_pages_tables_link_each_row_and_show_values_as_the_admin_does(client, clinical, coordinator):
+    client.force_login(coordinator)
+    html = client.get(patient_url(clinical.patient)).content.decode()
+    ae = AdverseEvent.objects.get(patient=clinical.patient)
+    events = _table(html, "adverse_events-group")
+    assert f'<a href="/admin/followup/adverseevent/{ae.pk}/change/">Herpes zoster</a>' in events
+    assert "<th>Category</th>" in events and "<td>Infection</td>" in events  # the choice's label, not its code
+    assert "icon-yes.svg" in events  # expected: the admin's yes icon
+    medication = ConcomitantMedication.objects.get(patient=clinical.patient)
+    medications = _table(html, "medications-group")
+    assert (
+        f'<a href="/admin/patients/concomitantmedication/{medication.pk}/change/">Hydroxychloroquine</a>' in medications
+    )
+    assert "<td>-</td>" in medications  # no stop date: the admin's empty mark
+    assert 'name="adverse_events-TOTAL_FORMS"' not in html  # tables to read, not forms to post
+
+
+def test_the_patient_pages_tables_say_when_nothing_is_recorded_in_both_languages(client, coordinator):
+    other = make_clinical(site=coordinator.memberships.get().site)
+    client.force_login(coordinator)
+    html = client.get(patient_url(other.patient)).content.decode()
+    assert "No adverse event recorded." in _table(html, "adverse_events-group")
+    assert "No medication recorded." in _table(html, "medications-group")
+    html = client.get(patient_url(other.patient), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "未记录不良事件。" in _table(html, "adverse_events-group")
+    assert "未记录用药。" in _table(html, "medications-group")
+
+
+def test_the_patient_pages_tables_hold_only_this_patients_records(client, clinical, coordinator):
+    other = make_clinical(site=clinical.site)
+    client.force_login(coordinator)
+    html = client.get(patient_url(other.patient)).content.decode()
+    assert "No adverse event recorded." in _table(html, "adverse_events-group")
+    assert "No medication recorded." in _table(html, "medications-group")
+    assert "Herpes zoster" not in html

@@ -323,3 +323,38 @@ def test_status_reads_verified_signed_and_locked(clinical, monitor, investigator
     assert status["source_verified"] and status["signed"] and status["locked"]
     review.lock_patient(patient=clinical.patient, reason="DB lock", actor=data_manager_a)
     assert review.status_of(clinical.patient)["lock_reason"] == "DB lock"
+
+
+def _both_reads(record, patient):
+    owners = {"patient_id": patient.pk, "study_id": patient.study_id}
+    return review.write_refusal(record, **owners), review.status_of(record)
+
+
+def test_the_page_state_is_the_refusal_and_the_status_in_one_query(
+    clinical, monitor, investigator_a, data_manager_a, study, django_assert_num_queries
+):
+    patient, visit, ae = clinical.patient, clinical.visit("M1"), clinical.ae
+    records = [patient, visit, ae]
+
+    def check():
+        for record in records:
+            with django_assert_num_queries(1):
+                state = review.page_state(record, patient_id=patient.pk, study_id=patient.study_id)
+            assert state == _both_reads(record, patient), record
+
+    check()  # nothing
+    review.sdv_mark(record=visit, actor=monitor)
+    review.signature_sign(record=visit, actor=investigator_a, password=PASSWORD)
+    review.signature_sign(record=ae, actor=investigator_a, password=PASSWORD)
+    check()  # the visit and the event signed, the visit verified
+    assert review.page_state(visit, patient_id=patient.pk, study_id=study.pk)[0]
+    assert review.page_state(patient, patient_id=patient.pk, study_id=study.pk)[0] is None
+    review.signature_sign(record=patient, actor=investigator_a, password=PASSWORD)
+    check()  # and the casebook
+    lock = review.lock_patient(patient=patient, reason="DB lock", actor=data_manager_a)
+    check()  # the patient locked
+    assert "DB lock" in review.page_state(patient, patient_id=patient.pk, study_id=study.pk)[0]
+    review.lock_release(lock=lock, reason="Query answered", actor=data_manager_a)
+    review.lock_study(study=study, reason="Interim analysis", actor=data_manager_a)
+    check()  # the study locked at the site (the unlock voided the signatures)
+    assert "Interim analysis" in review.page_state(ae, patient_id=patient.pk, study_id=study.pk)[0]
