@@ -27,7 +27,7 @@ from quality.checks.rules import RULES, question
 from quality.models import Query
 from quality.selectors import record_queries
 from quality.services import queries as services
-from registry.admin_tools import SiteScopedAdminMixin
+from registry.admin_tools import SiteScopedAdminMixin, request_memberships
 
 
 def _errors(exc: ValidationError) -> str:
@@ -233,7 +233,11 @@ class QueryMarksMixin:
         context["quality_base_template"] = self.quality_base_template
         if change and obj is not None:
             context["query_panel"] = record_queries(
-                obj, self.quality_record_type, user=request.user, record_url=record_url
+                obj,
+                self.quality_record_type,
+                user=request.user,
+                record_url=record_url,
+                memberships=request_memberships(request),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 

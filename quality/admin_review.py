@@ -524,11 +524,11 @@ def make_lock_aware(model_admin) -> None:
             obj = model_admin.get_object(request, object_id)
             if obj is not None and model_admin.has_view_permission(request, obj):
                 # The lock and the status in one query; the lock is then known to has_change_permission.
-                read, status = review.page_state(obj, **_owners(obj))
+                read, verified = review.page_state(obj, **_owners(obj))
                 refusal = request_memo(request, ("lock", obj._meta.label, obj.pk), lambda: read)
                 if refusal:
                     messages.warning(request, gettext("Read only: %(why)s") % {"why": refusal})
-                if status["source_verified"]:
+                if verified:
                     messages.info(request, gettext("Verified against source."))
                 links = _actions(request, obj)
                 if links:

@@ -36,8 +36,9 @@ def _form_field(target_model, field: str) -> str:
     return field
 
 
-def record_queries(obj, record_type: str, *, user, record_url) -> dict:
-    """A record's queries (live first), the links that raise one, and {form field: open queries} to mark."""
+def record_queries(obj, record_type: str, *, user, record_url, memberships=None) -> dict:
+    """A record's queries (live first), the links that raise one, and {form field: open queries} to mark.
+    `memberships`: the user's (site id, role) pairs when the caller has read them (no query for them then)."""
     types = ContentType.objects.get_for_models(Visit, Result, type(obj))
     where = Q(content_type=types[type(obj)], object_id=obj.pk)
     results = []
@@ -67,7 +68,7 @@ def record_queries(obj, record_type: str, *, user, record_url) -> dict:
     patient_site = obj.site_id if record_type == "patient" else None
     if patient_site is None:
         patient_site = (obj.visit.patient if isinstance(obj, Result) else obj.patient).site_id
-    if can_act(user, patient_site, c.RAISE_ROLES):
+    if can_act(user, patient_site, c.RAISE_ROLES, memberships=memberships):
         back = urlencode({"next": record_url(type(obj), obj.pk)})
         links.append(("", reverse("admin:quality_query_raise", args=[record_type, obj.pk]) + f"?{back}"))
         for pk, code in results:

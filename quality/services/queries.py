@@ -53,17 +53,20 @@ def target_patient(target) -> Patient:
     return target.patient
 
 
-def _roles(actor, site_id: int) -> set[str]:
+def _roles(actor, site_id: int, memberships=None) -> set[str]:
     if actor is None or not getattr(actor, "is_active", False):
         return set()
+    if memberships is not None:
+        return {role for site, role in memberships if site == site_id}
     return set(Membership.objects.filter(user_id=actor.pk, site_id=site_id).values_list("role", flat=True))
 
 
-def can_act(actor, site_id: int, roles) -> bool:
-    """Whether `actor` (a user; a superuser always) holds one of `roles` at the site."""
+def can_act(actor, site_id: int, roles, *, memberships=None) -> bool:
+    """Whether `actor` (a user; a superuser always) holds one of `roles` at the site. `memberships`, the
+    user's (site id, role) pairs when the caller has read them already, saves the query."""
     if actor is not None and getattr(actor, "is_superuser", False) and actor.is_active:
         return True
-    return bool(_roles(actor, site_id) & set(roles))
+    return bool(_roles(actor, site_id, memberships) & set(roles))
 
 
 def _require(actor, site_id: int, roles, *, action: str, field: str = "state") -> None:

@@ -223,3 +223,32 @@ def test_concurrent_edit_check_runs_open_exactly_one_query():
     assert per_rule == {"creatinine_rise": 1, "egfr_drop": 1}
     assert sum(outcomes) == 2  # what one run inserted, the others found there
     assert QueryMessage.objects.count() == 2  # one thread each
+
+
+def test_who_may_act_reads_the_same_from_memberships_already_read(clinical, django_assert_num_queries):
+    from django.test import RequestFactory
+
+    from quality import constants as qc
+    from quality.services.queries import can_act
+    from registry.admin_tools import request_memberships
+
+    other = make_site()
+    users = [
+        make_user("act_monitor", clinical.site, role=Role.MONITOR),
+        make_user("act_coordinator", clinical.site, role=Role.COORDINATOR),
+        make_user("act_elsewhere", other, role=Role.MONITOR),
+        make_user("act_none"),
+    ]
+    inactive = make_user("act_inactive", clinical.site, role=Role.MONITOR)
+    inactive.is_active = False
+    inactive.save()
+    for user in [*users, inactive]:
+        request = RequestFactory().get("/admin/")
+        request.user = user
+        memberships = request_memberships(request)
+        for roles in (qc.RAISE_ROLES, qc.ANSWER_ROLES):
+            for site in (clinical.site, other):
+                with django_assert_num_queries(0):
+                    quick = can_act(user, site.pk, roles, memberships=memberships)
+                assert quick == can_act(user, site.pk, roles), (user.username, roles, site.code)
+    assert can_act(users[0], clinical.site.pk, qc.RAISE_ROLES, memberships=((clinical.site.pk, Role.MONITOR),))

@@ -327,10 +327,10 @@ def test_status_reads_verified_signed_and_locked(clinical, monitor, investigator
 
 def _both_reads(record, patient):
     owners = {"patient_id": patient.pk, "study_id": patient.study_id}
-    return review.write_refusal(record, **owners), review.status_of(record)
+    return review.write_refusal(record, **owners), review.status_of(record)["source_verified"]
 
 
-def test_the_page_state_is_the_refusal_and_the_status_in_one_query(
+def test_the_page_state_is_the_refusal_and_the_verification_in_one_query(
     clinical, monitor, investigator_a, data_manager_a, study, django_assert_num_queries
 ):
     patient, visit, ae = clinical.patient, clinical.visit("M1"), clinical.ae
@@ -348,7 +348,9 @@ def test_the_page_state_is_the_refusal_and_the_status_in_one_query(
     review.signature_sign(record=ae, actor=investigator_a, password=PASSWORD)
     check()  # the visit and the event signed, the visit verified
     assert review.page_state(visit, patient_id=patient.pk, study_id=study.pk)[0]
-    assert review.page_state(patient, patient_id=patient.pk, study_id=study.pk)[0] is None
+    assert review.page_state(patient, patient_id=patient.pk, study_id=study.pk) == (None, False)
+    assert review.page_state(visit, patient_id=patient.pk, study_id=study.pk)[1]  # verified
+    assert not review.page_state(ae, patient_id=patient.pk, study_id=study.pk)[1]
     review.signature_sign(record=patient, actor=investigator_a, password=PASSWORD)
     check()  # and the casebook
     lock = review.lock_patient(patient=patient, reason="DB lock", actor=data_manager_a)
