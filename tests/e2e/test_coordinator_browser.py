@@ -404,3 +404,55 @@ def test_adverse_event_and_medication_pages_refuse_a_day_first_date_with_the_rul
         assert hint in page.locator(f".form-row.field-{field} .errorlist").inner_text(), field
         assert page.input_value(f"#id_{field}") == "05/11/2025"  # what was typed is kept
     assert not AdverseEvent.objects.exists() and not ConcomitantMedication.objects.exists()
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_the_patient_pages_adverse_events_and_medications_open_their_own_pages(
+    page, live, clinical, coordinator, artifacts, language
+):
+    """The patient page lists the patient's adverse events and medications, in the reader's language, each
+    row's first cell a link to the record's own page."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from followup import constants as fc
+    from followup.services import ae_record
+    from patients.constants import DoseUnit, Drug, Frequency
+    from patients.services import medication_record
+
+    event = ae_record(
+        patient=clinical.patient,
+        term="Herpes <b>zoster</b>",
+        category=fc.AECategory.INFECTION,
+        grade=fc.CTCAEGrade.MODERATE,
+        relatedness=fc.Relatedness.UNLIKELY,
+        expected=True,
+        onset_date=DAY_ZERO + dt.timedelta(days=20),
+        aware_date=DAY_ZERO + dt.timedelta(days=21),
+    )
+    medication = medication_record(
+        patient=clinical.patient,
+        drug=Drug.HYDROXYCHLOROQUINE,
+        dose=Decimal("200"),
+        unit=DoseUnit.MG,
+        frequency=Frequency.BID,
+        start_date=DAY_ZERO,
+    )
+    sign_in(page, live, coordinator.username)
+    if language != "en":
+        with page.expect_navigation():
+            page.select_option("#language-select", language)
+    page.goto(f"{live}/admin/patients/patient/{clinical.patient.pk}/change/")
+    events = page.locator("#adverse_events-group")
+    words = {"en": ("Infection", "Hydroxychloroquine"), "zh-hans": ("感染", "羟氯喹")}[language]
+    assert words[0] in events.inner_text()
+    assert words[1] in page.locator("#medications-group").inner_text()
+    page.locator("#adverse_events-group").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / f"patient-tables-{language}.png"), full_page=True)
+    with page.expect_navigation():
+        events.get_by_role("link", name="Herpes <b>zoster</b>").click()  # the term as typed, not markup
+    assert page.url == f"{live}/admin/followup/adverseevent/{event.pk}/change/"
+    page.go_back()
+    with page.expect_navigation():
+        page.locator("#medications-group a").first.click()
+    assert page.url == f"{live}/admin/patients/concomitantmedication/{medication.pk}/change/"
