@@ -119,7 +119,7 @@ def patient_chart_points(*, patient, infusions=None) -> dict:
     start = day_zero(patient, transplants)
     if start is None:
         return {}
-    infusions = [round((local_date(t.infused_at, patient.site) - start).days / 30.44, 4) for t in transplants]
+    months = [round((local_date(t.infused_at, patient.site) - start).days / 30.44, 4) for t in transplants]
     series: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     rows = (
         Result.objects.filter(
@@ -130,7 +130,7 @@ def patient_chart_points(*, patient, infusions=None) -> dict:
     )
     for code, actual, value, comparator in rows:
         series[code].append((round((actual - start).days / 30.44, 4), float(value), comparator or ""))
-    return {"infusions": infusions, "series": {code: sorted(points) for code, points in series.items()}}
+    return {"infusions": months, "series": {code: sorted(points) for code, points in series.items()}}
 
 
 def patient_charts(*, patient, infusions=None) -> dict[str, str]:

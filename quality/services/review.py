@@ -120,9 +120,9 @@ def _refusal_subqueries(instance, patient_id: int, study_id: int) -> dict:
     elif isinstance(instance, AdverseEvent) and instance.pk:
         signed |= Q(kind=RecordKind.ADVERSE_EVENT, adverse_event_id=instance.pk)
     return {
-        "lock_reason": Subquery(lock.order_by("locked_at").values("reason")[:1]),
-        "lock_whole": Subquery(lock.order_by("locked_at").values("patient_id")[:1]),
-        "signed_kind": Subquery(active_signatures().filter(signed).order_by("signed_at").values("kind")[:1]),
+        "lock_reason": Subquery(lock.order_by("locked_at", "pk").values("reason")[:1]),
+        "lock_whole": Subquery(lock.order_by("locked_at", "pk").values("patient_id")[:1]),
+        "signed_kind": Subquery(active_signatures().filter(signed).order_by("signed_at", "pk").values("kind")[:1]),
     }
 
 
@@ -591,7 +591,7 @@ def status_annotate(queryset: QuerySet) -> QuerySet:
         dq_casebook_signed=Exists(
             active_signatures().filter(kind=RecordKind.PATIENT, patient_id=OuterRef(patient_ref))
         ),
-        dq_lock_reason=Subquery(locks.order_by("locked_at").values("reason")[:1]),
+        dq_lock_reason=Subquery(locks.order_by("locked_at", "pk").values("reason")[:1]),
     )
 
 
@@ -623,7 +623,7 @@ def page_state(obj, *, patient_id: int, study_id: int) -> tuple[str | None, bool
 
     Written in SQL: the page is opened far more often than records are written, and the ORM took three
     quarters of the time to build the statement. `tests/quality/test_review_services.py` holds it equal to
-    `write_refusal` and `status_of` for every kind of lock and signature."""
+    `write_refusal` and `status_of` in random combinations of locks, signatures and verifications."""
     kind = _kind_of(type(obj))
     own = {RecordKind.VISIT: "visit_id", RecordKind.ADVERSE_EVENT: "adverse_event_id", RecordKind.PATIENT: "patient_id"}
     params = [patient_id, study_id, patient_id, RecordKind.PATIENT, patient_id, kind, obj.pk, kind, obj.pk]
@@ -642,17 +642,18 @@ def _page_state_sql(own: str) -> str:
     lock, signature, verification, patient = (
         model._meta.db_table for model in (Lock, Signature, SourceVerification, Patient)
     )
+    lock_pk, signature_pk, patient_pk = (model._meta.pk.column for model in (Lock, Signature, Patient))
     return f"""
         SELECT 'lock', l.reason, l.patient_id FROM (
             SELECT reason, patient_id FROM {lock}
             WHERE released_at IS NULL AND (patient_id = %s OR (patient_id IS NULL AND study_id = %s
-                AND site_id = (SELECT site_id FROM {patient} WHERE id = %s)))
-            ORDER BY locked_at LIMIT 1) l
+                AND site_id = (SELECT site_id FROM {patient} WHERE {patient_pk} = %s)))
+            ORDER BY locked_at, {lock_pk} LIMIT 1) l
         UNION ALL
         SELECT 'sign', s.kind, NULL FROM (
             SELECT kind FROM {signature}
             WHERE voided_at IS NULL AND ((kind = %s AND patient_id = %s) OR (kind = %s AND {own} = %s))
-            ORDER BY signed_at LIMIT 1) s
+            ORDER BY signed_at, {signature_pk} LIMIT 1) s
         UNION ALL
         SELECT 'verified', NULL, NULL FROM (
             SELECT 1 AS one FROM {verification} WHERE cleared_at IS NULL AND kind = %s AND {own} = %s LIMIT 1) v

@@ -4,6 +4,7 @@ write service to a locked or signed record."""
 from __future__ import annotations
 
 import datetime as dt
+import random
 from decimal import Decimal
 
 import pytest
@@ -18,7 +19,7 @@ from patients.constants import DoseUnit, Drug, PatientStatus
 from patients.services import medication_record, patient_change_status, patient_update
 from quality.models import Lock, RecordKind, Signature, SourceVerification
 from quality.services import review
-from tests.factories import make_patient, make_transplant
+from tests.factories import make_patient, make_site, make_study, make_transplant
 from tests.quality.conftest import M1, PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -360,3 +361,89 @@ def test_the_page_state_is_the_refusal_and_the_verification_in_one_query(
     review.lock_study(study=study, reason="Interim analysis", actor=data_manager_a)
     check()  # the study locked at the site (the unlock voided the signatures)
     assert "Interim analysis" in review.page_state(ae, patient_id=patient.pk, study_id=study.pk)[0]
+
+
+TIMES = [dt.datetime(2026, 1, day, tzinfo=dt.UTC) for day in (1, 2, 3)]  # few, so that times tie
+
+
+def _random_review_rows(rng, *, clinical, other_study, other_site, other_patient, visits, events, user):
+    """Up to three locks, three signatures and two verifications around the clinical patient, some released,
+    voided or cleared, some of other patients, studies, sites, visits or events; and the patient moved to
+    `other_site` now and then."""
+    patient = clinical.patient
+    Lock.objects.all().delete(), Signature.objects.all().delete(), SourceVerification.objects.all().delete()
+    records = {
+        "casebook": {"kind": RecordKind.PATIENT, "patient": patient},
+        "other casebook": {"kind": RecordKind.PATIENT, "patient": other_patient},
+        **{f"visit {i}": {"kind": RecordKind.VISIT, "patient": patient, "visit": v} for i, v in enumerate(visits)},
+        **{
+            f"event {i}": {"kind": RecordKind.ADVERSE_EVENT, "patient": patient, "adverse_event": e}
+            for i, e in enumerate(events)
+        },
+    }
+    for _ in range(rng.randint(0, 3)):
+        which = rng.choice(["patient", "study here", "study at the other site", "other study", "other patient"])
+        Lock.objects.create(
+            study=other_study if which == "other study" else clinical.study,
+            site=other_site if which == "study at the other site" else clinical.site,
+            patient={"patient": patient, "other patient": other_patient}.get(which),
+            reason=which,
+            locked_by=user,
+            locked_at=rng.choice(TIMES),
+            released_at=TIMES[2] if rng.random() < 0.25 else None,
+        )
+    for _ in range(rng.randint(0, 3)):
+        Signature.objects.create(
+            **records[rng.choice(list(records))],
+            signer=user,
+            printed_name="Lan Chen",
+            meaning="reviewed",
+            signed_at=rng.choice(TIMES),
+            voided_at=TIMES[2] if rng.random() < 0.25 else None,
+        )
+    for _ in range(rng.randint(0, 2)):
+        SourceVerification.objects.create(
+            **records[rng.choice([name for name in records if name != "other casebook"])],
+            verified_by=user,
+            verified_at=TIMES[0],
+            cleared_at=TIMES[1] if rng.random() < 0.4 else None,
+        )
+    site = other_site if rng.random() < 0.3 else clinical.site
+    type(patient).objects.filter(pk=patient.pk).update(site=site)
+
+
+def test_the_page_state_equals_the_two_reads_in_random_combinations(clinical, data_manager_a):
+    other_site = make_site()
+    other_study = make_study(clinical.site, other_site)
+    second = ae_record(
+        patient=clinical.patient,
+        term="Cough",
+        category=fc.AECategory.INFECTION,
+        grade=fc.CTCAEGrade.MILD,
+        relatedness=fc.Relatedness.UNLIKELY,
+        expected=True,
+        onset_date=dt.date(2025, 4, 22),
+        aware_date=dt.date(2025, 4, 22),
+    )
+    visits = [clinical.visit("M1"), clinical.visit("M3")]
+    context = {
+        "clinical": clinical,
+        "other_study": other_study,
+        "other_site": other_site,
+        "other_patient": make_patient(clinical.study, clinical.site),
+        "visits": visits,
+        "events": [clinical.ae, second],
+        "user": data_manager_a,
+    }
+    rng, differences, refused = random.Random(21), [], 0
+    for round_ in range(120):
+        _random_review_rows(rng, **context)
+        patient = type(clinical.patient).objects.get(pk=clinical.patient.pk)
+        for record in (patient, visits[0], clinical.ae):
+            record = type(record).objects.get(pk=record.pk)
+            state = review.page_state(record, patient_id=patient.pk, study_id=patient.study_id)
+            refused += state[0] is not None
+            if state != _both_reads(record, patient):
+                differences.append((round_, record, state, _both_reads(record, patient)))
+    assert not differences
+    assert 60 < refused < 300  # both refused and open records were met
