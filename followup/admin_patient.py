@@ -61,6 +61,24 @@ def record_table(rows, *, model, columns, url_name, group_id, empty_text, empty_
     return format_html('<div id="{}"><table><tr>{}</tr>{}</table></div>', group_id, header, body)
 
 
+def patient_records_field(model, columns, *, description, url_name, group_id, empty_text):
+    """A read-only field of the patient page: the patient's rows of `model` as a `record_table`."""
+
+    @admin.display(description=description)
+    def field(model_admin, obj):
+        return record_table(
+            list(model.objects.filter(patient=obj).only("pk", *columns)),
+            model=model,
+            columns=columns,
+            url_name=url_name,
+            group_id=group_id,
+            empty_text=empty_text,
+            empty_value=model_admin.get_empty_value_display(),
+        )
+
+    return field
+
+
 class PatientWorkspaceAdmin(PatientAdmin):
     """The patient page: summary, visit timeline, charts, adverse events, medications, audit history."""
 
@@ -89,29 +107,22 @@ class PatientWorkspaceAdmin(PatientAdmin):
         readonly = list(super().get_readonly_fields(request, obj))
         return [*readonly, "summary", "timeline", "charts", *RECORD_TABLES] if obj is not None else readonly
 
-    @admin.display(description=_("adverse events"))
-    def adverse_events(self, obj):
-        return record_table(
-            list(AdverseEvent.objects.filter(patient=obj).only("pk", *AE_COLUMNS)),
-            model=AdverseEvent,
-            columns=AE_COLUMNS,
-            url_name="admin:followup_adverseevent_change",
-            group_id="adverse_events-group",
-            empty_text=gettext("No adverse event recorded."),
-            empty_value=self.get_empty_value_display(),
-        )
-
-    @admin.display(description=_("concomitant medications"))
-    def medications(self, obj):
-        return record_table(
-            list(ConcomitantMedication.objects.filter(patient=obj).only("pk", *MEDICATION_COLUMNS)),
-            model=ConcomitantMedication,
-            columns=MEDICATION_COLUMNS,
-            url_name="admin:patients_concomitantmedication_change",
-            group_id="medications-group",
-            empty_text=gettext("No medication recorded."),
-            empty_value=self.get_empty_value_display(),
-        )
+    adverse_events = patient_records_field(
+        AdverseEvent,
+        AE_COLUMNS,
+        description=_("adverse events"),
+        url_name="admin:followup_adverseevent_change",
+        group_id="adverse_events-group",
+        empty_text=_("No adverse event recorded."),
+    )
+    medications = patient_records_field(
+        ConcomitantMedication,
+        MEDICATION_COLUMNS,
+        description=_("concomitant medications"),
+        url_name="admin:patients_concomitantmedication_change",
+        group_id="medications-group",
+        empty_text=_("No medication recorded."),
+    )
 
     @admin.display(description=_("summary"))
     def summary(self, obj):
