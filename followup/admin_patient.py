@@ -19,8 +19,8 @@ from patients.services import day_zero
 from registry.admin_tools import export_csv_action
 
 AE_COLUMNS = ["term", "category", "grade", "onset_date", "relatedness", "expected", "outcome", "initial_report_due"]
-RECORD_TABLES = ["adverse_events", "medications"]
 MEDICATION_COLUMNS = ["drug", "drug_other", "dose", "unit", "frequency", "start_date", "stop_date", "ongoing"]
+RECORD_TABLES = ["adverse_events", "medications"]  # the fields below, after the form's own
 
 
 def _infusions(patient) -> list:
@@ -162,10 +162,10 @@ class PatientWorkspaceAdmin(PatientAdmin):
     @admin.display(description=_("visit timeline"))
     def timeline(self, obj):
         # The states from today at the patient's site (read with the patient), each link from one reverse().
-        today, (before, after) = obj.site.today(), reverse("admin:followup_visit_change", args=[0]).rsplit("/0/", 1)
+        today, link = obj.site.today(), _change_link("admin:followup_visit_change")
         fields = ("pk", "code", "label", "label_zh", "window_start", "window_end", "outcome", "actual_date")
         rows = [
-            (f"{before}/{v.pk}/{after}", v.code, v.label_shown, f"{v.window_start:%Y-%m-%d}")
+            (link(v.pk), v.code, v.label_shown, f"{v.window_start:%Y-%m-%d}")
             + (f"{v.window_end:%Y-%m-%d}", v.current_state(today).label, v.actual_date or "")
             for v in Visit.objects.filter(patient=obj).only(*fields).order_by("target_date")
         ]

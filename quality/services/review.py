@@ -600,18 +600,14 @@ def status_of(obj) -> dict:
     patient: from `status_annotate`'s annotations when present, else read now."""
     if not hasattr(obj, "dq_lock_reason"):
         obj = status_annotate(type(obj).objects.filter(pk=obj.pk)).get()
-    return _status_from(obj.dq_verified_at, obj.dq_signed_at, obj.dq_casebook_signed, obj.dq_lock_reason)
-
-
-def _status_from(verified_at, signed_at, casebook_signed, lock_reason) -> dict:
-    signed = signed_at is not None
-    locked = lock_reason is not None or signed or casebook_signed
-    reason = lock_reason or ("signed" if signed or casebook_signed else "")
+    signed = obj.dq_signed_at is not None
+    locked = obj.dq_lock_reason is not None or signed or obj.dq_casebook_signed
+    reason = obj.dq_lock_reason or ("signed" if signed or obj.dq_casebook_signed else "")
     return {
-        "source_verified": verified_at is not None,
-        "verified_at": verified_at,
+        "source_verified": obj.dq_verified_at is not None,
+        "verified_at": obj.dq_verified_at,
         "signed": signed,
-        "signed_at": signed_at,
+        "signed_at": obj.dq_signed_at,
         "locked": bool(locked),
         "lock_reason": reason,
     }
